@@ -1,0 +1,37 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+WORKDIR ?= demo_workdir
+FMNIST_DIR ?= /usr/share/datasets/fashion-mnist
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: venv data demo test bench clean
+
+venv: $(STAMP)
+
+$(STAMP): setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# Fashion-MNIST comes from Debian's dataset-fashion-mnist package.
+data: $(FMNIST_DIR)/train-images-idx3-ubyte.gz
+
+$(FMNIST_DIR)/train-images-idx3-ubyte.gz:
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq dataset-fashion-mnist
+
+demo: venv data
+	$(PY) -m experiments.train --config=configs/fmnist_effnet.py --workdir=$(WORKDIR)
+
+test: venv data
+	$(PY) -m pytest -q tests
+
+bench: venv data
+	$(PY) -m benchmarks.run
+
+clean:
+	rm -rf $(WORKDIR) .pytest_cache

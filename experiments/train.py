@@ -1,0 +1,33 @@
+"""Launches (or resumes) an experiment.
+
+    python -m experiments.train --config=configs/fmnist_effnet.py[:smoke] --workdir=DIR \
+        [--config.client.lr=0.02 ...]
+
+Rerunning the same command continues from the last complete round. At the end it
+prints a table (zero-shot, local-only, Fed-BBPT, queries, wall time) and writes
+DIR/summary.json and DIR/accuracy.png.
+"""
+
+from __future__ import annotations
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from fedbbpt_jax.train import run
+from fedbbpt_jax.train.summary_table import format_summary
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file[:mode]",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "directory for checkpoints, metrics and plots")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  summary = run(_CONFIG.value, _WORKDIR.value, log=lambda s: print(s, flush=True))
+  print(format_summary(summary, _WORKDIR.value), flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,7 @@
+"""Black boxes: the model reached only through its outputs, with query accounting."""
+
+from fedbbpt_jax.blackbox.base import BlackBox
+from fedbbpt_jax.blackbox.meter import QueryBudgetExceeded, QueryMeter
+from fedbbpt_jax.blackbox.surrogate import SurrogateBlackBox
+
+__all__ = ["BlackBox", "QueryBudgetExceeded", "QueryMeter", "SurrogateBlackBox"]

@@ -1,0 +1,88 @@
+"""Visual reprogramming task: classify small grayscale images with a frozen ImageNet model.
+
+Data flow of one zero-order step (all candidates, one black-box call)::
+
+    uint8 images [B,h,w] --place_on_canvas--> [B,S,S,3] in [0,1]
+        --prompt.features (frozen, once)--> z
+    candidates [Nc, ...] --vmap(prompt.apply)--> deltas [Nc, B|1, S, S, 3]
+        --clip(x + delta)--> [Nc*B, S, S, 3] --black box--> [Nc*B, 1000]
+        --@ label_map [1000, T]--> [Nc, B, T] --cross-entropy--> losses [Nc]
+
+Zero-shot is the same pipeline and mapping without a prompt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from fedbbpt_jax.blackbox import BlackBox
+from fedbbpt_jax.prompts import PromptGenerator, apply_prompt, place_on_canvas
+
+PyTree = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class VisualReprogramming:
+  """Wires a black box, a prompt generator, the canvas and a label mapping together.
+
+  Attributes:
+    blackbox: image classifier taking ``[N, S, S, 3]`` pixels in [0, 1].
+    prompt: the prompt generator.
+    image_size: side the task image is resized to inside the canvas.
+    label_map: ``[num_sources, num_classes]`` matrix (see ``label_mapping``).
+    background: canvas value outside the image window.
+  """
+
+  blackbox: BlackBox
+  prompt: PromptGenerator
+  image_size: int
+  label_map: jnp.ndarray
+  background: float = 0.0
+
+  @property
+  def canvas_size(self) -> int:
+    return self.blackbox.input_shape[0]
+
+  @property
+  def num_classes(self) -> int:
+    return self.label_map.shape[1]
+
+  def canvas(self, images: jnp.ndarray) -> jnp.ndarray:
+    return place_on_canvas(images, self.canvas_size, self.image_size, self.background)
+
+  def source_logits(self, params: PyTree | None, images: jnp.ndarray) -> jnp.ndarray:
+    """Black-box outputs for prompted images (``params=None``: no prompt)."""
+    x = self.canvas(images)
+    if params is not None:
+      x = apply_prompt(x, self.prompt.apply(params, self.prompt.features(x)))
+    return self.blackbox(x)
+
+  def logits(self, params: PyTree | None, images: jnp.ndarray) -> jnp.ndarray:
+    """Task logits ``[B, num_classes]`` (``params=None``: zero-shot)."""
+    return self.source_logits(params, images) @ self.label_map
+
+  def candidate_losses(self, candidates: PyTree, batch: dict) -> jnp.ndarray:
+    """Mean cross-entropy of every candidate on one minibatch: one black-box call."""
+    x = self.canvas(batch["x"])
+    z = self.prompt.features(x)
+    deltas = jax.vmap(lambda p: self.prompt.apply(p, z))(candidates)
+    prompted = apply_prompt(x[None], deltas)
+    num_cands, b = prompted.shape[0], x.shape[0]
+    out = self.blackbox(prompted.reshape((num_cands * b,) + prompted.shape[2:]))
+    logits = (out @ self.label_map).reshape(num_cands, b, -1)
+    labels = jnp.broadcast_to(batch["y"], (num_cands, b))
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(axis=1)
+
+  def eval_sums(self, params: PyTree | None, images: jnp.ndarray, labels: jnp.ndarray,
+                mask: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Returns (#correct, summed loss) over rows where ``mask`` is true."""
+    logits = self.logits(params, images)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+    m = mask.astype(jnp.float32)
+    return jnp.sum(correct * m), jnp.sum(loss * m)

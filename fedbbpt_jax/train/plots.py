@@ -1,0 +1,34 @@
+"""PNG plots of a run: test accuracy against rounds and against black-box queries."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def plot_accuracy(rows: list[dict], path: str, zero_shot: float | None = None,
+                  local_only: float | None = None, title: str = "") -> None:
+  """Writes a two-panel PNG: accuracy vs round and vs training black-box examples."""
+  rows = [r for r in rows if r.get("test_accuracy") is not None]
+  fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+  rounds = [r["round"] for r in rows]
+  queries = [r["bb_examples"] for r in rows]
+  accs = [100 * r["test_accuracy"] for r in rows]
+  for ax, xs, label in ((axes[0], rounds, "round"),
+                        (axes[1], queries, "black-box examples queried (training)")):
+    ax.plot(xs, accs, marker="o", label="Fed-BBPT (global generator)")
+    if zero_shot is not None:
+      ax.axhline(100 * zero_shot, color="gray", ls="--", label="zero-shot")
+    if local_only is not None:
+      ax.axhline(100 * local_only, color="tab:red", ls=":", label="local-only (mean)")
+    ax.set_xlabel(label)
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+  axes[0].legend(loc="best")
+  if title:
+    fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)

