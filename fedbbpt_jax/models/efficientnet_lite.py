@@ -226,11 +226,11 @@ class _Depthwise(nn.Module):
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         channels = x.shape[-1]
+        init = nn.initializers.variance_scaling(
+            1.0, "fan_in", "truncated_normal", in_axis=(0, 1), out_axis=2
+        )
         kernel = self.param(
-            "kernel",
-            nn.initializers.variance_scaling(1.0, "fan_in", "truncated_normal", in_axis=(0, 1), out_axis=2),
-            (self.kernel_size, self.kernel_size, channels),
-            jnp.float32,
+            "kernel", init, (self.kernel_size, self.kernel_size, channels), jnp.float32
         )
         bias = self.param("bias", nn.initializers.zeros, (channels,), jnp.float32)
         if self.impl == "shifted":
@@ -292,7 +292,10 @@ class EfficientNetLite0(nn.Module):
         """
         x = jnp.asarray(x, jnp.float32)
         stem_kernel = self.param(
-            "stem_kernel", nn.initializers.lecun_normal(), (3, 3, x.shape[-1], _STEM_CHANNELS), jnp.float32
+            "stem_kernel",
+            nn.initializers.lecun_normal(),
+            (3, 3, x.shape[-1], _STEM_CHANNELS),
+            jnp.float32,
         )
         stem_bias = self.param("stem_bias", nn.initializers.zeros, (_STEM_CHANNELS,), jnp.float32)
         x = lax.conv_general_dilated(
