@@ -7,6 +7,12 @@ WORKDIR ?= demo_workdir
 FMNIST_DIR ?= /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
+# glibc keeps freed memory instead of returning it to the OS after every XLA call:
+# measured 2x faster EfficientNet forwards on 2-core CPUs (no page-fault storm).
+export MALLOC_ARENA_MAX ?= 1
+export MALLOC_MMAP_MAX_ ?= 0
+export MALLOC_TRIM_THRESHOLD_ ?= 10000000000
+
 .PHONY: venv data demo test bench clean
 
 venv: $(STAMP)

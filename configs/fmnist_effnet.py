@@ -34,11 +34,12 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
   c.blackbox.budget_examples = 0         # training black-box examples allowed (0 = unlimited)
 
   c.task = ml_collections.ConfigDict()
-  c.task.image_size = 44                 # garment side inside the canvas
+  c.task.image_size = 48                 # garment side inside the canvas
   c.task.background = 0.0
+  c.task.loss_temperature = 3.0          # 0 = plain cross-entropy; > 0 = scale-free (see task)
   c.task.label_mapping = "frequency"     # 'frequency' | 'fixed'
-  c.task.sources_per_label = 5           # k of the frequency mapping (top-k mean)
-  c.task.mapping_examples_per_client = 20
+  c.task.sources_per_label = 10          # k of the frequency mapping (top-k mean)
+  c.task.mapping_examples_per_client = 200
 
   c.prompt = ml_collections.ConfigDict()
   c.prompt.kind = "frame"                # 'frame' | 'coordinator'
@@ -55,7 +56,7 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
 
   c.client = ml_collections.ConfigDict()
   c.client.optimizer = "sgd"             # 'sgd' | 'adam'
-  c.client.lr = 0.01
+  c.client.lr = 0.005
   c.client.lr_offset = 1.0
   c.client.lr_decay = 0.4
   c.client.local_steps = 10
@@ -68,7 +69,7 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
   c.server.cohort_size = 0               # 0 = every client every round
 
   c.train = ml_collections.ConfigDict()
-  c.train.rounds = 10
+  c.train.rounds = 8
   c.train.eval_every = 1
   c.train.eval_batch_size = 500
 
@@ -87,9 +88,12 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
     c.blackbox.input_size = 32
     c.task.image_size = 20
     c.task.mapping_examples_per_client = 10
+    c.task.sources_per_label = 5
+    c.task.loss_temperature = 0.0
+    c.client.lr = 0.01
     c.client.local_steps = 3
     c.client.batch_size = 8
-    c.train.rounds = 2
+    c.train.rounds = 4
     c.train.eval_batch_size = 100
   elif mode:
     raise ValueError(f"unknown config mode {mode!r} for configs/fmnist_effnet.py; use '' or 'smoke'")

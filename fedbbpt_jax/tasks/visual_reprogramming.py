@@ -43,6 +43,22 @@ class VisualReprogramming:
   image_size: int
   label_map: jnp.ndarray
   background: float = 0.0
+  loss_temperature: float = 0.0
+
+  def loss(self, logits: jnp.ndarray, labels: jnp.ndarray) -> jnp.ndarray:
+    """Per-example training loss on task logits.
+
+    ``loss_temperature == 0``: plain cross-entropy. ``> 0``: cross-entropy of
+    ``temperature * standardise(logits)`` (zero mean, unit spread per example). The
+    scale of the logits then cannot change the loss, so a prompt cannot lower it by
+    merely making the model less confident; only the ranking and relative margins
+    of the labels count, which is what accuracy measures.
+    """
+    if self.loss_temperature > 0:
+      centred = logits - jnp.mean(logits, axis=-1, keepdims=True)
+      spread = jnp.sqrt(jnp.mean(centred ** 2, axis=-1, keepdims=True) + 1e-12)
+      logits = self.loss_temperature * centred / spread
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
   @property
   def canvas_size(self) -> int:
@@ -76,13 +92,13 @@ class VisualReprogramming:
     out = self.blackbox(prompted.reshape((num_cands * b,) + prompted.shape[2:]))
     logits = (out @ self.label_map).reshape(num_cands, b, -1)
     labels = jnp.broadcast_to(batch["y"], (num_cands, b))
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(axis=1)
+    return self.loss(logits, labels).mean(axis=1)
 
   def eval_sums(self, params: PyTree | None, images: jnp.ndarray, labels: jnp.ndarray,
                 mask: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Returns (#correct, summed loss) over rows where ``mask`` is true."""
     logits = self.logits(params, images)
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    loss = self.loss(logits, labels)
     correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
     m = mask.astype(jnp.float32)
     return jnp.sum(correct * m), jnp.sum(loss * m)

@@ -125,7 +125,7 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
                        **prompt_options)
   unmapped = VisualReprogramming(blackbox, prompt, config.task.image_size,
                                  jnp.zeros((blackbox.output_size, num_classes)),
-                                 config.task.background)
+                                 config.task.background, config.task.loss_temperature)
   label_map, mapping_queries = build_label_map(blackbox, unmapped.canvas, clients, num_classes,
                                                config.task, config.data.name)
   task = dataclasses.replace(unmapped, label_map=jnp.asarray(label_map))

@@ -68,6 +68,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _number(config, "task.image_size", low=4, high=_get(config, "blackbox.input_size"),
           integer=True)
   _number(config, "task.background", low=0.0, high=1.0)
+  _number(config, "task.loss_temperature", low=0.0)
   _choice(config, "task.label_mapping", MAPPINGS)
   _number(config, "task.sources_per_label", low=1, integer=True)
   _number(config, "task.mapping_examples_per_client", low=1, integer=True)

@@ -35,8 +35,14 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
   return out
 
 
+# Fields a resumed run may change: extending a finished run by more rounds is allowed.
+RESUMABLE_FIELDS = ("train.rounds",)
+
+
 def check_or_write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   """Writes ``config.json``; if one exists, requires the same config (resume safety).
+
+  Only ``RESUMABLE_FIELDS`` may differ (the file is then rewritten).
 
   Raises:
     ValueError: naming the fields that differ from the workdir's config.
@@ -47,11 +53,11 @@ def check_or_write_config(workdir: str, config: ml_collections.ConfigDict) -> No
     old = _flatten(read_json(path))
     new = _flatten(current)
     diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
-             for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+             for k in sorted(set(old) | set(new))
+             if old.get(k) != new.get(k) and k not in RESUMABLE_FIELDS]
     if diffs:
       raise ValueError(f"workdir {workdir} holds a run with a different config "
                        f"({'; '.join(diffs)}); use a new --workdir or the same config")
-    return
   write_json(path, current)
 
 

@@ -36,7 +36,7 @@ def many_estimates(name, n, num_directions=2, sigma=0.05):
 @pytest.mark.parametrize("name", ESTIMATORS)
 def test_unbiased_on_quadratic(name):
   true = np.asarray(jax.grad(quadratic)(W0)["w"])
-  est = many_estimates(name, 40000)
+  est = many_estimates(name, 20000)
   mean = est.mean(0)
   stderr = est.std(0) / np.sqrt(est.shape[0])
   # Within 5 Monte-Carlo standard errors on every coordinate, and the standard

@@ -1,0 +1,41 @@
+"""Prompt generators: where they act, their size, batch independence, clipping."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fedbbpt_jax.prompts import apply_prompt, make_prompt, num_params, place_on_canvas
+
+
+def test_canvas_centres_the_resized_image():
+  img = np.full((2, 8, 8), 255, np.uint8)
+  canvas = place_on_canvas(jnp.asarray(img), 32, 16)
+  assert canvas.shape == (2, 32, 32, 3)
+  np.testing.assert_allclose(canvas[:, 8:24, 8:24], 1.0)
+  assert float(canvas.sum()) == 2 * 16 * 16 * 3
+
+
+def test_frame_prompt_never_touches_the_image_window():
+  gen = make_prompt("frame", 32, 16, resolution=4)
+  params = {"pattern": jnp.ones((4, 4, 3))}
+  delta = gen.apply(params, gen.features(None))
+  assert num_params(params) == 48
+  np.testing.assert_allclose(delta[0, 8:24, 8:24], 0.0)
+  assert float(delta[0, :8].min()) > 0.99
+
+
+def test_coordinator_is_input_dependent_and_batch_independent():
+  gen = make_prompt("coordinator", 64, 48)
+  params = gen.init(jax.random.key(0))
+  assert 8000 < num_params(params) < 12000
+  x = jax.random.uniform(jax.random.key(1), (4, 64, 64, 3))
+  full = gen.apply(params, gen.features(x))
+  alone = gen.apply(params, gen.features(x[:1]))
+  np.testing.assert_allclose(full[:1], alone, atol=1e-6)
+  assert float(jnp.abs(full[0] - full[1]).max()) > 0
+
+
+def test_prompted_pixels_stay_in_range():
+  x = jnp.full((1, 4, 4, 3), 0.9)
+  out = apply_prompt(x, jnp.full((1, 4, 4, 3), 0.5))
+  np.testing.assert_allclose(out, 1.0)
