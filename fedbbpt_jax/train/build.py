@@ -16,7 +16,7 @@ from fedbbpt_jax.blackbox.zoo import make_image_classifier
 from fedbbpt_jax.federated import (ClientData, FederatedAlgorithm, make_client_optimizer,
                                    make_fedbbpt, make_local_only, make_local_update,
                                    make_server_optimizer)
-from fedbbpt_jax.prompts import make_prompt, num_params
+from fedbbpt_jax.prompts import make_prompt
 from fedbbpt_jax.tasks import (SEMANTIC_FASHION_MNIST, VisualReprogramming, fixed_mapping,
                                frequency_mapping, prediction_counts)
 from fedbbpt_jax.train.config_check import ConfigError
@@ -146,7 +146,6 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
                            sigma_decay=config.zo.sigma_decay, momentum=config.zo.momentum)
   root_key = jax.random.key(config.seed)
   init_params = prompt.init(jax.random.fold_in(root_key, 2**31 - 1))
-  assert num_params(init_params) > 0
   return Experiment(config=config, task=task, clients=clients, test_x=test_x, test_y=test_y,
                     hparams=hparams, init_params=init_params, algorithm=algorithm,
                     local_only=local_only, root_key=root_key, label_histograms=histograms,
