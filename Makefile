@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 WORKDIR ?= demo_workdir
+TEXT_WORKDIR ?= demo_text_workdir
 FMNIST_DIR ?= /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -13,7 +14,7 @@ export MALLOC_ARENA_MAX ?= 1
 export MALLOC_MMAP_MAX_ ?= 0
 export MALLOC_TRIM_THRESHOLD_ ?= 10000000000
 
-.PHONY: venv data demo test bench clean
+.PHONY: venv data demo demo-text test bench serve clean
 
 venv: $(STAMP)
 
@@ -36,11 +37,22 @@ $(FMNIST_DIR)/train-images-idx3-ubyte.gz:
 demo: venv data
 	$(PY) -m experiments.train --config=configs/fmnist_effnet.py --workdir=$(WORKDIR)
 
+# Text track: BDPL prompts for the MiniLM sentence encoder on the drug reviews.
+demo-text: venv
+	$(PY) -m experiments.train --config=configs/drug_minilm.py --workdir=$(TEXT_WORKDIR)
+
 test: venv data
 	$(PY) -m pytest -q tests
 
 bench: venv data
 	$(PY) -m benchmarks.run
 
+# The model provider's HTTP service on loopback (make serve PORT=8000 KEYS=keys.json).
+PORT ?= 8000
+SERVE_INPUT_SIZE ?= 64
+serve: venv
+	$(PY) -m fedbbpt_jax.serve --model=efficientnet_lite0 --host=127.0.0.1 --port=$(PORT) \
+	  --input_size=$(SERVE_INPUT_SIZE) --warmup $(if $(KEYS),--keys=$(KEYS))
+
 clean:
-	rm -rf $(WORKDIR) .pytest_cache
+	rm -rf $(WORKDIR) $(TEXT_WORKDIR) .pytest_cache

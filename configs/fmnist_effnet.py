@@ -5,7 +5,9 @@ Default experiment of ``make demo``. Launch::
     python -m experiments.train --config=configs/fmnist_effnet.py --workdir=/tmp/fmnist
     python -m experiments.train --config=configs/fmnist_effnet.py:smoke --workdir=/tmp/smoke
 
-Dotted overrides work as usual, e.g. ``--config.zo.estimator=spsa_gc``.
+Dotted overrides work as usual, e.g. ``--config.zo.estimator=spsa_gc``,
+``--config.server.algorithm=centralized`` or ``--config.server.algorithm=fedbpt
+--config.zo.estimator=cma_es``.
 """
 
 import ml_collections
@@ -32,6 +34,14 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
   c.blackbox.model = "efficientnet_lite0"
   c.blackbox.input_size = 64             # canvas side (the model's input resolution)
   c.blackbox.budget_examples = 0         # training black-box examples allowed (0 = unlimited)
+  # The model as a real API (python -m fedbbpt_jax.serve ...); '' = the local surrogate.
+  c.blackbox.url = ""                    # e.g. 'http://127.0.0.1:8000'
+  c.blackbox.api_key_env = "FEDBBPT_API_KEY"  # env var holding the key (config.json is on disk)
+  c.blackbox.wire_dtype = "float32"      # 'float32' (exact) | 'uint8' (8-bit pixels, see README)
+  c.blackbox.max_attempts = 5            # tries per request on 429/5xx/network errors
+  c.blackbox.backoff_seconds = 0.5       # first retry delay, doubled per retry
+  c.blackbox.timeout_seconds = 60.0      # per HTTP attempt
+  c.blackbox.max_concurrency = 8         # requests in flight at once
 
   c.task = ml_collections.ConfigDict()
   c.task.image_size = 48                 # garment side inside the canvas
@@ -56,20 +66,23 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
 
   c.client = ml_collections.ConfigDict()
   c.client.optimizer = "sgd"             # 'sgd' | 'adam'
-  c.client.lr = 0.005
+  c.client.lr = 0.01
   c.client.lr_offset = 1.0
   c.client.lr_decay = 0.4
   c.client.local_steps = 10
   c.client.batch_size = 32
 
   c.server = ml_collections.ConfigDict()
+  # 'fedbbpt' | 'fedone' (one client per round) | 'centralized' (pooled data, upper
+  # reference) | 'fedbpt' (federated CMA-ES; needs --config.zo.estimator=cma_es)
+  c.server.algorithm = "fedbbpt"
   c.server.optimizer = "sgd"             # 'sgd' (FedAvg) | 'momentum' (FedAvgM) | 'adam'
   c.server.lr = 1.0
   c.server.momentum = 0.9
   c.server.cohort_size = 0               # 0 = every client every round
 
   c.train = ml_collections.ConfigDict()
-  c.train.rounds = 8
+  c.train.rounds = 10
   c.train.eval_every = 1
   c.train.eval_batch_size = 500
 
@@ -78,7 +91,8 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
   c.baselines.local_only = True
 
   c.parallel = ml_collections.ConfigDict()
-  c.parallel.backend = "vmap"            # 'vmap' | 'loop'
+  c.parallel.backend = "vmap"            # 'vmap' | 'shard' (over devices) | 'loop'
+  c.parallel.cpu_devices = 0             # CPU devices to expose (0 = JAX default, 1)
 
   if mode == "smoke":
     c.data.name = "digits"

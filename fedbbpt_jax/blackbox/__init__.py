@@ -2,6 +2,9 @@
 
 from fedbbpt_jax.blackbox.base import BlackBox
 from fedbbpt_jax.blackbox.meter import QueryBudgetExceeded, QueryMeter
+from fedbbpt_jax.blackbox.remote import (RemoteBlackBox, RemoteBlackBoxError,
+                                         RemoteBudgetExceeded, RetryPolicy)
 from fedbbpt_jax.blackbox.surrogate import SurrogateBlackBox
 
-__all__ = ["BlackBox", "QueryBudgetExceeded", "QueryMeter", "SurrogateBlackBox"]
+__all__ = ["BlackBox", "QueryBudgetExceeded", "QueryMeter", "RemoteBlackBox",
+           "RemoteBlackBoxError", "RemoteBudgetExceeded", "RetryPolicy", "SurrogateBlackBox"]

@@ -1,6 +1,7 @@
 """Data sets and their partitioning among federated clients."""
 
 from fedbbpt_jax.data.digits import load_digits_dataset
+from fedbbpt_jax.data.drug_reviews import TextClassificationData, load_drug_reviews
 from fedbbpt_jax.data.fashion_mnist import (
     CLASS_NAMES,
     FashionMnistDebian,
@@ -24,9 +25,11 @@ __all__ = [
     "PARTITIONS",
     "FashionMnistDebian",
     "PackedClients",
+    "TextClassificationData",
     "k_shot_per_class",
     "label_histograms",
     "load_digits_dataset",
+    "load_drug_reviews",
     "load_fashion_mnist",
     "make_partition",
     "pack_clients",

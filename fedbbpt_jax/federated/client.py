@@ -52,27 +52,33 @@ def sample_minibatch(key: jax.Array, num_examples: jnp.ndarray, max_examples: in
   return order[jnp.arange(batch_size) % jnp.maximum(num_examples, 1)]
 
 
-def make_client_optimizer(name: str) -> optax.GradientTransformation:
+def make_client_optimizer(name: str, weight_decay: float = 0.0) -> optax.GradientTransformation:
   """Direction transform applied to ZO estimates before the ``-lr_t`` step.
 
   ``'sgd'`` uses the estimate as it is (SPSA/SPSA-GC as in BlackVIP); ``'adam'``
-  rescales it by Adam moments (state reset every round: stateless clients).
+  rescales it by Adam moments (state reset every round: stateless clients);
+  ``'adamw'`` adds decoupled weight decay ``weight_decay * params`` (BDPL).
   """
   if name == "sgd":
     return optax.identity()
   if name == "adam":
     return optax.scale_by_adam()
-  raise ValueError(f"unknown client optimizer {name!r}; choose 'sgd' or 'adam'")
+  if name == "adamw":
+    return optax.chain(optax.scale_by_adam(), optax.add_decayed_weights(weight_decay))
+  raise ValueError(f"unknown client optimizer {name!r}; choose 'sgd', 'adam' or 'adamw'")
 
 
 def make_local_update(candidate_losses: CandidateLosses, estimator: Estimator,
                       client_optimizer: optax.GradientTransformation, num_steps: int,
-                      batch_size: int) -> Callable[..., ClientOutput]:
+                      batch_size: int,
+                      project: Callable[[PyTree], PyTree] | None = None
+                      ) -> Callable[..., ClientOutput]:
   """Builds ``local_update(params, data, key, hparams, round_idx) -> ClientOutput``.
 
   Each of the ``num_steps`` steps draws a minibatch, asks the estimator for all its
   candidates, scores them in one batched black-box call (``candidate_losses``),
-  and applies ``params -= lr_t * client_optimizer(grad)``. The global step of local
+  and applies ``params -= lr_t * client_optimizer(grad)`` (an estimator with
+  ``sets_params``, e.g. CMA-ES, returns the next point itself, adopted as it is). The global step of local
   step k in round r is ``t = r * num_steps + k + 1``; estimator and optimizer state
   restart each round (methods.md 1.4).
 
@@ -82,6 +88,8 @@ def make_local_update(candidate_losses: CandidateLosses, estimator: Estimator,
     client_optimizer: optax transform of the estimate (learning rate 1).
     num_steps: local steps per round (static).
     batch_size: minibatch size (static).
+    project: applied to the parameters after every step (e.g. the simplex
+      projection of a categorical prompt); default: none.
   """
 
   def local_update(params: PyTree, data: ClientData, key: jax.Array, hparams: HParams,
@@ -98,9 +106,14 @@ def make_local_update(candidate_losses: CandidateLosses, estimator: Estimator,
       candidates, est_state = estimator.ask(k_ask, p, est_state, hparams)
       losses = candidate_losses(candidates, batch)
       grad, est_state, stats = estimator.tell(p, candidates, losses, est_state, hparams)
-      direction, opt_state = client_optimizer.update(grad, opt_state, p)
-      lr_t = hparams.step_size(first_step + k)
-      p = jax.tree.map(lambda w, d: w - lr_t * d, p, direction)
+      if estimator.sets_params:  # e.g. CMA-ES: ``tell`` returned the new mean itself
+        p = jax.tree.map(lambda w, new: new.astype(w.dtype), p, grad)
+      else:
+        direction, opt_state = client_optimizer.update(grad, opt_state, p)
+        lr_t = hparams.step_size(first_step + k)
+        p = jax.tree.map(lambda w, d: w - lr_t * d, p, direction)
+      if project is not None:
+        p = project(p)
       return (p, est_state, opt_state), stats
 
     init = (params, estimator.init(params, first_step), client_optimizer.init(params))

@@ -81,12 +81,14 @@ def weighted_mean(tree: PyTree, weights: jnp.ndarray) -> PyTree:
 
 def make_fedbbpt(local_update: Callable[..., ClientOutput],
                  server_optimizer: optax.GradientTransformation, num_clients: int,
-                 cohort_size: int, backend: str = "vmap") -> FederatedAlgorithm:
+                 cohort_size: int, backend: str = "vmap",
+                 project: Callable[[PyTree], PyTree] | None = None) -> FederatedAlgorithm:
   """Fed-BBPT: FedAvg of prompt generators trained by zero-order local steps.
 
   Per round: sample a cohort, run every member's ``local_update`` from the global
   generator, average the deltas weighted by example counts, and apply the server
-  optimizer to the pseudo-gradient ``-mean_delta``.
+  optimizer to the pseudo-gradient ``-mean_delta``; ``project`` (optional) maps the
+  new global parameters back to their feasible set (e.g. the simplex).
   """
   cohort_fn = run_cohort(local_update, backend)
 
@@ -103,6 +105,8 @@ def make_fedbbpt(local_update: Callable[..., ClientOutput],
     pseudo_grad = jax.tree.map(jnp.negative, mean_delta)
     updates, opt_state = server_optimizer.update(pseudo_grad, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    if project is not None:
+      params = project(params)
     metrics = {"train_loss": jnp.sum(out.metrics["train_loss"] * out.num_examples)
                              / jnp.sum(out.num_examples),
                "cohort": ids}

@@ -1,5 +1,14 @@
 """Pretrained black-box models ported to JAX / Flax."""
 
+from fedbbpt_jax.models.bert import (
+    BertConfig,
+    BertModel,
+    TransformerEmbeddings,
+    TransformerEncoder,
+    TransformerLayer,
+    mean_pool,
+    normalized_mean_pool,
+)
 from fedbbpt_jax.models.efficientnet_lite import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -10,12 +19,23 @@ from fedbbpt_jax.models.efficientnet_lite import (
     imagenet_normalize,
     load_efficientnet_lite0,
 )
+from fedbbpt_jax.models.minilm import TextTokenizer, load_minilm, read_safetensors
 from fedbbpt_jax.models.torch_legacy import (
     default_efficientnet_lite0_path,
     load_legacy_torch_state_dict,
 )
 
 __all__ = [
+    "BertConfig",
+    "BertModel",
+    "TextTokenizer",
+    "TransformerEmbeddings",
+    "TransformerEncoder",
+    "TransformerLayer",
+    "load_minilm",
+    "mean_pool",
+    "normalized_mean_pool",
+    "read_safetensors",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "EfficientNetLite0",

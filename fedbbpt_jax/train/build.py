@@ -12,13 +12,13 @@ import numpy as np
 
 from fedbbpt_jax import data as data_lib
 from fedbbpt_jax.blackbox import BlackBox
-from fedbbpt_jax.blackbox.zoo import make_image_classifier
+from fedbbpt_jax.blackbox.factory import make_blackbox
 from fedbbpt_jax.federated import (ClientData, FederatedAlgorithm, make_client_optimizer,
-                                   make_fedbbpt, make_local_only, make_local_update,
-                                   make_server_optimizer)
+                                   make_local_only, make_local_update)
 from fedbbpt_jax.prompts import make_prompt
 from fedbbpt_jax.tasks import (SEMANTIC_FASHION_MNIST, VisualReprogramming, fixed_mapping,
                                frequency_mapping, prediction_counts)
+from fedbbpt_jax.train.algorithms import RoundCost, build_algorithm
 from fedbbpt_jax.train.config_check import ConfigError
 from fedbbpt_jax.zo import HParams, make_estimator
 
@@ -27,7 +27,7 @@ TEST_SUBSET_SEED = 0
 
 @dataclasses.dataclass
 class Experiment:
-  """An experiment's parts; ``algorithm`` is Fed-BBPT, ``local_only`` its baseline."""
+  """An experiment's parts; ``algorithm`` is ``config.server.algorithm``, ``local_only`` a baseline."""
 
   config: ml_collections.ConfigDict
   task: VisualReprogramming
@@ -43,13 +43,20 @@ class Experiment:
   num_candidates: int
   cohort_size: int
   mapping_queries: int
+  round_cost: RoundCost | None = None  # exact black-box work of one round of ``algorithm``
 
   @property
   def num_clients(self) -> int:
     return int(self.clients.num_examples.shape[0])
 
   def train_examples_per_round(self, cohort_size: int | None = None) -> int:
-    """Black-box examples one round costs (candidates x batch x steps x clients)."""
+    """Black-box examples one round costs (candidates x batch x steps x clients).
+
+    Without ``cohort_size``: one round of ``algorithm`` (its ``round_cost``); with it:
+    that many clients running the local update (e.g. the local-only baseline).
+    """
+    if cohort_size is None and self.round_cost is not None:
+      return self.round_cost.bb_examples
     c = self.config.client
     size = self.cohort_size if cohort_size is None else cohort_size
     return size * c.local_steps * self.num_candidates * c.batch_size
@@ -101,6 +108,9 @@ def build_label_map(blackbox: BlackBox, canvas_fn, clients: ClientData, num_clas
 
 def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
   """Loads data, partitions it, builds the black box, task, estimator and algorithms."""
+  if config.task.get("family", "image") == "text":
+    from fedbbpt_jax.train.build_text import build_text_experiment  # pylint: disable=g-import-not-at-top
+    return build_text_experiment(config)
   ds = load_dataset(config.data)
   train_x, train_y = ds["train"]
   test_x, test_y = ds["test"]
@@ -116,7 +126,7 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
                        num_examples=jnp.asarray(packed.num_examples, jnp.int32))
   histograms = data_lib.label_histograms(train_y, parts, num_classes)
 
-  blackbox = make_image_classifier(config.blackbox.model, config.blackbox.input_size)
+  blackbox = make_blackbox(config.blackbox)
   prompt_options: dict[str, Any] = {"epsilon": config.prompt.epsilon,
                                     "region": config.prompt.region}
   if config.prompt.kind == "frame":
@@ -131,15 +141,12 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
   task = dataclasses.replace(unmapped, label_map=jnp.asarray(label_map))
 
   estimator = make_estimator(config.zo.estimator, config.zo.num_directions)
-  local_update = make_local_update(task.candidate_losses, estimator,
-                                   make_client_optimizer(config.client.optimizer),
+  client_optimizer = make_client_optimizer(config.client.optimizer)
+  local_update = make_local_update(task.candidate_losses, estimator, client_optimizer,
                                    config.client.local_steps, config.client.batch_size)
   num_clients = config.data.num_clients
-  cohort_size = config.server.cohort_size or num_clients
-  algorithm = make_fedbbpt(local_update,
-                           make_server_optimizer(config.server.optimizer, config.server.lr,
-                                                 config.server.momentum),
-                           num_clients, cohort_size, config.parallel.backend)
+  algorithm, cohort_size, round_cost = build_algorithm(config, task.candidate_losses, estimator,
+                                                       client_optimizer, local_update)
   local_only = make_local_only(local_update, num_clients, config.parallel.backend)
   hparams = HParams.create(lr=config.client.lr, lr_offset=config.client.lr_offset,
                            lr_decay=config.client.lr_decay, sigma=config.zo.sigma,
@@ -150,4 +157,4 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
                     hparams=hparams, init_params=init_params, algorithm=algorithm,
                     local_only=local_only, root_key=root_key, label_histograms=histograms,
                     num_candidates=estimator.num_candidates, cohort_size=cohort_size,
-                    mapping_queries=mapping_queries)
+                    mapping_queries=mapping_queries, round_cost=round_cost)

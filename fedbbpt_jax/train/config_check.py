@@ -6,11 +6,13 @@ from typing import Any, Iterable
 
 import ml_collections
 
+from fedbbpt_jax.blackbox.wire import WIRE_DTYPES
 from fedbbpt_jax.blackbox.zoo import IMAGE_MODELS
 from fedbbpt_jax.parallel import BACKENDS
 from fedbbpt_jax.prompts import PROMPTS
 from fedbbpt_jax.tasks import MAPPINGS
-from fedbbpt_jax.zo import ESTIMATORS
+from fedbbpt_jax.train.algorithms import FEDBPT_ESTIMATOR, SERVER_ALGORITHMS
+from fedbbpt_jax.zo import ESTIMATORS, EVOLUTION_STRATEGIES
 
 DATASETS = ("digits", "fashion_mnist")
 PARTITIONS = ("dirichlet", "iid", "shards")
@@ -52,8 +54,53 @@ def _number(config, field: str, *, low: float | None = None, high: float | None 
     raise ConfigError(f"config.{field}={value!r} must be <= {high}")
 
 
+def _check_remote_blackbox(config) -> None:
+  """Checks the fields of the served-model black box (``blackbox.url`` and friends).
+
+  Configs without a ``blackbox.url`` field use the local surrogate and skip them.
+  """
+  if "url" not in _get(config, "blackbox"):
+    return
+  url = _get(config, "blackbox.url")
+  if not isinstance(url, str) or (url and not url.startswith(("http://", "https://"))):
+    raise ConfigError(f"config.blackbox.url={url!r} must be '' (local surrogate) or an "
+                      "http:// or https:// URL such as 'http://127.0.0.1:8000'")
+  env_var = _get(config, "blackbox.api_key_env")
+  if not isinstance(env_var, str) or (env_var and not env_var.replace("_", "a").isalnum()):
+    raise ConfigError(f"config.blackbox.api_key_env={env_var!r} must name an environment "
+                      "variable (letters, digits, '_'); put the key there, not in the config")
+  _choice(config, "blackbox.wire_dtype", WIRE_DTYPES)
+  _number(config, "blackbox.max_attempts", low=1, integer=True)
+  _number(config, "blackbox.backoff_seconds", low=0)
+  _number(config, "blackbox.timeout_seconds", low=0, low_inclusive=False)
+  _number(config, "blackbox.max_concurrency", low=1, integer=True)
+
+
+def _check_algorithm(config) -> None:
+  """Checks ``server.algorithm`` (absent in older configs: Fed-BBPT) and what it needs."""
+  estimator = _get(config, "zo.estimator")
+  directions = _get(config, "zo.num_directions")
+  if estimator in EVOLUTION_STRATEGIES:
+    _number(config, "zo.num_directions", low=2, integer=True)
+    if estimator != "cma_es" and directions % 2:
+      raise ConfigError(f"config.zo.num_directions={directions} must be even for "
+                        f"config.zo.estimator={estimator!r} (antithetic pairs)")
+  if "algorithm" not in _get(config, "server"):
+    return
+  _choice(config, "server.algorithm", SERVER_ALGORITHMS)
+  if _get(config, "server.algorithm") == "fedbpt" and estimator != FEDBPT_ESTIMATOR:
+    raise ConfigError(f"config.server.algorithm='fedbpt' runs CMA-ES on the clients: set "
+                      f"config.zo.estimator='{FEDBPT_ESTIMATOR}' (got {estimator!r})")
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises ``ConfigError`` naming the first invalid field of ``config``."""
+  family = config.get("task", {}).get("family", "image")
+  if family == "text":
+    from fedbbpt_jax.train.config_check_text import validate_text_config  # pylint: disable=g-import-not-at-top
+    return validate_text_config(config)
+  if family != "image":
+    raise ConfigError(f"config.task.family={family!r} is not one of ['image', 'text']")
   _number(config, "seed", low=0, integer=True)
   _choice(config, "data.name", DATASETS)
   _choice(config, "data.partition", PARTITIONS)
@@ -65,6 +112,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _choice(config, "blackbox.model", IMAGE_MODELS)
   _number(config, "blackbox.input_size", low=16, high=512, integer=True)
   _number(config, "blackbox.budget_examples", low=0, integer=True)
+  _check_remote_blackbox(config)
   _number(config, "task.image_size", low=4, high=_get(config, "blackbox.input_size"),
           integer=True)
   _number(config, "task.background", low=0.0, high=1.0)
@@ -92,7 +140,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _number(config, "server.momentum", low=0, high=1)
   _number(config, "server.cohort_size", low=0, high=_get(config, "data.num_clients"),
           integer=True)
+  _check_algorithm(config)
   _number(config, "train.rounds", low=1, integer=True)
   _number(config, "train.eval_every", low=1, integer=True)
   _number(config, "train.eval_batch_size", low=1, integer=True)
   _choice(config, "parallel.backend", BACKENDS)
+  if "cpu_devices" in config.parallel:
+    _number(config, "parallel.cpu_devices", low=0, integer=True)

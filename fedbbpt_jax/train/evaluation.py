@@ -8,16 +8,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fedbbpt_jax.tasks import VisualReprogramming
+from fedbbpt_jax.tasks import TextClassification, VisualReprogramming
+from fedbbpt_jax.train.classification_metrics import classification_report
 
 
 class Evaluator:
   """Evaluates generators on ``(x, y)`` in fixed-size chunks; padded rows never count.
 
   Calling it with ``params=None`` evaluates the task without a prompt (zero-shot).
+  ``__call__`` gives (accuracy, loss); ``report`` adds macro-F1, per-class recall
+  and the majority-collapse flag (any task with ``logits``, ``loss`` and
+  ``num_classes``: image or text).
   """
 
-  def __init__(self, task: VisualReprogramming, x: np.ndarray, y: np.ndarray, batch_size: int):
+  def __init__(self, task: VisualReprogramming | TextClassification, x: np.ndarray,
+               y: np.ndarray, batch_size: int):
     n = len(y)
     self.num_examples = n
     chunks = -(-n // batch_size)
@@ -27,6 +32,25 @@ class Evaluator:
     self._mask = jnp.arange(n + pad) < n
     self._batch = batch_size
     self._sums = jax.jit(task.eval_sums)
+    self._num_classes = int(task.num_classes)
+
+    def outputs(params, x, y):
+      logits = task.logits(params, x)
+      return jnp.argmax(logits, -1), task.loss(logits, y)
+
+    self._outputs = jax.jit(outputs)
+
+  def report(self, params: Any) -> dict[str, Any]:
+    """Accuracy, loss, macro-F1, per-class recall and collapse flag over the test set."""
+    preds, losses = [], []
+    for s in range(0, self._y.shape[0], self._batch):
+      sl = slice(s, s + self._batch)
+      p, l = self._outputs(params, self._x[sl], self._y[sl])
+      preds.append(np.asarray(p))
+      losses.append(np.asarray(l))
+    n = self.num_examples
+    return classification_report(np.asarray(self._y)[:n], np.concatenate(preds)[:n],
+                                 np.concatenate(losses)[:n], self._num_classes)
 
   def __call__(self, params: Any) -> tuple[float, float]:
     """Returns (accuracy, mean cross-entropy) over the test set."""

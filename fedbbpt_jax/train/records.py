@@ -36,7 +36,11 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
 
 
 # Fields a resumed run may change: extending a finished run by more rounds is allowed.
-RESUMABLE_FIELDS = ("train.rounds",)
+# May change between a run and its resumption: more rounds, a raised budget, and how
+# the black box is reached (a service on a new port or key, other retry settings).
+RESUMABLE_FIELDS = ("train.rounds", "blackbox.budget_examples", "blackbox.url",
+                    "blackbox.api_key_env", "blackbox.max_attempts", "blackbox.backoff_seconds",
+                    "blackbox.timeout_seconds", "blackbox.max_concurrency")
 
 
 def check_or_write_config(workdir: str, config: ml_collections.ConfigDict) -> None:

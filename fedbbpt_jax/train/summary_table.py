@@ -9,19 +9,32 @@ def _pct(v: float | None) -> str:
   return "n/a" if v is None else f"{100 * v:.2f}%"
 
 
+ALGORITHM_NAMES = {"fedbbpt": "Fed-BBPT", "fedone": "FedOne", "centralized": "centralized",
+                   "fedbpt": "FedBPT"}
+
+
 def format_summary(summary: dict[str, Any], workdir: str) -> str:
   """Returns a plain-text table of the headline figures of ``summary``."""
+  algorithm = ALGORITHM_NAMES.get(summary.get("algorithm", "fedbbpt"), summary.get("algorithm"))
   rows = [
       ("zero-shot accuracy", _pct(summary.get("zero_shot_accuracy"))),
       ("local-only accuracy (mean over clients)", _pct(summary.get("local_only_accuracy"))),
       ("local-only accuracy (worst client)", _pct(summary.get("local_only_worst_accuracy"))),
-      ("Fed-BBPT accuracy (global generator)", _pct(summary.get("final_accuracy"))),
+      (f"{algorithm} accuracy (global generator)", _pct(summary.get("final_accuracy"))),
       ("rounds", str(summary["rounds"])),
       ("clients (per round)", f"{summary['num_clients']} ({summary['cohort_size']})"),
-      ("black-box queries, Fed-BBPT training", f"{summary['black_box_queries']:,} examples"),
+      (f"black-box queries, {algorithm} training", f"{summary['black_box_queries']:,} examples"),
       ("prompt parameters", str(summary["prompt_parameters"])),
       ("wall time", f"{summary['wall_seconds']:.1f} s"),
   ]
+  if summary.get("final_macro_f1") is not None:  # macro-F1 and the learned prompt (text runs)
+    f1 = lambda v: "n/a" if v is None else f"{v:.3f}"
+    rows[4:4] = [("zero-shot macro-F1", f1(summary.get("zero_shot_macro_f1"))),
+                 (f"{algorithm} macro-F1", f1(summary.get("final_macro_f1")))]
+    if summary.get("collapsed_to_majority"):
+      rows.insert(6, ("WARNING", "predictions collapsed to one class"))
+  if "learned_prompt" in summary:
+    rows.append(("learned prompt", repr(summary["learned_prompt"])))
   width = max(len(k) for k, _ in rows)
   lines = [f"Test set: {summary['test_split']}", "-" * (width + 16)]
   lines += [f"{k:<{width}}  {v}" for k, v in rows]

@@ -36,6 +36,11 @@ class Estimator(NamedTuple):
       ``params`` stacked ``num_candidates`` times along a new leading axis.
     tell: ``tell(params, candidates, losses, state, hparams) -> (grad, state, stats)``;
       ``losses`` has shape ``[num_candidates]``; advances the state's step by one.
+    sets_params: ``False`` (gradient estimators): ``tell`` returns a gradient estimate
+      that the caller turns into a step (client optimizer, ``-lr_t``). ``True``
+      (search-distribution methods that own their step, e.g. CMA-ES): ``tell``
+      returns the next parameter point itself (the distribution mean), which the
+      caller adopts as it is, bypassing the client optimizer and ``lr_t``.
   """
 
   name: str
@@ -43,6 +48,7 @@ class Estimator(NamedTuple):
   init: Callable[[PyTree, jnp.ndarray], Any]
   ask: Callable[[jax.Array, PyTree, Any, HParams], tuple[PyTree, Any]]
   tell: Callable[[PyTree, PyTree, jnp.ndarray, Any, HParams], tuple[PyTree, Any, dict]]
+  sets_params: bool = False
 
 
 def flatten(params: PyTree) -> tuple[jnp.ndarray, Callable[[jnp.ndarray], PyTree]]:
@@ -55,6 +61,11 @@ def stack_candidates(flat_candidates: jnp.ndarray,
                      unravel: Callable[[jnp.ndarray], PyTree]) -> PyTree:
   """Turns ``[num_candidates, P]`` flat vectors into a stacked parameter pytree."""
   return jax.vmap(unravel)(flat_candidates)
+
+
+def flatten_candidates(candidates: PyTree) -> jnp.ndarray:
+  """Turns a stacked parameter pytree into ``[num_candidates, P]`` float32 flat vectors."""
+  return jax.vmap(lambda c: flatten(c)[0])(candidates)
 
 
 def loss_stats(losses: jnp.ndarray) -> dict[str, jnp.ndarray]:

@@ -1,0 +1,69 @@
+"""Text black boxes built offline from real pre-trained weights.
+
+A text encoder takes int32 token ids ``[N, L]`` (``[CLS] ... [SEP] [PAD]...``;
+the attention mask is ``ids != pad_id``, as an API receiving padded ids would
+derive it) and returns L2-normalised mean-pooled sentence embeddings ``[N, H]``.
+
+Example:
+    >>> bb = make_text_encoder("all_minilm_l6_v2", max_length=64)
+    >>> tok = make_text_tokenizer("all_minilm_l6_v2", max_length=64)
+    >>> ids, _ = tok(["The movie was wonderful."])
+    >>> emb = bb(jnp.asarray(ids))      # [1, 384], unit norm
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax.numpy as jnp
+
+from fedbbpt_jax.blackbox.surrogate import SurrogateBlackBox
+from fedbbpt_jax.models.bert import normalized_mean_pool
+from fedbbpt_jax.models.minilm import TextTokenizer, load_minilm
+
+TEXT_MODELS = ("all_minilm_l6_v2",)
+
+
+class TextEncoderBlackBox(SurrogateBlackBox):
+  """A frozen sentence encoder on int32 token ids (no float cast of the inputs).
+
+  Attributes:
+    pad_id: id whose positions are masked out.
+  """
+
+  def __init__(self, name: str, apply_fn: Callable[[Any, jnp.ndarray, jnp.ndarray], jnp.ndarray],
+               variables: Any, max_length: int, output_size: int, pad_id: int):
+    super().__init__(name, lambda v, ids: apply_fn(v, ids, (ids != pad_id).astype(jnp.int32)),
+                     variables, (max_length,), output_size)
+    self.pad_id = int(pad_id)
+
+  def _outputs(self, inputs: jnp.ndarray) -> jnp.ndarray:
+    return self._apply_fn(self._variables, inputs.astype(jnp.int32))
+
+
+def _check_model(model: str) -> None:
+  if model not in TEXT_MODELS:
+    raise ValueError(f"unknown text black-box model {model!r}; choose one of {list(TEXT_MODELS)}")
+
+
+def make_text_encoder(model: str, max_length: int) -> TextEncoderBlackBox:
+  """Returns the frozen sentence encoder ``model`` on ids ``[N, max_length]``.
+
+  Args:
+    model: one of ``TEXT_MODELS``.
+    max_length: padded sequence length of every input row (<= 512).
+  """
+  _check_model(model)
+  net, variables = load_minilm()
+  if not 2 <= max_length <= net.config.max_position_embeddings:
+    raise ValueError(f"max_length={max_length} must be in [2, "
+                     f"{net.config.max_position_embeddings}]")
+  apply_fn = lambda v, ids, mask: normalized_mean_pool(net.apply(v, ids, mask), mask)
+  return TextEncoderBlackBox(model, apply_fn, variables, max_length, net.config.hidden_size,
+                             net.config.pad_token_id)
+
+
+def make_text_tokenizer(model: str, max_length: int) -> TextTokenizer:
+  """Returns the tokenizer of ``model`` padding and truncating to ``max_length``."""
+  _check_model(model)
+  return TextTokenizer.minilm(max_length)

@@ -1,0 +1,62 @@
+"""Command line of the model service.
+
+    python -m fedbbpt_jax.serve --model=efficientnet_lite0 --host=127.0.0.1 --port=8000 \\
+        [--keys=keys.json] [--input_size=64] [--max_batch=64] [--max_request_bytes=N] [--warmup]
+
+Without ``--keys`` the service is open (any or no bearer token; usage per token).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fedbbpt_jax.serve.models import SERVED_MODELS, ModelOptions
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+  """Parses the service's options."""
+  parser = argparse.ArgumentParser(prog="python -m fedbbpt_jax.serve",
+                                   description="Serve a frozen model over HTTP.")
+  parser.add_argument("--model", required=True, choices=sorted(SERVED_MODELS))
+  parser.add_argument("--host", default="127.0.0.1",
+                      help="interface to bind (default loopback only)")
+  parser.add_argument("--port", type=int, default=8000)
+  parser.add_argument("--keys", default="",
+                      help="JSON file {key: budget in examples or null}; omit to run open")
+  parser.add_argument("--input_size", type=int, default=64, help="side of square image inputs")
+  parser.add_argument("--max_batch", type=int, default=64, help="most examples per request")
+  parser.add_argument("--max_request_bytes", type=int, default=0,
+                      help="body size limit (0 = a full float32 batch plus header)")
+  parser.add_argument("--warmup", action="store_true",
+                      help="compile every batch bucket before accepting requests")
+  parser.add_argument("--log_level", default="warning")
+  args = parser.parse_args(argv)
+  if args.max_batch < 1:
+    parser.error(f"--max_batch={args.max_batch} must be >= 1")
+  if args.max_request_bytes < 0:
+    parser.error(f"--max_request_bytes={args.max_request_bytes} must be >= 0")
+  return args
+
+
+def main(argv: list[str] | None = None) -> None:
+  """Builds the model and the app, then serves until interrupted."""
+  args = parse_args(sys.argv[1:] if argv is None else argv)
+  import uvicorn  # pylint: disable=import-outside-toplevel
+
+  from fedbbpt_jax.serve.app import create_app  # pylint: disable=import-outside-toplevel
+  from fedbbpt_jax.serve.keys import KeyStore  # pylint: disable=import-outside-toplevel
+  from fedbbpt_jax.serve.models import build_served_model  # pylint: disable=import-outside-toplevel
+
+  keys = KeyStore.from_file(args.keys or None)
+  model = build_served_model(args.model, ModelOptions(input_size=args.input_size))
+  app = create_app(model, keys, max_batch=args.max_batch,
+                   max_request_bytes=args.max_request_bytes or None, warmup=args.warmup)
+  access = "open (no keys)" if keys.open else f"keys from {args.keys}"
+  print(f"serving {model.name} {list(model.input_shape)} on http://{args.host}:{args.port} "
+        f"(max batch {args.max_batch}, {access})", flush=True)
+  uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+
+
+if __name__ == "__main__":
+  main()

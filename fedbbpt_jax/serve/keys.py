@@ -1,0 +1,148 @@
+"""API keys and per-key query budgets (counted in examples, as an API bills them).
+
+Key file: one JSON object mapping each key to its budget in examples, ``null`` for
+no limit::
+
+    {"team-a-7f3c9e": 100000, "team-b-51d0aa": 5000, "provider-admin": null}
+
+Without a key file the service runs open: any bearer token (or none) is accepted,
+and usage is tracked per token (``"anonymous"`` without one), unlimited. Usage lives
+in memory: a restarted service starts every key from zero.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+
+ANONYMOUS = "anonymous"
+
+
+class AccessError(Exception):
+  """A request is refused; carries the HTTP status, an error code and a message."""
+
+  def __init__(self, status: int, code: str, message: str, **details):
+    super().__init__(message)
+    self.status = status
+    self.code = code
+    self.message = message
+    self.details = details
+
+
+@dataclasses.dataclass
+class Account:
+  """One key's budget (``None`` = unlimited) and running usage."""
+
+  budget: int | None
+  used: int = 0
+  requests: int = 0
+  refused_requests: int = 0
+
+  @property
+  def remaining(self) -> int | None:
+    return None if self.budget is None else self.budget - self.used
+
+
+def read_key_file(path: str) -> dict[str, int | None]:
+  """Reads and checks a key file (see the module docstring).
+
+  Raises:
+    ValueError: the file is not a JSON object of non-empty keys to budgets >= 0 or null.
+  """
+  with open(path) as f:
+    try:
+      budgets = json.load(f)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"key file {path} is not valid JSON: {e}") from None
+  if not isinstance(budgets, dict) or not budgets:
+    raise ValueError(f"key file {path} must hold a non-empty JSON object {{key: budget}}")
+  for key, budget in budgets.items():
+    if not key.strip() or any(c.isspace() for c in key):
+      raise ValueError(f"key file {path}: key {key!r} is empty or contains spaces")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int)
+                               or budget < 0):
+      raise ValueError(f"key file {path}: budget of a key must be an integer >= 0 or null, "
+                       f"got {budget!r}")
+  return budgets
+
+
+def mask_key(key: str) -> str:
+  """A printable key id that does not reveal the key (its first 4 characters)."""
+  return key if key == ANONYMOUS else key[:4] + "..."
+
+
+class KeyStore:
+  """Authenticates bearer tokens and charges examples to their budgets (thread-safe).
+
+  Args:
+    budgets: ``{key: budget or None}``; ``None`` runs the service open.
+  """
+
+  def __init__(self, budgets: dict[str, int | None] | None = None):
+    self.open = budgets is None
+    self._accounts = {k: Account(budget=b) for k, b in (budgets or {}).items()}
+    self._lock = threading.Lock()
+
+  @classmethod
+  def from_file(cls, path: str | None) -> "KeyStore":
+    return cls(read_key_file(path) if path else None)
+
+  def authenticate(self, authorization: str | None) -> str:
+    """Returns the key of an ``Authorization`` header.
+
+    Raises:
+      AccessError: 401 without a bearer token, 403 for an unknown key.
+    """
+    token = ""
+    if authorization:
+      scheme, _, token = authorization.partition(" ")
+      if scheme.lower() != "bearer":
+        token = ""
+      token = token.strip()
+    if self.open:
+      key = token or ANONYMOUS
+      with self._lock:
+        self._accounts.setdefault(key, Account(budget=None))
+      return key
+    if not token:
+      raise AccessError(401, "missing_api_key",
+                        "missing API key: send the header 'Authorization: Bearer <key>'")
+    if token not in self._accounts:
+      raise AccessError(403, "unknown_api_key", f"unknown API key {mask_key(token)!r}")
+    return token
+
+  def charge(self, key: str, examples: int) -> None:
+    """Charges ``examples`` to ``key`` as one request, all or nothing.
+
+    Raises:
+      AccessError: 402 when the remaining budget is smaller than ``examples``.
+    """
+    with self._lock:
+      account = self._accounts[key]
+      if account.remaining is not None and examples > account.remaining:
+        account.refused_requests += 1
+        raise AccessError(
+            402, "budget_exceeded",
+            f"query budget spent: key {mask_key(key)!r} has used {account.used} of "
+            f"{account.budget} examples; this request of {examples} needs more than the "
+            f"{account.remaining} left (refused whole, nothing charged)",
+            used=account.used, budget=account.budget, remaining=account.remaining,
+            requested=examples)
+      account.used += examples
+      account.requests += 1
+
+  def refund(self, key: str, examples: int) -> None:
+    """Takes back a charge whose request failed on the server's side."""
+    with self._lock:
+      account = self._accounts[key]
+      account.used -= examples
+      account.requests -= 1
+
+  def usage(self, key: str) -> dict:
+    """Returns ``{key_id, used, budget, remaining, requests, refused_requests}``."""
+    with self._lock:
+      a = self._accounts[key]
+      return {"key_id": mask_key(key), "used": a.used, "budget": a.budget,
+              "remaining": a.remaining, "requests": a.requests,
+              "refused_requests": a.refused_requests}

@@ -1,0 +1,86 @@
+"""Registry of the models the service can serve, each a jittable batch function.
+
+A builder takes the service's command-line options and returns a ``ServedModel``.
+EfficientNet-Lite0 is served through ``blackbox.zoo.make_image_classifier``, the very
+function that builds the local surrogate, so remote and local outputs agree. A text
+encoder is added by registering a builder whose input is e.g. ``int32`` token ids
+``(seq_len,)`` and whose output kind is ``'embedding'``::
+
+    @register_model("all_minilm_l6_v2")
+    def _minilm(options: ModelOptions) -> ServedModel: ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import jax.numpy as jnp
+
+from fedbbpt_jax.blackbox.zoo import make_image_classifier
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelOptions:
+  """Command-line options a builder may read (each model uses the ones it needs).
+
+  Attributes:
+    input_size: side of square image inputs.
+  """
+
+  input_size: int = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class ServedModel:
+  """A frozen model as the service exposes it.
+
+  Attributes:
+    name: registry name, reported by ``/v1/info``.
+    input_shape: one input without the batch axis.
+    input_dtype: dtype the model computes on (``'float32'``).
+    wire_dtypes: dtypes accepted on the wire (``'uint8'`` = pixel levels / 255).
+    output_kind: ``'logits'`` or ``'embedding'``.
+    output_size: size of one output vector.
+    forward: jittable ``[N, *input_shape] -> [N, output_size]``.
+  """
+
+  name: str
+  input_shape: tuple[int, ...]
+  input_dtype: str
+  wire_dtypes: tuple[str, ...]
+  output_kind: str
+  output_size: int
+  forward: Callable[[jnp.ndarray], jnp.ndarray]
+
+
+SERVED_MODELS: dict[str, Callable[[ModelOptions], ServedModel]] = {}
+
+
+def register_model(name: str) -> Callable:
+  """Decorator adding a ``ModelOptions -> ServedModel`` builder under ``name``."""
+
+  def register(builder: Callable[[ModelOptions], ServedModel]) -> Callable:
+    SERVED_MODELS[name] = builder
+    return builder
+
+  return register
+
+
+def build_served_model(name: str, options: ModelOptions = ModelOptions()) -> ServedModel:
+  """Builds a registered model.
+
+  Raises:
+    ValueError: ``name`` is not registered (lists the known names).
+  """
+  if name not in SERVED_MODELS:
+    raise ValueError(f"unknown model {name!r}; the service knows {sorted(SERVED_MODELS)}")
+  return SERVED_MODELS[name](options)
+
+
+@register_model("efficientnet_lite0")
+def _efficientnet_lite0(options: ModelOptions) -> ServedModel:
+  blackbox = make_image_classifier("efficientnet_lite0", options.input_size)
+  return ServedModel(name=blackbox.name, input_shape=blackbox.input_shape, input_dtype="float32",
+                     wire_dtypes=("float32", "uint8"), output_kind="logits",
+                     output_size=blackbox.output_size, forward=blackbox)
