@@ -20,6 +20,7 @@ from fedbbpt_jax.train.checkpoint import RoundCheckpointer
 from fedbbpt_jax.train.config_check import validate_config
 from fedbbpt_jax.train.evaluation import Evaluator
 from fedbbpt_jax.train.plots import plot_accuracy
+from fedbbpt_jax.train.summary_table import ALGORITHM_NAMES
 
 
 def raise_blackbox_error(exp: Experiment) -> None:
@@ -206,8 +207,9 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   summary.setdefault("zero_shot_accuracy", None)
   summary.setdefault("local_only_accuracy", None)
   records.write_json(os.path.join(workdir, "summary.json"), summary)
+  method = ALGORITHM_NAMES.get(exp.algorithm.name, exp.algorithm.name)
   plot_accuracy(rows, os.path.join(workdir, "accuracy.png"),
                 summary["zero_shot_accuracy"], summary["local_only_accuracy"],
-                title=f"{exp.algorithm.name}, {config.data.name}, {exp.num_clients} clients")
+                title=f"{method}, {config.data.name}, {exp.num_clients} clients", method=method)
   return summary
 

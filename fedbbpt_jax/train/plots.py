@@ -9,7 +9,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def plot_accuracy(rows: list[dict], path: str, zero_shot: float | None = None,
-                  local_only: float | None = None, title: str = "") -> None:
+                  local_only: float | None = None, title: str = "",
+                  method: str = "Fed-BBPT") -> None:
   """Writes a two-panel PNG: accuracy vs round and vs training black-box examples."""
   rows = [r for r in rows if r.get("test_accuracy") is not None]
   fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -18,7 +19,7 @@ def plot_accuracy(rows: list[dict], path: str, zero_shot: float | None = None,
   accs = [100 * r["test_accuracy"] for r in rows]
   for ax, xs, label in ((axes[0], rounds, "round"),
                         (axes[1], queries, "black-box examples queried (training)")):
-    ax.plot(xs, accs, marker="o", label="Fed-BBPT (global generator)")
+    ax.plot(xs, accs, marker="o", label=f"{method} (global generator)")
     if zero_shot is not None:
       ax.axhline(100 * zero_shot, color="gray", ls="--", label="zero-shot")
     if local_only is not None:
