@@ -24,7 +24,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-from evosax.algorithms import CMA_ES
 from flax import struct
 
 from fedbbpt_jax.zo import base
@@ -35,12 +34,15 @@ TELL_KEY_SEED = 0
 
 
 @functools.lru_cache(maxsize=None)
-def cma_strategy(num_dims: int, population_size: int) -> CMA_ES:
+def cma_strategy(num_dims: int, population_size: int) -> "evosax.algorithms.CMA_ES":
   """The evosax CMA-ES over flat ``float32[num_dims]`` solutions, one per shape.
 
   Cached because evosax jits its methods with ``static_argnames=('self',)``: a new
   instance would retrace. Built outside any trace so no tracer leaks into it.
+  evosax is imported here, not at module import: importing it starts JAX's backend,
+  which must wait until the CPU device count is set (``parallel.cpu_devices``).
   """
+  from evosax.algorithms import CMA_ES  # pylint: disable=import-outside-toplevel
   with jax.ensure_compile_time_eval():
     return CMA_ES(population_size=population_size,
                   solution=jnp.zeros((num_dims,), jnp.float32))
@@ -53,7 +55,7 @@ def strong_types(tree):
   return jax.tree.map(lambda a: jax.lax.convert_element_type(a, jnp.asarray(a).dtype), tree)
 
 
-def cma_start(strategy: CMA_ES, mean: jnp.ndarray, std: jnp.ndarray,
+def cma_start(strategy: "evosax.algorithms.CMA_ES", mean: jnp.ndarray, std: jnp.ndarray,
               covariance: jnp.ndarray | None = None):
   """A fresh evosax CMA-ES state at ``mean`` with step size ``std``.
 

@@ -28,7 +28,6 @@ import functools
 import jax
 import jax.numpy as jnp
 import optax
-from evosax.algorithms import PGPE, Open_ES
 from flax import struct
 
 from fedbbpt_jax.zo import base
@@ -53,7 +52,11 @@ def recorded_gradient() -> optax.GradientTransformation:
 
 @functools.lru_cache(maxsize=None)
 def search_strategy(family: str, num_dims: int, population_size: int):
-  """The evosax strategy of ``family`` over flat ``float32[num_dims]`` solutions (cached)."""
+  """The evosax strategy of ``family`` over flat ``float32[num_dims]`` solutions (cached).
+
+  evosax is imported here: importing it starts JAX's backend (see ``cma_es.cma_strategy``).
+  """
+  from evosax.algorithms import PGPE, Open_ES  # pylint: disable=import-outside-toplevel
   with jax.ensure_compile_time_eval():
     solution = jnp.zeros((num_dims,), jnp.float32)
     if family == "open_es":
