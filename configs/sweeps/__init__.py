@@ -1,0 +1,1 @@
+"""Sweep definitions: each module's ``get_sweep()`` returns the points of one sweep."""

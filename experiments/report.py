@@ -1,0 +1,64 @@
+"""Writes a sweep report: a methods x tasks table (mean ± std over seeds) and plots.
+
+    python -m experiments.report DIR [DIR ...] [--out=DIR]
+
+Reads every run (``summary.json`` + ``config.json``) below the given directories
+and writes ``report.md``, ``report.csv``, ``accuracy_<task>.png`` (accuracy vs
+round and vs black-box queries, one line per method, mean over seeds) and
+``client_spread.png`` (local-only per-client accuracies) into ``--out`` (default:
+the first DIR). Zero-shot and local-only rows are read from the Fed-BBPT runs'
+summaries, not from separate runs.
+"""
+
+from __future__ import annotations
+
+import os
+
+from absl import app, flags
+
+from experiments.report_plots import write_plots
+from experiments.report_records import read_runs
+from experiments.report_table import build_cells, markdown_tables, write_csv
+
+_OUT = flags.DEFINE_string("out", None, "output directory (default: the first DIR)")
+
+
+def report_markdown(dirs: list[str], tables: str, plots: list[str], num_runs: int) -> str:
+  """Returns the text of ``report.md``."""
+  lines = ["# Sweep report", "", f"{num_runs} runs below: " + ", ".join(dirs), "",
+           "Zero-shot and local-only rows are read from the Fed-BBPT runs' `summary.json` "
+           "(`zero_shot_*`, `local_only_*`: the baselines each Fed-BBPT run computes on the "
+           "same data and seed), not from separate runs. Standard deviations: ddof=1 over "
+           "seeds. Queries: training black-box examples (`black_box_queries`; the label "
+           "mapping is included, evaluation is not).", "", tables, "## Plots", ""]
+  lines += [f"![{os.path.basename(p)}]({os.path.basename(p)})" for p in plots]
+  return "\n".join(lines) + "\n"
+
+
+def write_report(dirs: list[str], out: str | None = None) -> list[str]:
+  """Writes report.md, report.csv and the PNG plots; returns the paths written."""
+  out = out or dirs[0]
+  os.makedirs(out, exist_ok=True)
+  runs = read_runs(dirs)
+  if not runs:
+    raise ValueError(f"no runs (summary.json + config.json) below {dirs}")
+  cells = build_cells(runs)
+  csv_path = os.path.join(out, "report.csv")
+  write_csv(cells, csv_path)
+  plots = write_plots(runs, out)
+  md_path = os.path.join(out, "report.md")
+  with open(md_path, "w") as f:
+    f.write(report_markdown(dirs, markdown_tables(cells), plots, len(runs)))
+  return [md_path, csv_path] + plots
+
+
+def main(argv: list[str]) -> None:
+  dirs = argv[1:]
+  if not dirs:
+    raise app.UsageError("give one or more directories holding runs")
+  for path in write_report(dirs, _OUT.value):
+    print(path)
+
+
+if __name__ == "__main__":
+  app.run(main)

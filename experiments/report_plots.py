@@ -1,0 +1,100 @@
+"""Report figures: accuracy curves per method (mean over seeds) and per-client spread."""
+
+from __future__ import annotations
+
+import os
+import re
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from experiments.report_records import RunRecord  # noqa: E402
+from experiments.report_table import BASELINE_SOURCE, method_rank  # noqa: E402
+
+
+def mean_curve(runs: list[RunRecord]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Returns (rounds, mean training queries, mean accuracy) over the evaluated rounds
+  that every run of ``runs`` reached."""
+  per_run = [{r["round"]: r for r in run.rows if r.get("test_accuracy") is not None}
+             for run in runs]
+  rounds = sorted(set.intersection(*(set(p) for p in per_run))) if per_run else []
+  queries = [np.mean([p[k]["bb_examples"] for p in per_run]) for k in rounds]
+  accs = [np.mean([p[k]["test_accuracy"] for p in per_run]) for k in rounds]
+  return np.asarray(rounds), np.asarray(queries), np.asarray(accs)
+
+
+def slug(text: str) -> str:
+  """Returns ``text`` as a file-name-safe slug."""
+  return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")
+
+
+def plot_task_curves(task: str, runs: list[RunRecord], path: str) -> None:
+  """Writes one figure: accuracy vs round and vs black-box queries, one line per method."""
+  by_method: dict[str, list[RunRecord]] = {}
+  for r in runs:
+    by_method.setdefault(r.method, []).append(r)
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+  for method in sorted(by_method, key=method_rank):
+    group = by_method[method]
+    rounds, queries, accs = mean_curve(group)
+    label = f"{method} (n={len(group)})"
+    axes[0].plot(rounds, 100 * accs, marker="o", label=label)
+    axes[1].plot(queries, 100 * accs, marker="o", label=label)
+  zs = [r.summary["zero_shot_accuracy"] for r in by_method.get(BASELINE_SOURCE, [])
+        if r.summary.get("zero_shot_accuracy") is not None]
+  for ax, xlabel in ((axes[0], "round"), (axes[1], "black-box examples queried (training)")):
+    if zs:
+      ax.axhline(100 * float(np.mean(zs)), color="gray", ls="--", label="zero-shot")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test accuracy (%), mean over seeds")
+    ax.grid(alpha=0.3)
+  axes[0].legend(loc="best", fontsize=8)
+  fig.suptitle(task)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def plot_client_spread(runs: list[RunRecord], path: str) -> bool:
+  """Writes a box + strip plot of local-only per-client accuracies, one box per task.
+
+  Returns False (and writes nothing) when no run recorded local-only accuracies.
+  """
+  data: dict[str, list[float]] = {}
+  for r in runs:
+    accs = r.summary.get("local_only_client_accuracies")
+    if r.method == BASELINE_SOURCE and accs:
+      data.setdefault(r.task, []).extend(accs)
+  if not data:
+    return False
+  tasks = sorted(data)
+  fig, ax = plt.subplots(figsize=(max(4, 2.5 * len(tasks)), 4))
+  ax.boxplot([[100 * a for a in data[t]] for t in tasks], widths=0.5, showfliers=False)
+  ax.set_xticks(range(1, len(tasks) + 1), tasks)
+  rng = np.random.default_rng(0)
+  for i, t in enumerate(tasks, start=1):
+    ys = 100 * np.asarray(data[t])
+    ax.scatter(i + rng.uniform(-0.12, 0.12, len(ys)), ys, s=14, alpha=0.7, color="tab:blue")
+  ax.set_ylabel("local-only test accuracy per client (%)")
+  ax.set_title("per-client spread (all clients of all seeds)")
+  ax.grid(alpha=0.3, axis="y")
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return True
+
+
+def write_plots(runs: list[RunRecord], out: str) -> list[str]:
+  """Writes every report figure into ``out``; returns their paths."""
+  paths = []
+  for task in sorted({r.task for r in runs}):
+    path = os.path.join(out, f"accuracy_{slug(task)}.png")
+    plot_task_curves(task, [r for r in runs if r.task == task], path)
+    paths.append(path)
+  spread = os.path.join(out, "client_spread.png")
+  if plot_client_spread(runs, spread):
+    paths.append(spread)
+  return paths

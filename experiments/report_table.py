@@ -1,0 +1,149 @@
+"""The report table: per (method, task), mean and std over seeds, as CSV and Markdown.
+
+Rows come from two sources. Trained methods (Fed-BBPT, FedOne, FedBPT, centralized)
+give their final test accuracy, macro-F1 and training black-box queries. The
+zero-shot and local-only rows are not separate runs: they are read from the
+baselines each Fed-BBPT run records in its ``summary.json`` (``zero_shot_*``,
+``local_only_*``), one value per seed. Standard deviations use ``ddof=1`` (0 for a
+single seed).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+
+from experiments.report_records import RunRecord
+
+ZERO_SHOT = "zero-shot"
+LOCAL_ONLY = "local-only (mean over clients)"
+BASELINE_SOURCE = "Fed-BBPT"  # baselines are read from the runs of this method
+METHOD_ORDER = (ZERO_SHOT, LOCAL_ONLY, "FedOne", "FedBPT", "Fed-BBPT", "centralized")
+CSV_FIELDS = ("method", "task", "seeds", "accuracy_mean", "accuracy_std", "macro_f1_mean",
+              "macro_f1_std", "queries_mean", "source", "workdirs")
+
+
+@dataclasses.dataclass
+class Cell:
+  """Mean/std over seeds of one method on one task."""
+
+  method: str
+  task: str
+  seeds: list[int]
+  accuracy: list[float]
+  macro_f1: list[float | None]
+  queries: list[float]
+  source: str
+  workdirs: list[str]
+
+
+def mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
+  """Returns (mean, sample std with ddof=1, 0 for one value); (None, None) if any is None."""
+  if not values or any(v is None for v in values):
+    return None, None
+  v = np.asarray(values, np.float64)
+  return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+def _baseline_cells(runs: list[RunRecord]) -> list[Cell]:
+  """Returns the zero-shot and local-only cells read from the Fed-BBPT summaries."""
+  cells = []
+  by_task: dict[str, list[RunRecord]] = {}
+  for r in runs:
+    if r.method == BASELINE_SOURCE:
+      by_task.setdefault(r.task, []).append(r)
+  for task, group in by_task.items():
+    zs = [r for r in group if r.summary.get("zero_shot_accuracy") is not None]
+    if zs:
+      cells.append(Cell(ZERO_SHOT, task, [r.seed for r in zs],
+                        [r.summary["zero_shot_accuracy"] for r in zs],
+                        [r.summary.get("zero_shot_macro_f1") for r in zs], [0.0] * len(zs),
+                        f"{BASELINE_SOURCE} summary.json: zero_shot_*",
+                        [r.workdir for r in zs]))
+    lo = [r for r in group if r.summary.get("local_only_accuracy") is not None]
+    if lo:
+      cells.append(Cell(LOCAL_ONLY, task, [r.seed for r in lo],
+                        [r.summary["local_only_accuracy"] for r in lo], [None] * len(lo),
+                        [r.summary.get("local_only_black_box_queries", 0) for r in lo],
+                        f"{BASELINE_SOURCE} summary.json: local_only_*",
+                        [r.workdir for r in lo]))
+  return cells
+
+
+def build_cells(runs: list[RunRecord]) -> list[Cell]:
+  """Returns one cell per (method, task): trained methods and the two baseline rows."""
+  groups: dict[tuple[str, str], list[RunRecord]] = {}
+  for r in sorted(runs, key=lambda r: r.seed):
+    groups.setdefault((r.method, r.task), []).append(r)
+  cells = [Cell(method, task, [r.seed for r in g], [r.summary["final_accuracy"] for r in g],
+                [r.summary.get("final_macro_f1") for r in g],
+                [r.summary["black_box_queries"] for r in g], "summary.json: final_*",
+                [r.workdir for r in g])
+           for (method, task), g in groups.items()]
+  return cells + _baseline_cells(sorted(runs, key=lambda r: r.seed))
+
+
+def method_rank(method: str) -> tuple[int, str]:
+  """Returns a sort key: the fixed method order, then variants alphabetically."""
+  base = method.split(" [")[0]
+  return (METHOD_ORDER.index(base) if base in METHOD_ORDER else len(METHOD_ORDER), method)
+
+
+def csv_rows(cells: list[Cell]) -> list[dict[str, Any]]:
+  """Returns the CSV rows (full-precision numbers; empty where not applicable)."""
+  rows = []
+  for c in sorted(cells, key=lambda c: (method_rank(c.method), c.task)):
+    acc_m, acc_s = mean_std(c.accuracy)
+    f1_m, f1_s = mean_std(c.macro_f1)
+    rows.append({"method": c.method, "task": c.task, "seeds": " ".join(map(str, c.seeds)),
+                 "accuracy_mean": acc_m, "accuracy_std": acc_s,
+                 "macro_f1_mean": f1_m, "macro_f1_std": f1_s,
+                 "queries_mean": float(np.mean(c.queries)), "source": c.source,
+                 "workdirs": " ".join(c.workdirs)})
+  return rows
+
+
+def write_csv(cells: list[Cell], path: str) -> None:
+  """Writes ``report.csv``: one row per (method, task), ``repr`` precision floats."""
+  with open(path, "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    for row in csv_rows(cells):
+      writer.writerow({k: "" if v is None else (repr(v) if isinstance(v, float) else v)
+                       for k, v in row.items()})
+
+
+def _pm(mean: float | None, std: float | None, scale: float, digits: int) -> str:
+  if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+    return "–"
+  return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
+
+
+def markdown_tables(cells: list[Cell]) -> str:
+  """Returns Markdown: methods as rows, tasks as columns (accuracy, macro-F1, queries)."""
+  tasks = sorted({c.task for c in cells})
+  methods = sorted({c.method for c in cells}, key=method_rank)
+  index = {(c.method, c.task): c for c in cells}
+  has_f1 = any(f is not None for c in cells if c.method != LOCAL_ONLY for f in c.macro_f1)
+
+  def table(title: str, fmt) -> list[str]:
+    lines = [f"### {title}", "", "| method | " + " | ".join(tasks) + " |",
+             "|---|" + "---|" * len(tasks)]
+    for m in methods:
+      lines.append(f"| {m} | " + " | ".join(fmt(index[(m, t)]) if (m, t) in index else "–"
+                                             for t in tasks) + " |")
+    return lines + [""]
+
+  seeds = lambda c: f" (n={len(c.seeds)})"
+  out = table("Final test accuracy (%), mean ± std over seeds",
+              lambda c: _pm(*mean_std(c.accuracy), 100, 2) + seeds(c))
+  if has_f1:
+    out += table("Final test macro-F1, mean ± std over seeds",
+                 lambda c: _pm(*mean_std(c.macro_f1), 1, 3))
+  out += table("Training black-box queries (examples), mean over seeds",
+               lambda c: f"{np.mean(c.queries):,.0f}")
+  return "\n".join(out)

@@ -1,0 +1,124 @@
+"""The smoke sweep: runs, resumes without new rounds, report rows equal the summaries."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from experiments.report import write_report
+from experiments.sweep import run_sweep
+from experiments.sweep_points import SweepError, load_sweep
+
+SMOKE = "configs/sweeps/smoke.py"
+
+
+def metrics_lines(workdir: str) -> int:
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return sum(1 for line in f if line.strip())
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("sweep"))
+  entries = run_sweep(SMOKE, workdir, log=lambda s: None)
+  assert [e["status"] for e in entries] == ["done"] * 4
+  return workdir
+
+
+def test_sweep_runs_every_point_and_lists_it(sweep_dir):
+  listing = json.load(open(os.path.join(sweep_dir, "sweep.json")))
+  names = [p["name"] for p in listing["points"]]
+  assert names == ["smoke_fedbbpt_s0", "smoke_fedbbpt_s1", "smoke_fedone_s0", "smoke_fedone_s1"]
+  for name in names:
+    summary = json.load(open(os.path.join(sweep_dir, name, "summary.json")))
+    assert summary["rounds"] == 2 and metrics_lines(os.path.join(sweep_dir, name)) == 2
+  assert json.load(open(os.path.join(sweep_dir, "smoke_fedone_s1", "config.json")))["seed"] == 1
+
+
+def test_second_invocation_skips_finished_points(sweep_dir):
+  before = {p: metrics_lines(os.path.join(sweep_dir, p)) for p in os.listdir(sweep_dir)
+            if p.startswith("smoke_")}
+  entries = run_sweep(SMOKE, sweep_dir, log=lambda s: None)
+  assert [e["status"] for e in entries] == ["skipped"] * 4
+  after = {p: metrics_lines(os.path.join(sweep_dir, p)) for p in before}
+  assert after == before
+
+
+def test_report_rows_equal_the_summaries(sweep_dir, tmp_path):
+  paths = write_report([sweep_dir], str(tmp_path))
+  names = {os.path.basename(p) for p in paths}
+  assert {"report.md", "report.csv", "accuracy_digits.png"} <= names
+  rows = {(r["method"], r["task"]): r for r in csv.DictReader(open(tmp_path / "report.csv"))}
+  assert set(rows) == {("Fed-BBPT", "digits"), ("FedOne", "digits"), ("zero-shot", "digits")}
+  summaries = {a: [json.load(open(os.path.join(sweep_dir, f"smoke_{a}_s{s}", "summary.json")))
+                   for s in (0, 1)] for a in ("fedbbpt", "fedone")}
+
+  def check(row, values, field):
+    v = np.asarray(values, np.float64)
+    assert float(row[f"{field}_mean"]) == float(v.mean())
+    assert float(row[f"{field}_std"]) == float(v.std(ddof=1))
+
+  for algo, method in (("fedbbpt", "Fed-BBPT"), ("fedone", "FedOne")):
+    row, ss = rows[(method, "digits")], summaries[algo]
+    assert row["seeds"] == "0 1"
+    check(row, [s["final_accuracy"] for s in ss], "accuracy")
+    check(row, [s["final_macro_f1"] for s in ss], "macro_f1")
+    assert float(row["queries_mean"]) == float(np.mean([s["black_box_queries"] for s in ss]))
+  check(rows[("zero-shot", "digits")], [s["zero_shot_accuracy"] for s in summaries["fedbbpt"]],
+        "accuracy")
+  text = open(tmp_path / "report.md").read()
+  mean = 100 * np.mean([s["final_accuracy"] for s in summaries["fedone"]])
+  assert f"| FedOne | {mean:.2f} ± " in text
+
+
+def test_bad_override_key_fails_naming_it(tmp_path):
+  bad = tmp_path / "bad.py"
+  bad.write_text("def get_sweep():\n  return [{'config': 'configs/fmnist_effnet.py:smoke', "
+                 "'overrides': {'client.learning_rate': 0.1}, 'name': 'a'}]\n")
+  with pytest.raises(SweepError, match=r"client\.learning_rate"):
+    run_sweep(str(bad), str(tmp_path / "out"), log=lambda s: None)
+  assert not (tmp_path / "out").exists()
+  bad.write_text("def get_sweep():\n  return [{'config': 'configs/fmnist_effnet.py:smoke', "
+                 "'overrides': {'train.rounds': 'two'}, 'name': 'a'}]\n")
+  with pytest.raises(SweepError, match=r"train\.rounds"):
+    load_sweep(str(bad))
+
+
+def test_baselines_sweep_is_valid():
+  points = load_sweep("configs/sweeps/baselines.py")
+  assert len(points) == 18
+  fedbpt = [p for p in points if "fedbpt" in p.name]
+  assert fedbpt and all(p.config.zo.estimator == "cma_es" for p in fedbpt)
+  assert not any(p.name.startswith("text_fedbpt") or p.name.startswith("text_centralized")
+                 for p in points)
+
+
+def fake_run(root, name, config, summary, accs):
+  d = root / name
+  d.mkdir()
+  (d / "config.json").write_text(json.dumps(config))
+  (d / "summary.json").write_text(json.dumps(summary))
+  (d / "metrics.jsonl").write_text("".join(
+      json.dumps({"round": i + 1, "test_accuracy": a, "bb_examples": 10 * (i + 1)}) + "\n"
+      for i, a in enumerate(accs)))
+
+
+def test_local_only_rows_and_spread_plot_come_from_fedbbpt_summaries(tmp_path):
+  text_cfg = lambda seed: {"seed": seed, "data": {"name": "drug_reviews", "task": "sentiment"},
+                           "task": {"family": "text"}, "server": {"algorithm": "fedbbpt"}}
+  for seed, lo in ((0, [0.5, 0.7]), (1, [0.4, 0.6])):
+    fake_run(tmp_path, f"r{seed}", text_cfg(seed),
+             {"algorithm": "fedbbpt", "final_accuracy": 0.6 + seed / 10, "final_macro_f1": 0.5,
+              "black_box_queries": 100, "zero_shot_accuracy": 0.3, "zero_shot_macro_f1": 0.2,
+              "local_only_accuracy": float(np.mean(lo)), "local_only_client_accuracies": lo,
+              "local_only_black_box_queries": 80}, [0.5, 0.6 + seed / 10])
+  paths = write_report([str(tmp_path)])
+  assert os.path.basename(paths[-1]) == "client_spread.png"
+  rows = {r["method"]: r for r in csv.DictReader(open(tmp_path / "report.csv"))}
+  lo = rows["local-only (mean over clients)"]
+  assert lo["task"] == "drug_reviews/sentiment"
+  assert float(lo["accuracy_mean"]) == float(np.mean([0.6, 0.5]))
+  assert float(lo["queries_mean"]) == 80.0 and lo["macro_f1_mean"] == ""
+  assert float(rows["Fed-BBPT"]["accuracy_std"]) == float(np.std([0.6, 0.7], ddof=1))
