@@ -13,13 +13,15 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import os
+from typing import Any, Callable, Sequence
 
 import jax.numpy as jnp
 
 from fedbbpt_jax.blackbox.surrogate import SurrogateBlackBox
 from fedbbpt_jax.models.bert import normalized_mean_pool
 from fedbbpt_jax.models.minilm import TextTokenizer, load_minilm
+from fedbbpt_jax.models.roberta import RobertaTokenizer, load_roberta_mlm, verbalizer_logits
 
 TEXT_MODELS = ("all_minilm_l6_v2",)
 
@@ -67,3 +69,37 @@ def make_text_tokenizer(model: str, max_length: int) -> TextTokenizer:
   """Returns the tokenizer of ``model`` padding and truncating to ``max_length``."""
   _check_model(model)
   return TextTokenizer.minilm(max_length)
+
+
+def make_masked_lm_blackbox(path: str, max_length: int,
+                            verbalizer_ids: Sequence[int] | None = None) -> TextEncoderBlackBox:
+  """Returns a frozen RoBERTa masked LM (local files) scoring ``<mask>`` on ids ``[N, max_length]``.
+
+  Rows are ``<s> prompt text ... <mask> ... </s> <pad>...`` (see
+  ``RobertaTokenizer.encode_template``); outputs are the logits at each row's
+  first ``<mask>``: ``[N, vocab]``, or ``[N, C]`` restricted to ``verbalizer_ids``.
+
+  Args:
+    path: folder with ``config.json`` and ``model.safetensors`` or a legacy
+      ``pytorch_model.bin`` (e.g. a local copy of roberta-large).
+    max_length: padded sequence length (<= max_position_embeddings - 2).
+    verbalizer_ids: optional label-word token ids to keep.
+  """
+  net, variables = load_roberta_mlm(path)
+  limit = net.config.max_position_embeddings - net.config.position_offset
+  if not 3 <= max_length <= limit:
+    raise ValueError(f"max_length={max_length} must be in [3, {limit}]")
+  keep = None if verbalizer_ids is None else tuple(int(i) for i in verbalizer_ids)
+
+  def apply_fn(v: Any, ids: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
+    logits = net.apply(v, ids, mask)
+    return logits if keep is None else verbalizer_logits(logits, keep)
+
+  output_size = net.config.vocab_size if keep is None else len(keep)
+  return TextEncoderBlackBox(f"masked_lm:{os.path.basename(os.path.normpath(path))}", apply_fn,
+                             variables, max_length, output_size, net.config.pad_token_id)
+
+
+def make_masked_lm_tokenizer(path: str, max_length: int) -> RobertaTokenizer:
+  """Returns the tokenizer of the masked LM in ``path`` (``tokenizer.json``)."""
+  return RobertaTokenizer(os.path.join(path, "tokenizer.json"), max_length)
