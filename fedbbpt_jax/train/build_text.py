@@ -23,48 +23,26 @@ import numpy as np
 
 from fedbbpt_jax import data as data_lib
 from fedbbpt_jax.blackbox.text_zoo import make_text_encoder, make_text_tokenizer
-from fedbbpt_jax.federated import (ClientData, FederatedAlgorithm, make_client_optimizer,
+from fedbbpt_jax.federated import (ClientData, make_client_optimizer,
                                    make_fedbbpt, make_fedone, make_local_only, make_local_update,
                                    make_server_optimizer)
 from fedbbpt_jax.models.minilm import TextTokenizer
 from fedbbpt_jax.prompts import candidate_vocabulary, make_discrete_prompt, project_tree
 from fedbbpt_jax.tasks import TextClassification, review_pieces
+from fedbbpt_jax.train.build import Experiment
 from fedbbpt_jax.train.config_check import ConfigError
 from fedbbpt_jax.zo import HParams, make_estimator
 
 
-@dataclasses.dataclass
-class TextExperiment:
-  """A text experiment's parts (same fields as ``train.build.Experiment`` plus text ones)."""
+@dataclasses.dataclass(kw_only=True)
+class TextExperiment(Experiment):
+  """A text experiment: ``train.build.Experiment`` plus the tokenizer, classes and vocabulary."""
 
-  config: ml_collections.ConfigDict
   task: TextClassification
-  clients: ClientData
-  test_x: np.ndarray
-  test_y: np.ndarray
-  hparams: HParams
-  init_params: Any
-  algorithm: FederatedAlgorithm
-  local_only: FederatedAlgorithm
-  root_key: jax.Array
-  label_histograms: np.ndarray
-  num_candidates: int
-  cohort_size: int
-  mapping_queries: int
   mapping_calls: int
   tokenizer: TextTokenizer
   class_names: tuple[str, ...]
   vocabulary: np.ndarray
-
-  @property
-  def num_clients(self) -> int:
-    return int(self.clients.num_examples.shape[0])
-
-  def train_examples_per_round(self, cohort_size: int | None = None) -> int:
-    """Black-box examples one round costs (candidates x batch x steps x clients)."""
-    c = self.config.client
-    size = self.cohort_size if cohort_size is None else cohort_size
-    return size * c.local_steps * self.num_candidates * c.batch_size
 
   def prompt_text(self, params: Any) -> tuple[str, list[int]]:
     """The prompt ``params`` stands for (per-position arg-max) as text and ids."""

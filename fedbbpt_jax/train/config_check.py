@@ -93,6 +93,16 @@ def _check_algorithm(config) -> None:
                       f"config.zo.estimator='{FEDBPT_ESTIMATOR}' (got {estimator!r})")
 
 
+def check_partition(config: ml_collections.ConfigDict) -> None:
+  """Checks the client-partition fields every task family shares."""
+  _choice(config, "data.partition", PARTITIONS)
+  _number(config, "data.num_clients", low=1, integer=True)
+  _number(config, "data.dirichlet_alpha", low=0, low_inclusive=False)
+  _number(config, "data.shards_per_client", low=1, integer=True)
+  _number(config, "data.examples_per_client", low=0, integer=True)
+  _number(config, "data.test_examples", low=0, integer=True)
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises ``ConfigError`` naming the first invalid field of ``config``."""
   family = config.get("task", {}).get("family", "image")
@@ -103,12 +113,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"config.task.family={family!r} is not one of ['image', 'text']")
   _number(config, "seed", low=0, integer=True)
   _choice(config, "data.name", DATASETS)
-  _choice(config, "data.partition", PARTITIONS)
-  _number(config, "data.num_clients", low=1, integer=True)
-  _number(config, "data.dirichlet_alpha", low=0, low_inclusive=False)
-  _number(config, "data.shards_per_client", low=1, integer=True)
-  _number(config, "data.examples_per_client", low=0, integer=True)
-  _number(config, "data.test_examples", low=0, integer=True)
+  check_partition(config)
   _choice(config, "blackbox.model", IMAGE_MODELS)
   _number(config, "blackbox.input_size", low=16, high=512, integer=True)
   _number(config, "blackbox.budget_examples", low=0, integer=True)

@@ -8,8 +8,8 @@ from fedbbpt_jax.blackbox.text_zoo import TEXT_MODELS
 from fedbbpt_jax.data.drug_reviews import TASKS
 from fedbbpt_jax.parallel import BACKENDS
 from fedbbpt_jax.prompts import VOCABULARIES
-from fedbbpt_jax.train.config_check import (PARTITIONS, SERVER_OPTIMIZERS, ConfigError, _choice,
-                                            _get, _number)
+from fedbbpt_jax.train.config_check import (SERVER_OPTIMIZERS, ConfigError, _choice, _get,
+                                            _number, check_partition)
 from fedbbpt_jax.zo import CATEGORICAL_ESTIMATORS
 
 TEXT_DATASETS = ("drug_reviews",)
@@ -24,12 +24,7 @@ def validate_text_config(config: ml_collections.ConfigDict) -> None:
   _choice(config, "data.name", TEXT_DATASETS)
   _choice(config, "data.task", TASKS)
   _number(config, "data.min_train_reviews", low=1, integer=True)
-  _choice(config, "data.partition", PARTITIONS)
-  _number(config, "data.num_clients", low=1, integer=True)
-  _number(config, "data.dirichlet_alpha", low=0, low_inclusive=False)
-  _number(config, "data.shards_per_client", low=1, integer=True)
-  _number(config, "data.examples_per_client", low=0, integer=True)
-  _number(config, "data.test_examples", low=0, integer=True)
+  check_partition(config)
   _number(config, "data.partition_seed", low=0, integer=True)
   _choice(config, "blackbox.model", TEXT_MODELS)
   _number(config, "blackbox.max_length", low=4, high=512, integer=True)
