@@ -10,6 +10,7 @@ import numpy as np
 
 from fedbbpt_jax.tasks import TextClassification, VisualReprogramming
 from fedbbpt_jax.train.classification_metrics import classification_report
+from fedbbpt_jax.train.task_metrics import task_metric
 
 
 class Evaluator:
@@ -18,7 +19,9 @@ class Evaluator:
   Calling it with ``params=None`` evaluates the task without a prompt (zero-shot).
   ``__call__`` gives (accuracy, loss); ``report`` adds macro-F1, per-class recall
   and the majority-collapse flag (any task with ``logits``, ``loss`` and
-  ``num_classes``: image or text).
+  ``num_classes``: image or text). A task with a ``metric`` attribute (a name in
+  ``train.task_metrics.TASK_METRICS``, e.g. GLUE's ``f1`` for MRPC) also gets
+  ``task_metric_name`` and ``task_metric`` in its report.
   """
 
   def __init__(self, task: VisualReprogramming | TextClassification, x: np.ndarray,
@@ -33,6 +36,7 @@ class Evaluator:
     self._batch = batch_size
     self._sums = jax.jit(task.eval_sums)
     self._num_classes = int(task.num_classes)
+    self.task_metric_name: str | None = getattr(task, "metric", None)
 
     def outputs(params, x, y):
       logits = task.logits(params, x)
@@ -41,7 +45,7 @@ class Evaluator:
     self._outputs = jax.jit(outputs)
 
   def report(self, params: Any) -> dict[str, Any]:
-    """Accuracy, loss, macro-F1, per-class recall and collapse flag over the test set."""
+    """Accuracy, loss, macro-F1, per-class recall, collapse flag (+ task metric) over the set."""
     preds, losses = [], []
     for s in range(0, self._y.shape[0], self._batch):
       sl = slice(s, s + self._batch)
@@ -49,8 +53,13 @@ class Evaluator:
       preds.append(np.asarray(p))
       losses.append(np.asarray(l))
     n = self.num_examples
-    return classification_report(np.asarray(self._y)[:n], np.concatenate(preds)[:n],
-                                 np.concatenate(losses)[:n], self._num_classes)
+    labels, predictions = np.asarray(self._y)[:n], np.concatenate(preds)[:n]
+    rep = classification_report(labels, predictions, np.concatenate(losses)[:n],
+                                self._num_classes)
+    if self.task_metric_name is not None:
+      rep["task_metric_name"] = self.task_metric_name
+      rep["task_metric"] = task_metric(self.task_metric_name, labels, predictions)
+    return rep
 
   def __call__(self, params: Any) -> tuple[float, float]:
     """Returns (accuracy, mean cross-entropy) over the test set."""
