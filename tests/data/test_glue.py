@@ -5,9 +5,9 @@ import os
 
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
 from fedbbpt_jax.data.glue import GLUE_TASKS, GlueDataError, load_glue
+from tests.helpers.glue_roberta import prepare_glue
 
 SST2 = {
     "train": [("a gorgeous , witty film", 1), ("dull and lifeless", 0), ("unicode: café ✓", 1)],
@@ -23,42 +23,9 @@ MNLI = {
 DATA = {"sst2": SST2, "mnli": MNLI}
 
 
-def _make_builder():
-  with tfds.core.registered.skip_registration():
-
-    class Glue(tfds.core.GeneratorBasedBuilder):  # same name/layout as TFDS' glue builder
-      VERSION = tfds.core.Version("2.0.0")
-      BUILDER_CONFIGS = [tfds.core.BuilderConfig(name=n) for n in DATA]
-
-      def _info(self):
-        task = GLUE_TASKS[self.builder_config.name]
-        features = {k: tfds.features.Text() for k in task.text_keys}
-        features["label"] = tfds.features.ClassLabel(names=list(task.label_names))
-        features["idx"] = np.int32
-        return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(features),
-                                     disable_shuffling=True)
-
-      def _split_generators(self, dl_manager):
-        return {s: self._generate_examples(s) for s in DATA[self.builder_config.name]}
-
-      def _generate_examples(self, split):
-        task = GLUE_TASKS[self.builder_config.name]
-        for i, (texts, label) in enumerate(DATA[self.builder_config.name][split]):
-          texts = (texts,) if isinstance(texts, str) else texts
-          yield i, {**dict(zip(task.text_keys, texts)), "label": label, "idx": i}
-
-  return Glue
-
-
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-  root = str(tmp_path_factory.mktemp("tfds"))
-  builder_cls = _make_builder()
-  for name in DATA:
-    builder = builder_cls(config=name, data_dir=root, file_format="array_record")
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False))
-  return root
+  return prepare_glue(tmp_path_factory.mktemp("tfds"), DATA)
 
 
 def _expected(rows):

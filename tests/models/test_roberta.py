@@ -1,10 +1,7 @@
 """RoBERTa masked LM: HF-named tiny checkpoint -> Flax, checked against a numpy forward."""
 
-import json
 import math
 import os
-import pickle
-import struct
 
 import jax
 import jax.numpy as jnp
@@ -13,56 +10,8 @@ import pytest
 
 from fedbbpt_jax.models.roberta import (RobertaTokenizer, WeightLoadError, load_roberta_mlm,
                                         roberta_config, verbalizer_logits)
-
-HF_CONFIG = {"vocab_size": 100, "hidden_size": 32, "num_hidden_layers": 2,
-             "num_attention_heads": 4, "intermediate_size": 64, "max_position_embeddings": 40,
-             "type_vocab_size": 1, "layer_norm_eps": 1e-5, "pad_token_id": 1}
-
-
-def random_state_dict(seed=0):
-  rng = np.random.default_rng(seed)
-  c, h, f = HF_CONFIG, HF_CONFIG["hidden_size"], HF_CONFIG["intermediate_size"]
-  r = lambda *s: rng.normal(0, 0.2, s).astype(np.float32)
-  sd = {"roberta.embeddings.word_embeddings.weight": r(c["vocab_size"], h),
-        "roberta.embeddings.position_embeddings.weight": r(c["max_position_embeddings"], h),
-        "roberta.embeddings.token_type_embeddings.weight": r(1, h),
-        "roberta.embeddings.LayerNorm.weight": 1 + r(h), "roberta.embeddings.LayerNorm.bias": r(h),
-        "roberta.embeddings.position_ids": np.arange(40, dtype=np.int64)[None],
-        "lm_head.dense.weight": r(h, h), "lm_head.dense.bias": r(h),
-        "lm_head.layer_norm.weight": 1 + r(h), "lm_head.layer_norm.bias": r(h),
-        "lm_head.bias": r(c["vocab_size"])}
-  sd["lm_head.decoder.weight"] = sd["roberta.embeddings.word_embeddings.weight"].copy()
-  for i in range(c["num_hidden_layers"]):
-    p = f"roberta.encoder.layer.{i}"
-    for name, (o, n) in {"attention.self.query": (h, h), "attention.self.key": (h, h),
-                         "attention.self.value": (h, h), "attention.output.dense": (h, h),
-                         "intermediate.dense": (f, h), "output.dense": (h, f)}.items():
-      sd[f"{p}.{name}.weight"], sd[f"{p}.{name}.bias"] = r(o, n), r(o)
-    for name in ("attention.output.LayerNorm", "output.LayerNorm"):
-      sd[f"{p}.{name}.weight"], sd[f"{p}.{name}.bias"] = 1 + r(h), r(h)
-  return sd
-
-
-def write_safetensors(path, sd):
-  codes = {np.dtype(np.float32): "F32", np.dtype(np.int64): "I64"}
-  header, blobs, offset = {}, [], 0
-  for name, a in sd.items():
-    raw = np.ascontiguousarray(a).astype(a.dtype.newbyteorder("<")).tobytes()
-    header[name] = {"dtype": codes[a.dtype], "shape": list(a.shape),
-                    "data_offsets": [offset, offset + len(raw)]}
-    blobs.append(raw)
-    offset += len(raw)
-  head = json.dumps(header).encode()
-  with open(path, "wb") as fh:
-    fh.write(struct.pack("<Q", len(head)) + head + b"".join(blobs))
-
-
-def write_model_dir(path, sd):
-  os.makedirs(path, exist_ok=True)
-  with open(os.path.join(path, "config.json"), "w") as fh:
-    json.dump(HF_CONFIG, fh)
-  write_safetensors(os.path.join(path, "model.safetensors"), sd)
-  return str(path)
+from tests.helpers.glue_roberta import (HF_CONFIG, make_tokenizer_file, random_state_dict,
+                                        write_model_dir)
 
 
 def numpy_forward(sd, ids, mask, positions):
@@ -148,17 +97,6 @@ def test_loader_names_missing_and_misshaped_tensors():
   sd["lm_head.decoder.weight"] = sd["lm_head.decoder.weight"] + 1
   with pytest.raises(WeightLoadError, match="not tied"):
     roberta_variables_from_state_dict(sd, config)
-
-
-def make_tokenizer_file(path):
-  from tokenizers import AddedToken, Tokenizer, models, pre_tokenizers
-  words = ["<s>", "<pad>", "</s>", "<unk>", "great", "terrible", "it", "was", "a", "film",
-           "long", "very", ".", "?", ",", "entailment", "yes", "no"]
-  tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-  tok.pre_tokenizer = pre_tokenizers.Whitespace()
-  tok.add_special_tokens(["<s>", "<pad>", "</s>", AddedToken("<mask>", lstrip=True)])
-  tok.save(str(path))
-  return str(path), {w: i for i, w in enumerate(words)}
 
 
 def test_tokenizer_template_truncation_keeps_mask(tmp_path):
