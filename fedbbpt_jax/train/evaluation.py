@@ -70,3 +70,15 @@ class Evaluator:
       correct += float(c)
       loss += float(l)
     return correct / self.num_examples, loss / self.num_examples
+
+
+def task_metric_fields(report: dict[str, Any], prefix: str) -> dict[str, Any]:
+  """``{prefix + "task_metric", "task_metric_name"}`` of a ``report`` (empty if it has none).
+
+  Example: ``task_metric_fields(rep, "test_")`` -> ``{"test_task_metric": 0.81,
+  "task_metric_name": "f1"}`` for MRPC; ``{}`` for an image task.
+  """
+  if "task_metric" not in report:
+    return {}
+  return {f"{prefix}task_metric": report["task_metric"],
+          "task_metric_name": report["task_metric_name"]}
