@@ -9,6 +9,9 @@ Example:
     >>> tok = make_text_tokenizer("all_minilm_l6_v2", max_length=64)
     >>> ids, _ = tok(["The movie was wonderful."])
     >>> emb = bb(jnp.asarray(ids))      # [1, 384], unit norm
+
+``make_embedding_encoder`` is the same encoder on input embeddings ``[N, L, H]``
+(BBT-style soft prompts); it exists only as a local surrogate.
 """
 
 from __future__ import annotations
@@ -43,6 +46,42 @@ class TextEncoderBlackBox(SurrogateBlackBox):
     return self._apply_fn(self._variables, inputs.astype(jnp.int32))
 
 
+class EmbeddingEncoderBlackBox(SurrogateBlackBox):
+  """A frozen sentence encoder on input EMBEDDINGS ``[N, L, H]`` (soft prompts; surrogate only).
+
+  BBT-style soft prompts enter at the embedding layer, so this black box takes word
+  embeddings instead of token ids and runs the rest of the encoder (position and
+  token-type embeddings, LayerNorm, layers, pooling). A provider API takes tokens,
+  not embeddings: this exists ONLY as a frozen local surrogate; there is no remote
+  counterpart. The attention mask is derived from the inputs as an API would derive
+  it from padded ids: an all-zero row is padding, any other row a real token.
+
+  ``embed(ids)`` is the surrogate's word-embedding lookup (what a caller needs to turn
+  text into inputs; a table lookup, not a forward: it costs no queries), and
+  ``embedding_std`` the std of the flattened word-embedding matrix (BBT's ``sigma_E``).
+  Queries are counted by the callers from static shapes, as for every black box.
+  """
+
+  def __init__(self, name: str, apply_fn: Callable[[Any, jnp.ndarray, jnp.ndarray], jnp.ndarray],
+               variables: Any, word_embeddings: jnp.ndarray, max_length: int, output_size: int):
+    table = jnp.asarray(word_embeddings, jnp.float32)
+    hidden = int(table.shape[1])
+    super().__init__(name, lambda v, e: apply_fn(v, e, padding_mask(e)), variables,
+                     (max_length, hidden), output_size)
+    self._table = table
+    self.vocab_size = int(table.shape[0])
+    self.embedding_std = float(jnp.std(table))
+
+  def embed(self, ids: jnp.ndarray) -> jnp.ndarray:
+    """Word embeddings ``[..., H]`` of ``ids`` (no positions, no LayerNorm)."""
+    return jnp.take(self._table, jnp.asarray(ids, jnp.int32), axis=0)
+
+
+def padding_mask(embeds: jnp.ndarray) -> jnp.ndarray:
+  """int32 ``[N, L]`` mask: 1 where a row of ``embeds [N, L, H]`` is not all zeros."""
+  return jnp.any(embeds != 0, axis=-1).astype(jnp.int32)
+
+
 def _check_model(model: str) -> None:
   if model not in TEXT_MODELS:
     raise ValueError(f"unknown text black-box model {model!r}; choose one of {list(TEXT_MODELS)}")
@@ -63,6 +102,24 @@ def make_text_encoder(model: str, max_length: int) -> TextEncoderBlackBox:
   apply_fn = lambda v, ids, mask: normalized_mean_pool(net.apply(v, ids, mask), mask)
   return TextEncoderBlackBox(model, apply_fn, variables, max_length, net.config.hidden_size,
                              net.config.pad_token_id)
+
+
+def make_embedding_encoder(model: str, max_length: int) -> EmbeddingEncoderBlackBox:
+  """Returns the frozen encoder ``model`` on input embeddings ``[N, max_length, H]``.
+
+  Surrogate only (a served model takes token ids); outputs are the same unit-norm
+  mean-pooled embeddings as ``make_text_encoder``'s for the same (embedded) rows.
+  """
+  _check_model(model)
+  net, variables = load_minilm()
+  if not 2 <= max_length <= net.config.max_position_embeddings:
+    raise ValueError(f"max_length={max_length} must be in [2, "
+                     f"{net.config.max_position_embeddings}]")
+  table = variables["params"]["embeddings"]["word_embeddings"]["embedding"]
+  apply_fn = lambda v, e, mask: normalized_mean_pool(net.apply(v, None, mask, inputs_embeds=e),
+                                                     mask)
+  return EmbeddingEncoderBlackBox(f"{model}:embeddings", apply_fn, variables, table, max_length,
+                                  net.config.hidden_size)
 
 
 def make_text_tokenizer(model: str, max_length: int) -> TextTokenizer:
