@@ -1,4 +1,10 @@
-"""The experiment driver: baselines, the round loop, checkpoints, resume, summary, plots."""
+"""The experiment driver: baselines, the round loop, checkpoints, resume, summary, plots.
+
+``run`` drives one experiment. Its pieces are reusable by drivers that run several
+members of a sweep in one compiled program (``train.vmapped_sweep``): ``prepare``
+(validate, build, evaluator), ``RunRecords`` (one workdir's meter, checkpoints,
+metrics rows, summary and plots), ``zero_shot_fields`` and ``local_only_fields``.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ from fedbbpt_jax.train import records
 from fedbbpt_jax.train.build import TEST_SUBSET_SEED, Experiment, build_experiment
 from fedbbpt_jax.train.checkpoint import RoundCheckpointer
 from fedbbpt_jax.train.config_check import validate_config
-from fedbbpt_jax.train.evaluation import Evaluator
+from fedbbpt_jax.train.evaluation import Evaluator, task_metric_fields
 from fedbbpt_jax.train.plots import plot_accuracy
 from fedbbpt_jax.train.summary_table import ALGORITHM_NAMES
 
@@ -54,50 +60,218 @@ def _rounds_runner(algorithm, backend: str) -> Callable:
   return algorithm.apply if backend == "loop" else jax.jit(algorithm.apply)
 
 
-def _placed(tree: Any, backend: str) -> Any:
+def placed(tree: Any, backend: str) -> Any:
   """The ``shard`` backend keeps state and client data replicated over its mesh."""
   return replicate(tree) if backend == "shard" else tree
 
 
-def run_local_only(exp: Experiment, evaluator: Evaluator) -> dict[str, Any]:
-  """Trains every client alone for the same rounds and steps; evaluates each generator."""
-  step = _rounds_runner(exp.local_only, exp.config.parallel.backend)
-  backend = exp.config.parallel.backend
-  state, clients = _placed((exp.local_only.init(exp.init_params), exp.clients), backend)
-  for _ in range(exp.config.train.rounds):
-    state, _ = step(state, clients, exp.root_key, exp.hparams)
+def prepare(config: ml_collections.ConfigDict, workdirs: list[str],
+            configs: list[ml_collections.ConfigDict] | None = None,
+            log: Callable[[str], None] = print) -> tuple[Experiment, Evaluator]:
+  """Validates, creates the workdirs (checking their config.json), builds, logs.
+
+  ``configs[i]`` is the config recorded in ``workdirs[i]`` (default: ``config``
+  for all); the experiment is built from ``config``.
+  """
+  configs = configs or [config] * len(workdirs)
+  for c in configs:
+    validate_config(c)
+  ensure_cpu_devices(config.parallel.get("cpu_devices", 0))
+  for workdir, c in zip(workdirs, configs):
+    os.makedirs(workdir, exist_ok=True)
+    records.check_or_write_config(workdir, c)
+  exp = build_experiment(config)
+  raise_blackbox_error(exp)  # the label mapping's queries
+  evaluator = Evaluator(exp.task, exp.test_x, exp.test_y, config.train.eval_batch_size)
+  log(f"clients {exp.num_clients} (examples {np.asarray(exp.clients.num_examples).tolist()}), "
+      f"prompt '{config.prompt.kind}' with {num_params(exp.init_params)} parameters, "
+      f"estimator {config.zo.estimator} ({exp.num_candidates} candidates/step), "
+      f"test subset {evaluator.num_examples} examples")
+  return exp, evaluator
+
+
+def zero_shot_fields(exp: Experiment, evaluator: Evaluator) -> dict[str, Any]:
+  """The zero-shot baseline's ``baselines.json`` entries (no prompt: seed-independent)."""
+  rep = evaluator.report(None)
+  raise_blackbox_error(exp)
+  return dict(zero_shot_accuracy=rep["accuracy"], zero_shot_loss=rep["loss"],
+              zero_shot_macro_f1=rep["macro_f1"],
+              zero_shot_per_class_recall=rep["per_class_recall"],
+              zero_shot_collapsed_to_majority=rep["collapsed_to_majority"],
+              **task_metric_fields(rep, "zero_shot_"))
+
+
+def local_only_fields(exp: Experiment, evaluator: Evaluator, client_params: Any,
+                      rounds: int) -> dict[str, Any]:
+  """Local-only entries from the per-client generators (leading client axis)."""
   accs = []
   for i in range(exp.num_clients):
-    acc, _ = evaluator(jax.tree.map(lambda a: a[i], state.params))
+    acc, _ = evaluator(jax.tree.map(lambda a: a[i], client_params))
     raise_blackbox_error(exp)
     accs.append(acc)
-  queries = exp.config.train.rounds * exp.train_examples_per_round(exp.num_clients)
+  queries = rounds * exp.train_examples_per_round(exp.num_clients)
   return {"local_only_accuracy": float(np.mean(accs)),
           "local_only_worst_accuracy": float(np.min(accs)),
           "local_only_client_accuracies": [float(a) for a in accs],
           "local_only_black_box_queries": int(queries)}
 
 
+def run_local_only(exp: Experiment, evaluator: Evaluator) -> dict[str, Any]:
+  """Trains every client alone for the same rounds and steps; evaluates each generator."""
+  step = _rounds_runner(exp.local_only, exp.config.parallel.backend)
+  backend = exp.config.parallel.backend
+  state, clients = placed((exp.local_only.init(exp.init_params), exp.clients), backend)
+  for _ in range(exp.config.train.rounds):
+    state, _ = step(state, clients, exp.root_key, exp.hparams)
+  return local_only_fields(exp, evaluator, state.params, exp.config.train.rounds)
+
+
+def read_baselines(workdir: str) -> dict[str, Any]:
+  path = os.path.join(workdir, "baselines.json")
+  return records.read_json(path) if os.path.exists(path) else {}
+
+
+def write_baselines(workdir: str, baselines: dict[str, Any]) -> None:
+  records.write_json(os.path.join(workdir, "baselines.json"), baselines)
+
+
 def _baselines(exp: Experiment, evaluator: Evaluator, workdir: str, which: tuple[str, ...],
                log: Callable[[str], None]) -> dict[str, Any]:
   """Computes (or reads back) the requested baselines, cached in ``baselines.json``."""
-  path = os.path.join(workdir, "baselines.json")
-  cached = records.read_json(path) if os.path.exists(path) else {}
+  cached = read_baselines(workdir)
   if "zero_shot" in which and "zero_shot_accuracy" not in cached:
-    rep = evaluator.report(None)
-    raise_blackbox_error(exp)
-    cached.update(zero_shot_accuracy=rep["accuracy"], zero_shot_loss=rep["loss"],
-                  zero_shot_macro_f1=rep["macro_f1"],
-                  zero_shot_per_class_recall=rep["per_class_recall"],
-                  zero_shot_collapsed_to_majority=rep["collapsed_to_majority"])
-    records.write_json(path, cached)
+    cached.update(zero_shot_fields(exp, evaluator))
+    write_baselines(workdir, cached)
   if "local_only" in which and "local_only_accuracy" not in cached:
     log("local-only baseline: every client trains alone for the same rounds ...")
     t0 = time.time()
     cached.update(run_local_only(exp, evaluator))
     cached["local_only_seconds"] = time.time() - t0
-    records.write_json(path, cached)
+    write_baselines(workdir, cached)
   return cached
+
+
+def requested_baselines(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  return tuple(name for name in ("zero_shot", "local_only") if config.baselines[name])
+
+
+class RunRecords:
+  """One run's records in its workdir: query meter, checkpoints, metrics rows, summary.
+
+  ``exp`` gives the experiment's shape (clients, costs, algorithm); ``config`` is the
+  run's own config (a sweep member may differ from ``exp.config`` in its seed or
+  hyper-parameters, never in anything that changes the program).
+  """
+
+  def __init__(self, exp: Experiment, config: ml_collections.ConfigDict, workdir: str,
+               t_start: float, log: Callable[[str], None] = print):
+    self.exp, self.config, self.workdir, self.log = exp, config, workdir, log
+    self.t_start = t_start
+    self.meter = QueryMeter(budget_examples=config.blackbox.budget_examples)
+    self.ckpt = RoundCheckpointer(workdir)
+    self.metrics_log = records.MetricsLog(workdir)
+    self.prior_seconds = 0.0
+
+  def latest_round(self) -> int:
+    return self.ckpt.latest_round() or 0
+
+  def start(self, like_state: Any, start_round: int | None = None) -> tuple[Any, int]:
+    """Restores round ``start_round`` (default: the latest) or starts afresh.
+
+    Returns ``(state, start_round)``; metrics rows after that round are dropped.
+    """
+    start_round = self.latest_round() if start_round is None else start_round
+    state = like_state
+    if start_round:
+      state, meta = self.ckpt.restore(start_round, like_state)
+      self.meter.load_state_dict(meta["queries"])
+      self.prior_seconds = meta["wall_seconds"]
+      self.log(f"resuming after round {start_round}")
+    else:
+      self.meter.add(bb_examples=self.exp.mapping_queries,
+                     bb_calls=getattr(self.exp, "mapping_calls", self.exp.num_clients))
+    self.metrics_log.truncate(start_round)
+    return state, start_round
+
+  def check_budget(self) -> None:
+    self.meter.check_budget(self.exp.train_examples_per_round())
+
+  def record_round(self, r: int, state: Any, m: dict, round_seconds: float,
+                   evaluator: Evaluator) -> dict[str, Any]:
+    """Meters, evaluates (when due), appends the row of round ``r + 1``, checkpoints it."""
+    config, exp = self.config, self.exp
+    train_loss = float(m["train_loss"])
+    if not np.isfinite(train_loss):
+      raise FloatingPointError(f"round {r + 1}: training loss is {train_loss}; "
+                               "lower config.client.lr or config.zo.sigma")
+    self.meter.add(**round_counters(exp))
+    row = {"round": r + 1, "train_loss": train_loss, "cohort": np.asarray(m["cohort"]).tolist(),
+           "round_seconds": round_seconds}
+    if (r + 1) % config.train.eval_every == 0 or r + 1 == config.train.rounds:
+      rep = evaluator.report(state.params)
+      raise_blackbox_error(exp)
+      self.meter.add(eval_bb_examples=evaluator.num_examples)
+      row.update(test_accuracy=rep["accuracy"], test_loss=rep["loss"],
+                 test_macro_f1=rep["macro_f1"], test_per_class_recall=rep["per_class_recall"],
+                 collapsed_to_majority=rep["collapsed_to_majority"],
+                 **task_metric_fields(rep, "test_"))
+      if rep["collapsed_to_majority"]:
+        self.log(f"warning: round {r + 1}: one class takes "
+                 f"{100 * rep['max_prediction_share']:.0f}% of the test predictions "
+                 "(majority collapse): judge by macro-F1, not accuracy")
+    wall = self.prior_seconds + time.time() - self.t_start
+    row.update(wall_seconds=wall, **self.meter.state_dict())
+    self.metrics_log.append(row)
+    if self.latest_round() < r + 1:  # a sweep member may already hold this round
+      self.ckpt.save(r + 1, state, {"queries": self.meter.state_dict(), "wall_seconds": wall})
+    acc_text = f"acc {100 * row['test_accuracy']:.2f}%  " if "test_accuracy" in row else ""
+    self.log(f"round {r + 1}/{config.train.rounds}  {acc_text}train loss {train_loss:.4f}  "
+             f"queries {self.meter.counts['bb_examples']:,}  {round_seconds:.1f}s")
+    return row
+
+  def finish(self, state: Any, baselines: dict[str, Any], evaluator: Evaluator
+             ) -> dict[str, Any]:
+    """Writes ``summary.json`` and the accuracy plot; returns the summary."""
+    self.ckpt.close()
+    config, exp = self.config, self.exp
+    meter = self.meter
+    rows = self.metrics_log.rows()
+    final = [r for r in rows if "test_accuracy" in r][-1]
+    summary = {
+        "final_accuracy": final["test_accuracy"],
+        "final_loss": final["test_loss"],
+        "final_macro_f1": final.get("test_macro_f1"),
+        "final_per_class_recall": final.get("test_per_class_recall"),
+        "collapsed_to_majority": final.get("collapsed_to_majority"),
+        "best_accuracy": max(r["test_accuracy"] for r in rows if "test_accuracy" in r),
+        "algorithm": exp.algorithm.name,
+        "rounds": config.train.rounds,
+        "num_clients": exp.num_clients,
+        "cohort_size": exp.cohort_size,
+        "black_box_queries": meter.counts["bb_examples"],
+        "query_counters": meter.state_dict(),
+        "prompt_parameters": num_params(exp.init_params),
+        "test_examples": evaluator.num_examples,
+        "test_split": f"{config.data.name} test, fixed subset of {evaluator.num_examples} "
+                      f"(permutation seed {TEST_SUBSET_SEED})",
+        "wall_seconds": self.prior_seconds + time.time() - self.t_start,
+        "label_histograms": np.asarray(exp.label_histograms).tolist(),
+    }
+    summary.update(baselines)
+    if "test_task_metric" in final:  # e.g. GLUE: F1 (MRPC, QQP), Matthews (CoLA), accuracy
+      summary.update(final_task_metric=final["test_task_metric"],
+                     task_metric_name=final["task_metric_name"])
+    if hasattr(exp, "describe_params"):  # e.g. the learned prompt as text
+      summary.update(exp.describe_params(state.params))
+    summary.setdefault("zero_shot_accuracy", None)
+    summary.setdefault("local_only_accuracy", None)
+    records.write_json(os.path.join(self.workdir, "summary.json"), summary)
+    method = ALGORITHM_NAMES.get(exp.algorithm.name, exp.algorithm.name)
+    plot_accuracy(rows, os.path.join(self.workdir, "accuracy.png"),
+                  summary["zero_shot_accuracy"], summary["local_only_accuracy"],
+                  title=f"{method}, {config.data.name}, {exp.num_clients} clients",
+                  method=method)
+    return summary
 
 
 def run(config: ml_collections.ConfigDict, workdir: str,
@@ -108,17 +282,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   round; a finished run only rewrites its summary and plots.
   """
   t_start = time.time()
-  validate_config(config)
-  ensure_cpu_devices(config.parallel.get("cpu_devices", 0))
-  os.makedirs(workdir, exist_ok=True)
-  records.check_or_write_config(workdir, config)
-  exp = build_experiment(config)
-  raise_blackbox_error(exp)  # the label mapping's queries
-  evaluator = Evaluator(exp.task, exp.test_x, exp.test_y, config.train.eval_batch_size)
-  log(f"clients {exp.num_clients} (examples {np.asarray(exp.clients.num_examples).tolist()}), "
-      f"prompt '{config.prompt.kind}' with {num_params(exp.init_params)} parameters, "
-      f"estimator {config.zo.estimator} ({exp.num_candidates} candidates/step), "
-      f"test subset {evaluator.num_examples} examples")
+  exp, evaluator = prepare(config, [workdir], log=log)
 
   # Zero-shot first (unless switched off: against a paid API it costs queries).
   baselines = _baselines(exp, evaluator, workdir,
@@ -126,90 +290,18 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   if "zero_shot_accuracy" in baselines:
     log(f"zero-shot accuracy {100 * baselines['zero_shot_accuracy']:.2f}%")
 
-  meter = QueryMeter(budget_examples=config.blackbox.budget_examples)
-  ckpt = RoundCheckpointer(workdir)
-  metrics_log = records.MetricsLog(workdir)
-  state = exp.algorithm.init(exp.init_params)
-  prior_seconds = 0.0
-  start_round = ckpt.latest_round() or 0
-  if start_round:
-    state, meta = ckpt.restore(start_round, state)
-    meter.load_state_dict(meta["queries"])
-    prior_seconds = meta["wall_seconds"]
-    log(f"resuming after round {start_round}")
-  else:
-    meter.add(bb_examples=exp.mapping_queries,
-              bb_calls=getattr(exp, "mapping_calls", exp.num_clients))
-  metrics_log.truncate(start_round)
-  state, clients = _placed((state, exp.clients), config.parallel.backend)
+  rec = RunRecords(exp, config, workdir, t_start, log)
+  state, start_round = rec.start(exp.algorithm.init(exp.init_params))
+  state, clients = placed((state, exp.clients), config.parallel.backend)
 
   step = _rounds_runner(exp.algorithm, config.parallel.backend)
-  per_round = exp.train_examples_per_round()
   for r in range(start_round, config.train.rounds):
-    meter.check_budget(per_round)
+    rec.check_budget()
     t0 = time.time()
     state, m = step(state, clients, exp.root_key, exp.hparams)
-    train_loss = float(m["train_loss"])
+    jax.block_until_ready(m["train_loss"])
     raise_blackbox_error(exp)
-    if not np.isfinite(train_loss):
-      raise FloatingPointError(f"round {r + 1}: training loss is {train_loss}; "
-                               "lower config.client.lr or config.zo.sigma")
-    meter.add(**round_counters(exp))
-    round_seconds = time.time() - t0
-    row = {"round": r + 1, "train_loss": train_loss, "cohort": np.asarray(m["cohort"]).tolist(),
-           "round_seconds": round_seconds}
-    if (r + 1) % config.train.eval_every == 0 or r + 1 == config.train.rounds:
-      rep = evaluator.report(state.params)
-      raise_blackbox_error(exp)
-      meter.add(eval_bb_examples=evaluator.num_examples)
-      row.update(test_accuracy=rep["accuracy"], test_loss=rep["loss"],
-                 test_macro_f1=rep["macro_f1"], test_per_class_recall=rep["per_class_recall"],
-                 collapsed_to_majority=rep["collapsed_to_majority"])
-      if rep["collapsed_to_majority"]:
-        log(f"warning: round {r + 1}: one class takes {100 * rep['max_prediction_share']:.0f}% "
-            "of the test predictions (majority collapse): judge by macro-F1, not accuracy")
-    wall = prior_seconds + time.time() - t_start
-    row.update(wall_seconds=wall, **meter.state_dict())
-    metrics_log.append(row)
-    ckpt.save(r + 1, state, {"queries": meter.state_dict(), "wall_seconds": wall})
-    acc_text = f"acc {100 * row['test_accuracy']:.2f}%  " if "test_accuracy" in row else ""
-    log(f"round {r + 1}/{config.train.rounds}  {acc_text}train loss {train_loss:.4f}  "
-        f"queries {meter.counts['bb_examples']:,}  {round_seconds:.1f}s")
-  ckpt.close()
+    rec.record_round(r, state, m, time.time() - t0, evaluator)
 
-  which = tuple(name for name in ("zero_shot", "local_only") if config.baselines[name])
-  baselines = _baselines(exp, evaluator, workdir, which, log)
-  rows = metrics_log.rows()
-  final = [r for r in rows if "test_accuracy" in r][-1]
-  summary = {
-      "final_accuracy": final["test_accuracy"],
-      "final_loss": final["test_loss"],
-      "final_macro_f1": final.get("test_macro_f1"),
-      "final_per_class_recall": final.get("test_per_class_recall"),
-      "collapsed_to_majority": final.get("collapsed_to_majority"),
-      "best_accuracy": max(r["test_accuracy"] for r in rows if "test_accuracy" in r),
-      "algorithm": exp.algorithm.name,
-      "rounds": config.train.rounds,
-      "num_clients": exp.num_clients,
-      "cohort_size": exp.cohort_size,
-      "black_box_queries": meter.counts["bb_examples"],
-      "query_counters": meter.state_dict(),
-      "prompt_parameters": num_params(exp.init_params),
-      "test_examples": evaluator.num_examples,
-      "test_split": f"{config.data.name} test, fixed subset of {evaluator.num_examples} "
-                    f"(permutation seed {TEST_SUBSET_SEED})",
-      "wall_seconds": prior_seconds + time.time() - t_start,
-      "label_histograms": np.asarray(exp.label_histograms).tolist(),
-  }
-  summary.update(baselines)
-  if hasattr(exp, "describe_params"):  # e.g. the learned prompt as text
-    summary.update(exp.describe_params(state.params))
-  summary.setdefault("zero_shot_accuracy", None)
-  summary.setdefault("local_only_accuracy", None)
-  records.write_json(os.path.join(workdir, "summary.json"), summary)
-  method = ALGORITHM_NAMES.get(exp.algorithm.name, exp.algorithm.name)
-  plot_accuracy(rows, os.path.join(workdir, "accuracy.png"),
-                summary["zero_shot_accuracy"], summary["local_only_accuracy"],
-                title=f"{method}, {config.data.name}, {exp.num_clients} clients", method=method)
-  return summary
-
+  baselines = _baselines(exp, evaluator, workdir, requested_baselines(config), log)
+  return rec.finish(state, baselines, evaluator)
