@@ -111,6 +111,9 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
   if config.task.get("family", "image") == "text":
     from fedbbpt_jax.train.build_text import build_text_experiment  # pylint: disable=g-import-not-at-top
     return build_text_experiment(config)
+  if config.task.get("family", "image") == "glue":
+    from fedbbpt_jax.train.build_glue import build_glue_experiment  # pylint: disable=g-import-not-at-top
+    return build_glue_experiment(config)
   ds = load_dataset(config.data)
   train_x, train_y = ds["train"]
   test_x, test_y = ds["test"]

@@ -109,8 +109,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if family == "text":
     from fedbbpt_jax.train.config_check_text import validate_text_config  # pylint: disable=g-import-not-at-top
     return validate_text_config(config)
+  if family == "glue":
+    from fedbbpt_jax.train.config_check_glue import validate_glue_config  # pylint: disable=g-import-not-at-top
+    return validate_glue_config(config)
   if family != "image":
-    raise ConfigError(f"config.task.family={family!r} is not one of ['image', 'text']")
+    raise ConfigError(f"config.task.family={family!r} is not one of ['glue', 'image', 'text']")
   _number(config, "seed", low=0, integer=True)
   _choice(config, "data.name", DATASETS)
   check_partition(config)

@@ -1,0 +1,117 @@
+"""Validates a GLUE-family config (``config.task.family == 'glue'``), naming the faulty field.
+
+``validate_glue_config`` checks values only, so a config can be validated (e.g. by
+the sweep launcher) on a machine without the data or the weights.
+``check_glue_paths`` checks the two local folders; the builder calls it before
+loading anything, so an empty or wrong path fails at load time with a
+``ConfigError`` naming the field and what the folder must contain.
+"""
+
+from __future__ import annotations
+
+import os
+
+import ml_collections
+
+from fedbbpt_jax.data.glue import GLUE_TASKS
+from fedbbpt_jax.parallel import BACKENDS
+from fedbbpt_jax.prompts import VOCABULARIES
+from fedbbpt_jax.train.config_check import (SERVER_OPTIMIZERS, ConfigError, _choice, _get,
+                                            _number, check_partition)
+from fedbbpt_jax.zo import CATEGORICAL_ESTIMATORS
+
+GLUE_MODELS = ("roberta_mlm",)
+GLUE_PROMPTS = ("discrete",)
+GLUE_CLIENT_OPTIMIZERS = ("adam", "adamw", "sgd")
+GLUE_ALGORITHMS = ("centralized", "fedbbpt", "fedone")
+VOCABULARY_TEXTS = ("clients", "train_split")
+TEST_SPLITS = ("", "validation", "validation_matched", "validation_mismatched")
+MODEL_FILES = "config.json, tokenizer.json and model.safetensors (or a legacy pytorch_model.bin)"
+GLUE_FOLDER = ("the prepared array_record GLUE folder glue/<task>/<version>/ (dataset_info.json, "
+               "features.json and the *.array_record files, e.g. from `tfds build glue/sst2 "
+               "--file_format=array_record`)")
+
+
+def validate_glue_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ``ConfigError`` naming the first invalid field of a GLUE ``config``."""
+  _number(config, "seed", low=0, integer=True)
+  _choice(config, "data.name", ("glue",))
+  _choice(config, "data.task", GLUE_TASKS)
+  for field in ("data.tfds_dir", "blackbox.model_dir"):
+    if not isinstance(_get(config, field), str):
+      raise ConfigError(f"config.{field}={_get(config, field)!r} must be a path string")
+  _choice(config, "data.test_split", TEST_SPLITS)
+  split, task = _get(config, "data.test_split"), GLUE_TASKS[_get(config, "data.task")]
+  if split and split not in task.eval_splits:
+    raise ConfigError(f"config.data.test_split={split!r} does not exist for "
+                      f"config.data.task={task.name!r}; choose '' or one of {list(task.eval_splits)}")
+  _number(config, "data.k_shot", low=1, integer=True)
+  _number(config, "data.k_shot_seed", low=0, integer=True)
+  check_partition(config)
+  if _get(config, "data.examples_per_client"):
+    raise ConfigError("config.data.examples_per_client must be 0 for GLUE: the k-shot protocol "
+                      "sets the client sizes (use config.data.k_shot)")
+  _number(config, "data.partition_seed", low=0, integer=True)
+  _choice(config, "blackbox.model", GLUE_MODELS)
+  _number(config, "blackbox.max_length", low=8, high=512, integer=True)
+  _number(config, "blackbox.budget_examples", low=0, integer=True)
+  _choice(config, "prompt.kind", GLUE_PROMPTS)
+  _number(config, "prompt.length", low=1, high=_get(config, "blackbox.max_length") - 6,
+          integer=True)
+  _choice(config, "prompt.vocabulary", VOCABULARIES)
+  _number(config, "prompt.vocabulary_size", low=1, integer=True)
+  _choice(config, "prompt.vocabulary_texts", VOCABULARY_TEXTS)
+  if not isinstance(_get(config, "prompt.vocabulary_fill"), bool):
+    raise ConfigError("config.prompt.vocabulary_fill must be True or False")
+  _choice(config, "zo.estimator", CATEGORICAL_ESTIMATORS)
+  _number(config, "zo.num_directions", low=2, integer=True)
+  _choice(config, "client.optimizer", GLUE_CLIENT_OPTIMIZERS)
+  _number(config, "client.weight_decay", low=0)
+  _number(config, "client.lr", low=0, low_inclusive=False)
+  _number(config, "client.lr_offset", low=0)
+  _number(config, "client.lr_decay", low=0)
+  _number(config, "client.local_steps", low=1, integer=True)
+  _number(config, "client.batch_size", low=1, integer=True)
+  _choice(config, "server.algorithm", GLUE_ALGORITHMS)
+  _choice(config, "server.optimizer", SERVER_OPTIMIZERS)
+  _number(config, "server.lr", low=0, low_inclusive=False)
+  _number(config, "server.momentum", low=0, high=1)
+  _number(config, "server.cohort_size", low=0, high=_get(config, "data.num_clients"),
+          integer=True)
+  _number(config, "train.rounds", low=1, integer=True)
+  _number(config, "train.eval_every", low=1, integer=True)
+  _number(config, "train.eval_batch_size", low=1, integer=True)
+  _choice(config, "parallel.backend", BACKENDS)
+  if "cpu_devices" in config.parallel:
+    _number(config, "parallel.cpu_devices", low=0, integer=True)
+
+
+def check_glue_paths(config: ml_collections.ConfigDict) -> None:
+  """Raises ``ConfigError`` if ``blackbox.model_dir`` or ``data.tfds_dir`` cannot be used.
+
+  The model folder must hold ``MODEL_FILES``; the TFDS folder must hold
+  ``glue/<data.task>/`` (its version folders are checked by the loader).
+  """
+  model_dir = os.path.expanduser(_get(config, "blackbox.model_dir"))
+  if not model_dir:
+    raise ConfigError(f"config.blackbox.model_dir is empty: set it to a local folder with "
+                      f"{MODEL_FILES}, e.g. a copy of roberta-large (nothing is downloaded)")
+  if not os.path.isdir(model_dir):
+    raise ConfigError(f"config.blackbox.model_dir={model_dir!r} is not a folder; it must hold "
+                      f"{MODEL_FILES}")
+  missing = [f for f in ("config.json", "tokenizer.json") if not os.path.isfile(
+      os.path.join(model_dir, f))]
+  if not any(os.path.isfile(os.path.join(model_dir, f))
+             for f in ("model.safetensors", "pytorch_model.bin")):
+    missing.append("model.safetensors (or pytorch_model.bin)")
+  if missing:
+    raise ConfigError(f"config.blackbox.model_dir={model_dir!r} lacks {', '.join(missing)}; it "
+                      f"must hold {MODEL_FILES}")
+  tfds_dir = os.path.expanduser(_get(config, "data.tfds_dir"))
+  if not tfds_dir:
+    raise ConfigError(f"config.data.tfds_dir is empty: set it to the TFDS data directory "
+                      f"holding {GLUE_FOLDER}")
+  task_dir = os.path.join(tfds_dir, "glue", _get(config, "data.task"))
+  if not os.path.isdir(task_dir):
+    raise ConfigError(f"config.data.tfds_dir={tfds_dir!r} has no {task_dir}: it must hold "
+                      f"{GLUE_FOLDER}")
