@@ -97,13 +97,29 @@ def example_sentences(texts: list[tuple[str, ...]]) -> list[str]:
   return [t for example in texts for t in example]
 
 
+def whole_word_ids(tokenizer: RobertaTokenizer, phrase: str) -> list[int]:
+  """BPE ids of the words of ``phrase`` that are one token with a leading space.
+
+  Each word is looked up as ``" " + word`` (as it appears inside a sentence:
+  ``Ġthe``, ``Ġfilm``); a word that BPE splits into several pieces is skipped, so
+  every candidate is a real single token of the vocabulary, never a bare
+  fragment (``Ġ``, ``able``). BDPL's flattening keeps such fragments (methods.md
+  4.1); dropping them is a choice.
+  """
+  out = []
+  for word in phrase.split():
+    ids = tokenizer.pieces(" " + word)
+    if len(ids) == 1:
+      out.append(ids[0])
+  return out
+
+
 def glue_vocabulary(kind: str, texts: list[str], tokenizer: RobertaTokenizer, size: int,
                     fill: bool, exclude: tuple[int, ...]) -> np.ndarray:
-  """``size`` candidate BPE ids: PMI n-grams (topped up with frequent words) or frequent words.
+  """``size`` candidate ids: PMI n-grams (topped up with frequent words) or frequent words.
 
-  Each phrase is tokenised with a leading space (``" " + phrase``), as it would
-  appear inside a sentence, so the candidates are real single tokens of
-  RoBERTa's vocabulary (``Ġthe``, ``Ġfilm`` ...), not bare sub-words.
+  Phrases are flattened in order (most frequent first) into distinct whole-word
+  BPE ids (``whole_word_ids``), as BDPL flattens its PMI n-gram file.
   """
   if kind == "pmi_ngram":
     phrases = [g for g, _ in pmi_ngrams(texts)]
@@ -111,7 +127,7 @@ def glue_vocabulary(kind: str, texts: list[str], tokenizer: RobertaTokenizer, si
       phrases += [w for w, _ in frequent_words(texts, alphabetic_only=False)]
   else:
     phrases = [w for w, _ in frequent_words(texts)]
-  return flatten_to_token_ids(phrases, lambda p: tokenizer.pieces(" " + p), size, exclude)
+  return flatten_to_token_ids(phrases, lambda p: whole_word_ids(tokenizer, p), size, exclude)
 
 
 def encode_rows(tokenizer: RobertaTokenizer, task: GlueTask, texts: list[tuple[str, ...]],

@@ -187,3 +187,24 @@ def test_configs_validate_and_errors_name_the_field():
     c[section][leaf] = value
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
       validate_config(c)
+
+
+def test_candidates_are_space_prefixed_bpe_tokens(tmp_path):
+  """With a real byte-level BPE (trained here), candidates are whole 'Ġword' tokens."""
+  from tokenizers import ByteLevelBPETokenizer
+
+  from fedbbpt_jax.models.roberta import RobertaTokenizer
+  from fedbbpt_jax.train.build_glue import glue_vocabulary
+  texts = [text for text, _ in _sst2(np.random.default_rng(1), 40)] + ["It was great."] * 3
+  bpe = ByteLevelBPETokenizer()
+  bpe.train_from_iterator(texts, vocab_size=1000, min_frequency=1,
+                          special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+  bpe.save(str(tmp_path / "tokenizer.json"))
+  tok = RobertaTokenizer(str(tmp_path / "tokenizer.json"), max_length=32)
+  specials = (tok.bos_id, tok.eos_id, tok.pad_id, tok.mask_id)
+  for kind in ("frequent_words", "pmi_ngram"):
+    ids = glue_vocabulary(kind, texts, tok, 8, True, specials)
+    assert len(set(ids.tolist())) == 8 and not set(ids.tolist()) & set(specials)
+    tokens = [bpe.id_to_token(int(i)) for i in ids]
+    assert all(t.startswith("Ġ") for t in tokens), tokens
+  assert bpe.id_to_token(tok.verbalizer_ids(["great"])[0]) == "Ġgreat"
