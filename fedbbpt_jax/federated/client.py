@@ -118,10 +118,77 @@ def make_local_update(candidate_losses: CandidateLosses, estimator: Estimator,
 
     init = (params, estimator.init(params, first_step), client_optimizer.init(params))
     (final, _, _), stats = jax.lax.scan(step, init, jnp.arange(num_steps))
-    delta = jax.tree.map(jnp.subtract, final, params)
-    metrics = {"train_loss": jnp.mean(stats["loss"]), "last_loss": stats["loss"][-1],
-               "grad_norm": jnp.mean(stats["grad_norm"])}
-    return ClientOutput(delta=delta, num_examples=data.num_examples.astype(jnp.float32),
-                        metrics=metrics)
+    return _client_output(params, final, data, stats)
 
+  local_update.unrolled = _make_unrolled(candidate_losses, estimator, client_optimizer,
+                                         num_steps, batch_size, project)
   return local_update
+
+
+def _client_output(params: PyTree, final: PyTree, data: ClientData, stats: dict) -> ClientOutput:
+  delta = jax.tree.map(jnp.subtract, final, params)
+  metrics = {"train_loss": jnp.mean(stats["loss"]), "last_loss": stats["loss"][-1],
+             "grad_norm": jnp.mean(stats["grad_norm"])}
+  return ClientOutput(delta=delta, num_examples=data.num_examples.astype(jnp.float32),
+                      metrics=metrics)
+
+
+def _make_unrolled(candidate_losses: CandidateLosses, estimator: Estimator,
+                   client_optimizer: optax.GradientTransformation, num_steps: int,
+                   batch_size: int, project: Callable[[PyTree], PyTree] | None
+                   ) -> Callable[..., ClientOutput]:
+  """``local_update`` as the reference codes run it: Python loops, one call per candidate.
+
+  Same math and randomness as the ``lax.scan`` version (same keys, minibatches,
+  candidates and steps), but every local step is a Python iteration and every
+  candidate is scored by its own jitted black-box call on the minibatch; ask and
+  tell are jitted separately. This is the ``loop`` cohort backend's client, the
+  baseline the benchmarks compare ``vmap`` against. Not traceable (not for ``jit``).
+  """
+
+  @jax.jit
+  def ask(p, est_state, data, key, hparams, k):
+    k_batch, k_ask = jax.random.split(jax.random.fold_in(key, k))
+    idx = sample_minibatch(k_batch, data.num_examples, data.y.shape[0], batch_size)
+    candidates, est_state = estimator.ask(k_ask, p, est_state, hparams)
+    return {"x": data.x[idx], "y": data.y[idx]}, candidates, est_state
+
+  @jax.jit
+  def one_candidate_loss(candidate, batch):  # one black-box call: one candidate x minibatch
+    return candidate_losses(jax.tree.map(lambda a: a[None], candidate), batch)[0]
+
+  @jax.jit
+  def tell(p, candidates, losses, est_state, opt_state, hparams, t):
+    grad, est_state, stats = estimator.tell(p, candidates, losses, est_state, hparams)
+    if estimator.sets_params:
+      p = jax.tree.map(lambda w, new: new.astype(w.dtype), p, grad)
+    else:
+      direction, opt_state = client_optimizer.update(grad, opt_state, p)
+      lr_t = hparams.step_size(t)
+      p = jax.tree.map(lambda w, d: w - lr_t * d, p, direction)
+    if project is not None:
+      p = project(p)
+    return p, est_state, opt_state, stats
+
+  init = jax.jit(lambda params, first_step: (estimator.init(params, first_step),
+                                             client_optimizer.init(params)))
+
+  def unrolled(params: PyTree, data: ClientData, key: jax.Array, hparams: HParams,
+               round_idx: jnp.ndarray) -> ClientOutput:
+    first_step = jnp.asarray(round_idx, jnp.int32) * num_steps + 1
+    p = params
+    est_state, opt_state = init(params, first_step)
+    history = []
+    for k in range(num_steps):
+      k_arr = jnp.asarray(k, jnp.int32)
+      batch, candidates, est_state = ask(p, est_state, data, key, hparams, k_arr)
+      losses = jnp.stack([
+          one_candidate_loss(jax.tree.map(lambda a, i=i: a[i], candidates), batch)
+          for i in range(estimator.num_candidates)])
+      p, est_state, opt_state, stats = tell(p, candidates, losses, est_state, opt_state,
+                                            hparams, first_step + k_arr)
+      history.append(stats)
+    stats = jax.tree.map(lambda *xs: jnp.stack(xs), *history)
+    return _client_output(params, p, data, stats)
+
+  return unrolled

@@ -15,8 +15,11 @@ Backends:
   CPU host, ``JAX_NUM_CPU_DEVICES=2`` (or ``parallel.cpu_devices`` in a config) makes
   one device per core: XLA keeps a depthwise-heavy network on about one core, so
   this is how both cores work.
-* ``loop``: a Python loop over clients, each a separately jitted call; the shape
-  of the reference codes, for debugging and as the benchmarks' baseline.
+* ``loop``: the shape of the reference codes, for debugging and as the benchmarks'
+  baseline: a Python loop over clients; for a ``make_local_update`` client also over
+  its local steps and candidates, one separately jitted black-box call per
+  candidate (``local_update.unrolled``); other local updates are jitted per client.
+  Same math and randomness as ``vmap``.
 """
 
 from __future__ import annotations
@@ -82,7 +85,10 @@ def _sharded(local_update: Callable, per_client_params: bool,
 
 
 def _looped(local_update: Callable, per_client_params: bool) -> Callable:
-  jitted = jax.jit(local_update)
+  # A local update from ``make_local_update`` carries its Python-loop form (steps and
+  # candidates unrolled, one jitted black-box call per candidate); any other is
+  # jitted whole per client.
+  jitted = getattr(local_update, "unrolled", None) or jax.jit(local_update)
 
   def cohort_fn(params, data, keys, hparams, round_idx):
     outs = []
