@@ -1,0 +1,273 @@
+"""S runs of one experiment in one compiled program: a sweep over seeds or hyper-parameters.
+
+The members of a vmapped sweep may differ only in ``config.seed`` and in the fields
+that feed ``HParams`` (``VMAPPABLE_FIELDS``); everything else (data, partition,
+estimator, algorithm, rounds, ...) changes the program and is refused, naming the
+field. The experiment is built once; the members' server states, root keys and
+``HParams`` are stacked on a leading sweep axis and every round is one call of
+``jit(vmap(algorithm.apply))``. Each member then gets its own workdir with exactly
+the records a separate ``train.run`` would write (config.json with the member's
+config, metrics.jsonl, checkpoints, baselines.json, summary.json, accuracy.png),
+equal to a separate run's up to float rounding (wall-clock fields aside).
+
+    from fedbbpt_jax.train.vmapped_sweep import run_vmapped
+    summaries = run_vmapped([cfg_seed0, cfg_seed1, cfg_seed2], ["/tmp/s0", "/tmp/s1", "/tmp/s2"])
+
+Resume: rerunning continues after the last round complete in every member (a member
+that got one round further before a crash recomputes that round, identically).
+Baselines: zero-shot has no prompt, so it is computed once and copied; local-only
+depends on seed and hyper-parameters and is vmapped over the members as well.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from fedbbpt_jax.train import loop
+from fedbbpt_jax.zo import HParams
+
+# Config fields members may differ in -> the HParams field they set (None: the seed).
+VMAPPABLE_FIELDS: dict[str, str | None] = {
+    "seed": None,
+    "client.lr": "lr",
+    "client.lr_offset": "lr_offset",
+    "client.lr_decay": "lr_decay",
+    "zo.sigma": "sigma",
+    "zo.sigma_decay": "sigma_decay",
+    "zo.momentum": "momentum",
+}
+SWEEP_BACKENDS = ("vmap", "shard")
+INIT_KEY_FOLD = 2**31 - 1  # the builders' prompt-init key: fold_in(key(seed), 2**31 - 1)
+
+
+class SweepMismatchError(ValueError):
+  """Sweep members that cannot share one compiled program."""
+
+
+def flat_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The config as ``{'a.b': value}`` (JSON values, as config.json holds them)."""
+  out: dict[str, Any] = {}
+
+  def walk(d: dict, prefix: str) -> None:
+    for k, v in d.items():
+      if isinstance(v, dict):
+        walk(v, f"{prefix}{k}.")
+      else:
+        out[prefix + k] = v
+
+  walk(json.loads(config.to_json()), "")
+  return out
+
+
+def differing_fields(configs: Sequence[ml_collections.ConfigDict]) -> list[str]:
+  """Dotted keys whose values are not the same in every config."""
+  flats = [flat_config(c) for c in configs]
+  keys = sorted(set().union(*flats))
+  return [k for k in keys if any(f.get(k) != flats[0].get(k) for f in flats[1:])]
+
+
+def program_key(config: ml_collections.ConfigDict) -> str:
+  """What decides the compiled program: the config without its vmappable fields.
+
+  Configs with equal keys (and a backend in ``SWEEP_BACKENDS``) can run as one
+  vmapped sweep. Every other field stays in the key, the round count and the
+  black-box endpoint included: members share one black box and one round loop.
+  """
+  flat = {k: v for k, v in flat_config(config).items() if k not in VMAPPABLE_FIELDS}
+  return json.dumps(flat, sort_keys=True)
+
+
+def check_members(configs: Sequence[ml_collections.ConfigDict]) -> list[str]:
+  """Returns the vmappable fields the members differ in.
+
+  Raises:
+    SweepMismatchError: naming the first non-vmappable field that differs (with the
+      values), or a backend that cannot be vmapped.
+  """
+  if not configs:
+    raise SweepMismatchError("a vmapped sweep needs at least one member config")
+  diffs = differing_fields(configs)
+  bad = [k for k in diffs if k not in VMAPPABLE_FIELDS]
+  if bad:
+    values = [flat_config(c).get(bad[0]) for c in configs]
+    raise SweepMismatchError(
+        f"sweep members differ in config.{bad[0]} ({values})"
+        f"{' (and in ' + ', '.join(bad[1:]) + ')' if bad[1:] else ''}: "
+        f"only {sorted(VMAPPABLE_FIELDS)} may differ within one compiled program; "
+        "run these points separately")
+  backend = configs[0].parallel.backend
+  if backend not in SWEEP_BACKENDS:
+    raise SweepMismatchError(f"config.parallel.backend={backend!r}: a vmapped sweep needs one "
+                             f"of {list(SWEEP_BACKENDS)}")
+  return diffs
+
+
+def _get(config: ml_collections.ConfigDict, dotted: str) -> Any:
+  node = config
+  for part in dotted.split("."):
+    node = node[part]
+  return node
+
+
+def member_hparams(exp: Any, configs: Sequence[ml_collections.ConfigDict],
+                   diffs: Sequence[str]) -> HParams:
+  """``HParams`` stacked over members: the experiment's, with the swept fields set.
+
+  A swept field must be one the experiment takes from its config (the text track,
+  for one, fixes ``sigma``); otherwise members would differ where separate runs
+  do not.
+  """
+  values = {}
+  for dotted, field in VMAPPABLE_FIELDS.items():
+    if field is None:
+      continue
+    base = getattr(exp.hparams, field)
+    if dotted in diffs:
+      if not np.isclose(float(base), float(np.float32(_get(configs[0], dotted)))):
+        raise SweepMismatchError(
+            f"sweep members differ in config.{dotted}, but this experiment does not take "
+            f"HParams.{field} from it (it uses {float(base)}); do not sweep it here")
+      values[field] = jnp.asarray([_get(c, dotted) for c in configs], jnp.float32)
+    else:
+      values[field] = jnp.broadcast_to(base, (len(configs),))
+  return HParams(**values)
+
+
+def member_keys_and_params(exp: Any, configs: Sequence[ml_collections.ConfigDict],
+                           diffs: Sequence[str]) -> tuple[jax.Array, Any]:
+  """Stacked root keys and initial generators, one per member's seed."""
+  s = len(configs)
+  if "seed" not in diffs:
+    keys = jnp.stack([exp.root_key] * s)
+    return keys, jax.tree.map(lambda a: jnp.broadcast_to(a, (s,) + a.shape), exp.init_params)
+  prompt = getattr(exp.task, "prompt", None)
+
+  def init(seed):
+    return prompt.init(jax.random.fold_in(jax.random.key(seed), INIT_KEY_FOLD))
+
+  same = prompt is not None and all(
+      np.array_equal(np.asarray(a), np.asarray(b))
+      for a, b in zip(jax.tree.leaves(init(configs[0].seed)), jax.tree.leaves(exp.init_params)))
+  if not same:
+    raise SweepMismatchError("sweep members differ in config.seed, but this experiment's "
+                             "initial generator is not task.prompt.init(fold_in(key(seed), "
+                             f"{INIT_KEY_FOLD})); run the seeds separately")
+  keys = jnp.stack([jax.random.key(c.seed) for c in configs])
+  params = jax.tree.map(lambda *xs: jnp.stack(xs), *[init(c.seed) for c in configs])
+  return keys, params
+
+
+def sweep_step(algorithm: Any) -> tuple[Callable, list[int]]:
+  """``jit(vmap(algorithm.apply))`` over (state, root key, hparams); data shared.
+
+  Returns the step and a list that grows by one each time ``apply`` is traced
+  (one entry after any number of rounds: later rounds reuse the program).
+  """
+  traces: list[int] = []
+
+  def counted(state, data, key, hparams):
+    traces.append(1)
+    return algorithm.apply(state, data, key, hparams)
+
+  return jax.jit(jax.vmap(counted, in_axes=(0, None, 0, 0))), traces
+
+
+def member(tree: Any, i: int) -> Any:
+  return jax.tree.map(lambda a: a[i], tree)
+
+
+def _local_only(exp: Any, evaluator: Any, keys: jax.Array, params: Any, hparams: HParams,
+                todo: list[int], rounds: int) -> dict[int, dict[str, Any]]:
+  """Local-only fields of the members ``todo``, trained in one vmapped program."""
+  idx = jnp.asarray(todo)
+  step, _ = sweep_step(exp.local_only)
+  state = jax.vmap(exp.local_only.init)(member(params, idx))
+  state, clients = loop.placed((state, exp.clients), exp.config.parallel.backend)
+  k, hp = keys[idx], member(hparams, idx)
+  for _ in range(rounds):
+    state, _ = step(state, clients, k, hp)
+  return {m: loop.local_only_fields(exp, evaluator, member(state.params, j), rounds)
+          for j, m in enumerate(todo)}
+
+
+def run_vmapped(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence[str],
+                log: Callable[[str], None] = print,
+                stats: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+  """Runs (or resumes) ``len(configs)`` members in one program; returns their summaries.
+
+  Args:
+    configs: one config per member, differing only in ``VMAPPABLE_FIELDS``.
+    workdirs: one workdir per member (same layout as ``train.run``'s).
+    log: progress lines (prefixed by nothing; one line per round for all members).
+    stats: if given, filled with ``round_traces`` (times the round function was
+      traced: 1 when later rounds reuse the program) and ``members``.
+
+  Raises:
+    SweepMismatchError: the members cannot share a program (names the field).
+  """
+  t_start = time.time()
+  configs, workdirs = list(configs), list(workdirs)
+  if len(configs) != len(workdirs) or len(set(workdirs)) != len(workdirs):
+    raise ValueError(f"need one distinct workdir per config; got {len(configs)} configs and "
+                     f"workdirs {workdirs}")
+  diffs = check_members(configs)
+  base = configs[0]
+  exp, evaluator = loop.prepare(base, workdirs, configs=configs, log=log)
+  hparams = member_hparams(exp, configs, diffs)
+  keys, init_params = member_keys_and_params(exp, configs, diffs)
+  s = len(configs)
+  log(f"vmapped sweep of {s} members over {diffs or ['nothing']}")
+
+  # Zero-shot: one evaluation, copied into every member that lacks it.
+  cached = [loop.read_baselines(w) for w in workdirs]
+  if base.baselines.zero_shot and any("zero_shot_accuracy" not in c for c in cached):
+    zero = loop.zero_shot_fields(exp, evaluator)
+    for w, c in zip(workdirs, cached):
+      if "zero_shot_accuracy" not in c:
+        c.update(zero)
+        loop.write_baselines(w, c)
+  if "zero_shot_accuracy" in cached[0]:
+    log(f"zero-shot accuracy {100 * cached[0]['zero_shot_accuracy']:.2f}%")
+
+  recs = [loop.RunRecords(exp, c, w, t_start, log=lambda line, i=i: log(f"[{i}] {line}"))
+          for i, (c, w) in enumerate(zip(configs, workdirs))]
+  start_round = min(r.latest_round() for r in recs)
+  like = exp.algorithm.init(exp.init_params)
+  member_states = [r.start(like, start_round)[0] for r in recs]
+  state = jax.tree.map(lambda *xs: jnp.stack(xs), *member_states)
+  if not start_round:
+    state = jax.vmap(exp.algorithm.init)(init_params)
+  state, clients = loop.placed((state, exp.clients), base.parallel.backend)
+
+  step, traces = sweep_step(exp.algorithm)
+  for r in range(start_round, base.train.rounds):
+    for rec in recs:
+      rec.check_budget()
+    t0 = time.time()
+    state, m = step(state, clients, keys, hparams)
+    jax.block_until_ready(m["train_loss"])
+    loop.raise_blackbox_error(exp)
+    seconds = time.time() - t0
+    for i, rec in enumerate(recs):
+      rec.record_round(r, member(state, i), member(m, i), seconds, evaluator)
+  if stats is not None:
+    stats.update(round_traces=len(traces), members=s)
+
+  todo = [i for i, c in enumerate(cached) if base.baselines.local_only
+          and "local_only_accuracy" not in c]
+  if todo:
+    log(f"local-only baseline of {len(todo)} members (vmapped) ...")
+    t0 = time.time()
+    fields = _local_only(exp, evaluator, keys, init_params, hparams, todo, base.train.rounds)
+    seconds = time.time() - t0
+    for i in todo:
+      cached[i].update(fields[i], local_only_seconds=seconds)
+      loop.write_baselines(workdirs[i], cached[i])
+  return [rec.finish(member(state, i), cached[i], evaluator) for i, rec in enumerate(recs)]
