@@ -1,6 +1,7 @@
 """Run in its own process with 8 CPU devices by test_backends.py; prints a JSON report.
 
-Fed-BBPT and local-only on a synthetic quadratic task, with every cohort backend.
+Fed-BBPT and local-only on a synthetic quadratic task, with every cohort backend; a
+vmapped sweep (3 members: seeds and learning rates) with the vmap and shard backends.
 """
 
 import json
@@ -61,11 +62,43 @@ def run(algorithm_name: str, backend: str, cohort: int, rounds: int = 3):
   return np.asarray(state.params["w"]).tolist(), len(traces) - traces_after_first_round
 
 
+def sweep(backend: str, rounds: int = 3):
+  """A 3-member vmapped sweep vs the members run one by one; traces across rounds."""
+  from fedbbpt_jax.train.vmapped_sweep import sweep_step  # noqa: E402  pylint: disable=g-import-not-at-top
+  local = make_local_update(candidate_losses, make_estimator("spsa_gc", 3),
+                            make_client_optimizer("sgd"), num_steps=4, batch_size=4)
+  alg = make_fedbbpt(local, make_server_optimizer("momentum", 1.0), NUM_CLIENTS, 5, backend)
+  seeds, lrs = (7, 8, 7), (0.05, 0.05, 0.02)
+  hps = [HParams.create(lr=lr, sigma=0.01, momentum=0.9) for lr in lrs]
+  stack = lambda xs: jax.tree.map(lambda *a: jnp.stack(a), *xs)  # noqa: E731
+  data = clients()
+  init = alg.init({"w": jnp.zeros(DIM)})
+  step, traces = sweep_step(alg)
+  state, keys, hp = stack([init] * 3), jnp.stack([jax.random.key(s) for s in seeds]), stack(hps)
+  d = data
+  if backend == "shard":
+    state, d = replicate((state, data))
+  for _ in range(rounds):
+    state, _ = step(state, d, keys, hp)
+  separate = []
+  one = jax.jit(alg.apply)
+  for seed, h in zip(seeds, hps):
+    s, d = init, data
+    if backend == "shard":
+      s, d = replicate((s, d))
+    for _ in range(rounds):
+      s, _ = one(s, d, jax.random.key(seed), h)
+    separate.append(np.asarray(s.params["w"]).tolist())
+  return np.asarray(state.params["w"]).tolist(), separate, len(traces)
+
+
 def main():
   report = {"devices": jax.device_count()}
   for name, cohort in (("fedbbpt", 5), ("local_only", NUM_CLIENTS)):
     for backend in ("vmap", "shard", "loop"):
       report[f"{name}/{cohort}/{backend}"] = run(name, backend, cohort)
+  for backend in ("vmap", "shard"):
+    report[f"sweep/{backend}"] = sweep(backend)
   print(json.dumps(report))
 
 

@@ -1,4 +1,5 @@
-"""Cohort backends agree: sharded over 8 CPU devices == vmap == loop, traced once."""
+"""Cohort backends agree: sharded over 8 CPU devices == vmap == loop, traced once; so does a
+vmapped sweep (one trace across rounds) with its members run one by one."""
 
 import json
 import os
@@ -42,3 +43,14 @@ def test_later_rounds_do_not_retrace(report, case):
   # its per-client jit): the local update is not traced again.
   for backend in ("vmap", "shard", "loop"):
     assert report[f"{case}/{backend}"][1] == 0, backend
+
+
+@pytest.mark.parametrize("backend", ["vmap", "shard"])
+def test_vmapped_sweep_equals_members_and_traces_once(report, backend):
+  swept, separate, traces = report[f"sweep/{backend}"]
+  # One trace of the round function for all 3 rounds (later rounds reuse the program).
+  assert traces == 1
+  np.testing.assert_allclose(swept, separate, rtol=1e-5, atol=1e-6)
+  assert not np.allclose(swept[0], swept[1]) and not np.allclose(swept[0], swept[2])
+  np.testing.assert_allclose(report["sweep/shard"][0], report["sweep/vmap"][0], rtol=1e-5,
+                             atol=1e-6)
