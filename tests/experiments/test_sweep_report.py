@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from experiments.report import write_report
-from experiments.sweep import run_sweep
+from experiments.sweep import plan_groups, run_sweep
 from experiments.sweep_points import SweepError, load_sweep
 
 SMOKE = "configs/sweeps/smoke.py"
@@ -35,6 +35,12 @@ def test_sweep_runs_every_point_and_lists_it(sweep_dir):
     summary = json.load(open(os.path.join(sweep_dir, name, "summary.json")))
     assert summary["rounds"] == 2 and metrics_lines(os.path.join(sweep_dir, name)) == 2
   assert json.load(open(os.path.join(sweep_dir, "smoke_fedone_s1", "config.json")))["seed"] == 1
+  # --vmap (default): the two seeds of each algorithm ran as one vmapped program.
+  assert listing["vmap"] is True
+  groups = {p["name"]: p.get("group") for p in listing["points"]}
+  assert groups["smoke_fedbbpt_s0"] == groups["smoke_fedbbpt_s1"] == ["smoke_fedbbpt_s0",
+                                                                      "smoke_fedbbpt_s1"]
+  assert groups["smoke_fedone_s1"] == ["smoke_fedone_s0", "smoke_fedone_s1"]
 
 
 def test_second_invocation_skips_finished_points(sweep_dir):
@@ -122,3 +128,16 @@ def test_local_only_rows_and_spread_plot_come_from_fedbbpt_summaries(tmp_path):
   assert float(lo["accuracy_mean"]) == float(np.mean([0.6, 0.5]))
   assert float(lo["queries_mean"]) == 80.0 and lo["macro_f1_mean"] == ""
   assert float(rows["Fed-BBPT"]["accuracy_std"]) == float(np.std([0.6, 0.7], ddof=1))
+
+
+def test_baselines_sweep_groups_its_seeds(tmp_path):
+  points = load_sweep("configs/sweeps/baselines.py")
+  workdirs = [str(tmp_path / p.name) for p in points]
+  groups = plan_groups(points, workdirs, vmap=True)
+  # Points named <task>_<method>_s<seed> differ only in the seed: one vmapped program
+  # per method and task.
+  prefixes = sorted({p.name.rsplit("_s", 1)[0] for p in points})
+  assert sorted(points[g[0]].name.rsplit("_s", 1)[0] for g in groups) == prefixes
+  for g in groups:
+    assert len(g) > 1 and len({points[i].name.rsplit("_s", 1)[0] for i in g}) == 1
+  assert plan_groups(points, workdirs, vmap=False) == [[i] for i in range(len(points))]
