@@ -1,4 +1,4 @@
-"""Federated BDPL on Drugs.com reviews with all-MiniLM-L6-v2 as the black box.
+"""Federated prompt tuning on Drugs.com reviews with all-MiniLM-L6-v2 as the black box.
 
 Text-track demo (``make demo-text``). The black box embeds ``[CLS] prompt review
 [SEP]``; classes are verbalizer texts embedded by the same black box; the
@@ -7,16 +7,30 @@ prediction is the most cosine-similar class. Launch::
     python -m experiments.train --config=configs/drug_minilm.py --workdir=/tmp/drug
     python -m experiments.train --config=configs/drug_minilm.py:sentiment --workdir=/tmp/drug_s
     python -m experiments.train --config=configs/drug_minilm.py:smoke --workdir=/tmp/drug_smoke
+    python -m experiments.train --config=configs/drug_minilm.py:soft --workdir=/tmp/drug_soft
+    python -m experiments.train --config=configs/drug_minilm.py:soft \
+        --config.server.algorithm=fedbpt --config.server.cohort_size=0 --workdir=/tmp/drug_fedbpt
+    python -m experiments.train --config=configs/drug_minilm.py:soft_smoke --workdir=/tmp/drug_ss
 
-Modes: '' = condition (topic) task, 12 classes (the demo); 'sentiment' = 3-class
-rating; 'smoke' = tiny run for tests. FedOne: ``--config.server.algorithm=fedone``.
+Modes: '' = condition (topic) task, 12 classes, BDPL discrete prompt (the demo);
+'sentiment' = 3-class rating; 'smoke' = tiny discrete run for tests; 'soft' =
+condition task with BBT's continuous soft prompt (``z in R^d`` through a fixed random
+projection, added at the embedding layer); 'soft_smoke' = tiny soft run for tests.
+
+Algorithms (``--config.server.algorithm``): 'fedbbpt' (default), 'fedone' (one client
+per round), 'centralized' (pooled data, same queries per round), and, for the soft
+prompt only, 'fedbpt' (federated CMA-ES; needs ``zo.estimator='cma_es'``, the soft
+mode's default, and a cohort of >= 2 clients: ``--config.server.cohort_size=0`` = all).
+
+The soft prompt is SURROGATE-ONLY: it enters the encoder as input embeddings, which
+only a frozen local copy accepts; a provider API takes tokens, not embeddings.
 """
 
 import ml_collections
 
 
 def get_config(mode: str = "") -> ml_collections.ConfigDict:
-  """Returns the config; ``mode`` in '', 'sentiment', 'smoke'."""
+  """Returns the config; ``mode`` in '', 'sentiment', 'smoke', 'soft', 'soft_smoke'."""
   c = ml_collections.ConfigDict()
   c.seed = 0
 
@@ -44,14 +58,27 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
   c.task.temperature = 0.05              # softmax temperature of the cosine similarities
 
   c.prompt = ml_collections.ConfigDict()
-  c.prompt.kind = "discrete"
-  c.prompt.length = 5                    # L prompt tokens after [CLS]
-  c.prompt.vocabulary = "frequent_words"  # 'frequent_words' | 'pmi_ngram' (BDPL)
-  c.prompt.vocabulary_size = 150         # N candidate tokens per position
+  c.prompt.kind = "discrete"             # 'discrete' (BDPL) | 'soft' (BBT; local surrogate only)
+  c.prompt.length = 5                    # L prompt positions after [CLS]
+  c.prompt.vocabulary = "frequent_words"  # discrete: 'frequent_words' | 'pmi_ngram' (BDPL)
+  c.prompt.vocabulary_size = 150         # discrete: N candidate tokens per position
+  # Soft prompt (kind='soft'): prompt = base + reshape(A z), z in R^dim (init 0), A a FIXED
+  # random matrix [dim, length * H] drawn from projection_seed (never trained or sent), entries
+  # N(0, sigma_A^2), sigma_A = projection_alpha * sigma_E / (sqrt(dim) * projection_sigma),
+  # sigma_E = std of the word-embedding matrix (BBT: alpha = sigma = 1).
+  c.prompt.dim = 100                     # soft: d, the searched dimension
+  c.prompt.init_text = "."               # soft: base = word embeddings of this text (cycled);
+  #                                        '.' scores exactly the zero-shot figures at z = 0
+  c.prompt.projection_seed = 0
+  c.prompt.projection_alpha = 1.0
+  c.prompt.projection_sigma = 1.0        # BBT matches it to the search's initial sigma
 
   c.zo = ml_collections.ConfigDict()
   c.zo.estimator = "bdpl"
   c.zo.num_directions = 8                # I prompts sampled per step
+  c.zo.sigma = 1.0                       # soft: perturbation size / CMA-ES initial sigma
+  c.zo.sigma_decay = 0.0                 # soft: sigma_t = sigma / t ** sigma_decay
+  c.zo.momentum = 0.0                    # soft: SPSA-GC's beta
 
   c.client = ml_collections.ConfigDict()
   c.client.optimizer = "adamw"           # BDPL: AdamW, then projection onto the simplex
@@ -63,7 +90,7 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
   c.client.batch_size = 16
 
   c.server = ml_collections.ConfigDict()
-  c.server.algorithm = "fedbbpt"         # 'fedbbpt' | 'fedone' (one client per round)
+  c.server.algorithm = "fedbbpt"         # 'fedbbpt' | 'fedone' | 'centralized' | 'fedbpt' (soft)
   c.server.optimizer = "sgd"             # FedAvg of probability matrices
   c.server.lr = 1.0
   c.server.momentum = 0.9
@@ -98,7 +125,36 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
     c.train.rounds = 3
     c.train.eval_every = 1
     c.train.eval_batch_size = 64
+  elif mode in ("soft", "soft_smoke"):
+    # BBT's setting: CMA-ES over z (d = 50 here; BBT: 500), one client per round (cohort 1),
+    # 2 local generations of 8 on minibatches of 16: 256 black-box examples per round.
+    c.prompt.kind = "soft"
+    c.prompt.dim = 50
+    c.zo.estimator = "cma_es"            # or gaussian_antithetic / spsa_gc / open_es ... + sgd/adam
+    c.zo.num_directions = 8              # CMA-ES population lambda
+    c.zo.sigma = 1.0                     # CMA-ES initial sigma (= prompt.projection_sigma)
+    c.client.optimizer = "adam"          # unused by cma_es (it sets the point itself)
+    c.client.weight_decay = 0.0
+    c.client.lr = 0.05
+    c.client.local_steps = 2
+    c.train.rounds = 12
+    c.train.eval_every = 6
+    if mode == "soft_smoke":
+      c.data.num_clients = 3
+      c.data.test_examples = 64
+      c.blackbox.max_length = 24
+      c.prompt.length = 3
+      c.prompt.dim = 20
+      c.zo.estimator = "gaussian_antithetic"  # the estimator + Adam path (4 candidates/step)
+      c.zo.num_directions = 2
+      c.client.lr = 0.5
+      c.client.local_steps = 2
+      c.client.batch_size = 8
+      c.server.cohort_size = 0
+      c.train.rounds = 3
+      c.train.eval_every = 1
+      c.train.eval_batch_size = 64
   elif mode:
     raise ValueError(f"unknown config mode {mode!r} for configs/drug_minilm.py; "
-                     "use '', 'sentiment' or 'smoke'")
+                     "use '', 'sentiment', 'smoke', 'soft' or 'soft_smoke'")
   return c

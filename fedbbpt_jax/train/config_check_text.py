@@ -10,12 +10,15 @@ from fedbbpt_jax.parallel import BACKENDS
 from fedbbpt_jax.prompts import VOCABULARIES
 from fedbbpt_jax.train.config_check import (SERVER_OPTIMIZERS, ConfigError, _choice, _get,
                                             _number, check_partition)
-from fedbbpt_jax.zo import CATEGORICAL_ESTIMATORS
+from fedbbpt_jax.train.algorithms import FEDBPT_ESTIMATOR
+from fedbbpt_jax.zo import CATEGORICAL_ESTIMATORS, ESTIMATORS, EVOLUTION_STRATEGIES
 
 TEXT_DATASETS = ("drug_reviews",)
-TEXT_PROMPTS = ("discrete",)
+TEXT_PROMPTS = ("discrete", "soft")
 TEXT_CLIENT_OPTIMIZERS = ("adam", "adamw", "sgd")
-TEXT_ALGORITHMS = ("fedbbpt", "fedone")
+SOFT_CLIENT_OPTIMIZERS = ("adam", "sgd")
+TEXT_ALGORITHMS = ("centralized", "fedbbpt", "fedbpt", "fedone")
+SOFT_ONLY_ALGORITHMS = ("fedbpt",)
 
 
 def validate_text_config(config: ml_collections.ConfigDict) -> None:
@@ -41,18 +44,21 @@ def validate_text_config(config: ml_collections.ConfigDict) -> None:
   _choice(config, "prompt.kind", TEXT_PROMPTS)
   _number(config, "prompt.length", low=1, high=_get(config, "blackbox.max_length") - 3,
           integer=True)
-  _choice(config, "prompt.vocabulary", VOCABULARIES)
-  _number(config, "prompt.vocabulary_size", low=1, integer=True)
-  _choice(config, "zo.estimator", CATEGORICAL_ESTIMATORS)
-  _number(config, "zo.num_directions", low=2, integer=True)
-  _choice(config, "client.optimizer", TEXT_CLIENT_OPTIMIZERS)
+  if _get(config, "prompt.kind") == "soft":
+    _check_soft_prompt(config)
+  else:
+    _choice(config, "prompt.vocabulary", VOCABULARIES)
+    _number(config, "prompt.vocabulary_size", low=1, integer=True)
+    _choice(config, "zo.estimator", CATEGORICAL_ESTIMATORS)
+    _number(config, "zo.num_directions", low=2, integer=True)
+    _choice(config, "client.optimizer", TEXT_CLIENT_OPTIMIZERS)
   _number(config, "client.weight_decay", low=0)
   _number(config, "client.lr", low=0, low_inclusive=False)
   _number(config, "client.lr_offset", low=0)
   _number(config, "client.lr_decay", low=0)
   _number(config, "client.local_steps", low=1, integer=True)
   _number(config, "client.batch_size", low=1, integer=True)
-  _choice(config, "server.algorithm", TEXT_ALGORITHMS)
+  _check_text_algorithm(config)
   _choice(config, "server.optimizer", SERVER_OPTIMIZERS)
   _number(config, "server.lr", low=0, low_inclusive=False)
   _number(config, "server.momentum", low=0, high=1)
@@ -64,3 +70,57 @@ def validate_text_config(config: ml_collections.ConfigDict) -> None:
   _choice(config, "parallel.backend", BACKENDS)
   if "cpu_devices" in config.parallel:
     _number(config, "parallel.cpu_devices", low=0, integer=True)
+
+
+def _check_soft_prompt(config: ml_collections.ConfigDict) -> None:
+  """Fields of BBT's soft prompt (``prompt.kind='soft'``) and its continuous search."""
+  url = config.blackbox.get("url", "")
+  if url:
+    raise ConfigError(f"config.prompt.kind='soft' needs the local surrogate, but "
+                      f"config.blackbox.url={url!r}: a provider API takes tokens, not input "
+                      "embeddings; set config.blackbox.url='' or config.prompt.kind='discrete'")
+  _number(config, "prompt.dim", low=1, high=10000, integer=True)
+  init_text = _get(config, "prompt.init_text")
+  if not isinstance(init_text, str) or not init_text.strip():
+    raise ConfigError(f"config.prompt.init_text={init_text!r} must be a non-empty string (its "
+                      "word embeddings are the soft prompt at z = 0)")
+  _number(config, "prompt.projection_seed", low=0, integer=True)
+  _number(config, "prompt.projection_alpha", low=0, low_inclusive=False)
+  _number(config, "prompt.projection_sigma", low=0, low_inclusive=False)
+  estimator = _get(config, "zo.estimator")
+  if estimator not in ESTIMATORS:
+    raise ConfigError(f"config.zo.estimator={estimator!r} is not a continuous estimator for "
+                      f"config.prompt.kind='soft'; choose one of {sorted(ESTIMATORS)}")
+  _number(config, "zo.num_directions", low=1, integer=True)
+  directions = _get(config, "zo.num_directions")
+  if estimator in EVOLUTION_STRATEGIES:
+    _number(config, "zo.num_directions", low=2, integer=True)
+    if estimator != FEDBPT_ESTIMATOR and directions % 2:
+      raise ConfigError(f"config.zo.num_directions={directions} must be even for "
+                        f"config.zo.estimator={estimator!r} (antithetic pairs)")
+  _number(config, "zo.sigma", low=0, low_inclusive=False)
+  _number(config, "zo.sigma_decay", low=0)
+  _number(config, "zo.momentum", low=0, high=1)
+  _choice(config, "client.optimizer", SOFT_CLIENT_OPTIMIZERS)
+
+
+def _check_text_algorithm(config: ml_collections.ConfigDict) -> None:
+  """``server.algorithm`` and what it needs of the prompt and the estimator."""
+  _choice(config, "server.algorithm", TEXT_ALGORITHMS)
+  algorithm = _get(config, "server.algorithm")
+  kind = _get(config, "prompt.kind")
+  if algorithm in SOFT_ONLY_ALGORITHMS and kind != "soft":
+    raise ConfigError(f"config.server.algorithm={algorithm!r} searches a continuous prompt with "
+                      f"CMA-ES: set config.prompt.kind='soft' (got {kind!r}) and "
+                      f"config.zo.estimator='{FEDBPT_ESTIMATOR}'")
+  if algorithm == "fedbpt":
+    estimator = _get(config, "zo.estimator")
+    if estimator != FEDBPT_ESTIMATOR:
+      raise ConfigError(f"config.server.algorithm='fedbpt' runs CMA-ES on the clients: set "
+                        f"config.zo.estimator='{FEDBPT_ESTIMATOR}' (got {estimator!r})")
+    cohort = _get(config, "server.cohort_size") or _get(config, "data.num_clients")
+    if cohort < 2:
+      raise ConfigError(f"config.server.algorithm='fedbpt' needs a cohort of >= 2 clients (the "
+                        f"global CMA-ES population): config.server.cohort_size="
+                        f"{_get(config, 'server.cohort_size')} with config.data.num_clients="
+                        f"{_get(config, 'data.num_clients')} gives {cohort}")
