@@ -9,8 +9,11 @@ process (a CPU device count is fixed when JAX starts):
   overhead of prompts, estimator and optimizer.
 * Cohort speed-up: a round of 10 clients x 10 candidates per step on a small
   frozen MLP surrogate (per-call overhead dominates) and on EfficientNet-Lite0,
-  ``loop`` (a Python loop over clients and candidates, as the reference codes
-  run) against ``vmap``.
+  ``loop`` (Python loops over clients, local steps and candidates, one jitted
+  black-box call per candidate, as the reference codes run) against ``vmap``.
+* Vmapped sweep: S=4 seeds in one program against 4 runs one after another, per
+  round (same small MLP and EfficientNet rounds) and end to end (4 x ``train.run``
+  against one ``run_vmapped`` of the smoke config, 3 rounds, compile included).
 * Both cores: the cohort sharded over 2 CPU devices against ``vmap`` on 1, same
   work, EfficientNet-Lite0 at 96 px (and 64 px, the demo's size).
 * Scaling: round time and peak memory against cohort size (1-64) and number of
@@ -133,7 +136,7 @@ def case_round(input_size: int, clients: int, directions: int, batch: int, steps
           "devices": jax.device_count()}
 
 
-def case_small_cohort(backend: str) -> dict:
+def _small_setup(backend: str):
   """10 clients x 10 candidates per step on a small frozen MLP (overhead-bound)."""
   import jax
   import jax.numpy as jnp
@@ -162,10 +165,67 @@ def case_small_cohort(backend: str) -> dict:
                     num_examples=jnp.full((clients,), 128, jnp.int32))
   alg = make_fedbbpt(local, make_server_optimizer("sgd"), clients, clients, backend)
   hp = HParams.create(lr=0.01, sigma=0.01)
-  state = alg.init({"prompt": jnp.zeros(64)})
+  return alg, data, hp, {"prompt": jnp.zeros(64)}
+
+
+def case_small_cohort(backend: str) -> dict:
+  """10 clients x 10 candidates per step on a small frozen MLP (overhead-bound)."""
+  import jax
+
+  alg, data, hp, params = _small_setup(backend)
+  state = alg.init(params)
   step = alg.apply if backend == "loop" else jax.jit(alg.apply)
   key = jax.random.key(0)
   return {"round_s": _best_time(lambda: step(state, data, key, hp)[0])}
+
+
+def case_sweep_round(model: str, members: int = 4) -> dict:
+  """One round of S seeds in one vmapped program against S single-seed rounds."""
+  import jax
+  import jax.numpy as jnp
+
+  from fedbbpt_jax.train.vmapped_sweep import sweep_step
+
+  if model == "mlp":
+    alg, data, hp, params = _small_setup("vmap")
+  else:
+    _, _, _, alg, data, hp, params = _image_setup(64, 4, 2, 8, 2, "vmap")
+  one = jax.jit(alg.apply)
+  state = alg.init(params)
+  keys = [jax.random.key(s) for s in range(members)]
+  single_s = _best_time(lambda: [one(state, data, k, hp)[0] for k in keys])
+  step, _ = sweep_step(alg)
+  stacked = jax.tree.map(lambda a: jnp.stack([a] * members), state)
+  hps = jax.tree.map(lambda a: jnp.stack([a] * members), hp)
+  swept_s = _best_time(lambda: step(stacked, data, jnp.stack(keys), hps)[0])
+  return {"sequential_s": single_s, "vmapped_s": swept_s}
+
+
+def case_sweep_runs(members: int = 4) -> dict:
+  """End to end: S x ``train.run`` against one ``run_vmapped`` (smoke config, 3 rounds)."""
+  import tempfile
+
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  from configs.fmnist_effnet import get_config  # pylint: disable=g-import-not-at-top
+  from fedbbpt_jax.train import run
+  from fedbbpt_jax.train.vmapped_sweep import run_vmapped
+
+  def config(seed):
+    c = get_config("smoke")
+    c.seed, c.train.rounds = seed, 3
+    c.baselines.zero_shot = c.baselines.local_only = False
+    return c
+
+  root = tempfile.mkdtemp(prefix="bench_sweep_")
+  quiet = lambda s: None  # noqa: E731
+  t0 = time.perf_counter()
+  for s in range(members):
+    run(config(s), os.path.join(root, f"run{s}"), log=quiet)
+  sequential_s = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  run_vmapped([config(s) for s in range(members)],
+              [os.path.join(root, f"swept{s}") for s in range(members)], log=quiet)
+  return {"sequential_s": sequential_s, "vmapped_s": time.perf_counter() - t0}
 
 
 def _worker(spec: dict) -> dict:
@@ -176,6 +236,10 @@ def _worker(spec: dict) -> dict:
                       spec["steps"], spec["backend"])
   if spec["case"] == "small_cohort":
     return case_small_cohort(spec["backend"])
+  if spec["case"] == "sweep_round":
+    return case_sweep_round(spec["model"])
+  if spec["case"] == "sweep_runs":
+    return case_sweep_runs()
   raise ValueError(f"unknown case {spec['case']!r}")
 
 
@@ -216,6 +280,18 @@ def main() -> None:
   vmap = _spawn(dict(spec, backend="vmap"))["round_s"]
   print(f"  EfficientNet 64 px, b=8 loop {loop:8.2f} s   vmap {vmap:8.2f} s   "
         f"speed-up {loop / vmap:5.2f}x", flush=True)
+
+  print("\nVmapped sweep: S=4 seeds in one program / 4 one after another")
+  for model, label in (("mlp", "small MLP round (10 clients)"),
+                       ("effnet", "EfficientNet 64 px round (4 clients, K=2, b=8, 2 steps)")):
+    r = _spawn({"case": "sweep_round", "model": model})
+    print(f"  {label:<56} 4 x 1 {1e3 * r['sequential_s']:8.1f} ms  S=4 "
+          f"{1e3 * r['vmapped_s']:8.1f} ms  speed-up {r['sequential_s'] / r['vmapped_s']:5.2f}x",
+          flush=True)
+  r = _spawn({"case": "sweep_runs"})
+  print(f"  {'smoke config end to end, 3 rounds, compile included':<56} 4 runs "
+        f"{r['sequential_s']:7.1f} s   S=4 {r['vmapped_s']:7.1f} s   "
+        f"speed-up {r['sequential_s'] / r['vmapped_s']:5.2f}x", flush=True)
 
   print("\nBoth cores: 'shard' over 2 CPU devices / 'vmap' on 1 (4 clients, K=2, batch 32, "
         "2 steps)")
