@@ -127,7 +127,11 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
     c.train.eval_batch_size = 64
   elif mode in ("soft", "soft_smoke"):
     # BBT's setting: CMA-ES over z (d = 50 here; BBT: 500), one client per round (cohort 1),
-    # 2 local generations of 8 on minibatches of 16: 256 black-box examples per round.
+    # 2 local generations of 8 on minibatches of 16: 256 black-box examples per round, 12
+    # rounds (3,084 queries with the verbalizers). Measured, seeds 0/1/2: 71.0/70.0/65.3%
+    # accuracy, macro-F1 0.593/0.639/0.521 (zero-shot 64.8% / 0.517); ~100 s a run on 2 cores.
+    # Tried on seed 0: d = 20 (66.8% / 0.539), gaussian_antithetic + Adam lr 0.05 (no move),
+    # lr 0.5 (69.4% / 0.623).
     c.prompt.kind = "soft"
     c.prompt.dim = 50
     c.zo.estimator = "cma_es"            # or gaussian_antithetic / spsa_gc / open_es ... + sgd/adam
