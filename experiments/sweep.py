@@ -7,7 +7,9 @@ Each point runs in-process (``fedbbpt_jax.train.run``) into ``WORKDIR/<point nam
 With ``--vmap`` (the default), points whose configs differ only in their seed or
 ``HParams`` fields (``train.vmapped_sweep.VMAPPABLE_FIELDS``) run together as one
 vmapped sweep (one compiled program per round, same records per point as separate
-runs); ``sweep.json`` records ``vmap`` and each point's ``group``.
+runs); ``sweep.json`` records ``vmap`` and each point's ``group``. If a group fails
+(e.g. one member's loss diverges), its points are retried one by one, resuming from
+the rounds the group completed (the entry keeps ``vmap_error``).
 Rerunning resumes: a point whose ``summary.json`` exists with all its rounds in
 ``metrics.jsonl`` is skipped without being built; a partial one continues from its
 last complete round. ``WORKDIR/sweep.json`` lists the points and their status
@@ -69,11 +71,11 @@ def run_group(points: list[Point], workdirs: list[str],
   try:
     run_vmapped([p.config for p in points], workdirs,
                 log=lambda s: log(f"[{'+'.join(names)}] {s}"))
-  except Exception as e:  # pylint: disable=broad-except  # recorded; the sweep goes on
-    log(f"[{'+'.join(names)}] FAILED: {e!r}")
-    failed = {"status": "failed", "error": repr(e), "traceback": traceback.format_exc(),
-              "seconds": time.time() - t0}
-    return [{**p.describe(), "workdir": w, **failed} for p, w in zip(points, workdirs)]
+  except Exception as e:  # pylint: disable=broad-except  # recorded; retried one by one
+    # One member's failure (e.g. a diverging learning rate) must not sink the others:
+    # each point is retried as a separate run, resuming what the group completed.
+    log(f"[{'+'.join(names)}] vmapped sweep FAILED: {e!r}; running the points one by one")
+    return [{**run_point(p, w, log), "vmap_error": repr(e)} for p, w in zip(points, workdirs)]
   seconds = time.time() - t0
   return [{**p.describe(), "workdir": w, "status": "done", "seconds": seconds}
           for p, w in zip(points, workdirs)]

@@ -2,5 +2,6 @@
 
 from fedbbpt_jax.train.config_check import ConfigError, validate_config
 from fedbbpt_jax.train.loop import run
+from fedbbpt_jax.train.vmapped_sweep import SweepMismatchError, run_vmapped
 
-__all__ = ["ConfigError", "run", "validate_config"]
+__all__ = ["ConfigError", "SweepMismatchError", "run", "run_vmapped", "validate_config"]

@@ -256,7 +256,12 @@ def run_vmapped(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence
     loop.raise_blackbox_error(exp)
     seconds = time.time() - t0
     for i, rec in enumerate(recs):
-      rec.record_round(r, member(state, i), member(m, i), seconds, evaluator)
+      try:
+        rec.record_round(r, member(state, i), member(m, i), seconds, evaluator)
+      except FloatingPointError as e:
+        raise FloatingPointError(f"sweep member {i} ({workdirs[i]}, differing in "
+                                 f"{ {k: flat_config(configs[i])[k] for k in diffs} }): {e}"
+                                 ) from e
   if stats is not None:
     stats.update(round_traces=len(traces), members=s)
 
