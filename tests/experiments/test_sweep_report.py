@@ -10,6 +10,7 @@ import pytest
 from experiments.report import write_report
 from experiments.sweep import plan_groups, run_sweep
 from experiments.sweep_points import SweepError, load_sweep
+from fedbbpt_jax.zo import make_estimator
 
 SMOKE = "configs/sweeps/smoke.py"
 
@@ -92,13 +93,28 @@ def test_bad_override_key_fails_naming_it(tmp_path):
     load_sweep(str(bad))
 
 
-def test_baselines_sweep_is_valid():
+def _training_examples(config) -> int:
+  """Training black-box examples of a run, from the round-cost formulas of train.algorithms."""
+  num_cands = make_estimator(config.zo.estimator, config.zo.num_directions).num_candidates
+  steps, batch = config.client.local_steps, config.client.batch_size
+  cohort = config.server.cohort_size or config.data.num_clients
+  per_round = {"fedbbpt": cohort * steps * num_cands,
+               "fedone": steps * num_cands,
+               "centralized": cohort * steps * num_cands,
+               "fedbpt": cohort * (steps * num_cands + 1)}[config.server.algorithm]
+  return config.train.rounds * per_round * batch
+
+
+def test_baselines_sweep_is_valid_and_query_fair():
   points = load_sweep("configs/sweeps/baselines.py")
-  assert len(points) == 18
+  assert len(points) == 24  # {fedbbpt, fedone, fedbpt, centralized} x {image, text} x 3 seeds
   fedbpt = [p for p in points if "fedbpt" in p.name]
-  assert fedbpt and all(p.config.zo.estimator == "cma_es" for p in fedbpt)
-  assert not any(p.name.startswith("text_fedbpt") or p.name.startswith("text_centralized")
-                 for p in points)
+  assert len(fedbpt) == 6 and all(p.config.zo.estimator == "cma_es" for p in fedbpt)
+  assert all(p.config.prompt.kind == "soft" for p in fedbpt if p.name.startswith("text_"))
+  for task in ("image", "text"):
+    costs = {p.name: _training_examples(p.config) for p in points if p.name.startswith(task)}
+    low, high = min(costs.values()), max(costs.values())
+    assert high / low < 1.05, costs  # every method spends (about) the same training queries
 
 
 def fake_run(root, name, config, summary, accs):
