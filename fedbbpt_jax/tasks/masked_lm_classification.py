@@ -97,11 +97,3 @@ class MaskedLMClassification:
     logits = self.blackbox(seqs.reshape(num_cands * b, -1)).reshape(num_cands, b, -1)
     labels = jnp.broadcast_to(batch["y"], (num_cands, b))
     return self.loss(logits, labels).mean(axis=1)
-
-  def eval_sums(self, params: PyTree | None, rows: jnp.ndarray, labels: jnp.ndarray,
-                mask: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """Returns (#correct, summed loss) over rows where ``mask`` is true."""
-    logits = self.logits(params, rows)
-    correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
-    m = mask.astype(jnp.float32)
-    return jnp.sum(correct * m), jnp.sum(self.loss(logits, labels) * m)

@@ -123,11 +123,3 @@ class TextClassification:
     logits = self.similarities_to_logits(out).reshape(num_cands, b, -1)
     labels = jnp.broadcast_to(batch["y"], (num_cands, b))
     return self.loss(logits, labels).mean(axis=1)
-
-  def eval_sums(self, params: PyTree | None, reviews: jnp.ndarray, labels: jnp.ndarray,
-                mask: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """Returns (#correct, summed loss) over rows where ``mask`` is true."""
-    logits = self.logits(params, reviews)
-    correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
-    m = mask.astype(jnp.float32)
-    return jnp.sum(correct * m), jnp.sum(self.loss(logits, labels) * m)

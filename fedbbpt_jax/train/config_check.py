@@ -103,6 +103,34 @@ def check_partition(config: ml_collections.ConfigDict) -> None:
   _number(config, "data.test_examples", low=0, integer=True)
 
 
+def check_client_schedule(config: ml_collections.ConfigDict) -> None:
+  """The client step-size schedule, local steps and minibatch (every task family)."""
+  _number(config, "client.lr", low=0, low_inclusive=False)
+  _number(config, "client.lr_offset", low=0)
+  _number(config, "client.lr_decay", low=0)
+  _number(config, "client.local_steps", low=1, integer=True)
+  _number(config, "client.batch_size", low=1, integer=True)
+
+
+def check_server(config: ml_collections.ConfigDict) -> None:
+  """The server optimizer and cohort size (every task family)."""
+  _choice(config, "server.optimizer", SERVER_OPTIMIZERS)
+  _number(config, "server.lr", low=0, low_inclusive=False)
+  _number(config, "server.momentum", low=0, high=1)
+  _number(config, "server.cohort_size", low=0, high=_get(config, "data.num_clients"),
+          integer=True)
+
+
+def check_loop(config: ml_collections.ConfigDict) -> None:
+  """The round loop and the cohort backend (every task family)."""
+  _number(config, "train.rounds", low=1, integer=True)
+  _number(config, "train.eval_every", low=1, integer=True)
+  _number(config, "train.eval_batch_size", low=1, integer=True)
+  _choice(config, "parallel.backend", BACKENDS)
+  if "cpu_devices" in config.parallel:
+    _number(config, "parallel.cpu_devices", low=0, integer=True)
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises ``ConfigError`` naming the first invalid field of ``config``."""
   family = config.get("task", {}).get("family", "image")
@@ -138,20 +166,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _number(config, "zo.sigma_decay", low=0)
   _number(config, "zo.momentum", low=0, high=1)
   _choice(config, "client.optimizer", CLIENT_OPTIMIZERS)
-  _number(config, "client.lr", low=0, low_inclusive=False)
-  _number(config, "client.lr_offset", low=0)
-  _number(config, "client.lr_decay", low=0)
-  _number(config, "client.local_steps", low=1, integer=True)
-  _number(config, "client.batch_size", low=1, integer=True)
-  _choice(config, "server.optimizer", SERVER_OPTIMIZERS)
-  _number(config, "server.lr", low=0, low_inclusive=False)
-  _number(config, "server.momentum", low=0, high=1)
-  _number(config, "server.cohort_size", low=0, high=_get(config, "data.num_clients"),
-          integer=True)
+  check_client_schedule(config)
+  check_server(config)
   _check_algorithm(config)
-  _number(config, "train.rounds", low=1, integer=True)
-  _number(config, "train.eval_every", low=1, integer=True)
-  _number(config, "train.eval_batch_size", low=1, integer=True)
-  _choice(config, "parallel.backend", BACKENDS)
-  if "cpu_devices" in config.parallel:
-    _number(config, "parallel.cpu_devices", low=0, integer=True)
+  check_loop(config)

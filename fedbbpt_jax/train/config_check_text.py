@@ -6,10 +6,10 @@ import ml_collections
 
 from fedbbpt_jax.blackbox.text_zoo import TEXT_MODELS
 from fedbbpt_jax.data.drug_reviews import TASKS
-from fedbbpt_jax.parallel import BACKENDS
 from fedbbpt_jax.prompts import VOCABULARIES
-from fedbbpt_jax.train.config_check import (SERVER_OPTIMIZERS, ConfigError, _choice, _get,
-                                            _number, check_partition)
+from fedbbpt_jax.train.config_check import (ConfigError, _choice, _get, _number,
+                                            check_client_schedule, check_loop, check_partition,
+                                            check_server)
 from fedbbpt_jax.train.algorithms import FEDBPT_ESTIMATOR
 from fedbbpt_jax.zo import CATEGORICAL_ESTIMATORS, ESTIMATORS, EVOLUTION_STRATEGIES
 
@@ -53,23 +53,10 @@ def validate_text_config(config: ml_collections.ConfigDict) -> None:
     _number(config, "zo.num_directions", low=2, integer=True)
     _choice(config, "client.optimizer", TEXT_CLIENT_OPTIMIZERS)
   _number(config, "client.weight_decay", low=0)
-  _number(config, "client.lr", low=0, low_inclusive=False)
-  _number(config, "client.lr_offset", low=0)
-  _number(config, "client.lr_decay", low=0)
-  _number(config, "client.local_steps", low=1, integer=True)
-  _number(config, "client.batch_size", low=1, integer=True)
+  check_client_schedule(config)
   _check_text_algorithm(config)
-  _choice(config, "server.optimizer", SERVER_OPTIMIZERS)
-  _number(config, "server.lr", low=0, low_inclusive=False)
-  _number(config, "server.momentum", low=0, high=1)
-  _number(config, "server.cohort_size", low=0, high=_get(config, "data.num_clients"),
-          integer=True)
-  _number(config, "train.rounds", low=1, integer=True)
-  _number(config, "train.eval_every", low=1, integer=True)
-  _number(config, "train.eval_batch_size", low=1, integer=True)
-  _choice(config, "parallel.backend", BACKENDS)
-  if "cpu_devices" in config.parallel:
-    _number(config, "parallel.cpu_devices", low=0, integer=True)
+  check_server(config)
+  check_loop(config)
 
 
 def _check_soft_prompt(config: ml_collections.ConfigDict) -> None:

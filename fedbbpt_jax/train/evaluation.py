@@ -13,6 +13,18 @@ from fedbbpt_jax.train.classification_metrics import classification_report
 from fedbbpt_jax.train.task_metrics import task_metric
 
 
+def masked_sums(task: Any, params: Any, x: jnp.ndarray, y: jnp.ndarray,
+                mask: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """Returns (#correct, summed loss) of ``task`` over the rows where ``mask`` is true.
+
+  ``task`` is any task with ``logits(params, x)`` and per-example ``loss(logits, y)``.
+  """
+  logits = task.logits(params, x)
+  correct = (jnp.argmax(logits, -1) == y).astype(jnp.float32)
+  m = mask.astype(jnp.float32)
+  return jnp.sum(correct * m), jnp.sum(task.loss(logits, y) * m)
+
+
 class Evaluator:
   """Evaluates generators on ``(x, y)`` in fixed-size chunks; padded rows never count.
 
@@ -34,7 +46,7 @@ class Evaluator:
     self._y = jnp.asarray(np.concatenate([y, np.zeros(pad, y.dtype)]).astype(np.int32))
     self._mask = jnp.arange(n + pad) < n
     self._batch = batch_size
-    self._sums = jax.jit(task.eval_sums)
+    self._sums = jax.jit(lambda params, x, y, mask: masked_sums(task, params, x, y, mask))
     self._num_classes = int(task.num_classes)
     self.task_metric_name: str | None = getattr(task, "metric", None)
 
