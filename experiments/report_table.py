@@ -67,7 +67,8 @@ def _baseline_cells(runs: list[RunRecord]) -> list[Cell]:
     lo = [r for r in group if r.summary.get("local_only_accuracy") is not None]
     if lo:
       cells.append(Cell(LOCAL_ONLY, task, [r.seed for r in lo],
-                        [r.summary["local_only_accuracy"] for r in lo], [None] * len(lo),
+                        [r.summary["local_only_accuracy"] for r in lo],
+                        [r.summary.get("local_only_macro_f1") for r in lo],
                         [r.summary.get("local_only_black_box_queries", 0) for r in lo],
                         f"{BASELINE_SOURCE} summary.json: local_only_*",
                         [r.workdir for r in lo]))
@@ -128,7 +129,7 @@ def markdown_tables(cells: list[Cell]) -> str:
   tasks = sorted({c.task for c in cells})
   methods = sorted({c.method for c in cells}, key=method_rank)
   index = {(c.method, c.task): c for c in cells}
-  has_f1 = any(f is not None for c in cells if c.method != LOCAL_ONLY for f in c.macro_f1)
+  has_f1 = any(f is not None for c in cells for f in c.macro_f1)
 
   def table(title: str, fmt) -> list[str]:
     lines = [f"### {title}", "", "| method | " + " | ".join(tasks) + " |",

@@ -103,16 +103,22 @@ def zero_shot_fields(exp: Experiment, evaluator: Evaluator) -> dict[str, Any]:
 
 def local_only_fields(exp: Experiment, evaluator: Evaluator, client_params: Any,
                       rounds: int) -> dict[str, Any]:
-  """Local-only entries from the per-client generators (leading client axis)."""
-  accs = []
+  """Local-only entries from the per-client generators (leading client axis).
+
+  Accuracy and macro-F1 are per client, then averaged (and the worst accuracy).
+  """
+  accs, f1s = [], []
   for i in range(exp.num_clients):
-    acc, _ = evaluator(jax.tree.map(lambda a: a[i], client_params))
+    rep = evaluator.report(jax.tree.map(lambda a: a[i], client_params))
     raise_blackbox_error(exp)
-    accs.append(acc)
+    accs.append(rep["accuracy"])
+    f1s.append(rep["macro_f1"])
   queries = rounds * exp.train_examples_per_round(exp.num_clients)
   return {"local_only_accuracy": float(np.mean(accs)),
           "local_only_worst_accuracy": float(np.min(accs)),
           "local_only_client_accuracies": [float(a) for a in accs],
+          "local_only_macro_f1": float(np.mean(f1s)),
+          "local_only_client_macro_f1s": [float(f) for f in f1s],
           "local_only_black_box_queries": int(queries)}
 
 

@@ -135,14 +135,16 @@ def test_local_only_rows_and_spread_plot_come_from_fedbbpt_summaries(tmp_path):
              {"algorithm": "fedbbpt", "final_accuracy": 0.6 + seed / 10, "final_macro_f1": 0.5,
               "black_box_queries": 100, "zero_shot_accuracy": 0.3, "zero_shot_macro_f1": 0.2,
               "local_only_accuracy": float(np.mean(lo)), "local_only_client_accuracies": lo,
-              "local_only_black_box_queries": 80}, [0.5, 0.6 + seed / 10])
+              "local_only_macro_f1": 0.25 + seed / 10, "local_only_black_box_queries": 80},
+             [0.5, 0.6 + seed / 10])
   paths = write_report([str(tmp_path)])
   assert os.path.basename(paths[-1]) == "client_spread.png"
   rows = {r["method"]: r for r in csv.DictReader(open(tmp_path / "report.csv"))}
   lo = rows["local-only (mean over clients)"]
   assert lo["task"] == "drug_reviews/sentiment"
   assert float(lo["accuracy_mean"]) == float(np.mean([0.6, 0.5]))
-  assert float(lo["queries_mean"]) == 80.0 and lo["macro_f1_mean"] == ""
+  assert float(lo["queries_mean"]) == 80.0
+  assert float(lo["macro_f1_mean"]) == float(np.mean([0.25, 0.35]))
   assert float(rows["Fed-BBPT"]["accuracy_std"]) == float(np.std([0.6, 0.7], ddof=1))
 
 

@@ -45,6 +45,10 @@ def test_smoke_run_beats_zero_shot_and_writes_its_records(full_run):
               "num_clients", "black_box_queries", "wall_seconds"):
     assert key in summary
     assert 0.0 <= summary[key] <= 1.0 or not key.endswith("accuracy")
+  # Local-only: per-client accuracy and macro-F1, then their means.
+  assert len(summary["local_only_client_macro_f1s"]) == summary["num_clients"]
+  assert summary["local_only_macro_f1"] == np.mean(summary["local_only_client_macro_f1s"])
+  assert summary["local_only_accuracy"] == np.mean(summary["local_only_client_accuracies"])
   rows = read_rows(workdir)
   assert [r["round"] for r in rows] == [1, 2, 3, 4]
   # 3 clients x 3 steps x 4 candidates (SPSA-GC, K=2) x batch 8 per round, after the
