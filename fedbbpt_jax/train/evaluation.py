@@ -26,8 +26,11 @@ def masked_sums(task: Any, params: Any, x: jnp.ndarray, y: jnp.ndarray,
 
 
 class Evaluator:
-  """Evaluates generators on ``(x, y)`` in fixed-size chunks; padded rows never count.
+  """Evaluates generators on ``(x, y)`` in chunks of at most ``batch_size`` rows.
 
+  Full chunks have ``batch_size`` rows and the last one the remainder, so no padded
+  row is ever scored: against a paid API, every example sent is a test example
+  (this costs at most one extra compile, for the remainder's shape).
   Calling it with ``params=None`` evaluates the task without a prompt (zero-shot).
   ``__call__`` gives (accuracy, loss); ``report`` adds macro-F1, per-class recall
   and the majority-collapse flag (any task with ``logits``, ``loss`` and
@@ -40,13 +43,11 @@ class Evaluator:
                y: np.ndarray, batch_size: int):
     n = len(y)
     self.num_examples = n
-    chunks = -(-n // batch_size)
-    pad = chunks * batch_size - n
-    self._x = jnp.asarray(np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)]))
-    self._y = jnp.asarray(np.concatenate([y, np.zeros(pad, y.dtype)]).astype(np.int32))
-    self._mask = jnp.arange(n + pad) < n
-    self._batch = batch_size
-    self._sums = jax.jit(lambda params, x, y, mask: masked_sums(task, params, x, y, mask))
+    self._x = jnp.asarray(x)
+    self._y = jnp.asarray(np.asarray(y).astype(np.int32))
+    self._chunks = [slice(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
+    self._sums = jax.jit(lambda params, x, y: masked_sums(task, params, x, y,
+                                                          jnp.ones(y.shape, bool)))
     self._num_classes = int(task.num_classes)
     self.task_metric_name: str | None = getattr(task, "metric", None)
 
@@ -59,15 +60,12 @@ class Evaluator:
   def report(self, params: Any) -> dict[str, Any]:
     """Accuracy, loss, macro-F1, per-class recall, collapse flag (+ task metric) over the set."""
     preds, losses = [], []
-    for s in range(0, self._y.shape[0], self._batch):
-      sl = slice(s, s + self._batch)
+    for sl in self._chunks:
       p, l = self._outputs(params, self._x[sl], self._y[sl])
       preds.append(np.asarray(p))
       losses.append(np.asarray(l))
-    n = self.num_examples
-    labels, predictions = np.asarray(self._y)[:n], np.concatenate(preds)[:n]
-    rep = classification_report(labels, predictions, np.concatenate(losses)[:n],
-                                self._num_classes)
+    labels, predictions = np.asarray(self._y), np.concatenate(preds)
+    rep = classification_report(labels, predictions, np.concatenate(losses), self._num_classes)
     if self.task_metric_name is not None:
       rep["task_metric_name"] = self.task_metric_name
       rep["task_metric"] = task_metric(self.task_metric_name, labels, predictions)
@@ -76,9 +74,8 @@ class Evaluator:
   def __call__(self, params: Any) -> tuple[float, float]:
     """Returns (accuracy, mean cross-entropy) over the test set."""
     correct = loss = 0.0
-    for s in range(0, self._y.shape[0], self._batch):
-      sl = slice(s, s + self._batch)
-      c, l = self._sums(params, self._x[sl], self._y[sl], self._mask[sl])
+    for sl in self._chunks:
+      c, l = self._sums(params, self._x[sl], self._y[sl])
       correct += float(c)
       loss += float(l)
     return correct / self.num_examples, loss / self.num_examples
