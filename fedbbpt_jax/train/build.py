@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 import jax
@@ -106,8 +107,36 @@ def build_label_map(blackbox: BlackBox, canvas_fn, clients: ClientData, num_clas
   return frequency_mapping(counts, cfg.sources_per_label), queries
 
 
-def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
-  """Loads data, partitions it, builds the black box, task, estimator and algorithms."""
+def cached_label_map(path: str | None, compute) -> tuple[np.ndarray, int]:
+  """The label map and its query cost: read from ``path`` if it holds one, else computed.
+
+  A computed map is written to ``path``, so a resumed run reuses it instead of
+  querying the black box again (against a paid API the mapping costs queries, and
+  the restored query meter would not count them a second time).
+  """
+  if path and os.path.exists(path):
+    with np.load(path) as f:
+      return f["label_map"], int(f["mapping_queries"])
+  label_map, queries = compute()
+  if path:
+    write_label_map(path, label_map, queries)
+  return label_map, queries
+
+
+def write_label_map(path: str, label_map: np.ndarray, mapping_queries: int) -> None:
+  """Writes ``label_map.npz`` atomically (a crash never leaves half a file)."""
+  tmp = path + ".tmp.npz"
+  np.savez(tmp, label_map=np.asarray(label_map), mapping_queries=np.int64(mapping_queries))
+  os.replace(tmp, path)
+
+
+def build_experiment(config: ml_collections.ConfigDict,
+                     label_map_path: str | None = None) -> Experiment:
+  """Loads data, partitions it, builds the black box, task, estimator and algorithms.
+
+  ``label_map_path`` (image tasks; e.g. ``WORKDIR/label_map.npz``): where the label
+  mapping is cached across resumes (see ``cached_label_map``).
+  """
   if config.task.get("family", "image") == "text":
     from fedbbpt_jax.train.build_text import build_text_experiment  # pylint: disable=g-import-not-at-top
     return build_text_experiment(config)
@@ -139,8 +168,9 @@ def build_experiment(config: ml_collections.ConfigDict) -> Experiment:
   unmapped = VisualReprogramming(blackbox, prompt, config.task.image_size,
                                  jnp.zeros((blackbox.output_size, num_classes)),
                                  config.task.background, config.task.loss_temperature)
-  label_map, mapping_queries = build_label_map(blackbox, unmapped.canvas, clients, num_classes,
-                                               config.task, config.data.name)
+  label_map, mapping_queries = cached_label_map(
+      label_map_path, lambda: build_label_map(blackbox, unmapped.canvas, clients, num_classes,
+                                              config.task, config.data.name))
   task = dataclasses.replace(unmapped, label_map=jnp.asarray(label_map))
 
   estimator = make_estimator(config.zo.estimator, config.zo.num_directions)

@@ -9,6 +9,7 @@ metrics rows, summary and plots), ``zero_shot_fields`` and ``local_only_fields``
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from typing import Any, Callable
 
@@ -27,6 +28,8 @@ from fedbbpt_jax.train.config_check import validate_config
 from fedbbpt_jax.train.evaluation import Evaluator, task_metric_fields
 from fedbbpt_jax.train.plots import plot_accuracy
 from fedbbpt_jax.train.summary_table import ALGORITHM_NAMES
+
+LABEL_MAP_FILE = "label_map.npz"  # the image label mapping, reused on resume
 
 
 def raise_blackbox_error(exp: Experiment) -> None:
@@ -80,8 +83,13 @@ def prepare(config: ml_collections.ConfigDict, workdirs: list[str],
   for workdir, c in zip(workdirs, configs):
     os.makedirs(workdir, exist_ok=True)
     records.check_or_write_config(workdir, c)
-  exp = build_experiment(config)
+  cache = os.path.join(workdirs[0], LABEL_MAP_FILE)
+  exp = build_experiment(config, label_map_path=cache)
   raise_blackbox_error(exp)  # the label mapping's queries
+  if os.path.exists(cache):  # image tasks: every member of a sweep keeps its own copy
+    for workdir in workdirs[1:]:
+      if not os.path.exists(os.path.join(workdir, LABEL_MAP_FILE)):
+        shutil.copyfile(cache, os.path.join(workdir, LABEL_MAP_FILE))
   evaluator = Evaluator(exp.task, exp.test_x, exp.test_y, config.train.eval_batch_size)
   log(f"clients {exp.num_clients} (examples {np.asarray(exp.clients.num_examples).tolist()}), "
       f"prompt '{config.prompt.kind}' with {num_params(exp.init_params)} parameters, "

@@ -269,7 +269,10 @@ def test_smoke_run_against_the_service_stops_on_its_budget_and_resumes_equal_to_
   assert [r["round"] for r in rows] == [1, 2]
   assert_rows_match(rows, local_rows)
   used = httpx.get(service.url + "/v1/usage", headers={"Authorization": "Bearer run-key"})
-  assert used.json()["used"] == MAPPING + ROUND + EVAL  # label mapping + round 2 (zero-shot cached)
+  # Round 2 and its evaluation only: the label mapping (label_map.npz) and zero-shot
+  # (baselines.json) are read back from the workdir, not queried again.
+  assert used.json()["used"] == ROUND + EVAL
+  assert os.path.exists(os.path.join(workdir, "label_map.npz"))
 
 
 def test_a_service_killed_and_restarted_mid_run_is_retried_through(service, local_outputs):
