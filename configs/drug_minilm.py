@@ -50,6 +50,15 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
   c.blackbox.model = "all_minilm_l6_v2"
   c.blackbox.max_length = 64             # padded word pieces per input row ([CLS] ... [SEP])
   c.blackbox.budget_examples = 0         # training black-box examples allowed (0 = unlimited)
+  # '' = the frozen local copy; else the same encoder served by
+  # `python -m fedbbpt_jax.serve --model=all_minilm_l6_v2 --max_length=64` (discrete prompts
+  # only: token ids travel as int32). The key comes from the env var named here.
+  c.blackbox.url = ""
+  c.blackbox.api_key_env = "FEDBBPT_API_KEY"
+  c.blackbox.max_attempts = 5
+  c.blackbox.backoff_seconds = 0.5
+  c.blackbox.timeout_seconds = 60.0
+  c.blackbox.max_concurrency = 8
 
   c.task = ml_collections.ConfigDict()
   c.task.family = "text"

@@ -1,4 +1,8 @@
-"""Builds the configured black box: the local surrogate or the same model behind an API."""
+"""Builds the configured black box: the local surrogate or the same model behind an API.
+
+``make_blackbox`` for image configs (pixels), ``make_text_blackbox`` for text configs
+(token ids); both check that a service serves the configured model and input shape.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Any
 
 from fedbbpt_jax.blackbox.base import BlackBox
 from fedbbpt_jax.blackbox.remote import RemoteBlackBox, RetryPolicy
+from fedbbpt_jax.blackbox.text_zoo import make_text_encoder
 from fedbbpt_jax.blackbox.zoo import make_image_classifier
 
 
@@ -39,20 +44,44 @@ def make_blackbox(cfg: Any) -> BlackBox:
   url = cfg.get("url", "")
   if not url:
     return make_image_classifier(cfg.model, cfg.input_size)
+  return _remote(cfg, cfg.get("wire_dtype", "float32"), (cfg.input_size, cfg.input_size, 3),
+                 f"config.blackbox.input_size={cfg.input_size}", f"--input_size={cfg.input_size}")
+
+
+def make_text_blackbox(cfg: Any) -> BlackBox:
+  """Returns a text config's sentence encoder on token ids ``[N, cfg.max_length]``.
+
+  ``cfg.url == ''`` (or no ``url`` field): the frozen local copy
+  (``text_zoo.make_text_encoder``); otherwise the same model served at ``cfg.url``
+  (``python -m fedbbpt_jax.serve --model=all_minilm_l6_v2 --max_length=...``), reached
+  with token ids on an ``int32`` wire.
+
+  Raises:
+    ValueError: the service serves another model or row length (names the field).
+  """
+  url = cfg.get("url", "")
+  if not url:
+    return make_text_encoder(cfg.model, cfg.max_length)
+  return _remote(cfg, "int32", (cfg.max_length,), f"config.blackbox.max_length={cfg.max_length}",
+                 f"--max_length={cfg.max_length}")
+
+
+def _remote(cfg: Any, wire_dtype: str, expected: tuple[int, ...], field: str,
+            flag: str) -> BlackBox:
+  """A ``RemoteBlackBox`` for ``cfg.url``, checked to serve ``cfg.model`` on ``expected`` inputs."""
+  url = cfg.url
   retry = RetryPolicy(max_attempts=int(cfg.get("max_attempts", 5)),
                       backoff_seconds=float(cfg.get("backoff_seconds", 0.5)),
                       timeout_seconds=float(cfg.get("timeout_seconds", 60.0)))
   blackbox = RemoteBlackBox(url, api_key_from_env(cfg.get("api_key_env", "")),
-                            wire_dtype=cfg.get("wire_dtype", "float32"), retry=retry,
+                            wire_dtype=wire_dtype, retry=retry,
                             max_concurrency=int(cfg.get("max_concurrency", 8)))
-  expected = (cfg.input_size, cfg.input_size, 3)
   if blackbox.name != cfg.model:
     blackbox.close()
     raise ValueError(f"config.blackbox.model={cfg.model!r} but the service at {url} serves "
                      f"{blackbox.name!r}")
   if blackbox.input_shape != expected:
     blackbox.close()
-    raise ValueError(f"config.blackbox.input_size={cfg.input_size} needs inputs {expected}, but "
-                     f"the service at {url} takes {blackbox.input_shape} (start it with "
-                     f"--input_size={cfg.input_size})")
+    raise ValueError(f"{field} needs inputs {expected}, but the service at {url} takes "
+                     f"{blackbox.input_shape} (start it with {flag})")
   return blackbox

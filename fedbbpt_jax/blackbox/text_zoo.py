@@ -34,13 +34,16 @@ class TextEncoderBlackBox(SurrogateBlackBox):
 
   Attributes:
     pad_id: id whose positions are masked out.
+    vocab_size: number of token ids (valid ids are ``0 .. vocab_size - 1``).
   """
 
   def __init__(self, name: str, apply_fn: Callable[[Any, jnp.ndarray, jnp.ndarray], jnp.ndarray],
-               variables: Any, max_length: int, output_size: int, pad_id: int):
+               variables: Any, max_length: int, output_size: int, pad_id: int,
+               vocab_size: int):
     super().__init__(name, lambda v, ids: apply_fn(v, ids, (ids != pad_id).astype(jnp.int32)),
                      variables, (max_length,), output_size)
     self.pad_id = int(pad_id)
+    self.vocab_size = int(vocab_size)
 
   def _outputs(self, inputs: jnp.ndarray) -> jnp.ndarray:
     return self._apply_fn(self._variables, inputs.astype(jnp.int32))
@@ -101,7 +104,7 @@ def make_text_encoder(model: str, max_length: int) -> TextEncoderBlackBox:
                      f"{net.config.max_position_embeddings}]")
   apply_fn = lambda v, ids, mask: normalized_mean_pool(net.apply(v, ids, mask), mask)
   return TextEncoderBlackBox(model, apply_fn, variables, max_length, net.config.hidden_size,
-                             net.config.pad_token_id)
+                             net.config.pad_token_id, net.config.vocab_size)
 
 
 def make_embedding_encoder(model: str, max_length: int) -> EmbeddingEncoderBlackBox:
@@ -154,7 +157,8 @@ def make_masked_lm_blackbox(path: str, max_length: int,
 
   output_size = net.config.vocab_size if keep is None else len(keep)
   return TextEncoderBlackBox(f"masked_lm:{os.path.basename(os.path.normpath(path))}", apply_fn,
-                             variables, max_length, output_size, net.config.pad_token_id)
+                             variables, max_length, output_size, net.config.pad_token_id,
+                             net.config.vocab_size)
 
 
 def make_masked_lm_tokenizer(path: str, max_length: int) -> RobertaTokenizer:

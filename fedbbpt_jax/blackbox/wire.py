@@ -11,6 +11,8 @@ Inputs travel as
 * ``uint8``: pixels quantised to ``round(x * 255)`` by the client and mapped back
   to ``q / 255`` by the server, as an 8-bit image API would see them. A change of
   a pixel smaller than ``0.5 / 255`` (about 0.002) can vanish on this wire.
+* ``int32``: token ids of a text model (exact; the client may hold them as floats,
+  which represent every id below 2**24 exactly).
 
 This module lives in the black-box layer (not in ``serve``) so that the client
 never imports the server package; the server imports it from here.
@@ -23,7 +25,7 @@ import io
 import numpy as np
 
 NPY_CONTENT_TYPE = "application/x-npy"
-WIRE_DTYPES = ("float32", "uint8")
+WIRE_DTYPES = ("float32", "int32", "uint8")
 PIXEL_LEVELS = 255
 NPY_MAGIC = b"\x93NUMPY"
 
@@ -71,18 +73,21 @@ def dequantize_pixels(levels: np.ndarray) -> np.ndarray:
 
 
 def to_wire(pixels: np.ndarray, wire_dtype: str) -> np.ndarray:
-  """Returns the array a client sends for float pixels in [0, 1]."""
+  """Returns the array a client sends for float pixels in [0, 1] (or token ids, ``int32``)."""
   if wire_dtype == "float32":
     return np.asarray(pixels, np.float32)
+  if wire_dtype == "int32":
+    return np.rint(np.asarray(pixels)).astype(np.int32)
   if wire_dtype == "uint8":
     return quantize_pixels(pixels)
   raise ValueError(f"wire dtype {wire_dtype!r} is not one of {list(WIRE_DTYPES)}")
 
 
 def from_wire(array: np.ndarray) -> np.ndarray:
-  """Returns float32 model inputs for a received array (uint8 levels are divided by 255)."""
+  """Returns model inputs for a received array (uint8 levels are divided by 255; int32
+  token ids and float32 pixels pass as they are)."""
   if array.dtype == np.uint8:
     return dequantize_pixels(array)
-  if array.dtype == np.float32:
+  if array.dtype in (np.float32, np.int32):
     return array
   raise WireFormatError(f"input dtype {array.dtype} is not one of {list(WIRE_DTYPES)}")

@@ -2,6 +2,7 @@
 
     python -m fedbbpt_jax.serve --model=efficientnet_lite0 --host=127.0.0.1 --port=8000 \\
         [--keys=keys.json] [--input_size=64] [--max_batch=64] [--max_request_bytes=N] [--warmup]
+    python -m fedbbpt_jax.serve --model=all_minilm_l6_v2 --max_length=64 --port=8001
 
 Without ``--keys`` the service is open (any or no bearer token; usage per token).
 """
@@ -25,6 +26,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   parser.add_argument("--keys", default="",
                       help="JSON file {key: budget in examples or null}; omit to run open")
   parser.add_argument("--input_size", type=int, default=64, help="side of square image inputs")
+  parser.add_argument("--max_length", type=int, default=64,
+                      help="padded token ids per row of a text model")
   parser.add_argument("--max_batch", type=int, default=64, help="most examples per request")
   parser.add_argument("--max_request_bytes", type=int, default=0,
                       help="body size limit (0 = a full float32 batch plus header)")
@@ -49,7 +52,8 @@ def main(argv: list[str] | None = None) -> None:
   from fedbbpt_jax.serve.models import build_served_model  # pylint: disable=import-outside-toplevel
 
   keys = KeyStore.from_file(args.keys or None)
-  model = build_served_model(args.model, ModelOptions(input_size=args.input_size))
+  model = build_served_model(args.model, ModelOptions(input_size=args.input_size,
+                                                             max_length=args.max_length))
   app = create_app(model, keys, max_batch=args.max_batch,
                    max_request_bytes=args.max_request_bytes or None, warmup=args.warmup)
   access = "open (no keys)" if keys.open else f"keys from {args.keys}"

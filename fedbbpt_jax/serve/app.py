@@ -44,7 +44,7 @@ def error_response(error: AccessError) -> JSONResponse:
 
 
 def check_inputs(array: np.ndarray, model: ServedModel, max_batch: int) -> np.ndarray:
-  """Returns float32 model inputs for a decoded request array.
+  """Returns model inputs (float32 pixels or int32 token ids) for a decoded request array.
 
   Raises:
     AccessError: 400 for a wrong dtype, rank or shape, an empty batch or non-finite
@@ -63,7 +63,12 @@ def check_inputs(array: np.ndarray, model: ServedModel, max_batch: int) -> np.nd
     raise AccessError(413, "batch_too_large", f"batch of {array.shape[0]} inputs exceeds the "
                       f"max batch {max_batch}; split it into requests of at most {max_batch}")
   inputs = from_wire(array)
-  if not np.isfinite(inputs).all():
+  if model.id_range is not None:
+    low, high = model.id_range
+    if inputs.min() < low or inputs.max() >= high:
+      raise AccessError(400, "bad_token_id", f"token ids must be in [{low}, {high}); got "
+                        f"{int(inputs.min())}..{int(inputs.max())}")
+  elif not np.isfinite(inputs).all():
     raise AccessError(400, "non_finite_input", "inputs contain NaN or infinite values")
   return inputs
 
@@ -98,7 +103,7 @@ def create_app(model: ServedModel, keys: KeyStore, max_batch: int = 64,
     max_request_bytes: body size limit (default: a full float32 batch plus header).
     warmup: compile every batch bucket before the app is built.
   """
-  forward = BucketedForward(model.forward, model.input_shape, max_batch)
+  forward = BucketedForward(model.forward, model.input_shape, max_batch, model.input_dtype)
   if warmup:
     forward.warmup()
   max_bytes = max_request_bytes or default_max_request_bytes(model, max_batch)

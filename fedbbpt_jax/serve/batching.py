@@ -41,11 +41,13 @@ class BucketedForward:
     forward: jittable ``[N, *input_shape] -> [N, output_size]``.
     input_shape: one input without the batch axis.
     max_batch: the largest batch a call may have.
+    dtype: dtype of the model's inputs (``float32`` pixels, ``int32`` token ids).
   """
 
   def __init__(self, forward: Callable[[jnp.ndarray], jnp.ndarray],
-               input_shape: tuple[int, ...], max_batch: int):
+               input_shape: tuple[int, ...], max_batch: int, dtype: str = "float32"):
     self.buckets = batch_buckets(max_batch)
+    self.dtype = np.dtype(dtype)
     self.input_shape = tuple(input_shape)
     self.max_batch = max_batch
     self._jitted = jax.jit(forward)
@@ -66,7 +68,7 @@ class BucketedForward:
   def __call__(self, inputs: np.ndarray) -> np.ndarray:
     n = len(inputs)
     size = self.bucket(n)
-    padded = np.zeros((size,) + self.input_shape, np.float32)
+    padded = np.zeros((size,) + self.input_shape, self.dtype)
     padded[:n] = inputs
     # One forward at a time: XLA already uses every core for one batch, and the lock
     # keeps a first compile of a bucket from racing with itself.
@@ -78,4 +80,4 @@ class BucketedForward:
   def warmup(self) -> None:
     """Compiles every bucket now (so that no request waits for a compile)."""
     for size in self.buckets:
-      self(np.zeros((size,) + self.input_shape, np.float32))
+      self(np.zeros((size,) + self.input_shape, self.dtype))

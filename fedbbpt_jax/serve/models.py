@@ -2,12 +2,14 @@
 
 A builder takes the service's command-line options and returns a ``ServedModel``.
 EfficientNet-Lite0 is served through ``blackbox.zoo.make_image_classifier``, the very
-function that builds the local surrogate, so remote and local outputs agree. A text
-encoder is added by registering a builder whose input is e.g. ``int32`` token ids
-``(seq_len,)`` and whose output kind is ``'embedding'``::
+function that builds the local surrogate, so remote and local outputs agree. The
+all-MiniLM-L6-v2 sentence encoder is served the same way through
+``blackbox.text_zoo.make_text_encoder``: ``int32`` token ids ``(max_length,)`` in,
+unit-norm embeddings (output kind ``'embedding'``) out. Another model is added by
+registering a builder::
 
-    @register_model("all_minilm_l6_v2")
-    def _minilm(options: ModelOptions) -> ServedModel: ...
+    @register_model("my_model")
+    def _my_model(options: ModelOptions) -> ServedModel: ...
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Callable
 
 import jax.numpy as jnp
 
+from fedbbpt_jax.blackbox.text_zoo import make_text_encoder
 from fedbbpt_jax.blackbox.zoo import make_image_classifier
 
 
@@ -26,9 +29,11 @@ class ModelOptions:
 
   Attributes:
     input_size: side of square image inputs.
+    max_length: padded token ids per row of a text model.
   """
 
   input_size: int = 64
+  max_length: int = 64
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +48,8 @@ class ServedModel:
     output_kind: ``'logits'`` or ``'embedding'``.
     output_size: size of one output vector.
     forward: jittable ``[N, *input_shape] -> [N, output_size]``.
+    id_range: for token-id inputs, ``(low, high)``: every id must be in ``[low, high)``
+      (a 400 otherwise); None for pixel inputs.
   """
 
   name: str
@@ -52,6 +59,7 @@ class ServedModel:
   output_kind: str
   output_size: int
   forward: Callable[[jnp.ndarray], jnp.ndarray]
+  id_range: tuple[int, int] | None = None
 
 
 SERVED_MODELS: dict[str, Callable[[ModelOptions], ServedModel]] = {}
@@ -84,3 +92,12 @@ def _efficientnet_lite0(options: ModelOptions) -> ServedModel:
   return ServedModel(name=blackbox.name, input_shape=blackbox.input_shape, input_dtype="float32",
                      wire_dtypes=("float32", "uint8"), output_kind="logits",
                      output_size=blackbox.output_size, forward=blackbox)
+
+
+@register_model("all_minilm_l6_v2")
+def _all_minilm_l6_v2(options: ModelOptions) -> ServedModel:
+  blackbox = make_text_encoder("all_minilm_l6_v2", options.max_length)
+  return ServedModel(name=blackbox.name, input_shape=blackbox.input_shape, input_dtype="int32",
+                     wire_dtypes=("int32",), output_kind="embedding",
+                     output_size=blackbox.output_size, forward=blackbox,
+                     id_range=(0, blackbox.vocab_size))

@@ -32,8 +32,8 @@ import ml_collections
 import numpy as np
 
 from fedbbpt_jax import data as data_lib
-from fedbbpt_jax.blackbox.text_zoo import (make_embedding_encoder, make_text_encoder,
-                                           make_text_tokenizer)
+from fedbbpt_jax.blackbox.factory import make_text_blackbox
+from fedbbpt_jax.blackbox.text_zoo import make_embedding_encoder, make_text_tokenizer
 from fedbbpt_jax.federated import ClientData, make_client_optimizer, make_local_only, make_local_update
 from fedbbpt_jax.models.minilm import TextTokenizer
 from fedbbpt_jax.prompts import (candidate_vocabulary, make_discrete_prompt, make_soft_prompt,
@@ -178,7 +178,7 @@ def build_text_experiment(config: ml_collections.ConfigDict) -> TextExperiment:
     task = dataclasses.replace(unprompted, prompt=prompt, class_embeddings=classes)
     base_ids = tuple(int(i) for i in base)
   else:
-    blackbox = make_text_encoder(config.blackbox.model, max_length)
+    blackbox = make_text_blackbox(config.blackbox)  # local surrogate, or the served encoder
     vocabulary = candidate_vocabulary(pcfg.vocabulary,
                                       [ds.train_texts[i] for p in parts for i in p],
                                       tokenizer.pieces, pcfg.vocabulary_size,

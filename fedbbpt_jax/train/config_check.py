@@ -54,7 +54,7 @@ def _number(config, field: str, *, low: float | None = None, high: float | None 
     raise ConfigError(f"config.{field}={value!r} must be <= {high}")
 
 
-def _check_remote_blackbox(config) -> None:
+def check_remote_blackbox(config) -> None:
   """Checks the fields of the served-model black box (``blackbox.url`` and friends).
 
   Configs without a ``blackbox.url`` field use the local surrogate and skip them.
@@ -69,7 +69,8 @@ def _check_remote_blackbox(config) -> None:
   if not isinstance(env_var, str) or (env_var and not env_var.replace("_", "a").isalnum()):
     raise ConfigError(f"config.blackbox.api_key_env={env_var!r} must name an environment "
                       "variable (letters, digits, '_'); put the key there, not in the config")
-  _choice(config, "blackbox.wire_dtype", WIRE_DTYPES)
+  if "wire_dtype" in _get(config, "blackbox"):  # image configs; text ids always go as int32
+    _choice(config, "blackbox.wire_dtype", WIRE_DTYPES)
   _number(config, "blackbox.max_attempts", low=1, integer=True)
   _number(config, "blackbox.backoff_seconds", low=0)
   _number(config, "blackbox.timeout_seconds", low=0, low_inclusive=False)
@@ -148,7 +149,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _choice(config, "blackbox.model", IMAGE_MODELS)
   _number(config, "blackbox.input_size", low=16, high=512, integer=True)
   _number(config, "blackbox.budget_examples", low=0, integer=True)
-  _check_remote_blackbox(config)
+  check_remote_blackbox(config)
   _number(config, "task.image_size", low=4, high=_get(config, "blackbox.input_size"),
           integer=True)
   _number(config, "task.background", low=0.0, high=1.0)

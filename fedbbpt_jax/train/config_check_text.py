@@ -9,7 +9,7 @@ from fedbbpt_jax.data.drug_reviews import TASKS
 from fedbbpt_jax.prompts import VOCABULARIES
 from fedbbpt_jax.train.config_check import (ConfigError, _choice, _get, _number,
                                             check_client_schedule, check_loop, check_partition,
-                                            check_server)
+                                            check_remote_blackbox, check_server)
 from fedbbpt_jax.train.algorithms import FEDBPT_ESTIMATOR
 from fedbbpt_jax.zo import CATEGORICAL_ESTIMATORS, ESTIMATORS, EVOLUTION_STRATEGIES
 
@@ -32,6 +32,7 @@ def validate_text_config(config: ml_collections.ConfigDict) -> None:
   _choice(config, "blackbox.model", TEXT_MODELS)
   _number(config, "blackbox.max_length", low=4, high=512, integer=True)
   _number(config, "blackbox.budget_examples", low=0, integer=True)
+  check_remote_blackbox(config)
   template = _get(config, "task.verbalizer_template")
   if not isinstance(template, str) or "{}" not in template:
     raise ConfigError(f"config.task.verbalizer_template={template!r} must be a string with one "
