@@ -7,17 +7,11 @@ import pytest
 
 from configs.drug_minilm import get_config
 from fedbbpt_jax.train import ConfigError, run, validate_config
+from tests.helpers.overrides import with_overrides
 
 
 def smoke(**overrides):
-  c = get_config("smoke")
-  for dotted, value in overrides.items():
-    node = c
-    *parents, leaf = dotted.split("__")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return c
+  return with_overrides(get_config("smoke"), **overrides)
 
 
 @pytest.fixture(scope="module")

@@ -7,19 +7,13 @@ import pytest
 
 from configs.drug_minilm import get_config
 from fedbbpt_jax.train import ConfigError, run, validate_config
+from tests.helpers.overrides import with_overrides
 
 VERBALIZER_QUERIES = 12  # the 12 class texts, embedded once (one call)
 
 
 def config(mode, **overrides):
-  c = get_config(mode)
-  for dotted, value in overrides.items():
-    node = c
-    *parents, leaf = dotted.split("__")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return c
+  return with_overrides(get_config(mode), **overrides)
 
 
 def metrics_rows(workdir):
