@@ -108,24 +108,19 @@ def gradient_study(sigmas: list[float], trials: int) -> None:
 
 def accuracy_study(rounds: int, settings: list[tuple[str, float]]) -> None:
   """Prints the accuracy curve of short runs with each (wire, sigma)."""
-  make_local = build_lib.make_blackbox
   print(f"\nshort runs: default config, {rounds} rounds, 1000 test images")
   for wire, sigma in settings:
-    def make_blackbox(cfg, wire=wire):
-      bb = make_local(cfg)
-      return uint8_wire(bb) if wire == "uint8" else bb
-    build_lib.make_blackbox = make_blackbox
     config = get_config()
     config.train.rounds = rounds
     config.data.test_examples = 1000
     config.zo.sigma = sigma
     config.baselines.local_only = False
     t0 = time.time()
-    summary = run(config, tempfile.mkdtemp(prefix="uint8_study_"), log=lambda s: None)
+    summary = run(config, tempfile.mkdtemp(prefix="uint8_study_"), log=lambda s: None,
+                  wrap_blackbox=uint8_wire if wire == "uint8" else None)
     print(f"wire {wire:<7} sigma {sigma:.3f}: zero-shot {100 * summary['zero_shot_accuracy']:.1f}% "
           f"-> final {100 * summary['final_accuracy']:.1f}% (best "
           f"{100 * summary['best_accuracy']:.1f}%)  {time.time() - t0:.0f}s", flush=True)
-  build_lib.make_blackbox = make_local
 
 
 def main() -> None:

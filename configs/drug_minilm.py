@@ -28,6 +28,8 @@ only a frozen local copy accepts; a provider API takes tokens, not embeddings.
 
 import ml_collections
 
+from configs import common
+
 
 def get_config(mode: str = "") -> ml_collections.ConfigDict:
   """Returns the config; ``mode`` in '', 'sentiment', 'smoke', 'soft', 'soft_smoke'."""
@@ -38,27 +40,15 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
   c.data.name = "drug_reviews"
   c.data.task = "condition"              # 'condition' (12 classes) | 'sentiment' (3 classes)
   c.data.min_train_reviews = 10          # condition: keep conditions with >= this many reviews
-  c.data.num_clients = 5
-  c.data.partition = "iid"               # 'iid' | 'dirichlet' | 'shards'
-  c.data.dirichlet_alpha = 0.5
-  c.data.shards_per_client = 2
-  c.data.examples_per_client = 0         # 0 = keep every example of the partition
-  c.data.test_examples = 0               # 0 = the whole test split
-  c.data.partition_seed = 0
+  c.data.update(common.partition(num_clients=5))
 
   c.blackbox = ml_collections.ConfigDict()
   c.blackbox.model = "all_minilm_l6_v2"
   c.blackbox.max_length = 64             # padded word pieces per input row ([CLS] ... [SEP])
   c.blackbox.budget_examples = 0         # training black-box examples allowed (0 = unlimited)
-  # '' = the frozen local copy; else the same encoder served by
-  # `python -m fedbbpt_jax.serve --model=all_minilm_l6_v2 --max_length=64` (discrete prompts
-  # only: token ids travel as int32). The key comes from the env var named here.
-  c.blackbox.url = ""
-  c.blackbox.api_key_env = "FEDBBPT_API_KEY"
-  c.blackbox.max_attempts = 5
-  c.blackbox.backoff_seconds = 0.5
-  c.blackbox.timeout_seconds = 60.0
-  c.blackbox.max_concurrency = 8
+  # url: the same encoder served by `python -m fedbbpt_jax.serve --model=all_minilm_l6_v2
+  # --max_length=64` (discrete prompts only: token ids travel as int32).
+  c.blackbox.update(common.remote_blackbox())
 
   c.task = ml_collections.ConfigDict()
   c.task.family = "text"
@@ -92,30 +82,13 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
   c.client = ml_collections.ConfigDict()
   c.client.optimizer = "adamw"           # BDPL: AdamW, then projection onto the simplex
   c.client.weight_decay = 0.1
-  c.client.lr = 0.02                     # AdamW step on the probabilities
-  c.client.lr_offset = 0.0
-  c.client.lr_decay = 0.0
-  c.client.local_steps = 4
-  c.client.batch_size = 16
+  # lr: the AdamW step on the probabilities.
+  c.client.update(common.client_schedule(lr=0.02, local_steps=4, batch_size=16))
 
-  c.server = ml_collections.ConfigDict()
-  c.server.algorithm = "fedbbpt"         # 'fedbbpt' | 'fedone' | 'centralized' | 'fedbpt' (soft)
-  c.server.optimizer = "sgd"             # FedAvg of probability matrices
-  c.server.lr = 1.0
-  c.server.momentum = 0.9
-  c.server.cohort_size = 1               # 0 = every client every round
-
-  c.train = ml_collections.ConfigDict()
-  c.train.rounds = 8
-  c.train.eval_every = 4
-  c.train.eval_batch_size = 200
-
-  c.baselines = ml_collections.ConfigDict()
-  c.baselines.zero_shot = True
-  c.baselines.local_only = False
-
-  c.parallel = ml_collections.ConfigDict()
-  c.parallel.backend = "vmap"            # 'vmap' | 'loop'
+  c.server = common.server(cohort_size=1)  # 'fedbpt' needs the soft prompt
+  c.train = common.train(rounds=8, eval_every=4, eval_batch_size=200)
+  c.baselines = common.baselines()
+  c.parallel = common.parallel()
 
   if mode == "sentiment":
     c.data.task = "sentiment"

@@ -12,6 +12,8 @@ Dotted overrides work as usual, e.g. ``--config.zo.estimator=spsa_gc``,
 
 import ml_collections
 
+from configs import common
+
 
 def get_config(mode: str = "") -> ml_collections.ConfigDict:
   """Returns the config; ``mode='smoke'`` gives a tiny run for tests."""
@@ -22,28 +24,18 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
   c.data.name = "fashion_mnist"          # 'fashion_mnist' | 'digits'
   c.data.source_dir = "/usr/share/datasets/fashion-mnist"
   c.data.tfds_dir = ""                   # '' = $FEDBBPT_DATA_DIR or ~/.cache/fedbbpt_jax/tfds
-  c.data.num_clients = 5
-  c.data.partition = "dirichlet"         # 'iid' | 'dirichlet' | 'shards'
-  c.data.dirichlet_alpha = 0.5
-  c.data.shards_per_client = 2
-  c.data.examples_per_client = 400       # 0 = keep every example of the partition
-  c.data.test_examples = 2000            # fixed subset of the test split (0 = all)
-  c.data.partition_seed = 0
+  c.data.update(common.partition(num_clients=5, partition="dirichlet", examples_per_client=400,
+                                 test_examples=2000))
 
   c.blackbox = ml_collections.ConfigDict()
   c.blackbox.model = "efficientnet_lite0"
   c.blackbox.input_size = 64             # canvas side (the model's input resolution)
   c.blackbox.budget_examples = 0         # training black-box examples allowed (0 = unlimited)
-  # The model as a real API (python -m fedbbpt_jax.serve ...); '' = the local surrogate.
-  c.blackbox.url = ""                    # e.g. 'http://127.0.0.1:8000'
-  c.blackbox.api_key_env = "FEDBBPT_API_KEY"  # env var holding the key (config.json is on disk)
+  c.blackbox.update(common.remote_blackbox())
   c.blackbox.wire_dtype = "float32"      # 'float32' (exact) | 'uint8' (8-bit pixels, see README)
-  c.blackbox.max_attempts = 5            # tries per request on 429/5xx/network errors
-  c.blackbox.backoff_seconds = 0.5       # first retry delay, doubled per retry
-  c.blackbox.timeout_seconds = 60.0      # per HTTP attempt
-  c.blackbox.max_concurrency = 8         # requests in flight at once
 
   c.task = ml_collections.ConfigDict()
+  c.task.family = "image"
   c.task.image_size = 48                 # garment side inside the canvas
   c.task.background = 0.0
   c.task.loss_temperature = 3.0          # 0 = plain cross-entropy; > 0 = scale-free (see task)
@@ -66,33 +58,13 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
 
   c.client = ml_collections.ConfigDict()
   c.client.optimizer = "sgd"             # 'sgd' | 'adam'
-  c.client.lr = 0.01
-  c.client.lr_offset = 1.0
-  c.client.lr_decay = 0.4
-  c.client.local_steps = 10
-  c.client.batch_size = 32
+  c.client.update(common.client_schedule(lr=0.01, lr_offset=1.0, lr_decay=0.4, local_steps=10,
+                                         batch_size=32))
 
-  c.server = ml_collections.ConfigDict()
-  # 'fedbbpt' | 'fedone' (one client per round) | 'centralized' (pooled data, upper
-  # reference) | 'fedbpt' (federated CMA-ES; needs --config.zo.estimator=cma_es)
-  c.server.algorithm = "fedbbpt"
-  c.server.optimizer = "sgd"             # 'sgd' (FedAvg) | 'momentum' (FedAvgM) | 'adam'
-  c.server.lr = 1.0
-  c.server.momentum = 0.9
-  c.server.cohort_size = 0               # 0 = every client every round
-
-  c.train = ml_collections.ConfigDict()
-  c.train.rounds = 10
-  c.train.eval_every = 1
-  c.train.eval_batch_size = 500
-
-  c.baselines = ml_collections.ConfigDict()
-  c.baselines.zero_shot = True
-  c.baselines.local_only = True
-
-  c.parallel = ml_collections.ConfigDict()
-  c.parallel.backend = "vmap"            # 'vmap' | 'shard' (over devices) | 'loop'
-  c.parallel.cpu_devices = 0             # CPU devices to expose (0 = JAX default, 1)
+  c.server = common.server()
+  c.train = common.train(rounds=10, eval_every=1, eval_batch_size=500)
+  c.baselines = common.baselines(local_only=True)
+  c.parallel = common.parallel()
 
   if mode == "smoke":
     c.data.name = "digits"

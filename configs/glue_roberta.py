@@ -25,6 +25,8 @@ qnli, mnli, qqp, cola) = the same on that task (pair tasks get max_length 256);
 
 import ml_collections
 
+from configs import common
+
 GLUE_TASK_NAMES = ("cola", "mnli", "mrpc", "qnli", "qqp", "rte", "sst2")
 PAIR_TASKS = ("mnli", "mrpc", "qnli", "qqp", "rte")
 
@@ -41,13 +43,9 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
   c.data.test_split = ""                 # '' = GLUE validation (MNLI: validation_matched)
   c.data.k_shot = 16                     # examples per class per client (BDPL 16-shot)
   c.data.k_shot_seed = 42                # halving of the train split and the k-shot draws
-  c.data.num_clients = 10
-  c.data.partition = "iid"               # 'iid' | 'dirichlet' (label skew) | 'shards'
-  c.data.dirichlet_alpha = 0.5
-  c.data.shards_per_client = 2
-  c.data.examples_per_client = 0         # must stay 0: the k-shot protocol sets client sizes
-  c.data.test_examples = 0               # 0 = the whole validation split
-  c.data.partition_seed = 0
+  # examples_per_client must stay 0: the k-shot protocol sets client sizes; the test split
+  # is the GLUE validation split (test_examples = 0: all of it).
+  c.data.update(common.partition(num_clients=10))
 
   c.blackbox = ml_collections.ConfigDict()
   c.blackbox.model = "roberta_mlm"
@@ -73,30 +71,15 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
   c.client = ml_collections.ConfigDict()
   c.client.optimizer = "adamw"           # BDPL: AdamW, clip 3, then simplex projection
   c.client.weight_decay = 0.1
-  c.client.lr = 1e-4                     # BDPL run.sh (the maintainer suggests 1e-3)
-  c.client.lr_offset = 0.0
-  c.client.lr_decay = 0.0                # BDPL's LR is constant
-  c.client.local_steps = 1               # one pass over a 16-shot binary client = 1 batch
-  c.client.batch_size = 32
+  # lr: BDPL run.sh (the maintainer suggests 1e-3); lr_decay 0: BDPL's LR is constant;
+  # local_steps 1: one pass over a 16-shot binary client = 1 batch.
+  c.client.update(common.client_schedule(lr=1e-4, local_steps=1, batch_size=32))
 
-  c.server = ml_collections.ConfigDict()
-  c.server.algorithm = "fedbbpt"         # 'fedbbpt' | 'fedone' | 'centralized'
-  c.server.optimizer = "sgd"             # FedAvg of probability matrices
-  c.server.lr = 1.0
-  c.server.momentum = 0.9
-  c.server.cohort_size = 0               # 0 = every client every round
-
-  c.train = ml_collections.ConfigDict()
-  c.train.rounds = 40                    # 40 x 10 clients x 1 step x 20 = 8,000 calls (BDPL api_limit)
-  c.train.eval_every = 5
-  c.train.eval_batch_size = 64
-
-  c.baselines = ml_collections.ConfigDict()
-  c.baselines.zero_shot = True
-  c.baselines.local_only = False
-
-  c.parallel = ml_collections.ConfigDict()
-  c.parallel.backend = "vmap"            # 'vmap' | 'loop' (less memory: one client at a time)
+  c.server = common.server()             # 'fedbpt' (CMA-ES) has no GLUE form
+  # rounds: 40 x 10 clients x 1 step x 20 = 8,000 calls (BDPL api_limit).
+  c.train = common.train(rounds=40, eval_every=5, eval_batch_size=64)
+  c.baselines = common.baselines()
+  c.parallel = common.parallel()
 
   if mode in GLUE_TASK_NAMES:
     c.data.task = mode

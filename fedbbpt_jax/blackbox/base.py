@@ -36,3 +36,11 @@ class BlackBox(abc.ABC):
       raise ValueError(f"black box {self.name!r} takes inputs of shape [N, *{self.input_shape}], "
                        f"got {tuple(inputs.shape)}")
     return jax.lax.stop_gradient(self._outputs(inputs))
+
+  def raise_pending_error(self) -> None:
+    """Raises an error recorded inside a traced call, if any.
+
+    A host callback must not raise, so a remote black box records its error and
+    returns NaN; the round loop calls this after every step and evaluation, before
+    anything is written. Local black boxes never record one.
+    """

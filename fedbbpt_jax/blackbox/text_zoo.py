@@ -17,16 +17,28 @@ Example:
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax.numpy as jnp
 
 from fedbbpt_jax.blackbox.surrogate import SurrogateBlackBox
+from fedbbpt_jax.core import Registry
 from fedbbpt_jax.models.bert import normalized_mean_pool
 from fedbbpt_jax.models.minilm import TextTokenizer, load_minilm
 from fedbbpt_jax.models.roberta import RobertaTokenizer, load_roberta_mlm, verbalizer_logits
 
-TEXT_MODELS = ("all_minilm_l6_v2",)
+
+
+class SentenceEncoderEntry(NamedTuple):
+  """A registered sentence encoder: ``load() -> (BertModel-like net, variables)`` and
+  ``tokenizer(max_length) -> TextTokenizer``."""
+
+  load: Callable[[], tuple[Any, Any]]
+  tokenizer: Callable[[int], TextTokenizer]
+
+
+TEXT_MODELS: Registry[SentenceEncoderEntry] = Registry("sentence-encoder black box")
+TEXT_MODELS.register("all_minilm_l6_v2", SentenceEncoderEntry(load_minilm, TextTokenizer.minilm))
 
 
 class TextEncoderBlackBox(SurrogateBlackBox):
@@ -85,20 +97,18 @@ def padding_mask(embeds: jnp.ndarray) -> jnp.ndarray:
   return jnp.any(embeds != 0, axis=-1).astype(jnp.int32)
 
 
-def _check_model(model: str) -> None:
-  if model not in TEXT_MODELS:
-    raise ValueError(f"unknown text black-box model {model!r}; choose one of {list(TEXT_MODELS)}")
+def _entry(model: str) -> SentenceEncoderEntry:
+  return TEXT_MODELS.get(model, "blackbox.model")
 
 
 def make_text_encoder(model: str, max_length: int) -> TextEncoderBlackBox:
   """Returns the frozen sentence encoder ``model`` on ids ``[N, max_length]``.
 
   Args:
-    model: one of ``TEXT_MODELS``.
+    model: a name registered in ``TEXT_MODELS``.
     max_length: padded sequence length of every input row (<= 512).
   """
-  _check_model(model)
-  net, variables = load_minilm()
+  net, variables = _entry(model).load()
   if not 2 <= max_length <= net.config.max_position_embeddings:
     raise ValueError(f"max_length={max_length} must be in [2, "
                      f"{net.config.max_position_embeddings}]")
@@ -113,8 +123,7 @@ def make_embedding_encoder(model: str, max_length: int) -> EmbeddingEncoderBlack
   Surrogate only (a served model takes token ids); outputs are the same unit-norm
   mean-pooled embeddings as ``make_text_encoder``'s for the same (embedded) rows.
   """
-  _check_model(model)
-  net, variables = load_minilm()
+  net, variables = _entry(model).load()
   if not 2 <= max_length <= net.config.max_position_embeddings:
     raise ValueError(f"max_length={max_length} must be in [2, "
                      f"{net.config.max_position_embeddings}]")
@@ -127,8 +136,7 @@ def make_embedding_encoder(model: str, max_length: int) -> EmbeddingEncoderBlack
 
 def make_text_tokenizer(model: str, max_length: int) -> TextTokenizer:
   """Returns the tokenizer of ``model`` padding and truncating to ``max_length``."""
-  _check_model(model)
-  return TextTokenizer.minilm(max_length)
+  return _entry(model).tokenizer(max_length)
 
 
 def make_masked_lm_blackbox(path: str, max_length: int,

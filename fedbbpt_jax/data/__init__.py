@@ -1,5 +1,7 @@
-"""Data sets and their partitioning among federated clients."""
+"""Data sets, their registry, and their partitioning among federated clients."""
 
+from fedbbpt_jax.data.clients import (TEST_SUBSET_SEED, ClientData, client_data, client_parts,
+                                      describe_test_subset, test_subset, test_subset_indices)
 from fedbbpt_jax.data.digits import load_digits_dataset
 from fedbbpt_jax.data.drug_reviews import TextClassificationData, load_drug_reviews
 from fedbbpt_jax.data.fashion_mnist import (
@@ -19,13 +21,21 @@ from fedbbpt_jax.data.partition import (
     partition_iid,
     partition_shards,
 )
+from fedbbpt_jax.data.registry import (DATASETS, register_dataset, register_image_arrays,
+                                       register_tfds_folder)
 
 __all__ = [
     "CLASS_NAMES",
+    "ClientData",
+    "DATASETS",
     "PARTITIONS",
     "FashionMnistDebian",
     "PackedClients",
+    "TEST_SUBSET_SEED",
     "TextClassificationData",
+    "client_data",
+    "client_parts",
+    "describe_test_subset",
     "k_shot_per_class",
     "label_histograms",
     "load_digits_dataset",
@@ -37,4 +47,9 @@ __all__ = [
     "partition_iid",
     "partition_shards",
     "read_idx",
+    "register_dataset",
+    "register_image_arrays",
+    "register_tfds_folder",
+    "test_subset",
+    "test_subset_indices",
 ]

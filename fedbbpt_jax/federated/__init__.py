@@ -1,19 +1,32 @@
-"""Federated algorithms: client local updates, cohort sampling, aggregation."""
+"""Federated algorithms: the contract and its registry, client steps, aggregation.
 
-from fedbbpt_jax.federated.client import (ClientData, ClientOutput, make_client_optimizer,
-                                          make_local_update)
+Importing this package registers the built-in algorithms (``fedbbpt``, ``fedone``,
+``centralized``, ``fedbpt`` and the ``local_only`` baseline), the ``weighted_mean``
+aggregator and the client/server optimizers.
+"""
+
+from fedbbpt_jax.data.clients import ClientData
+from fedbbpt_jax.federated.aggregators import AGGREGATORS, weighted_mean
+from fedbbpt_jax.federated.algorithm import (ALGORITHMS, Algorithm, AlgorithmContext,
+                                             AlgorithmSpec, FederatedAlgorithm, RoundCost,
+                                             make_algorithm, register_algorithm,
+                                             server_algorithm_names, simulated_round)
 from fedbbpt_jax.federated.centralized import centralized_steps, make_centralized
+from fedbbpt_jax.federated.client import (ClientOutput, StepHooks, make_local_step,
+                                          make_local_update, nonfinite_as_worst)
+from fedbbpt_jax.federated.fedbbpt import make_fedbbpt
 from fedbbpt_jax.federated.fedbpt import fedbpt_candidates_per_client, make_fedbpt
 from fedbbpt_jax.federated.fedone import make_fedone
 from fedbbpt_jax.federated.local_only import make_local_only
-from fedbbpt_jax.federated.server import (FederatedAlgorithm, ServerState, make_fedbbpt,
-                                          make_server_optimizer, sample_cohort, weighted_mean)
+from fedbbpt_jax.federated.optimizers import (CLIENT_OPTIMIZERS, SERVER_OPTIMIZERS,
+                                              make_client_optimizer, make_server_optimizer)
+from fedbbpt_jax.federated.server import ServerState, sample_cohort
 
-ALGORITHMS = ("centralized", "fedbbpt", "fedbpt", "fedone", "local_only")
-
-__all__ = ["ALGORITHMS", "ClientData", "ClientOutput", "FederatedAlgorithm", "ServerState",
-           "centralized_steps", "fedbpt_candidates_per_client", "make_centralized",
+__all__ = ["AGGREGATORS", "ALGORITHMS", "Algorithm", "AlgorithmContext", "AlgorithmSpec",
+           "CLIENT_OPTIMIZERS", "ClientData", "ClientOutput", "FederatedAlgorithm", "RoundCost",
+           "SERVER_OPTIMIZERS", "ServerState", "StepHooks", "centralized_steps",
+           "fedbpt_candidates_per_client", "make_algorithm", "make_centralized",
            "make_client_optimizer", "make_fedbbpt", "make_fedbpt", "make_fedone",
-           "make_local_only",
-           "make_local_update",
-           "make_server_optimizer", "sample_cohort", "weighted_mean"]
+           "make_local_only", "make_local_step", "make_local_update", "make_server_optimizer",
+           "nonfinite_as_worst", "register_algorithm", "sample_cohort",
+           "server_algorithm_names", "simulated_round", "weighted_mean"]

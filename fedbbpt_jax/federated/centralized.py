@@ -10,8 +10,8 @@ The alternative, ``local_steps`` steps on batches ``cohort_size`` times larger, 
 the same examples but fewer calls and fewer directions per example; the sequential form
 is the stronger reference per query.
 
-The pooled client is built inside ``apply`` from the per-client arrays (real rows of
-client 0, then client 1, ...; padding last), so the algorithm has the same interface as
+The pooled client is built by ``select`` from the per-client arrays (real rows of
+client 0, then client 1, ...; padding last), so the algorithm has the same contract as
 the others, and it is exactly Fed-BBPT with one client holding the pooled data and plain
 FedAvg (``params + delta``).
 """
@@ -20,12 +20,15 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-import jax
 import jax.numpy as jnp
 import optax
 
-from fedbbpt_jax.federated.client import ClientData, ClientOutput
-from fedbbpt_jax.federated.server import FederatedAlgorithm, make_fedbbpt
+from fedbbpt_jax.data.clients import ClientData
+from fedbbpt_jax.federated.aggregators import AGGREGATORS, DEFAULT_AGGREGATOR
+from fedbbpt_jax.federated.algorithm import (Algorithm, AlgorithmContext, RoundCost,
+                                             make_algorithm, register_algorithm)
+from fedbbpt_jax.federated.client import ClientOutput
+from fedbbpt_jax.federated.fedbbpt import averaging_server
 
 PyTree = Any
 CENTRALIZED_CLIENTS = 1
@@ -51,7 +54,9 @@ def centralized_steps(cohort_size: int, local_steps: int) -> int:
 
 
 def make_centralized(pooled_local_update: Callable[..., ClientOutput], num_clients: int,
-                     project: Callable[[PyTree], PyTree] | None = None) -> FederatedAlgorithm:
+                     project: Callable[[PyTree], PyTree] | None = None,
+                     round_cost: RoundCost | None = None,
+                     cohort_size: int | None = None) -> Algorithm:
   """Builds the centralized baseline.
 
   Args:
@@ -59,12 +64,32 @@ def make_centralized(pooled_local_update: Callable[..., ClientOutput], num_clien
       ``num_steps = centralized_steps(cohort_size, local_steps)``.
     num_clients: number of clients whose data are pooled (the metrics' ``cohort``).
     project: optional map back to the feasible set after the update.
+    round_cost: the exact cost of one round (for the query meter).
+    cohort_size: the Fed-BBPT cohort a round matches (reported; default all clients).
   """
-  single = make_fedbbpt(pooled_local_update, optax.sgd(1.0), CENTRALIZED_CLIENTS,
-                        CENTRALIZED_CLIENTS, "vmap", project=project)
+  init, pooled_update = averaging_server(optax.sgd(1.0), AGGREGATORS.get(DEFAULT_AGGREGATOR),
+                                         project)
 
-  def apply(state, data, key, hparams):
-    state, metrics = single.apply(state, pool_clients(data), key, hparams)
+  def select(key, data):
+    del key
+    return jnp.arange(CENTRALIZED_CLIENTS), pool_clients(data)
+
+  def server_update(state, uploads, ids, key):
+    state, metrics = pooled_update(state, uploads, ids, key)
     return state, dict(metrics, cohort=jnp.arange(num_clients))
 
-  return FederatedAlgorithm(name="centralized", init=single.init, apply=apply)
+  return make_algorithm("centralized", cohort_size or num_clients,
+                        round_cost or RoundCost(CENTRALIZED_CLIENTS, 0, 0), init=init,
+                        select=select, broadcast=lambda state: state.params,
+                        client_update=pooled_local_update, server_update=server_update,
+                        backend="vmap")
+
+
+def build(ctx: AlgorithmContext) -> Algorithm:
+  steps = centralized_steps(ctx.cohort_size, ctx.local_steps)
+  cost = RoundCost(CENTRALIZED_CLIENTS, steps * ctx.estimator.num_candidates, ctx.batch_size)
+  return make_centralized(ctx.local_update(steps), ctx.num_clients, ctx.project, cost,
+                          ctx.cohort_size)
+
+
+register_algorithm("centralized", build)

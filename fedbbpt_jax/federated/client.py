@@ -1,33 +1,39 @@
-"""One client's local work: K zero-order steps in ``lax.scan`` from the global generator."""
+"""One client's local work: K zero-order steps from the global generator, one step body.
+
+A step is three pure pieces, built once by ``make_local_step``:
+
+    batch, candidates, est = propose(p, est, data, key, hparams, k)   # minibatch + ask
+    losses = score(candidates, batch)                                 # ONE black-box call
+    p, est, opt, stats = advance(p, candidates, losses, est, opt, hparams, t)  # tell + step
+
+``make_local_update`` chains them in ``lax.scan`` (the simulation); its ``unrolled``
+form runs the same pieces in Python loops with one jitted black-box call per
+candidate (the ``loop`` backend, the shape of the reference codes). Hooks change the
+step without copying it: ``objective`` transforms the candidate-loss function (e.g.
+a regularizer, or the perturbed objective of a SAM-style step) and ``project`` maps
+the parameters back to their feasible set after every step (the simplex of a
+categorical prompt). A non-finite candidate loss is ranked worst by one rule
+(``nonfinite_as_worst``) and counted in the metrics (``nonfinite_candidates``).
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
 
+from fedbbpt_jax.data.clients import ClientData
+from fedbbpt_jax.federated.optimizers import make_client_optimizer
 from fedbbpt_jax.zo import Estimator, HParams
 
 PyTree = Any
 CandidateLosses = Callable[[PyTree, dict], jnp.ndarray]
 
-
-@struct.dataclass
-class ClientData:
-  """A client's examples padded to a common length; ``num_examples`` rows are real.
-
-  Attributes:
-    x: ``[max_n, ...]`` inputs (``[clients, max_n, ...]`` when stacked).
-    y: ``[max_n]`` labels.
-    num_examples: number of real rows (int32 scalar).
-  """
-
-  x: jnp.ndarray
-  y: jnp.ndarray
-  num_examples: jnp.ndarray
+__all__ = ["ClientData", "ClientOutput", "LocalStep", "StepHooks", "make_client_optimizer",
+           "make_local_step", "make_local_update", "nonfinite_as_worst", "sample_minibatch"]
 
 
 @struct.dataclass
@@ -37,6 +43,18 @@ class ClientOutput:
   delta: PyTree
   num_examples: jnp.ndarray
   metrics: dict
+
+
+class StepHooks(NamedTuple):
+  """Changes to the shared step body.
+
+  Attributes:
+    objective: ``candidate_losses -> candidate_losses`` (the function every step scores).
+    project: applied to the parameters after every step.
+  """
+
+  objective: Callable[[CandidateLosses], CandidateLosses] | None = None
+  project: Callable[[PyTree], PyTree] | None = None
 
 
 def sample_minibatch(key: jax.Array, num_examples: jnp.ndarray, max_examples: int,
@@ -52,35 +70,79 @@ def sample_minibatch(key: jax.Array, num_examples: jnp.ndarray, max_examples: in
   return order[jnp.arange(batch_size) % jnp.maximum(num_examples, 1)]
 
 
-def make_client_optimizer(name: str, weight_decay: float = 0.0) -> optax.GradientTransformation:
-  """Direction transform applied to ZO estimates before the ``-lr_t`` step.
+def minibatch(data: ClientData, key: jax.Array, batch_size: int) -> dict:
+  """``{"x", "y"}`` of ``batch_size`` rows drawn from a client's real rows."""
+  idx = sample_minibatch(key, data.num_examples, data.y.shape[0], batch_size)
+  return {"x": data.x[idx], "y": data.y[idx]}
 
-  ``'sgd'`` uses the estimate as it is (SPSA/SPSA-GC as in BlackVIP); ``'adam'``
-  rescales it by Adam moments (state reset every round: stateless clients);
-  ``'adamw'`` adds decoupled weight decay ``weight_decay * params`` (BDPL).
+
+def nonfinite_as_worst(losses: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """Replaces non-finite candidate losses by the worst finite one; returns the count.
+
+  The one rule for a black box that answers NaN or inf for some candidates: they
+  are ranked worst (never best) and never reach the parameters as NaN. If no loss
+  is finite, every loss becomes 0 (the estimate is then 0: no step).
   """
-  if name == "sgd":
-    return optax.identity()
-  if name == "adam":
-    return optax.scale_by_adam()
-  if name == "adamw":
-    return optax.chain(optax.scale_by_adam(), optax.add_decayed_weights(weight_decay))
-  raise ValueError(f"unknown client optimizer {name!r}; choose 'sgd', 'adam' or 'adamw'")
+  finite = jnp.isfinite(losses)
+  worst = jnp.max(jnp.where(finite, losses, -jnp.inf))
+  worst = jnp.where(jnp.any(finite), worst, jnp.zeros_like(worst))
+  return jnp.where(finite, losses, worst), jnp.sum(~finite).astype(jnp.int32)
+
+
+class LocalStep(NamedTuple):
+  """The pieces of one zero-order step (see the module docstring)."""
+
+  init: Callable[[PyTree, jnp.ndarray], tuple[Any, Any]]
+  propose: Callable[..., tuple[dict, PyTree, Any]]
+  score: CandidateLosses
+  advance: Callable[..., tuple[PyTree, Any, Any, dict]]
+
+
+def make_local_step(candidate_losses: CandidateLosses, estimator: Estimator,
+                    client_optimizer: optax.GradientTransformation, batch_size: int,
+                    hooks: StepHooks = StepHooks()) -> LocalStep:
+  """Builds the step pieces for one task, estimator, client optimizer and hooks."""
+  score = candidate_losses if hooks.objective is None else hooks.objective(candidate_losses)
+
+  def init(params, first_step):
+    return estimator.init(params, first_step), client_optimizer.init(params)
+
+  def propose(p, est_state, data, key, hparams, k):
+    k_batch, k_ask = jax.random.split(jax.random.fold_in(key, k))
+    batch = minibatch(data, k_batch, batch_size)
+    candidates, est_state = estimator.ask(k_ask, p, est_state, hparams)
+    return batch, candidates, est_state
+
+  def advance(p, candidates, losses, est_state, opt_state, hparams, t):
+    losses, nonfinite = nonfinite_as_worst(losses)
+    grad, est_state, stats = estimator.tell(p, candidates, losses, est_state, hparams)
+    if estimator.sets_params:  # e.g. CMA-ES: ``tell`` returned the new mean itself
+      p = jax.tree.map(lambda w, new: new.astype(w.dtype), p, grad)
+    else:
+      direction, opt_state = client_optimizer.update(grad, opt_state, p)
+      lr_t = hparams.step_size(t)
+      p = jax.tree.map(lambda w, d: w - lr_t * d, p, direction)
+    if hooks.project is not None:
+      p = hooks.project(p)
+    return p, est_state, opt_state, dict(stats, nonfinite_candidates=nonfinite)
+
+  return LocalStep(init=init, propose=propose, score=score, advance=advance)
 
 
 def make_local_update(candidate_losses: CandidateLosses, estimator: Estimator,
                       client_optimizer: optax.GradientTransformation, num_steps: int,
                       batch_size: int,
-                      project: Callable[[PyTree], PyTree] | None = None
-                      ) -> Callable[..., ClientOutput]:
+                      project: Callable[[PyTree], PyTree] | None = None,
+                      hooks: StepHooks | None = None) -> Callable[..., ClientOutput]:
   """Builds ``local_update(params, data, key, hparams, round_idx) -> ClientOutput``.
 
   Each of the ``num_steps`` steps draws a minibatch, asks the estimator for all its
-  candidates, scores them in one batched black-box call (``candidate_losses``),
-  and applies ``params -= lr_t * client_optimizer(grad)`` (an estimator with
-  ``sets_params``, e.g. CMA-ES, returns the next point itself, adopted as it is). The global step of local
-  step k in round r is ``t = r * num_steps + k + 1``; estimator and optimizer state
-  restart each round (methods.md 1.4).
+  candidates, scores them in one batched black-box call, and applies
+  ``params -= lr_t * client_optimizer(grad)`` (an estimator with ``sets_params``,
+  e.g. CMA-ES, returns the next point itself, adopted as it is). The global step of
+  local step k in round r is ``t = r * num_steps + k + 1``; estimator and optimizer
+  state restart each round (methods.md 1.4). The returned function carries
+  ``unrolled``, the same update in Python loops (see the module docstring).
 
   Args:
     candidate_losses: ``(stacked candidate params, batch) -> [num_candidates]``.
@@ -88,90 +150,54 @@ def make_local_update(candidate_losses: CandidateLosses, estimator: Estimator,
     client_optimizer: optax transform of the estimate (learning rate 1).
     num_steps: local steps per round (static).
     batch_size: minibatch size (static).
-    project: applied to the parameters after every step (e.g. the simplex
-      projection of a categorical prompt); default: none.
+    project: shorthand for ``hooks=StepHooks(project=project)``.
+    hooks: changes to the step body (``StepHooks``).
   """
+  hooks = hooks or StepHooks(project=project)
+  step = make_local_step(candidate_losses, estimator, client_optimizer, batch_size, hooks)
 
   def local_update(params: PyTree, data: ClientData, key: jax.Array, hparams: HParams,
                    round_idx: jnp.ndarray) -> ClientOutput:
     first_step = round_idx * num_steps + 1
-    max_examples = data.y.shape[0]
 
-    def step(carry, k):
+    def body(carry, k):
       p, est_state, opt_state = carry
-      step_key = jax.random.fold_in(key, k)
-      k_batch, k_ask = jax.random.split(step_key)
-      idx = sample_minibatch(k_batch, data.num_examples, max_examples, batch_size)
-      batch = {"x": data.x[idx], "y": data.y[idx]}
-      candidates, est_state = estimator.ask(k_ask, p, est_state, hparams)
-      losses = candidate_losses(candidates, batch)
-      grad, est_state, stats = estimator.tell(p, candidates, losses, est_state, hparams)
-      if estimator.sets_params:  # e.g. CMA-ES: ``tell`` returned the new mean itself
-        p = jax.tree.map(lambda w, new: new.astype(w.dtype), p, grad)
-      else:
-        direction, opt_state = client_optimizer.update(grad, opt_state, p)
-        lr_t = hparams.step_size(first_step + k)
-        p = jax.tree.map(lambda w, d: w - lr_t * d, p, direction)
-      if project is not None:
-        p = project(p)
+      batch, candidates, est_state = step.propose(p, est_state, data, key, hparams, k)
+      losses = step.score(candidates, batch)
+      p, est_state, opt_state, stats = step.advance(p, candidates, losses, est_state,
+                                                    opt_state, hparams, first_step + k)
       return (p, est_state, opt_state), stats
 
-    init = (params, estimator.init(params, first_step), client_optimizer.init(params))
-    (final, _, _), stats = jax.lax.scan(step, init, jnp.arange(num_steps))
-    return _client_output(params, final, data, stats)
+    init = (params,) + step.init(params, first_step)
+    (final, _, _), stats = jax.lax.scan(body, init, jnp.arange(num_steps))
+    return client_output(params, final, data, stats)
 
-  local_update.unrolled = _make_unrolled(candidate_losses, estimator, client_optimizer,
-                                         num_steps, batch_size, project)
+  local_update.unrolled = _unrolled(step, estimator.num_candidates, num_steps)
   return local_update
 
 
-def _client_output(params: PyTree, final: PyTree, data: ClientData, stats: dict) -> ClientOutput:
+def client_output(params: PyTree, final: PyTree, data: ClientData, stats: dict) -> ClientOutput:
+  """The upload of a client that moved from ``params`` to ``final`` (stats per step)."""
   delta = jax.tree.map(jnp.subtract, final, params)
   metrics = {"train_loss": jnp.mean(stats["loss"]), "last_loss": stats["loss"][-1],
-             "grad_norm": jnp.mean(stats["grad_norm"])}
+             "grad_norm": jnp.mean(stats["grad_norm"]),
+             "nonfinite_candidates": jnp.sum(stats["nonfinite_candidates"])}
   return ClientOutput(delta=delta, num_examples=data.num_examples.astype(jnp.float32),
                       metrics=metrics)
 
 
-def _make_unrolled(candidate_losses: CandidateLosses, estimator: Estimator,
-                   client_optimizer: optax.GradientTransformation, num_steps: int,
-                   batch_size: int, project: Callable[[PyTree], PyTree] | None
-                   ) -> Callable[..., ClientOutput]:
-  """``local_update`` as the reference codes run it: Python loops, one call per candidate.
+def _unrolled(step: LocalStep, num_candidates: int, num_steps: int) -> Callable[..., ClientOutput]:
+  """The local update as the reference codes run it: Python loops, one call per candidate.
 
-  Same math and randomness as the ``lax.scan`` version (same keys, minibatches,
-  candidates and steps), but every local step is a Python iteration and every
-  candidate is scored by its own jitted black-box call on the minibatch; ask and
-  tell are jitted separately. This is the ``loop`` cohort backend's client, the
-  baseline the benchmarks compare ``vmap`` against. Not traceable (not for ``jit``).
+  Same pieces, keys, minibatches, candidates and steps as the ``lax.scan`` form;
+  ``propose`` and ``advance`` are jitted separately and every candidate is scored by
+  its own jitted black-box call. Not traceable (not for ``jit``).
   """
-
-  @jax.jit
-  def ask(p, est_state, data, key, hparams, k):
-    k_batch, k_ask = jax.random.split(jax.random.fold_in(key, k))
-    idx = sample_minibatch(k_batch, data.num_examples, data.y.shape[0], batch_size)
-    candidates, est_state = estimator.ask(k_ask, p, est_state, hparams)
-    return {"x": data.x[idx], "y": data.y[idx]}, candidates, est_state
+  propose, advance, init = jax.jit(step.propose), jax.jit(step.advance), jax.jit(step.init)
 
   @jax.jit
   def one_candidate_loss(candidate, batch):  # one black-box call: one candidate x minibatch
-    return candidate_losses(jax.tree.map(lambda a: a[None], candidate), batch)[0]
-
-  @jax.jit
-  def tell(p, candidates, losses, est_state, opt_state, hparams, t):
-    grad, est_state, stats = estimator.tell(p, candidates, losses, est_state, hparams)
-    if estimator.sets_params:
-      p = jax.tree.map(lambda w, new: new.astype(w.dtype), p, grad)
-    else:
-      direction, opt_state = client_optimizer.update(grad, opt_state, p)
-      lr_t = hparams.step_size(t)
-      p = jax.tree.map(lambda w, d: w - lr_t * d, p, direction)
-    if project is not None:
-      p = project(p)
-    return p, est_state, opt_state, stats
-
-  init = jax.jit(lambda params, first_step: (estimator.init(params, first_step),
-                                             client_optimizer.init(params)))
+    return step.score(jax.tree.map(lambda a: a[None], candidate), batch)[0]
 
   def unrolled(params: PyTree, data: ClientData, key: jax.Array, hparams: HParams,
                round_idx: jnp.ndarray) -> ClientOutput:
@@ -181,14 +207,14 @@ def _make_unrolled(candidate_losses: CandidateLosses, estimator: Estimator,
     history = []
     for k in range(num_steps):
       k_arr = jnp.asarray(k, jnp.int32)
-      batch, candidates, est_state = ask(p, est_state, data, key, hparams, k_arr)
+      batch, candidates, est_state = propose(p, est_state, data, key, hparams, k_arr)
       losses = jnp.stack([
           one_candidate_loss(jax.tree.map(lambda a, i=i: a[i], candidates), batch)
-          for i in range(estimator.num_candidates)])
-      p, est_state, opt_state, stats = tell(p, candidates, losses, est_state, opt_state,
-                                            hparams, first_step + k_arr)
+          for i in range(num_candidates)])
+      p, est_state, opt_state, stats = advance(p, candidates, losses, est_state, opt_state,
+                                               hparams, first_step + k_arr)
       history.append(stats)
     stats = jax.tree.map(lambda *xs: jnp.stack(xs), *history)
-    return _client_output(params, p, data, stats)
+    return client_output(params, p, data, stats)
 
   return unrolled

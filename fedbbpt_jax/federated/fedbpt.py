@@ -38,10 +38,13 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from fedbbpt_jax.federated.client import ClientData, sample_minibatch
-from fedbbpt_jax.federated.server import (FederatedAlgorithm, ServerState, client_keys,
-                                          round_keys, sample_cohort)
-from fedbbpt_jax.parallel import run_cohort
+from fedbbpt_jax.core import ConfigError, get_field
+from fedbbpt_jax.data.clients import ClientData
+from fedbbpt_jax.federated.algorithm import (Algorithm, AlgorithmContext, RoundCost,
+                                             make_algorithm, register_algorithm)
+from fedbbpt_jax.federated.client import minibatch, nonfinite_as_worst
+from fedbbpt_jax.federated.fedbbpt import cohort_selector, nonfinite_count, weighted_train_loss
+from fedbbpt_jax.federated.server import ServerState
 from fedbbpt_jax.zo import HParams
 from fedbbpt_jax.zo.base import flatten, stack_candidates
 from fedbbpt_jax.zo.cma_es import cma_start, cma_strategy, tell_key
@@ -49,6 +52,7 @@ from fedbbpt_jax.zo.cma_es import cma_start, cma_strategy, tell_key
 PyTree = Any
 CandidateLosses = Callable[[PyTree, dict], jnp.ndarray]
 SIGMA_FLOOR_RATIO = 0.5  # the reference's floor 0.5 at its initial sigma 1.0
+FEDBPT_ESTIMATOR = "cma_es"
 
 
 @struct.dataclass
@@ -122,27 +126,27 @@ def make_fedbpt_client(candidate_losses: CandidateLosses, population_size: int, 
     flat, unravel = flatten(start.params)
     strategy = cma_strategy(flat.size, pop)
     es_params = strategy.default_params
-    max_examples = data.y.shape[0]
-
-    def minibatch(k):
-      idx = sample_minibatch(k, data.num_examples, max_examples, batch_size)
-      return {"x": data.x[idx], "y": data.y[idx]}
 
     def step(search, k):
       k_batch, k_ask = jax.random.split(jax.random.fold_in(key, k))
       sigma = search.std
       population, search = strategy.ask(k_ask, search, es_params)
-      losses = candidate_losses(stack_candidates(population, unravel), minibatch(k_batch))
-      losses = losses.astype(jnp.float32)
+      losses = candidate_losses(stack_candidates(population, unravel),
+                                minibatch(data, k_batch, batch_size))
+      losses, nonfinite = nonfinite_as_worst(losses.astype(jnp.float32))
       search, _ = strategy.tell(tell_key(), population, losses, search, es_params)
-      return search, {"sigma": sigma, "loss": jnp.mean(losses)}
+      return search, {"sigma": sigma, "loss": jnp.mean(losses), "nonfinite": nonfinite}
 
     search = cma_start(strategy, flat, start.sigma, start.covariance)
     search, stats = jax.lax.scan(step, search, jnp.arange(num_steps))
     final = stack_candidates(search.mean[None], unravel)
-    fitness = candidate_losses(final, minibatch(jax.random.fold_in(key, num_steps)))[0]
-    metrics = {"train_loss": jnp.mean(stats["loss"]), "fitness": fitness.astype(jnp.float32)}
-    return FedBPTClientOutput(mean=search.mean, fitness=fitness.astype(jnp.float32),
+    fitness = candidate_losses(final, minibatch(data, jax.random.fold_in(key, num_steps),
+                                                batch_size))
+    fitness, last_nonfinite = nonfinite_as_worst(fitness.astype(jnp.float32))
+    fitness = fitness[0]
+    metrics = {"train_loss": jnp.mean(stats["loss"]), "fitness": fitness,
+               "nonfinite_candidates": jnp.sum(stats["nonfinite"]) + last_nonfinite}
+    return FedBPTClientOutput(mean=search.mean, fitness=fitness,
                               sigmas=stats["sigma"],
                               num_examples=data.num_examples.astype(jnp.float32),
                               metrics=metrics)
@@ -178,7 +182,7 @@ def fedbpt_server_update(state: FedBPTState, client_means: jnp.ndarray,
 def make_fedbpt(candidate_losses: CandidateLosses, population_size: int, num_steps: int,
                 batch_size: int, num_clients: int, cohort_size: int, initial_sigma: float,
                 backend: str = "vmap",
-                sigma_floor_ratio: float = SIGMA_FLOOR_RATIO) -> FederatedAlgorithm:
+                sigma_floor_ratio: float = SIGMA_FLOOR_RATIO) -> Algorithm:
   """Builds FedBPT; ``state.params`` is the global mean, ``state.opt_state`` a ``FedBPTState``.
 
   Args:
@@ -195,8 +199,6 @@ def make_fedbpt(candidate_losses: CandidateLosses, population_size: int, num_ste
   if int(population_size) < 2:
     raise ValueError(f"fedbpt needs a local population (num_directions) >= 2, got "
                      f"{population_size}")
-  cohort_fn = run_cohort(make_fedbpt_client(candidate_losses, population_size, num_steps,
-                                            batch_size), backend)
   sigma_0 = float(initial_sigma)
   floor = float(sigma_floor_ratio) * sigma_0
 
@@ -206,29 +208,59 @@ def make_fedbpt(candidate_losses: CandidateLosses, population_size: int, num_ste
     opt_state = FedBPTState(search=search, local_sigma=jnp.asarray(sigma_0, jnp.float32))
     return ServerState(params=params, opt_state=opt_state, round=jnp.asarray(0, jnp.int32))
 
-  def apply(state, data, key, hparams):
-    k_sample, k_clients = round_keys(key, state.round)
-    ids = sample_cohort(k_sample, num_clients, cohort_size)
-    cohort = jax.tree.map(lambda a: a[ids], data)
+  def broadcast(state):
     server = state.opt_state
-    start = ClientStart(params=state.params,
-                        sigma=jnp.maximum(server.local_sigma, floor),
-                        covariance=server.search.C)
-    out = cohort_fn(start, cohort, client_keys(k_clients, ids), hparams, state.round)
-    server = fedbpt_server_update(server, out.mean, out.fitness, out.sigmas, population_size,
-                                  jax.random.fold_in(k_sample, 1))
+    return ClientStart(params=state.params, sigma=jnp.maximum(server.local_sigma, floor),
+                       covariance=server.search.C)
+
+  def server_update(state, out, ids, key):
+    server = fedbpt_server_update(state.opt_state, out.mean, out.fitness, out.sigmas,
+                                  population_size, key)
     _, unravel = flatten(state.params)
     params = jax.tree.map(lambda old, new: new.astype(old.dtype), state.params,
                           unravel(server.search.mean))
-    metrics = {"train_loss": jnp.sum(out.metrics["train_loss"] * out.num_examples)
-                             / jnp.sum(out.num_examples),
-               "cohort": ids, "local_sigma": server.local_sigma}
+    metrics = {"train_loss": weighted_train_loss(out), "cohort": ids,
+               "local_sigma": server.local_sigma, **nonfinite_count(out)}
     return ServerState(params=params, opt_state=server, round=state.round + 1), metrics
 
-  return FederatedAlgorithm(name="fedbpt", init=init, apply=apply)
+  cost = RoundCost(cohort_size, fedbpt_candidates_per_client(population_size, num_steps),
+                   batch_size)
+  return make_algorithm(
+      "fedbpt", cohort_size, cost, init=init, select=cohort_selector(num_clients, cohort_size),
+      broadcast=broadcast,
+      client_update=make_fedbpt_client(candidate_losses, population_size, num_steps, batch_size),
+      server_update=server_update, backend=backend)
 
 
 def fedbpt_candidates_per_client(population_size: int, num_steps: int) -> int:
   """Candidates a client scores per round: ``num_steps * lambda_loc`` plus ``f_c``'s one."""
   return int(num_steps) * int(population_size) + 1
 
+
+
+def check(config: Any) -> None:
+  """FedBPT runs CMA-ES over a continuous prompt, with a global population of >= 2 clients."""
+  estimator = get_field(config, "zo.estimator")
+  if estimator != FEDBPT_ESTIMATOR:
+    raise ConfigError(f"config.server.algorithm='fedbpt' runs CMA-ES over a continuous prompt "
+                      f"on the clients: set config.zo.estimator='{FEDBPT_ESTIMATOR}' (got "
+                      f"{estimator!r}; a discrete prompt needs a continuous one, e.g. "
+                      "config.prompt.kind='soft')")
+  cohort = get_field(config, "server.cohort_size") or get_field(config, "data.num_clients")
+  if cohort < 2:
+    raise ConfigError(f"config.server.algorithm='fedbpt' needs a cohort of >= 2 clients (the "
+                      f"global CMA-ES population): config.server.cohort_size="
+                      f"{get_field(config, 'server.cohort_size')} with config.data.num_clients="
+                      f"{get_field(config, 'data.num_clients')} gives {cohort}")
+
+
+def build(ctx: AlgorithmContext) -> Algorithm:
+  if ctx.estimator.name != FEDBPT_ESTIMATOR:
+    raise ConfigError(f"config.server.algorithm='fedbpt' runs CMA-ES on the clients: set "
+                      f"config.zo.estimator='{FEDBPT_ESTIMATOR}' (got {ctx.estimator.name!r})")
+  return make_fedbpt(ctx.candidate_losses, ctx.estimator.num_candidates, ctx.local_steps,
+                     ctx.batch_size, ctx.num_clients, ctx.cohort_size, ctx.config.zo.sigma,
+                     ctx.backend)
+
+
+register_algorithm("fedbpt", build, check)

@@ -2,6 +2,8 @@
 
 Each client runs the same local update, for the same number of rounds and steps
 as Fed-BBPT, from the same initial generator; its parameters simply never leave it.
+The state keeps one generator per client (leading client axis); the "server" only
+stores each client's result.
 """
 
 from __future__ import annotations
@@ -11,27 +13,40 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from fedbbpt_jax.federated.algorithm import (Algorithm, AlgorithmContext, RoundCost,
+                                             make_algorithm, register_algorithm)
 from fedbbpt_jax.federated.client import ClientOutput
-from fedbbpt_jax.federated.server import (FederatedAlgorithm, ServerState, client_keys,
-                                          round_keys)
-from fedbbpt_jax.parallel import run_cohort
+from fedbbpt_jax.federated.server import ServerState
 
 
 def make_local_only(local_update: Callable[..., ClientOutput], num_clients: int,
-                    backend: str = "vmap") -> FederatedAlgorithm:
+                    backend: str = "vmap", round_cost: RoundCost | None = None) -> Algorithm:
   """Builds the local-only algorithm; ``state.params`` has a leading client axis."""
-  cohort_fn = run_cohort(local_update, backend, per_client_params=True)
 
   def init(params):
     stacked = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_clients,) + x.shape), params)
     return ServerState(params=stacked, opt_state=(), round=jnp.asarray(0, jnp.int32))
 
-  def apply(state, data, key, hparams):
-    _, k_clients = round_keys(key, state.round)
-    ids = jnp.arange(num_clients)
-    out = cohort_fn(state.params, data, client_keys(k_clients, ids), hparams, state.round)
-    params = jax.tree.map(jnp.add, state.params, out.delta)
-    metrics = {"train_loss": jnp.mean(out.metrics["train_loss"])}
+  def select(key, data):
+    del key
+    return jnp.arange(num_clients), data
+
+  def server_update(state, uploads, ids, key):
+    del ids, key
+    params = jax.tree.map(jnp.add, state.params, uploads.delta)
+    metrics = {"train_loss": jnp.mean(uploads.metrics["train_loss"])}
     return ServerState(params=params, opt_state=(), round=state.round + 1), metrics
 
-  return FederatedAlgorithm(name="local_only", init=init, apply=apply)
+  return make_algorithm("local_only", num_clients,
+                        round_cost or RoundCost(num_clients, 0, 0), init=init, select=select,
+                        broadcast=lambda state: state.params, client_update=local_update,
+                        server_update=server_update, backend=backend, per_client_state=True)
+
+
+def build(ctx: AlgorithmContext) -> Algorithm:
+  cost = RoundCost(ctx.num_clients, ctx.local_steps * ctx.estimator.num_candidates,
+                   ctx.batch_size)
+  return make_local_only(ctx.local_update(), ctx.num_clients, ctx.backend, cost)
+
+
+register_algorithm("local_only", build, baseline=True)

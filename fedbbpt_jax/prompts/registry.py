@@ -1,20 +1,25 @@
-"""Builds a prompt generator from its config name."""
+"""The visual prompt registry: ``prompt.kind`` -> ``build(canvas_size, image_size, **options)``.
+
+Users register their own generator (a ``PromptGenerator`` builder with the same
+signature): ``PROMPTS.register("mine", make_my_prompt)``. Text prompts (discrete,
+soft) take the tokenizer and vocabulary instead and are registered by the text
+task family.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
+from fedbbpt_jax.core import Registry
 from fedbbpt_jax.prompts.base import PromptGenerator
 from fedbbpt_jax.prompts.coordinator import make_coordinator_prompt
 from fedbbpt_jax.prompts.frame import make_frame_prompt
 
-PROMPTS = ("coordinator", "frame")
+PROMPTS: Registry[Callable[..., PromptGenerator]] = Registry("visual prompt generator")
+PROMPTS.register("frame", make_frame_prompt)
+PROMPTS.register("coordinator", make_coordinator_prompt)
 
 
 def make_prompt(kind: str, canvas_size: int, image_size: int, **options: Any) -> PromptGenerator:
-  """Returns the prompt generator ``kind`` (one of ``PROMPTS``) with its options."""
-  if kind == "frame":
-    return make_frame_prompt(canvas_size, image_size, **options)
-  if kind == "coordinator":
-    return make_coordinator_prompt(canvas_size, image_size, **options)
-  raise ValueError(f"unknown prompt kind {kind!r}; choose one of {list(PROMPTS)}")
+  """Returns the prompt generator registered as ``kind`` with its options."""
+  return PROMPTS.get(kind, "prompt.kind")(canvas_size, image_size, **options)

@@ -1,11 +1,21 @@
-"""Tasks wire a dataset's inputs, a black box, a prompt generator and a loss together."""
+"""Task families: each wires a dataset, a black box, a prompt generator and a loss together.
 
-from fedbbpt_jax.tasks.label_mapping import (MAPPINGS, SEMANTIC_FASHION_MNIST, fixed_mapping,
-                                             frequency_mapping, prediction_counts)
-from fedbbpt_jax.tasks.soft_prompt_text import SoftPromptTextClassification
-from fedbbpt_jax.tasks.text_classification import TextClassification, review_pieces
-from fedbbpt_jax.tasks.visual_reprogramming import VisualReprogramming
+``protocol`` defines the ``Task`` protocol, the ``TaskBundle`` a family builds and the
+``FAMILIES`` registry; importing this package registers the built-in families
+(``image``, ``text``, ``glue``), each a package of its own.
+"""
 
-__all__ = ["MAPPINGS", "SEMANTIC_FASHION_MNIST", "SoftPromptTextClassification",
-           "TextClassification", "VisualReprogramming",
-           "fixed_mapping", "frequency_mapping", "prediction_counts", "review_pieces"]
+from fedbbpt_jax.tasks import glue, image, text
+from fedbbpt_jax.tasks.evaluation import Evaluator
+from fedbbpt_jax.tasks.image import (MAPPINGS, SEMANTIC_FASHION_MNIST, VisualReprogramming,
+                                     fixed_mapping, frequency_mapping, prediction_counts)
+from fedbbpt_jax.tasks.protocol import (FAMILIES, BuildOptions, Task, TaskBundle, TaskFamily,
+                                        predictions, register_family)
+from fedbbpt_jax.tasks.text import (SoftPromptTextClassification, TextClassification,
+                                    review_pieces)
+
+__all__ = ["BuildOptions", "Evaluator", "FAMILIES", "MAPPINGS", "SEMANTIC_FASHION_MNIST",
+           "SoftPromptTextClassification", "Task", "TaskBundle", "TaskFamily",
+           "TextClassification", "VisualReprogramming", "fixed_mapping", "frequency_mapping",
+           "glue", "image", "prediction_counts", "predictions", "register_family",
+           "review_pieces", "text"]

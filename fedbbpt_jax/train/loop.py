@@ -17,20 +17,17 @@ import jax
 import ml_collections
 import numpy as np
 
-from fedbbpt_jax.blackbox import QueryMeter
+from fedbbpt_jax.blackbox import BlackBox, QueryMeter
 from fedbbpt_jax.parallel import replicate
 from fedbbpt_jax.parallel.devices import ensure_cpu_devices
 from fedbbpt_jax.prompts import num_params
 from fedbbpt_jax.train import records
-from fedbbpt_jax.train.build import TEST_SUBSET_SEED, Experiment, build_experiment
+from fedbbpt_jax.tasks.evaluation import Evaluator, task_metric_fields
+from fedbbpt_jax.train.build import Experiment, build_experiment
 from fedbbpt_jax.train.checkpoint import RoundCheckpointer
 from fedbbpt_jax.train.config_check import validate_config
-from fedbbpt_jax.train.evaluation import Evaluator, task_metric_fields
 from fedbbpt_jax.train.plots import plot_accuracy
 from fedbbpt_jax.train.summary_table import ALGORITHM_NAMES
-
-LABEL_MAP_FILE = "label_map.npz"  # the image label mapping, reused on resume
-
 
 def raise_blackbox_error(exp: Experiment) -> None:
   """Raises the error a remote black box recorded in its host callback, if any.
@@ -39,24 +36,12 @@ def raise_blackbox_error(exp: Experiment) -> None:
   the error; this is called after every step and evaluation, before anything is
   written, so a failed round is never committed (the last checkpoint stays intact).
   """
-  check = getattr(getattr(exp.task, "blackbox", None), "raise_pending_error", None)
-  if check is not None:
-    check()
+  exp.bundle.blackbox.raise_pending_error()
 
 
 def round_counters(exp: Experiment) -> dict[str, int]:
-  """Query-meter increments of one training round of ``exp.algorithm``.
-
-  Experiments that know their algorithm's exact cost carry a ``round_cost``
-  (``train.algorithms.RoundCost``); otherwise every cohort member runs the local
-  update: ``local_steps x num_candidates`` calls of one minibatch each.
-  """
-  cost = getattr(exp, "round_cost", None)
-  if cost is not None:
-    return cost.counters()
-  calls = exp.cohort_size * exp.config.client.local_steps * exp.num_candidates
-  return {"bb_examples": exp.train_examples_per_round(), "bb_calls": calls,
-          "candidates": calls, "client_activations": exp.cohort_size}
+  """Query-meter increments of one training round of ``exp.algorithm`` (its ``RoundCost``)."""
+  return exp.round_cost.counters()
 
 
 def _rounds_runner(algorithm, backend: str) -> Callable:
@@ -70,11 +55,14 @@ def placed(tree: Any, backend: str) -> Any:
 
 def prepare(config: ml_collections.ConfigDict, workdirs: list[str],
             configs: list[ml_collections.ConfigDict] | None = None,
-            log: Callable[[str], None] = print) -> tuple[Experiment, Evaluator]:
+            log: Callable[[str], None] = print,
+            wrap_blackbox: Callable[[BlackBox], BlackBox] | None = None
+            ) -> tuple[Experiment, Evaluator]:
   """Validates, creates the workdirs (checking their config.json), builds, logs.
 
   ``configs[i]`` is the config recorded in ``workdirs[i]`` (default: ``config``
-  for all); the experiment is built from ``config``.
+  for all); the experiment is built from ``config``; ``wrap_blackbox`` wraps its
+  black box (see ``build_experiment``).
   """
   configs = configs or [config] * len(workdirs)
   for c in configs:
@@ -83,14 +71,14 @@ def prepare(config: ml_collections.ConfigDict, workdirs: list[str],
   for workdir, c in zip(workdirs, configs):
     os.makedirs(workdir, exist_ok=True)
     records.check_or_write_config(workdir, c)
-  cache = os.path.join(workdirs[0], LABEL_MAP_FILE)
-  exp = build_experiment(config, label_map_path=cache)
-  raise_blackbox_error(exp)  # the label mapping's queries
-  if os.path.exists(cache):  # image tasks: every member of a sweep keeps its own copy
+  exp = build_experiment(config, workdir=workdirs[0], wrap_blackbox=wrap_blackbox)
+  raise_blackbox_error(exp)  # the setup's queries (e.g. a label mapping)
+  for name in exp.bundle.cache_files:  # every member of a sweep keeps its own copy
     for workdir in workdirs[1:]:
-      if not os.path.exists(os.path.join(workdir, LABEL_MAP_FILE)):
-        shutil.copyfile(cache, os.path.join(workdir, LABEL_MAP_FILE))
-  evaluator = Evaluator(exp.task, exp.test_x, exp.test_y, config.train.eval_batch_size)
+      if not os.path.exists(os.path.join(workdir, name)):
+        shutil.copyfile(os.path.join(workdirs[0], name), os.path.join(workdir, name))
+  evaluator = Evaluator(exp.task, exp.test_x, exp.test_y, config.train.eval_batch_size,
+                        exp.bundle.task_metric)
   log(f"clients {exp.num_clients} (examples {np.asarray(exp.clients.num_examples).tolist()}), "
       f"prompt '{config.prompt.kind}' with {num_params(exp.init_params)} parameters, "
       f"estimator {config.zo.estimator} ({exp.num_candidates} candidates/step), "
@@ -121,7 +109,7 @@ def local_only_fields(exp: Experiment, evaluator: Evaluator, client_params: Any,
     raise_blackbox_error(exp)
     accs.append(rep["accuracy"])
     f1s.append(rep["macro_f1"])
-  queries = rounds * exp.train_examples_per_round(exp.num_clients)
+  queries = rounds * exp.train_examples_per_round(local_only=True)
   return {"local_only_accuracy": float(np.mean(accs)),
           "local_only_worst_accuracy": float(np.min(accs)),
           "local_only_client_accuracies": [float(a) for a in accs],
@@ -202,8 +190,8 @@ class RunRecords:
       self.prior_seconds = meta["wall_seconds"]
       self.log(f"resuming after round {start_round}")
     else:
-      self.meter.add(bb_examples=self.exp.mapping_queries,
-                     bb_calls=getattr(self.exp, "mapping_calls", self.exp.num_clients))
+      self.meter.add(bb_examples=self.exp.bundle.setup_examples,
+                     bb_calls=self.exp.bundle.setup_calls)
     self.metrics_log.truncate(start_round)
     return state, start_round
 
@@ -221,6 +209,8 @@ class RunRecords:
     self.meter.add(**round_counters(exp))
     row = {"round": r + 1, "train_loss": train_loss, "cohort": np.asarray(m["cohort"]).tolist(),
            "round_seconds": round_seconds}
+    if "nonfinite_candidates" in m:  # ranked worst by the step's one rule (never applied)
+      row["nonfinite_candidates"] = int(m["nonfinite_candidates"])
     if (r + 1) % config.train.eval_every == 0 or r + 1 == config.train.rounds:
       rep = evaluator.report(state.params)
       raise_blackbox_error(exp)
@@ -266,8 +256,7 @@ class RunRecords:
         "query_counters": meter.state_dict(),
         "prompt_parameters": num_params(exp.init_params),
         "test_examples": evaluator.num_examples,
-        "test_split": f"{config.data.name} test, fixed subset of {evaluator.num_examples} "
-                      f"(permutation seed {TEST_SUBSET_SEED})",
+        "test_split": exp.bundle.test_split,
         "wall_seconds": self.prior_seconds + time.time() - self.t_start,
         "label_histograms": np.asarray(exp.label_histograms).tolist(),
     }
@@ -275,8 +264,7 @@ class RunRecords:
     if "test_task_metric" in final:  # e.g. GLUE: F1 (MRPC, QQP), Matthews (CoLA), accuracy
       summary.update(final_task_metric=final["test_task_metric"],
                      task_metric_name=final["task_metric_name"])
-    if hasattr(exp, "describe_params"):  # e.g. the learned prompt as text
-      summary.update(exp.describe_params(state.params))
+    summary.update(exp.bundle.describe(state.params))  # e.g. the learned prompt as text
     summary.setdefault("zero_shot_accuracy", None)
     summary.setdefault("local_only_accuracy", None)
     records.write_json(os.path.join(self.workdir, "summary.json"), summary)
@@ -289,14 +277,16 @@ class RunRecords:
 
 
 def run(config: ml_collections.ConfigDict, workdir: str,
-        log: Callable[[str], None] = print) -> dict[str, Any]:
+        log: Callable[[str], None] = print,
+        wrap_blackbox: Callable[[BlackBox], BlackBox] | None = None) -> dict[str, Any]:
   """Runs (or resumes) an experiment in ``workdir`` and returns its summary.
 
   Rerunning with the same config and workdir continues after the last complete
-  round; a finished run only rewrites its summary and plots.
+  round; a finished run only rewrites its summary and plots. ``wrap_blackbox``
+  wraps the black box (tests count its real calls).
   """
   t_start = time.time()
-  exp, evaluator = prepare(config, [workdir], log=log)
+  exp, evaluator = prepare(config, [workdir], log=log, wrap_blackbox=wrap_blackbox)
 
   # Zero-shot first (unless switched off: against a paid API it costs queries).
   baselines = _baselines(exp, evaluator, workdir,

@@ -31,6 +31,7 @@ import ml_collections
 import numpy as np
 
 from fedbbpt_jax.train import loop
+from fedbbpt_jax.train.build import initial_params
 from fedbbpt_jax.zo import HParams
 
 # Config fields members may differ in -> the HParams field they set (None: the seed).
@@ -44,7 +45,6 @@ VMAPPABLE_FIELDS: dict[str, str | None] = {
     "zo.momentum": "momentum",
 }
 SWEEP_BACKENDS = ("vmap", "shard")
-INIT_KEY_FOLD = 2**31 - 1  # the builders' prompt-init key: fold_in(key(seed), 2**31 - 1)
 
 
 class SweepMismatchError(ValueError):
@@ -147,20 +147,9 @@ def member_keys_and_params(exp: Any, configs: Sequence[ml_collections.ConfigDict
   if "seed" not in diffs:
     keys = jnp.stack([exp.root_key] * s)
     return keys, jax.tree.map(lambda a: jnp.broadcast_to(a, (s,) + a.shape), exp.init_params)
-  prompt = getattr(exp.task, "prompt", None)
-
-  def init(seed):
-    return prompt.init(jax.random.fold_in(jax.random.key(seed), INIT_KEY_FOLD))
-
-  same = prompt is not None and all(
-      np.array_equal(np.asarray(a), np.asarray(b))
-      for a, b in zip(jax.tree.leaves(init(configs[0].seed)), jax.tree.leaves(exp.init_params)))
-  if not same:
-    raise SweepMismatchError("sweep members differ in config.seed, but this experiment's "
-                             "initial generator is not task.prompt.init(fold_in(key(seed), "
-                             f"{INIT_KEY_FOLD})); run the seeds separately")
   keys = jnp.stack([jax.random.key(c.seed) for c in configs])
-  params = jax.tree.map(lambda *xs: jnp.stack(xs), *[init(c.seed) for c in configs])
+  params = jax.tree.map(lambda *xs: jnp.stack(xs),
+                        *[initial_params(exp.bundle, c.seed) for c in configs])
   return keys, params
 
 

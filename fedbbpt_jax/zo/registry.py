@@ -1,51 +1,51 @@
-"""Maps estimator names used in configs to builders."""
+"""The estimator registry: config names -> builders ``build(num_directions) -> Estimator``.
+
+Tags say what an estimator works on and returns:
+
+* ``continuous``: any real parameter vector; with ``gradient`` (an unbiased estimate
+  of the gradient of a quadratic's smoothed loss) or ``evolution`` (evosax strategies:
+  search gradients, or a distribution that sets the parameters);
+  ``antithetic`` ones draw +/- pairs (an even count);
+* ``categorical``: probability-matrix parameters of a discrete prompt (one-hot
+  candidates), e.g. BDPL.
+
+Users register their own: ``ESTIMATORS.register("mine", build, tags=("continuous",))``.
+"""
 
 from __future__ import annotations
 
 from typing import Callable
 
-from fedbbpt_jax.zo import (base, bdpl, cma_es, coordinate, gaussian, search_gradient, sphere,
-                            spsa)
+from fedbbpt_jax.core import Registry
+from fedbbpt_jax.zo import base, bdpl, cma_es, coordinate, gaussian, search_gradient, sphere, spsa
 
-_BUILDERS: dict[str, Callable[[int], base.Estimator]] = {
+CONTINUOUS, GRADIENT, EVOLUTION, CATEGORICAL = "continuous", "gradient", "evolution", "categorical"
+ANTITHETIC = "antithetic"  # draws candidates in +/- pairs: needs an even count
+
+ESTIMATORS: Registry[Callable[[int], base.Estimator]] = Registry("zero-order estimator")
+
+for _name, _build in {
     "spsa": lambda n: spsa.make_spsa(n, gradient_correction=False),
     "spsa_gc": lambda n: spsa.make_spsa(n, gradient_correction=True),
     "gaussian": lambda n: gaussian.make_gaussian(n, antithetic=False),
     "gaussian_antithetic": lambda n: gaussian.make_gaussian(n, antithetic=True),
     "sphere": sphere.make_sphere,
     "coordinate": coordinate.make_coordinate,
-}
+}.items():
+  ESTIMATORS.register(_name, _build, tags=(CONTINUOUS, GRADIENT))
 
-# Evolution strategies (evosax): search gradients, or a distribution that sets the parameters.
-_ES_BUILDERS: dict[str, Callable[[int], base.Estimator]] = {
-    "cma_es": cma_es.make_cma_es,
-    "open_es": lambda n: search_gradient.make_search_gradient("open_es", n),
-    "pgpe": lambda n: search_gradient.make_search_gradient("pgpe", n),
-}
+ESTIMATORS.register("cma_es", cma_es.make_cma_es, tags=(CONTINUOUS, EVOLUTION))
+for _name in ("open_es", "pgpe"):
+  ESTIMATORS.register(_name, lambda n, name=_name: search_gradient.make_search_gradient(name, n),
+                      tags=(CONTINUOUS, EVOLUTION, ANTITHETIC))
 
-# Estimators whose ``tell`` is an unbiased estimate of the gradient of a quadratic.
-GRADIENT_ESTIMATORS: tuple[str, ...] = tuple(sorted(_BUILDERS))
-EVOLUTION_STRATEGIES: tuple[str, ...] = tuple(sorted(_ES_BUILDERS))
-_BUILDERS.update(_ES_BUILDERS)
-
-ESTIMATORS: tuple[str, ...] = tuple(sorted(_BUILDERS))
-
-# Estimators over categorical prompts (probability-matrix parameters, one-hot candidates).
-_CATEGORICAL_BUILDERS: dict[str, Callable[[int], base.Estimator]] = {
-    "bdpl": lambda n: bdpl.make_bdpl(n),
-}
-CATEGORICAL_ESTIMATORS: tuple[str, ...] = tuple(sorted(_CATEGORICAL_BUILDERS))
+ESTIMATORS.register("bdpl", bdpl.make_bdpl, tags=(CATEGORICAL,))
 
 
 def make_estimator(name: str, num_directions: int) -> base.Estimator:
   """Returns the estimator registered as ``name`` with ``num_directions`` directions.
 
   Raises:
-    ValueError: if ``name`` is not registered (the message lists the names).
+    UnknownNameError: if ``name`` is not registered (the message lists the names).
   """
-  if name in _CATEGORICAL_BUILDERS:
-    return _CATEGORICAL_BUILDERS[name](num_directions)
-  if name not in _BUILDERS:
-    raise ValueError(f"unknown zero-order estimator {name!r}; choose one of "
-                     f"{list(ESTIMATORS + CATEGORICAL_ESTIMATORS)}")
-  return _BUILDERS[name](num_directions)
+  return ESTIMATORS.get(name, "zo.estimator")(num_directions)

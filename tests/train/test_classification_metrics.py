@@ -3,7 +3,7 @@
 import numpy as np
 from sklearn.metrics import f1_score, recall_score
 
-from fedbbpt_jax.train.classification_metrics import classification_report
+from fedbbpt_jax.tasks.classification_metrics import classification_report
 
 
 def test_report_matches_scikit_learn_and_flags_collapse():

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fedbbpt_jax.train.evaluation import Evaluator
+from fedbbpt_jax.tasks.evaluation import Evaluator
 
 
 class LinearTask:

@@ -194,7 +194,7 @@ def test_candidates_are_space_prefixed_bpe_tokens(tmp_path):
   from tokenizers import ByteLevelBPETokenizer
 
   from fedbbpt_jax.models.roberta import RobertaTokenizer
-  from fedbbpt_jax.train.build_glue import glue_vocabulary
+  from fedbbpt_jax.tasks.glue import glue_vocabulary
   texts = [text for text, _ in _sst2(np.random.default_rng(1), 40)] + ["It was great."] * 3
   bpe = ByteLevelBPETokenizer()
   bpe.train_from_iterator(texts, vocab_size=1000, min_frequency=1,

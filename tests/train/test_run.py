@@ -12,6 +12,7 @@ from configs.fmnist_effnet import get_config
 from fedbbpt_jax.federated import ServerState
 from fedbbpt_jax.train import ConfigError, run, validate_config
 from fedbbpt_jax.train.checkpoint import RoundCheckpointer
+from fedbbpt_jax.train.vmapped_sweep import run_vmapped
 from tests.helpers.overrides import with_overrides
 
 
@@ -31,10 +32,26 @@ def read_rows(workdir):
     return [json.loads(line) for line in f]
 
 
-def test_smoke_run_beats_zero_shot_and_writes_its_records(full_run):
+SEEDS = (0, 1, 2)
+
+
+@pytest.fixture(scope="module")
+def seed_runs(tmp_path_factory):
+  """The smoke run for three seeds, as one vmapped sweep (each member equals a separate run)."""
+  root = tmp_path_factory.mktemp("seeds")
+  configs = [smoke(seed=s, train__rounds=4, baselines__local_only=False) for s in SEEDS]
+  return run_vmapped(configs, [str(root / f"seed{s}") for s in SEEDS], log=lambda s: None)
+
+
+def test_the_mean_gain_over_zero_shot_across_seeds_exceeds_its_standard_error(seed_runs):
+  gains = np.asarray([s["final_accuracy"] - s["zero_shot_accuracy"] for s in seed_runs])
+  standard_error = gains.std(ddof=1) / np.sqrt(len(gains))
+  one_image = 1 / seed_runs[0]["test_examples"]
+  assert gains.mean() > max(standard_error, one_image), gains
+
+
+def test_smoke_run_writes_its_records(full_run):
   workdir, _, summary = full_run
-  # Fixed seed: 0.28 -> 0.30 on 200 digits test images (a gain of 4 images).
-  assert summary["final_accuracy"] > summary["zero_shot_accuracy"] + 0.015, summary
   for key in ("zero_shot_accuracy", "local_only_accuracy", "final_accuracy", "rounds",
               "num_clients", "black_box_queries", "wall_seconds"):
     assert key in summary

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, matthews_corrcoef as sk_mcc
 
-from fedbbpt_jax.train.task_metrics import (accuracy, matthews_corrcoef, positive_f1,
+from fedbbpt_jax.tasks.glue.metrics import (accuracy, matthews_corrcoef, positive_f1,
                                             task_metric)
 
 

@@ -3,10 +3,12 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
 from configs.drug_minilm import get_config
-from fedbbpt_jax.train import ConfigError, run, validate_config
+from fedbbpt_jax.train import ConfigError, validate_config
+from fedbbpt_jax.train.vmapped_sweep import run_vmapped
 from tests.helpers.overrides import with_overrides
 
 
@@ -14,17 +16,29 @@ def smoke(**overrides):
   return with_overrides(get_config("smoke"), **overrides)
 
 
+SEEDS = (0, 1, 2)
+
+
 @pytest.fixture(scope="module")
-def text_run(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("text"))
-  config = smoke()
-  return workdir, config, run(config, workdir, log=lambda s: None)
+def text_runs(tmp_path_factory):
+  """The smoke run for three seeds as one vmapped sweep (members equal separate runs)."""
+  root = tmp_path_factory.mktemp("text")
+  configs = [smoke(seed=s) for s in SEEDS]
+  workdirs = [str(root / f"seed{s}") for s in SEEDS]
+  return workdirs, configs, run_vmapped(configs, workdirs, log=lambda s: None)
 
 
-def test_smoke_run_beats_zero_shot_and_reports_text_metrics(text_run):
-  workdir, config, summary = text_run
-  assert summary["final_accuracy"] > summary["zero_shot_accuracy"], summary
-  assert summary["final_macro_f1"] > summary["zero_shot_macro_f1"], summary
+def test_the_mean_gain_over_zero_shot_across_seeds_exceeds_its_standard_error(text_runs):
+  _, _, summaries = text_runs
+  for metric in ("accuracy", "macro_f1"):
+    gains = np.asarray([s[f"final_{metric}"] - s[f"zero_shot_{metric}"] for s in summaries])
+    standard_error = gains.std(ddof=1) / np.sqrt(len(gains))
+    assert gains.mean() > standard_error and gains.min() > 0, (metric, gains)
+
+
+def test_smoke_run_reports_text_metrics(text_runs):
+  workdirs, configs, summaries = text_runs
+  workdir, config, summary = workdirs[0], configs[0], summaries[0]
   assert len(summary["final_per_class_recall"]) == 12
   assert len(summary["zero_shot_per_class_recall"]) == 12
   assert summary["collapsed_to_majority"] is False

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fedbbpt_jax.zo import CATEGORICAL_ESTIMATORS, HParams, make_estimator
+from fedbbpt_jax.zo import CATEGORICAL, ESTIMATORS, HParams, make_estimator
 from fedbbpt_jax.zo.bdpl import make_bdpl, sample_one_hot
 
 HP = HParams.create(lr=0.1, sigma=1.0)
@@ -69,7 +69,7 @@ def test_hand_computed_estimate_and_global_norm_clip():
 
 
 def test_registry_builds_bdpl_by_name():
-  assert "bdpl" in CATEGORICAL_ESTIMATORS
+  assert "bdpl" in ESTIMATORS.names(CATEGORICAL)
   est = make_estimator("bdpl", 6)
   assert est.name == "bdpl" and est.num_candidates == 6
   with pytest.raises(ValueError, match="num_samples"):

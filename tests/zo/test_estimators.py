@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from fedbbpt_jax.zo import GRADIENT_ESTIMATORS, HParams, make_estimator
+from fedbbpt_jax.zo import ESTIMATORS, GRADIENT, HParams, make_estimator
 
 P = 6
 A = jnp.asarray(np.diag(np.linspace(0.5, 3.0, P)) + 0.1, jnp.float32)
@@ -33,7 +33,7 @@ def many_estimates(name, n, num_directions=2, sigma=0.05):
   return np.asarray(jax.jit(jax.vmap(lambda k: one_estimate(est, k, hp)))(keys))
 
 
-@pytest.mark.parametrize("name", GRADIENT_ESTIMATORS)
+@pytest.mark.parametrize("name", ESTIMATORS.names(GRADIENT))
 def test_unbiased_on_quadratic(name):
   true = np.asarray(jax.grad(quadratic)(W0)["w"])
   est = many_estimates(name, 20000)

@@ -2,7 +2,7 @@
 
 Unbiasedness against ``jax.grad`` of every gradient estimator (Gaussian family,
 sphere, coordinate, SPSA) is in ``test_estimators.py``, parametrized over
-``GRADIENT_ESTIMATORS``. ``bdpl`` (categorical prompts) has its own tests.
+``ESTIMATORS.names(GRADIENT)``. ``bdpl`` (categorical prompts) has its own tests.
 """
 
 import jax
@@ -12,8 +12,7 @@ import pytest
 from evosax.algorithms import CMA_ES
 
 from fedbbpt_jax.federated import ClientData, make_client_optimizer, make_local_update
-from fedbbpt_jax.zo import (ESTIMATORS, EVOLUTION_STRATEGIES, GRADIENT_ESTIMATORS, HParams,
-                            make_estimator)
+from fedbbpt_jax.zo import CONTINUOUS, ESTIMATORS, EVOLUTION, GRADIENT, HParams, make_estimator
 
 DIM = 10
 CURVATURE = jnp.asarray(np.linspace(0.5, 2.0, DIM), jnp.float32)
@@ -33,14 +32,22 @@ def candidate_losses(candidates, batch):
 
 
 def test_registry_partitions_the_names():
-  assert set(ESTIMATORS) == set(GRADIENT_ESTIMATORS) | set(EVOLUTION_STRATEGIES)
-  assert {"sphere", "coordinate", "gaussian", "gaussian_antithetic"} <= set(GRADIENT_ESTIMATORS)
-  assert set(EVOLUTION_STRATEGIES) == {"cma_es", "open_es", "pgpe"}
-  for name in ESTIMATORS:
+  continuous = set(ESTIMATORS.names(CONTINUOUS))
+  assert continuous == set(ESTIMATORS.names(GRADIENT)) | set(ESTIMATORS.names(EVOLUTION))
+  assert {"sphere", "coordinate", "gaussian", "gaussian_antithetic"} <= set(
+      ESTIMATORS.names(GRADIENT))
+  assert set(ESTIMATORS.names(EVOLUTION)) == {"cma_es", "open_es", "pgpe"}
+  assert set(ESTIMATORS.names()) == continuous | {"bdpl"}
+  for name in ESTIMATORS.names():
     assert make_estimator(name, 4).name == name
 
 
-@pytest.mark.parametrize("name", ESTIMATORS)
+def test_unknown_estimator_names_the_field_and_the_registered_names():
+  with pytest.raises(ValueError, match=r"config.zo.estimator='spsaa'.*'spsa_gc'"):
+    make_estimator("spsaa", 2)
+
+
+@pytest.mark.parametrize("name", ESTIMATORS.names(CONTINUOUS))
 def test_estimator_reduces_a_quadratic_through_local_update(name):
   # Adam makes one step size fit every estimator's scale; CMA-ES sets the point itself.
   est = make_estimator(name, 4)

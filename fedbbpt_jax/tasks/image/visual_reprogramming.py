@@ -18,10 +18,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from fedbbpt_jax.blackbox import BlackBox
 from fedbbpt_jax.prompts import PromptGenerator, apply_prompt, place_on_canvas
+from fedbbpt_jax.tasks.scoring import cross_entropy, mean_candidate_losses
 
 PyTree = Any
 
@@ -58,7 +58,7 @@ class VisualReprogramming:
       centred = logits - jnp.mean(logits, axis=-1, keepdims=True)
       spread = jnp.sqrt(jnp.mean(centred ** 2, axis=-1, keepdims=True) + 1e-12)
       logits = self.loss_temperature * centred / spread
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    return cross_entropy(logits, labels)
 
   @property
   def canvas_size(self) -> int:
@@ -87,9 +87,6 @@ class VisualReprogramming:
     x = self.canvas(batch["x"])
     z = self.prompt.features(x)
     deltas = jax.vmap(lambda p: self.prompt.apply(p, z))(candidates)
-    prompted = apply_prompt(x[None], deltas)
-    num_cands, b = prompted.shape[0], x.shape[0]
-    out = self.blackbox(prompted.reshape((num_cands * b,) + prompted.shape[2:]))
-    logits = (out @ self.label_map).reshape(num_cands, b, -1)
-    labels = jnp.broadcast_to(batch["y"], (num_cands, b))
-    return self.loss(logits, labels).mean(axis=1)
+    prompted = apply_prompt(x[None], deltas)                          # [I, B, S, S, 3]
+    return mean_candidate_losses(self.blackbox, prompted, batch["y"],
+                                 lambda out: out @ self.label_map, self.loss)

@@ -25,7 +25,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fedbbpt_jax.tasks.text_classification import TextClassification
+from fedbbpt_jax.tasks.scoring import mean_candidate_losses
+from fedbbpt_jax.tasks.text.text_classification import TextClassification
 
 PyTree = Any
 
@@ -79,8 +80,5 @@ class SoftPromptTextClassification(TextClassification):
     """Mean cross-entropy of every candidate on one minibatch: one black-box call."""
     prompts = jax.vmap(self.prompt_embeddings)(candidates)              # [I, P, H]
     rows = self.candidate_rows(prompts, batch["x"])                     # [I, B, L, H]
-    num_cands, b = rows.shape[:2]
-    out = self.blackbox(rows.reshape((num_cands * b,) + rows.shape[2:]))
-    logits = self.similarities_to_logits(out).reshape(num_cands, b, -1)
-    labels = jnp.broadcast_to(batch["y"], (num_cands, b))
-    return self.loss(logits, labels).mean(axis=1)
+    return mean_candidate_losses(self.blackbox, rows, batch["y"], self.similarities_to_logits,
+                                 self.loss)

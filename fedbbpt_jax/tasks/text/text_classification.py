@@ -25,10 +25,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from fedbbpt_jax.blackbox import BlackBox
 from fedbbpt_jax.prompts import PromptGenerator
+from fedbbpt_jax.tasks.scoring import cross_entropy, mean_candidate_losses
 
 PyTree = Any
 
@@ -112,14 +112,11 @@ class TextClassification:
 
   def loss(self, logits: jnp.ndarray, labels: jnp.ndarray) -> jnp.ndarray:
     """Per-example cross-entropy."""
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    return cross_entropy(logits, labels)
 
   def candidate_losses(self, candidates: PyTree, batch: dict) -> jnp.ndarray:
     """Mean cross-entropy of every candidate prompt on one minibatch: one black-box call."""
     prompts = jax.vmap(self.prompt_ids)(candidates)                       # [I, P]
     seqs = jax.vmap(lambda p: self.assemble(p, batch["x"]))(prompts)     # [I, B, L]
-    num_cands, b = seqs.shape[:2]
-    out = self.blackbox(seqs.reshape(num_cands * b, -1))
-    logits = self.similarities_to_logits(out).reshape(num_cands, b, -1)
-    labels = jnp.broadcast_to(batch["y"], (num_cands, b))
-    return self.loss(logits, labels).mean(axis=1)
+    return mean_candidate_losses(self.blackbox, seqs, batch["y"], self.similarities_to_logits,
+                                 self.loss)

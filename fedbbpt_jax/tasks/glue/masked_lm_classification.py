@@ -28,10 +28,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from fedbbpt_jax.blackbox import BlackBox
 from fedbbpt_jax.prompts import PromptGenerator
+from fedbbpt_jax.tasks.scoring import cross_entropy, mean_candidate_losses
 
 PyTree = Any
 
@@ -45,8 +45,8 @@ class MaskedLMClassification:
     prompt: generator whose ``apply(params_or_candidate, None)`` gives ``[P]`` ids.
     prompt_length: ``P``, the width of the reserved slot at positions ``1..P``.
     pad_id: id that pads rows (the black box masks it out).
-    metric: test metric name (``train.task_metrics.TASK_METRICS``), reported by
-      ``train.evaluation.Evaluator`` beside accuracy and macro-F1.
+    metric: test metric name (``tasks.glue.metrics.TASK_METRICS``), reported by
+      ``tasks.evaluation.Evaluator`` beside accuracy and macro-F1.
   """
 
   blackbox: BlackBox
@@ -87,13 +87,10 @@ class MaskedLMClassification:
 
   def loss(self, logits: jnp.ndarray, labels: jnp.ndarray) -> jnp.ndarray:
     """Per-example cross-entropy over the verbalizers."""
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    return cross_entropy(logits, labels)
 
   def candidate_losses(self, candidates: PyTree, batch: dict) -> jnp.ndarray:
     """Mean cross-entropy ``[I]`` of every candidate prompt on one minibatch: one call."""
     prompts = jax.vmap(self.prompt_ids)(candidates)                        # [I, P]
     seqs = jax.vmap(lambda p: self.insert_prompt(p, batch["x"]))(prompts)  # [I, B, T]
-    num_cands, b = seqs.shape[:2]
-    logits = self.blackbox(seqs.reshape(num_cands * b, -1)).reshape(num_cands, b, -1)
-    labels = jnp.broadcast_to(batch["y"], (num_cands, b))
-    return self.loss(logits, labels).mean(axis=1)
+    return mean_candidate_losses(self.blackbox, seqs, batch["y"], lambda out: out, self.loss)

@@ -1,4 +1,4 @@
-"""Builds a GLUE experiment (``config.task.family == 'glue'``): BDPL over a RoBERTa masked LM.
+"""Builds the GLUE family's ``TaskBundle``: BDPL over a RoBERTa masked LM.
 
 Data flow (methods.md 4, 7): GLUE from a prepared local TFDS folder -> BDPL's
 k-shot protocol with FedOne's ``k * num_clients`` (train split halved, train
@@ -7,84 +7,36 @@ tokenisation of every row once as ``<s> [prompt slot] template(texts) </s>`` ->
 packed clients. The black box is the frozen masked LM from
 ``config.blackbox.model_dir`` returning the verbalizer logits at ``<mask>``; the
 prompt is BDPL's categorical discrete prompt over candidate tokens of the
-clients' texts (PMI n-grams or frequent words, flattened to RoBERTa BPE ids);
-the federated algorithm comes from ``train.algorithms.build_algorithm``.
+clients' texts (PMI n-grams or frequent words, flattened to RoBERTa BPE ids).
 
-The returned ``GlueExperiment`` has the fields ``train.loop.run`` uses. Dev
-forwards are not counted as queries (as in BDPL and FedOne); the summary
+Dev forwards are not counted as queries (as in BDPL and FedOne); the summary
 reports the final prompt's dev accuracy and task metric.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import json
 import os
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from fedbbpt_jax.blackbox.text_zoo import make_masked_lm_blackbox, make_masked_lm_tokenizer
+from fedbbpt_jax.core import ConfigError
+from fedbbpt_jax.data import DATASETS, client_data, label_histograms, test_subset_indices
 from fedbbpt_jax.data.few_shot import FewShotError, k_shot_clients
-from fedbbpt_jax.data.glue import GLUE_TASKS, GlueDataError, GlueTask, load_glue
-from fedbbpt_jax.data.partition import label_histograms, pack_clients
-from fedbbpt_jax.federated import (ClientData, make_client_optimizer, make_local_only,
-                                   make_local_update)
+from fedbbpt_jax.data.glue import GlueDataError, GlueTask
+from fedbbpt_jax.data.registry import glue_test_split
 from fedbbpt_jax.models.roberta import RobertaTokenizer
 from fedbbpt_jax.prompts import make_discrete_prompt, project_tree
 from fedbbpt_jax.prompts.vocabulary import flatten_to_token_ids, frequent_words, pmi_ngrams
-from fedbbpt_jax.tasks.masked_lm_classification import MaskedLMClassification
-from fedbbpt_jax.train.algorithms import build_algorithm
-from fedbbpt_jax.train.build import TEST_SUBSET_SEED, Experiment
-from fedbbpt_jax.train.config_check import ConfigError
-from fedbbpt_jax.train.config_check_glue import check_glue_paths
-from fedbbpt_jax.train.evaluation import Evaluator
-from fedbbpt_jax.zo import HParams, make_estimator
-
-
-@dataclasses.dataclass(kw_only=True)
-class GlueExperiment(Experiment):
-  """A GLUE experiment: ``train.build.Experiment`` plus tokenizer, vocabulary and dev set."""
-
-  task: MaskedLMClassification
-  glue_task: GlueTask
-  tokenizer: RobertaTokenizer
-  decoder: Any  # ``tokenizers.Tokenizer`` of the same tokenizer.json (ids -> text)
-  vocabulary: np.ndarray
-  verbalizer_ids: list[int]
-  dev_x: np.ndarray
-  dev_y: np.ndarray
-  test_split: str
-  mapping_calls: int = 0  # verbalizers are token ids: no black-box call before training
-
-  def prompt_tokens(self, params: Any) -> list[int]:
-    """Token ids of the prompt ``params`` stands for (per-position arg-max)."""
-    return [int(i) for i in np.asarray(self.task.prompt_ids(params))]
-
-  def dev_report(self, params: Any) -> dict[str, float]:
-    """Accuracy and task metric of ``params`` on the dev set (not counted as queries)."""
-    rep = Evaluator(self.task, self.dev_x, self.dev_y, self.config.train.eval_batch_size
-                    ).report(params)
-    return {"dev_accuracy": rep["accuracy"], "dev_task_metric": rep["task_metric"]}
-
-  def describe_params(self, params: Any) -> dict[str, Any]:
-    """Summary entries: the learned prompt, task, metric, split sizes and dev scores."""
-    ids = self.prompt_tokens(params)
-    return {"learned_prompt": self.decoder.decode(ids), "learned_prompt_ids": ids,
-            "learned_prompt_tokens": [self.decoder.id_to_token(i) for i in ids],
-            "glue_task": self.glue_task.name, "task_metric_name": self.task.metric,
-            "class_names": list(self.glue_task.label_names),
-            "verbalizers": list(self.glue_task.verbalizers),
-            "verbalizer_ids": list(self.verbalizer_ids),
-            "candidate_vocabulary_size": int(len(self.vocabulary)),
-            "train_examples": int(np.sum(np.asarray(self.clients.num_examples))),
-            "dev_examples": int(len(self.dev_y)),
-            "test_split": f"glue/{self.glue_task.name} {self.test_split} (GLUE dev set), "
-                          f"{len(self.test_y)} examples",
-            **self.dev_report(params)}
+from fedbbpt_jax.tasks.evaluation import Evaluator
+from fedbbpt_jax.tasks.glue.config_check import check_glue_paths
+from fedbbpt_jax.tasks.glue.masked_lm_classification import MaskedLMClassification
+from fedbbpt_jax.tasks.glue.metrics import task_metric
+from fedbbpt_jax.tasks.protocol import BuildOptions, TaskBundle
 
 
 def _decoder(model_dir: str):
@@ -148,15 +100,33 @@ def _mask_id_of_model(model_dir: str) -> int:
     return int(json.load(f)["vocab_size"]) - 1
 
 
-def build_glue_experiment(config: ml_collections.ConfigDict) -> GlueExperiment:
-  """Checks the paths, loads GLUE and the masked LM, builds task, BDPL and algorithms."""
+def describe_prompt(task: MaskedLMClassification, params: Any, glue_task: GlueTask,
+                    decoder: Any, verbalizer_ids: list[int], vocabulary: np.ndarray,
+                    train_examples: int, dev: Evaluator, test_line: str) -> dict[str, Any]:
+  """Summary entries: the learned prompt, task, metric, split sizes and dev scores."""
+  ids = [int(i) for i in np.asarray(task.prompt_ids(params))]
+  rep = dev.report(params)
+  return {"learned_prompt": decoder.decode(ids), "learned_prompt_ids": ids,
+          "learned_prompt_tokens": [decoder.id_to_token(i) for i in ids],
+          "glue_task": glue_task.name, "task_metric_name": task.metric,
+          "class_names": list(glue_task.label_names),
+          "verbalizers": list(glue_task.verbalizers),
+          "verbalizer_ids": list(verbalizer_ids),
+          "candidate_vocabulary_size": int(len(vocabulary)),
+          "train_examples": int(train_examples), "dev_examples": int(dev.num_examples),
+          "test_split": test_line,
+          "dev_accuracy": rep["accuracy"], "dev_task_metric": rep["task_metric"]}
+
+
+def build_glue_task(config: ml_collections.ConfigDict, options: BuildOptions) -> TaskBundle:
+  """Checks the paths, loads GLUE and the masked LM, builds the k-shot clients and the task."""
   check_glue_paths(config)
   dcfg, pcfg = config.data, config.prompt
   model_dir = os.path.expanduser(config.blackbox.model_dir)
   tfds_dir = os.path.expanduser(dcfg.tfds_dir)
-  test_split = dcfg.test_split or GLUE_TASKS[dcfg.task].eval_splits[0]
+  test_split = glue_test_split(dcfg)
   try:
-    glue = load_glue(dcfg.task, tfds_dir, splits=("train", test_split))
+    glue = DATASETS.get(dcfg.name, "data.name")(dcfg)
   except GlueDataError as e:
     raise ConfigError(f"config.data.tfds_dir={tfds_dir!r}: {e}") from e
   gtask = glue.task
@@ -183,19 +153,15 @@ def build_glue_experiment(config: ml_collections.ConfigDict) -> GlueExperiment:
   train_y = train_split.labels[few.train]
   dev_x = encode_rows(tokenizer, gtask, [train_split.texts[i] for i in few.dev], p)
   dev_y = train_split.labels[few.dev]
-  keep = np.flatnonzero(test.labels >= 0)
-  if dcfg.test_examples and dcfg.test_examples < len(keep):
-    keep = np.sort(np.random.default_rng(TEST_SUBSET_SEED).permutation(keep)[:dcfg.test_examples])
+  keep = test_subset_indices(len(test.labels), dcfg.test_examples,
+                             candidates=np.flatnonzero(test.labels >= 0))
   test_x = encode_rows(tokenizer, gtask, [test.texts[i] for i in keep], p)
   test_y = test.labels[keep]
 
   # Client parts index the whole train split; the packed rows follow ``few.train``.
   position = {int(i): j for j, i in enumerate(few.train)}
   parts = [np.asarray([position[int(i)] for i in part], np.int64) for part in few.parts]
-  packed = pack_clients(train_x, train_y, parts)
-  clients = ClientData(x=jnp.asarray(packed.x), y=jnp.asarray(packed.y, jnp.int32),
-                       num_examples=jnp.asarray(packed.num_examples, jnp.int32))
-  histograms = label_histograms(train_y, parts, num_classes)
+  clients = client_data(train_x, train_y, parts)
 
   vocab_texts = (example_sentences([train_split.texts[i] for i in few.train])
                  if pcfg.vocabulary_texts == "clients" else example_sentences(train_split.texts))
@@ -210,28 +176,18 @@ def build_glue_experiment(config: ml_collections.ConfigDict) -> GlueExperiment:
                       f"(config.prompt.vocabulary={pcfg.vocabulary!r} from "
                       f"config.prompt.vocabulary_texts={pcfg.vocabulary_texts!r}): {e}") from e
 
-  blackbox = make_masked_lm_blackbox(model_dir, config.blackbox.max_length, verbalizer_ids)
+  blackbox = options.wrap(make_masked_lm_blackbox(model_dir, config.blackbox.max_length,
+                                                  verbalizer_ids))
   prompt = make_discrete_prompt(vocabulary, p)
   task = MaskedLMClassification(blackbox=blackbox, prompt=prompt, prompt_length=p,
                                 pad_id=tokenizer.pad_id, metric=gtask.metric)
-
-  estimator = make_estimator(config.zo.estimator, config.zo.num_directions)
-  optimizer = make_client_optimizer(config.client.optimizer, config.client.weight_decay)
-  local_update = make_local_update(task.candidate_losses, estimator, optimizer,
-                                   config.client.local_steps, config.client.batch_size,
-                                   project=project_tree)
-  algorithm, cohort_size, round_cost = build_algorithm(config, task.candidate_losses, estimator,
-                                                       optimizer, local_update, project_tree)
-  local_only = make_local_only(local_update, dcfg.num_clients, config.parallel.backend)
-  hparams = HParams.create(lr=config.client.lr, lr_offset=config.client.lr_offset,
-                           lr_decay=config.client.lr_decay, sigma=1.0)
-  root_key = jax.random.key(config.seed)
-  init_params = prompt.init(jax.random.fold_in(root_key, 2**31 - 1))
-  return GlueExperiment(config=config, task=task, clients=clients, test_x=test_x, test_y=test_y,
-                        hparams=hparams, init_params=init_params, algorithm=algorithm,
-                        local_only=local_only, root_key=root_key, label_histograms=histograms,
-                        num_candidates=estimator.num_candidates, cohort_size=cohort_size,
-                        mapping_queries=0, round_cost=round_cost, glue_task=gtask,
-                        tokenizer=tokenizer, decoder=decoder, vocabulary=vocabulary,
-                        verbalizer_ids=verbalizer_ids, dev_x=dev_x, dev_y=dev_y,
-                        test_split=test_split)
+  metric = (gtask.metric, functools.partial(task_metric, gtask.metric))
+  dev = Evaluator(task, dev_x, dev_y, config.train.eval_batch_size, metric)
+  test_line = f"glue/{gtask.name} {test_split} (GLUE dev set), {len(test_y)} examples"
+  return TaskBundle(task=task, blackbox=blackbox, clients=clients, test_x=test_x,
+                    test_y=test_y, init_prompt=prompt.init,
+                    label_histograms=label_histograms(train_y, parts, num_classes),
+                    test_split=test_line, project=project_tree, task_metric=metric,
+                    describe=lambda params: describe_prompt(
+                        task, params, gtask, decoder, verbalizer_ids, vocabulary,
+                        len(train_y), dev, test_line))

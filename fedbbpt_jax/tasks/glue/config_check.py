@@ -1,6 +1,6 @@
-"""Validates a GLUE-family config (``config.task.family == 'glue'``), naming the faulty field.
+"""The GLUE family's config fields, each failure naming field, value and range.
 
-``validate_glue_config`` checks values only, so a config can be validated (e.g. by
+``check_glue_config`` checks values only, so a config can be validated (e.g. by
 the sweep launcher) on a machine without the data or the weights.
 ``check_glue_paths`` checks the two local folders; the builder calls it before
 loading anything, so an empty or wrong path fails at load time with a
@@ -13,17 +13,14 @@ import os
 
 import ml_collections
 
+from fedbbpt_jax.core import ConfigError, check_choice, check_number, get_field
 from fedbbpt_jax.data.glue import GLUE_TASKS
+from fedbbpt_jax.data.registry import DATASETS, GLUE
 from fedbbpt_jax.prompts import VOCABULARIES
-from fedbbpt_jax.train.config_check import (ConfigError, _choice, _get, _number,
-                                            check_client_schedule, check_loop, check_partition,
-                                            check_server)
-from fedbbpt_jax.zo import CATEGORICAL_ESTIMATORS
+from fedbbpt_jax.zo import CATEGORICAL, ESTIMATORS
 
 GLUE_MODELS = ("roberta_mlm",)
 GLUE_PROMPTS = ("discrete",)
-GLUE_CLIENT_OPTIMIZERS = ("adam", "adamw", "sgd")
-GLUE_ALGORITHMS = ("centralized", "fedbbpt", "fedone")
 VOCABULARY_TEXTS = ("clients", "train_split")
 TEST_SPLITS = ("", "validation", "validation_matched", "validation_mismatched")
 MODEL_FILES = "config.json, tokenizer.json and model.safetensors (or a legacy pytorch_model.bin)"
@@ -32,45 +29,35 @@ GLUE_FOLDER = ("the prepared array_record GLUE folder glue/<task>/<version>/ (da
                "--file_format=array_record`)")
 
 
-def validate_glue_config(config: ml_collections.ConfigDict) -> None:
-  """Raises ``ConfigError`` naming the first invalid field of a GLUE ``config``."""
-  _number(config, "seed", low=0, integer=True)
-  _choice(config, "data.name", ("glue",))
-  _choice(config, "data.task", GLUE_TASKS)
+def check_glue_config(config: ml_collections.ConfigDict) -> None:
+  """Raises ``ConfigError`` naming the first invalid GLUE-family field of ``config``."""
+  check_choice(config, "data.name", DATASETS.names(GLUE))
+  check_choice(config, "data.task", GLUE_TASKS)
   for field in ("data.tfds_dir", "blackbox.model_dir"):
-    if not isinstance(_get(config, field), str):
-      raise ConfigError(f"config.{field}={_get(config, field)!r} must be a path string")
-  _choice(config, "data.test_split", TEST_SPLITS)
-  split, task = _get(config, "data.test_split"), GLUE_TASKS[_get(config, "data.task")]
+    if not isinstance(get_field(config, field), str):
+      raise ConfigError(f"config.{field}={get_field(config, field)!r} must be a path string")
+  check_choice(config, "data.test_split", TEST_SPLITS)
+  split, task = get_field(config, "data.test_split"), GLUE_TASKS[get_field(config, "data.task")]
   if split and split not in task.eval_splits:
     raise ConfigError(f"config.data.test_split={split!r} does not exist for "
                       f"config.data.task={task.name!r}; choose '' or one of {list(task.eval_splits)}")
-  _number(config, "data.k_shot", low=1, integer=True)
-  _number(config, "data.k_shot_seed", low=0, integer=True)
-  check_partition(config)
-  if _get(config, "data.examples_per_client"):
+  check_number(config, "data.k_shot", low=1, integer=True)
+  check_number(config, "data.k_shot_seed", low=0, integer=True)
+  if get_field(config, "data.examples_per_client"):
     raise ConfigError("config.data.examples_per_client must be 0 for GLUE: the k-shot protocol "
                       "sets the client sizes (use config.data.k_shot)")
-  _number(config, "data.partition_seed", low=0, integer=True)
-  _choice(config, "blackbox.model", GLUE_MODELS)
-  _number(config, "blackbox.max_length", low=8, high=512, integer=True)
-  _number(config, "blackbox.budget_examples", low=0, integer=True)
-  _choice(config, "prompt.kind", GLUE_PROMPTS)
-  _number(config, "prompt.length", low=1, high=_get(config, "blackbox.max_length") - 6,
-          integer=True)
-  _choice(config, "prompt.vocabulary", VOCABULARIES)
-  _number(config, "prompt.vocabulary_size", low=1, integer=True)
-  _choice(config, "prompt.vocabulary_texts", VOCABULARY_TEXTS)
-  if not isinstance(_get(config, "prompt.vocabulary_fill"), bool):
+  check_choice(config, "blackbox.model", GLUE_MODELS)
+  check_number(config, "blackbox.max_length", low=8, high=512, integer=True)
+  check_choice(config, "prompt.kind", GLUE_PROMPTS)
+  check_number(config, "prompt.length", low=1, high=get_field(config, "blackbox.max_length") - 6,
+               integer=True)
+  check_choice(config, "prompt.vocabulary", VOCABULARIES)
+  check_number(config, "prompt.vocabulary_size", low=1, integer=True)
+  check_choice(config, "prompt.vocabulary_texts", VOCABULARY_TEXTS)
+  if not isinstance(get_field(config, "prompt.vocabulary_fill"), bool):
     raise ConfigError("config.prompt.vocabulary_fill must be True or False")
-  _choice(config, "zo.estimator", CATEGORICAL_ESTIMATORS)
-  _number(config, "zo.num_directions", low=2, integer=True)
-  _choice(config, "client.optimizer", GLUE_CLIENT_OPTIMIZERS)
-  _number(config, "client.weight_decay", low=0)
-  check_client_schedule(config)
-  _choice(config, "server.algorithm", GLUE_ALGORITHMS)
-  check_server(config)
-  check_loop(config)
+  check_choice(config, "zo.estimator", ESTIMATORS.names(CATEGORICAL))
+  check_number(config, "zo.num_directions", low=2, integer=True)
 
 
 def check_glue_paths(config: ml_collections.ConfigDict) -> None:
@@ -79,7 +66,7 @@ def check_glue_paths(config: ml_collections.ConfigDict) -> None:
   The model folder must hold ``MODEL_FILES``; the TFDS folder must hold
   ``glue/<data.task>/`` (its version folders are checked by the loader).
   """
-  model_dir = os.path.expanduser(_get(config, "blackbox.model_dir"))
+  model_dir = os.path.expanduser(get_field(config, "blackbox.model_dir"))
   if not model_dir:
     raise ConfigError(f"config.blackbox.model_dir is empty: set it to a local folder with "
                       f"{MODEL_FILES}, e.g. a copy of roberta-large (nothing is downloaded)")
@@ -94,11 +81,11 @@ def check_glue_paths(config: ml_collections.ConfigDict) -> None:
   if missing:
     raise ConfigError(f"config.blackbox.model_dir={model_dir!r} lacks {', '.join(missing)}; it "
                       f"must hold {MODEL_FILES}")
-  tfds_dir = os.path.expanduser(_get(config, "data.tfds_dir"))
+  tfds_dir = os.path.expanduser(get_field(config, "data.tfds_dir"))
   if not tfds_dir:
     raise ConfigError(f"config.data.tfds_dir is empty: set it to the TFDS data directory "
                       f"holding {GLUE_FOLDER}")
-  task_dir = os.path.join(tfds_dir, "glue", _get(config, "data.task"))
+  task_dir = os.path.join(tfds_dir, "glue", get_field(config, "data.task"))
   if not os.path.isdir(task_dir):
     raise ConfigError(f"config.data.tfds_dir={tfds_dir!r} has no {task_dir}: it must hold "
                       f"{GLUE_FOLDER}")

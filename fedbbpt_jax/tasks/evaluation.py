@@ -1,4 +1,4 @@
-"""Batched, masked evaluation of a prompt generator on a fixed test set."""
+"""Batched evaluation of a prompt generator on a fixed test set (any ``Task``)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fedbbpt_jax.tasks import TextClassification, VisualReprogramming
-from fedbbpt_jax.train.classification_metrics import classification_report
-from fedbbpt_jax.train.task_metrics import task_metric
+from fedbbpt_jax.tasks.classification_metrics import classification_report
+from fedbbpt_jax.tasks.protocol import Task, TaskMetric
 
 
 def masked_sums(task: Any, params: Any, x: jnp.ndarray, y: jnp.ndarray,
@@ -33,14 +32,13 @@ class Evaluator:
   (this costs at most one extra compile, for the remainder's shape).
   Calling it with ``params=None`` evaluates the task without a prompt (zero-shot).
   ``__call__`` gives (accuracy, loss); ``report`` adds macro-F1, per-class recall
-  and the majority-collapse flag (any task with ``logits``, ``loss`` and
-  ``num_classes``: image or text). A task with a ``metric`` attribute (a name in
-  ``train.task_metrics.TASK_METRICS``, e.g. GLUE's ``f1`` for MRPC) also gets
-  ``task_metric_name`` and ``task_metric`` in its report.
+  and the majority-collapse flag (any ``Task``). With ``task_metric=(name, fn)``
+  (a family's own metric, e.g. GLUE's F1 for MRPC) the report also holds
+  ``task_metric_name`` and ``task_metric``.
   """
 
-  def __init__(self, task: VisualReprogramming | TextClassification, x: np.ndarray,
-               y: np.ndarray, batch_size: int):
+  def __init__(self, task: Task, x: np.ndarray, y: np.ndarray, batch_size: int,
+               task_metric: tuple[str, TaskMetric] | None = None):
     n = len(y)
     self.num_examples = n
     self._x = jnp.asarray(x)
@@ -49,7 +47,8 @@ class Evaluator:
     self._sums = jax.jit(lambda params, x, y: masked_sums(task, params, x, y,
                                                           jnp.ones(y.shape, bool)))
     self._num_classes = int(task.num_classes)
-    self.task_metric_name: str | None = getattr(task, "metric", None)
+    self._task_metric = task_metric
+    self.task_metric_name: str | None = None if task_metric is None else task_metric[0]
 
     def outputs(params, x, y):
       logits = task.logits(params, x)
@@ -66,9 +65,10 @@ class Evaluator:
       losses.append(np.asarray(l))
     labels, predictions = np.asarray(self._y), np.concatenate(preds)
     rep = classification_report(labels, predictions, np.concatenate(losses), self._num_classes)
-    if self.task_metric_name is not None:
-      rep["task_metric_name"] = self.task_metric_name
-      rep["task_metric"] = task_metric(self.task_metric_name, labels, predictions)
+    if self._task_metric is not None:
+      name, metric = self._task_metric
+      rep["task_metric_name"] = name
+      rep["task_metric"] = metric(labels, predictions)
     return rep
 
   def __call__(self, params: Any) -> tuple[float, float]:

@@ -3,7 +3,7 @@
 BDPL reports (methods.md 4.4): Matthews correlation for CoLA, F1 of the
 positive class (label 1) for MRPC and QQP, accuracy for the other tasks. Every
 evaluation of a task that names a metric reports it beside accuracy and
-macro-F1 (``train.evaluation.Evaluator.report``).
+macro-F1 (``tasks.evaluation.Evaluator.report``).
 
 Example:
     >>> task_metric("f1", np.array([1, 1, 0, 0]), np.array([1, 0, 1, 0]))

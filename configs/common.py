@@ -1,0 +1,119 @@
+"""Config blocks that every experiment family (image, text, GLUE) shares.
+
+Each function returns a fresh ``ml_collections.ConfigDict`` holding one block's
+fields, with each field's explanation written here once. The keyword arguments
+are the block's fields: the defaults are the values the families share, and an
+argument without a default is one every family sets itself. A family config
+uses a block as a whole section or merges it into a section after its own
+fields::
+
+    from configs import common
+
+    c.server = common.server(cohort_size=1)
+    c.data.update(common.partition(num_clients=5))
+
+The configs import this module as ``configs.common``: the repository root must be
+on ``sys.path``, as it is for ``python -m experiments.train``, ``python -m pytest``
+run from the root, and the sweeps' loader (``configs/`` stays a namespace package,
+without ``__init__.py``).
+"""
+
+
+import ml_collections
+
+
+def partition(*, num_clients: int, partition: str = "iid",  # pylint: disable=redefined-outer-name
+              dirichlet_alpha: float = 0.5, shards_per_client: int = 2,
+              examples_per_client: int = 0, test_examples: int = 0,
+              partition_seed: int = 0) -> ml_collections.ConfigDict:
+  """The client-partition fields of ``config.data`` (merged after the family's data fields)."""
+  d = ml_collections.ConfigDict()
+  d.num_clients = num_clients
+  d.partition = partition                # 'iid' | 'dirichlet' (label skew) | 'shards'
+  d.dirichlet_alpha = float(dirichlet_alpha)  # 'dirichlet': concentration (small = more skew)
+  d.shards_per_client = shards_per_client  # 'shards': label-sorted shards per client
+  d.examples_per_client = examples_per_client  # 0 = keep every example of the partition
+  d.test_examples = test_examples        # fixed subset of the test split (0 = all of it)
+  d.partition_seed = partition_seed      # the partition's randomness (config.seed leaves it)
+  return d
+
+
+def remote_blackbox(*, url: str = "", api_key_env: str = "FEDBBPT_API_KEY",
+                    max_attempts: int = 5, backoff_seconds: float = 0.5,
+                    timeout_seconds: float = 60.0,
+                    max_concurrency: int = 8) -> ml_collections.ConfigDict:
+  """The connection fields of ``config.blackbox`` for the model served as a real API.
+
+  The service is ``python -m fedbbpt_jax.serve ...``; ``url=''`` queries the frozen
+  local copy (the surrogate) instead.
+  """
+  b = ml_collections.ConfigDict()
+  b.url = url                            # '' = the local copy; e.g. 'http://127.0.0.1:8000'
+  b.api_key_env = api_key_env            # env var holding the key (config.json is on disk)
+  b.max_attempts = max_attempts          # tries per request on 429/5xx/network errors
+  b.backoff_seconds = float(backoff_seconds)  # first retry delay, doubled per retry
+  b.timeout_seconds = float(timeout_seconds)  # per HTTP attempt
+  b.max_concurrency = max_concurrency    # requests in flight at once
+  return b
+
+
+def client_schedule(*, lr: float, lr_offset: float = 0.0, lr_decay: float = 0.0,
+                    local_steps: int, batch_size: int) -> ml_collections.ConfigDict:
+  """The client step-size schedule, local steps and minibatch of ``config.client``.
+
+  Merged after the family's optimizer fields; the step size of local step ``t`` is
+  ``lr_t = lr / (t + lr_offset) ** lr_decay``.
+  """
+  s = ml_collections.ConfigDict()
+  s.lr = float(lr)
+  s.lr_offset = float(lr_offset)         # stability offset o of the schedule
+  s.lr_decay = float(lr_decay)           # exponent of the schedule (0 = constant step size)
+  s.local_steps = local_steps            # client optimizer steps per round
+  s.batch_size = batch_size              # minibatch of examples per local step
+  return s
+
+
+def server(*, algorithm: str = "fedbbpt", optimizer: str = "sgd", lr: float = 1.0,
+           momentum: float = 0.9, cohort_size: int = 0,
+           aggregator: str = "weighted_mean") -> ml_collections.ConfigDict:
+  """The ``config.server`` section: the federated algorithm and the server optimizer."""
+  s = ml_collections.ConfigDict()
+  # 'fedbbpt' | 'fedone' (one client per round) | 'centralized' (pooled data, upper
+  # reference) | 'fedbpt' (federated CMA-ES: image frame or text soft prompt, not GLUE;
+  # needs --config.zo.estimator=cma_es)
+  s.algorithm = algorithm
+  # 'sgd' (FedAvg; of probability matrices for discrete prompts) | 'momentum' (FedAvgM) | 'adam'
+  s.optimizer = optimizer
+  s.lr = float(lr)
+  s.momentum = float(momentum)
+  s.cohort_size = cohort_size            # 0 = every client every round
+  # How the server combines uploads: a name registered in federated.AGGREGATORS
+  # ('weighted_mean' = FedAvg's example-weighted mean).
+  s.aggregator = aggregator
+  return s
+
+
+def train(*, rounds: int, eval_every: int, eval_batch_size: int) -> ml_collections.ConfigDict:
+  """The ``config.train`` section: the round loop and evaluation."""
+  t = ml_collections.ConfigDict()
+  t.rounds = rounds
+  t.eval_every = eval_every              # test every this many rounds (and after the last)
+  t.eval_batch_size = eval_batch_size
+  return t
+
+
+def baselines(*, zero_shot: bool = True, local_only: bool = False) -> ml_collections.ConfigDict:
+  """The ``config.baselines`` section, computed on the run's data, partition and seed."""
+  b = ml_collections.ConfigDict()
+  b.zero_shot = zero_shot                # score the untrained prompt
+  b.local_only = local_only              # train every client alone (same queries as the run)
+  return b
+
+
+def parallel(*, backend: str = "vmap", cpu_devices: int = 0) -> ml_collections.ConfigDict:
+  """The ``config.parallel`` section: how the clients of a round run."""
+  p = ml_collections.ConfigDict()
+  # 'vmap' | 'shard' (over devices) | 'loop' (less memory: one client at a time)
+  p.backend = backend
+  p.cpu_devices = cpu_devices            # CPU devices to expose (0 = JAX default, 1)
+  return p

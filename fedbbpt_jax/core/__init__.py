@@ -1,0 +1,11 @@
+"""The bottom layer every other layer shares: named registries and config field checks.
+
+Nothing here imports from the rest of the package.
+"""
+
+from fedbbpt_jax.core.fields import (ConfigError, check_choice, check_number, check_string,
+                                     get_field)
+from fedbbpt_jax.core.registry import Registry, UnknownNameError
+
+__all__ = ["ConfigError", "Registry", "UnknownNameError", "check_choice", "check_number",
+           "check_string", "get_field"]

@@ -1,0 +1,102 @@
+"""A name -> entry table that users extend from their own code.
+
+Every pluggable part of the library (estimators, prompt generators, black boxes,
+datasets, task families, federated algorithms, aggregators, client and server
+optimizers) is looked up in a ``Registry`` by the name a config gives. Config
+validation takes the allowed names from the registry, so a user's entry is valid
+the moment it is registered.
+
+Example:
+    >>> AGGREGATORS = Registry("aggregator")
+    >>> @AGGREGATORS.register("weighted_mean")
+    ... def weighted_mean(deltas, weights, key): ...
+    >>> AGGREGATORS.get("weighted_mean")
+    >>> AGGREGATORS.names()            # ('weighted_mean',)
+"""
+
+from __future__ import annotations
+
+from typing import Generic, Iterable, TypeVar
+
+T = TypeVar("T")
+
+
+class UnknownNameError(KeyError, ValueError):
+  """A name that is not registered; the message lists the registered names."""
+
+  def __str__(self) -> str:  # KeyError would quote the message
+    return str(self.args[0])
+
+
+class Registry(Generic[T]):
+  """Named entries of one kind, each with optional tags (e.g. ``'categorical'``).
+
+  Attributes:
+    kind: what the entries are, for messages (``'estimator'``, ``'task family'``, ...).
+  """
+
+  def __init__(self, kind: str):
+    self.kind = kind
+    self._entries: dict[str, T] = {}
+    self._tags: dict[str, frozenset[str]] = {}
+
+  def register(self, name: str, entry: T | None = None, *, tags: Iterable[str] = (),
+               overwrite: bool = False):
+    """Registers ``entry`` as ``name``; without ``entry``, returns a decorator.
+
+    Raises:
+      ValueError: ``name`` is taken and ``overwrite`` is false.
+    """
+    if not isinstance(name, str) or not name:
+      raise ValueError(f"a {self.kind} name must be a non-empty string, got {name!r}")
+
+    def add(value: T) -> T:
+      if name in self._entries and not overwrite:
+        raise ValueError(f"{self.kind} {name!r} is already registered; pass overwrite=True "
+                         "to replace it")
+      self._entries[name] = value
+      self._tags[name] = frozenset(tags)
+      return value
+
+    if entry is None:
+      return add
+    return add(entry)
+
+  def unregister(self, name: str) -> None:
+    """Removes ``name`` (tests that register temporary entries clean up with this)."""
+    self._entries.pop(name, None)
+    self._tags.pop(name, None)
+
+  def get(self, name: str, field: str | None = None) -> T:
+    """The entry registered as ``name``.
+
+    Args:
+      name: the registered name.
+      field: the config field ``name`` came from, named in the error message.
+
+    Raises:
+      UnknownNameError: naming the field, the value and the registered names.
+    """
+    if name not in self._entries:
+      where = f"config.{field}={name!r}" if field else f"{self.kind} {name!r}"
+      raise UnknownNameError(f"{where} is not a registered {self.kind}; choose one of "
+                             f"{list(self.names())}")
+    return self._entries[name]
+
+  def names(self, tag: str | None = None, *, without: str | None = None) -> tuple[str, ...]:
+    """Sorted registered names, optionally only those with ``tag`` / without ``without``."""
+    return tuple(sorted(n for n, t in self._tags.items()
+                        if (tag is None or tag in t) and (without is None or without not in t)))
+
+  def tags(self, name: str) -> frozenset[str]:
+    self.get(name)
+    return self._tags[name]
+
+  def __contains__(self, name: object) -> bool:
+    return name in self._entries
+
+  def __len__(self) -> int:
+    return len(self._entries)
+
+  def __repr__(self) -> str:
+    return f"Registry({self.kind!r}, {list(self.names())})"

@@ -1,0 +1,186 @@
+"""The federated algorithm contract, its registry, and the simulated round built from it.
+
+An algorithm is five pure functions plus its exact black-box cost per round:
+
+* ``init(params) -> state`` (``ServerState``; per-client algorithms stack ``params``);
+* ``select(key, data) -> (ids, cohort)``: which clients run this round and their data;
+* ``broadcast(state) -> received``: what the server sends every client;
+* ``client_update(received, client_data, key, hparams, round_idx) -> upload``: node-local,
+  one client's data and key in, its upload out;
+* ``server_update(state, uploads, ids, key) -> (state, metrics)``: an aggregator entry
+  followed by the server step.
+
+A simulated round is ``select -> broadcast -> run_cohort(client_update) -> server_update``
+(``simulated_round``); a deployment calls the same ``broadcast``, ``client_update``
+and ``server_update``. Algorithms are registered by name in ``ALGORITHMS`` as an
+``AlgorithmSpec`` (``build(ctx) -> Algorithm`` and ``check(config)``); users register
+their own from their code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from fedbbpt_jax.core import Registry
+from fedbbpt_jax.data.clients import ClientData
+from fedbbpt_jax.federated.client import CandidateLosses, make_local_update
+from fedbbpt_jax.federated.server import ServerState, client_keys, round_keys
+from fedbbpt_jax.parallel import run_cohort
+from fedbbpt_jax.zo import Estimator, HParams
+
+PyTree = Any
+BASELINE = "baseline"  # tag of algorithms that run as a baseline, not as server.algorithm
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundCost:
+  """Black-box work of one training round.
+
+  Attributes:
+    client_activations: (client, round) participations.
+    candidates_per_activation: parameter points one activation scores.
+    batch_size: examples each candidate is scored on.
+  """
+
+  client_activations: int
+  candidates_per_activation: int
+  batch_size: int
+
+  @property
+  def bb_calls(self) -> int:
+    return self.client_activations * self.candidates_per_activation
+
+  @property
+  def bb_examples(self) -> int:
+    return self.bb_calls * self.batch_size
+
+  def counters(self) -> dict[str, int]:
+    """The query-meter increments of one round (methods.md 12)."""
+    return {"bb_examples": self.bb_examples, "bb_calls": self.bb_calls,
+            "candidates": self.bb_calls, "client_activations": self.client_activations}
+
+
+class Algorithm(NamedTuple):
+  """A federated algorithm (see the module docstring); ``apply`` is its simulated round.
+
+  ``apply(state, data, key, hparams) -> (state, metrics)``: ``data`` holds every client
+  (leading client axis), ``key`` is the run's root key; the round's randomness is
+  ``fold_in(key, state.round)``.
+  """
+
+  name: str
+  cohort_size: int
+  round_cost: RoundCost
+  init: Callable[[PyTree], ServerState]
+  select: Callable[[jax.Array, ClientData], tuple[jnp.ndarray, ClientData]]
+  broadcast: Callable[[ServerState], Any]
+  client_update: Callable[..., Any]
+  server_update: Callable[[ServerState, Any, jnp.ndarray, jax.Array], tuple[ServerState, dict]]
+  apply: Callable[[ServerState, ClientData, jax.Array, HParams], tuple[ServerState, dict]]
+  per_client_state: bool = False
+
+
+FederatedAlgorithm = Algorithm  # the earlier name
+
+
+def simulated_round(select, broadcast, client_update, server_update, backend: str,
+                    per_client_state: bool = False) -> Callable:
+  """One round in simulation: select -> broadcast -> run_cohort(client_update) -> server_update.
+
+  With ``per_client_state`` the broadcast holds one entry per client (leading axis)
+  and each selected client receives its own.
+  """
+  cohort_fn = run_cohort(client_update, backend, per_client_params=per_client_state)
+
+  def apply(state, data, key, hparams):
+    k_sample, k_clients = round_keys(key, state.round)
+    ids, cohort = select(k_sample, data)
+    received = broadcast(state)
+    if per_client_state:
+      received = jax.tree.map(lambda a: a[ids], received)
+    uploads = cohort_fn(received, cohort, client_keys(k_clients, ids), hparams, state.round)
+    return server_update(state, uploads, ids, jax.random.fold_in(k_sample, 1))
+
+  return apply
+
+
+def make_algorithm(name: str, cohort_size: int, round_cost: RoundCost, *, init, select,
+                   broadcast, client_update, server_update, backend: str,
+                   per_client_state: bool = False) -> Algorithm:
+  """An ``Algorithm`` whose ``apply`` is the simulated round of its functions."""
+  apply = simulated_round(select, broadcast, client_update, server_update, backend,
+                          per_client_state)
+  return Algorithm(name=name, cohort_size=cohort_size, round_cost=round_cost, init=init,
+                   select=select, broadcast=broadcast, client_update=client_update,
+                   server_update=server_update, apply=apply, per_client_state=per_client_state)
+
+
+@dataclasses.dataclass(frozen=True)
+class AlgorithmContext:
+  """What an algorithm is built from (the generic builder fills it from the config).
+
+  Attributes:
+    config: the experiment config (algorithms read ``config.server`` etc.).
+    candidate_losses: the task's ``(stacked candidates, batch) -> [num_candidates]``.
+    estimator: the zero-order estimator.
+    client_optimizer: optax transform of the estimate (learning rate 1).
+    num_clients: number of clients.
+    backend: cohort backend (``vmap`` | ``shard`` | ``loop``).
+    project: map back to the feasible set after every step (or None).
+  """
+
+  config: Any
+  candidate_losses: CandidateLosses
+  estimator: Estimator
+  client_optimizer: optax.GradientTransformation
+  num_clients: int
+  backend: str
+  project: Callable[[PyTree], PyTree] | None = None
+
+  @property
+  def cohort_size(self) -> int:
+    """``server.cohort_size`` (0 = every client)."""
+    return int(self.config.server.cohort_size or self.num_clients)
+
+  @property
+  def local_steps(self) -> int:
+    return int(self.config.client.local_steps)
+
+  @property
+  def batch_size(self) -> int:
+    return int(self.config.client.batch_size)
+
+  def local_update(self, num_steps: int | None = None) -> Callable:
+    """The shared local update with ``num_steps`` steps (default ``client.local_steps``)."""
+    return make_local_update(self.candidate_losses, self.estimator, self.client_optimizer,
+                             self.local_steps if num_steps is None else num_steps,
+                             self.batch_size, project=self.project)
+
+
+class AlgorithmSpec(NamedTuple):
+  """A registered algorithm: ``build(ctx) -> Algorithm``; ``check(config)`` raises
+  ``ConfigError`` naming a field the algorithm cannot run with."""
+
+  build: Callable[[AlgorithmContext], Algorithm]
+  check: Callable[[Any], None] = lambda config: None
+
+
+ALGORITHMS: Registry[AlgorithmSpec] = Registry("federated algorithm")
+
+
+def register_algorithm(name: str, build: Callable[[AlgorithmContext], Algorithm],
+                       check: Callable[[Any], None] | None = None, *, baseline: bool = False,
+                       overwrite: bool = False) -> None:
+  """Registers an algorithm; ``baseline`` ones are not offered as ``server.algorithm``."""
+  spec = AlgorithmSpec(build) if check is None else AlgorithmSpec(build, check)
+  ALGORITHMS.register(name, spec, tags=(BASELINE,) if baseline else (), overwrite=overwrite)
+
+
+def server_algorithm_names() -> tuple[str, ...]:
+  """The names ``config.server.algorithm`` may take."""
+  return ALGORITHMS.names(without=BASELINE)

@@ -1,0 +1,101 @@
+"""Fed-BBPT: FedAvg of prompt generators trained by zero-order local steps.
+
+Per round: sample a cohort, run every member's local update from the global
+generator, combine the deltas with the configured aggregator (example-weighted mean
+by default), and apply the server optimizer to the pseudo-gradient ``-aggregate``;
+``project`` (optional) maps the new global parameters back to their feasible set
+(e.g. the simplex).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from fedbbpt_jax.federated.aggregators import (AGGREGATORS, DEFAULT_AGGREGATOR, Aggregator,
+                                               aggregator_name)
+from fedbbpt_jax.federated.algorithm import (Algorithm, AlgorithmContext, RoundCost,
+                                             make_algorithm, register_algorithm)
+from fedbbpt_jax.federated.client import ClientOutput
+from fedbbpt_jax.federated.optimizers import make_server_optimizer
+from fedbbpt_jax.federated.server import ServerState, sample_cohort
+
+PyTree = Any
+
+
+def cohort_selector(num_clients: int, cohort_size: int) -> Callable:
+  """``select(key, data) -> (ids, cohort)``: a uniform cohort without replacement."""
+
+  def select(key, data):
+    ids = sample_cohort(key, num_clients, cohort_size)
+    return ids, jax.tree.map(lambda a: a[ids], data)
+
+  return select
+
+
+def nonfinite_count(uploads: Any) -> dict:
+  """``{"nonfinite_candidates": total}`` over the cohort (empty if clients do not report it)."""
+  if "nonfinite_candidates" not in uploads.metrics:
+    return {}
+  return {"nonfinite_candidates": jnp.sum(uploads.metrics["nonfinite_candidates"])}
+
+
+def weighted_train_loss(uploads: Any) -> jnp.ndarray:
+  """The cohort's training loss, weighted by the clients' example counts."""
+  return (jnp.sum(uploads.metrics["train_loss"] * uploads.num_examples)
+          / jnp.sum(uploads.num_examples))
+
+
+def averaging_server(server_optimizer: optax.GradientTransformation,
+                     aggregate: Aggregator,
+                     project: Callable[[PyTree], PyTree] | None = None) -> tuple[Callable, Callable]:
+  """``(init, server_update)`` of a server that steps on ``-aggregate(deltas)``."""
+
+  def init(params):
+    return ServerState(params=params, opt_state=server_optimizer.init(params),
+                       round=jnp.asarray(0, jnp.int32))
+
+  def server_update(state, uploads: ClientOutput, ids, key):
+    mean_delta = aggregate(uploads.delta, uploads.num_examples, key)
+    pseudo_grad = jax.tree.map(jnp.negative, mean_delta)
+    updates, opt_state = server_optimizer.update(pseudo_grad, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    if project is not None:
+      params = project(params)
+    metrics = {"train_loss": weighted_train_loss(uploads), "cohort": ids,
+               **nonfinite_count(uploads)}
+    return ServerState(params=params, opt_state=opt_state, round=state.round + 1), metrics
+
+  return init, server_update
+
+
+def make_fedbbpt(local_update: Callable[..., ClientOutput],
+                 server_optimizer: optax.GradientTransformation, num_clients: int,
+                 cohort_size: int, backend: str = "vmap",
+                 project: Callable[[PyTree], PyTree] | None = None,
+                 aggregator: str = DEFAULT_AGGREGATOR,
+                 round_cost: RoundCost | None = None, name: str = "fedbbpt") -> Algorithm:
+  """Builds Fed-BBPT from a local update (see the module docstring)."""
+  init, server_update = averaging_server(server_optimizer,
+                                         AGGREGATORS.get(aggregator, "server.aggregator"),
+                                         project)
+  return make_algorithm(name, cohort_size, round_cost or RoundCost(cohort_size, 0, 0),
+                        init=init, select=cohort_selector(num_clients, cohort_size),
+                        broadcast=lambda state: state.params, client_update=local_update,
+                        server_update=server_update, backend=backend)
+
+
+def build(ctx: AlgorithmContext) -> Algorithm:
+  """Fed-BBPT from the config: ``server.optimizer/lr/momentum/aggregator/cohort_size``."""
+  s = ctx.config.server
+  cost = RoundCost(ctx.cohort_size, ctx.local_steps * ctx.estimator.num_candidates,
+                   ctx.batch_size)
+  return make_fedbbpt(ctx.local_update(), make_server_optimizer(s.optimizer, s.lr, s.momentum),
+                      ctx.num_clients, ctx.cohort_size, ctx.backend, project=ctx.project,
+                      aggregator=aggregator_name(s), round_cost=cost)
+
+
+register_algorithm("fedbbpt", build)

@@ -1,0 +1,119 @@
+"""Builds the image family's ``TaskBundle``: visual reprogramming of a frozen classifier.
+
+Data flow: a registered image dataset -> client parts -> packed clients; the black
+box (``blackbox.model``, local or served); the visual prompt (``prompt.kind``); the
+label mapping from the clients' unprompted predictions (cached in the workdir, so
+a resume does not query the black box again).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fedbbpt_jax.blackbox import BlackBox
+from fedbbpt_jax.blackbox.factory import make_blackbox
+from fedbbpt_jax.core import ConfigError
+from fedbbpt_jax.data import (DATASETS, ClientData, client_data, client_parts,
+                              describe_test_subset, label_histograms, test_subset)
+from fedbbpt_jax.prompts import make_prompt
+from fedbbpt_jax.tasks.image.label_mapping import (SEMANTIC_FASHION_MNIST, fixed_mapping,
+                                                   frequency_mapping, prediction_counts)
+from fedbbpt_jax.tasks.image.visual_reprogramming import VisualReprogramming
+from fedbbpt_jax.tasks.protocol import BuildOptions, TaskBundle
+
+LABEL_MAP_FILE = "label_map.npz"  # the label mapping, reused on resume
+# Datasets with a hand-made source-class list per label (``task.label_mapping='fixed'``).
+FIXED_MAPPINGS = {"fashion_mnist": SEMANTIC_FASHION_MNIST}
+
+
+def build_label_map(blackbox: BlackBox, canvas_fn: Callable, clients: ClientData,
+                    num_classes: int, cfg: Any, dataset: str) -> tuple[np.ndarray, int, int]:
+  """Label mapping and the black-box examples and calls it cost.
+
+  ``frequency``: every client counts unprompted predictions on its first
+  ``mapping_examples_per_client`` images (one call); the server sums the counts.
+  """
+  if cfg.label_mapping == "fixed":
+    if dataset not in FIXED_MAPPINGS:
+      raise ConfigError(f"config.task.label_mapping='fixed' has a list only for "
+                        f"{sorted(FIXED_MAPPINGS)}, not config.data.name={dataset!r}")
+    return fixed_mapping(FIXED_MAPPINGS[dataset], blackbox.output_size), 0, 0
+  m = cfg.mapping_examples_per_client
+  predict = jax.jit(lambda x: blackbox(canvas_fn(x)))
+  counts = np.zeros((blackbox.output_size, num_classes))
+  queries = calls = 0
+  for i in range(clients.num_examples.shape[0]):
+    n = min(m, int(clients.num_examples[i]))
+    if not n:
+      continue
+    logits = np.asarray(predict(jnp.asarray(clients.x[i, :n])))
+    counts += prediction_counts(logits, np.asarray(clients.y[i, :n]), num_classes)
+    queries += n
+    calls += 1
+  return frequency_mapping(counts, cfg.sources_per_label), queries, calls
+
+
+def cached_label_map(path: str | None, compute: Callable) -> tuple[np.ndarray, int, int]:
+  """The label map and its (examples, calls): read from ``path`` if it holds one, else computed.
+
+  A computed map is written to ``path``, so a resumed run reuses it instead of
+  querying the black box again (against a paid API the mapping costs queries, and
+  the restored query meter would not count them a second time).
+  """
+  if path and os.path.exists(path):
+    with np.load(path) as f:
+      queries = int(f["mapping_queries"])
+      calls = int(f["mapping_calls"]) if "mapping_calls" in f else 0
+      return f["label_map"], queries, calls
+  label_map, queries, calls = compute()
+  if path:
+    write_label_map(path, label_map, queries, calls)
+  return label_map, queries, calls
+
+
+def write_label_map(path: str, label_map: np.ndarray, mapping_queries: int,
+                    mapping_calls: int) -> None:
+  """Writes ``label_map.npz`` atomically (a crash never leaves half a file)."""
+  tmp = path + ".tmp.npz"
+  np.savez(tmp, label_map=np.asarray(label_map), mapping_queries=np.int64(mapping_queries),
+           mapping_calls=np.int64(mapping_calls))
+  os.replace(tmp, path)
+
+
+def build_image_task(config: Any, options: BuildOptions) -> TaskBundle:
+  """Loads the dataset, partitions it, builds black box, prompt, label mapping and task."""
+  ds = DATASETS.get(config.data.name, "data.name")(config.data)
+  train_x, train_y = ds["train"]
+  test_x, test_y = ds["test"]
+  num_classes = int(max(train_y.max(), test_y.max())) + 1
+  test_x, test_y = test_subset(test_x, test_y, config.data.test_examples)
+  parts = client_parts(train_y, config.data)
+  clients = client_data(train_x, train_y, parts)
+
+  blackbox = options.wrap(make_blackbox(config.blackbox))
+  prompt_options: dict[str, Any] = {"epsilon": config.prompt.epsilon,
+                                    "region": config.prompt.region}
+  if config.prompt.kind == "frame":
+    prompt_options["resolution"] = config.prompt.frame_resolution
+  prompt = make_prompt(config.prompt.kind, config.blackbox.input_size, config.task.image_size,
+                       **prompt_options)
+  unmapped = VisualReprogramming(blackbox, prompt, config.task.image_size,
+                                 jnp.zeros((blackbox.output_size, num_classes)),
+                                 config.task.background, config.task.loss_temperature)
+  cache = os.path.join(options.workdir, LABEL_MAP_FILE) if options.workdir else None
+  label_map, setup_examples, setup_calls = cached_label_map(
+      cache, lambda: build_label_map(blackbox, unmapped.canvas, clients, num_classes,
+                                     config.task, config.data.name))
+  task = dataclasses.replace(unmapped, label_map=jnp.asarray(label_map))
+  return TaskBundle(task=task, blackbox=blackbox, clients=clients, test_x=test_x,
+                    test_y=test_y, init_prompt=prompt.init,
+                    label_histograms=label_histograms(train_y, parts, num_classes),
+                    test_split=describe_test_subset(config.data.name, len(test_y)),
+                    setup_examples=setup_examples, setup_calls=setup_calls,
+                    cache_files=(LABEL_MAP_FILE,) if cache else ())

@@ -1,0 +1,33 @@
+"""The image family's config fields (values only), each failure naming field, value and range."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fedbbpt_jax.blackbox.zoo import IMAGE_MODELS
+from fedbbpt_jax.core import check_choice, check_number, get_field
+from fedbbpt_jax.data.registry import DATASETS, IMAGE
+from fedbbpt_jax.prompts import PROMPTS
+from fedbbpt_jax.tasks.image.label_mapping import MAPPINGS
+from fedbbpt_jax.zo import CONTINUOUS, ESTIMATORS
+
+REGIONS = ("frame", "full")
+
+
+def check_image_config(config: Any) -> None:
+  """Raises ``ConfigError`` naming the first invalid image-family field of ``config``."""
+  check_choice(config, "data.name", DATASETS.names(IMAGE))
+  check_choice(config, "blackbox.model", IMAGE_MODELS.names())
+  check_number(config, "blackbox.input_size", low=16, high=512, integer=True)
+  check_number(config, "task.image_size", low=4, high=get_field(config, "blackbox.input_size"),
+               integer=True)
+  check_number(config, "task.background", low=0.0, high=1.0)
+  check_number(config, "task.loss_temperature", low=0.0)
+  check_choice(config, "task.label_mapping", MAPPINGS)
+  check_number(config, "task.sources_per_label", low=1, integer=True)
+  check_number(config, "task.mapping_examples_per_client", low=1, integer=True)
+  check_choice(config, "prompt.kind", PROMPTS.names())
+  check_choice(config, "prompt.region", REGIONS)
+  check_number(config, "prompt.epsilon", low=0, low_inclusive=False)
+  check_number(config, "prompt.frame_resolution", low=1, integer=True)
+  check_choice(config, "zo.estimator", ESTIMATORS.names(CONTINUOUS))

@@ -1,0 +1,130 @@
+"""What a task family provides: the ``Task`` protocol, the ``TaskBundle`` it builds, its registry.
+
+A task family is a package ``tasks/<family>/`` that registers a ``TaskFamily`` under
+the name ``config.task.family`` takes:
+
+* ``check(config)``: its own config fields (values only; nothing is loaded), each
+  failure a ``ConfigError`` naming the field, the value and the allowed range;
+* ``build(config, options) -> TaskBundle``: dataset, black box, prompt, task, client
+  data, test data, how to initialise and describe a prompt, and the black-box work
+  spent before training.
+
+The generic layers (``train``, ``federated``) only see this protocol: they never name
+a family. Users register their own family with ``register_family``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple, Protocol, runtime_checkable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fedbbpt_jax.blackbox import BlackBox
+from fedbbpt_jax.core import Registry
+from fedbbpt_jax.data.clients import ClientData
+
+PyTree = Any
+TaskMetric = Callable[[np.ndarray, np.ndarray], float]  # (labels, predictions) -> value
+
+
+@runtime_checkable
+class Task(Protocol):
+  """A black-box classification task a prompt is trained for.
+
+  ``params=None`` means no prompt (zero-shot) in ``logits``.
+  """
+
+  @property
+  def num_classes(self) -> int: ...
+
+  def candidate_losses(self, candidates: PyTree, batch: dict) -> jnp.ndarray:
+    """Mean loss ``[num_candidates]`` of stacked candidates on one minibatch: one call."""
+
+  def logits(self, params: PyTree | None, x: jnp.ndarray) -> jnp.ndarray:
+    """Task logits ``[B, num_classes]``."""
+
+  def loss(self, logits: jnp.ndarray, labels: jnp.ndarray) -> jnp.ndarray:
+    """Per-example loss ``[B]``."""
+
+
+def predictions(task: Task, params: PyTree | None, x: jnp.ndarray) -> jnp.ndarray:
+  """The predicted class of every row of ``x``."""
+  return jnp.argmax(task.logits(params, x), -1)
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildOptions:
+  """How to build, beyond the config.
+
+  Attributes:
+    workdir: where a family may cache what it spent queries on before training (e.g.
+      the image label mapping), so that a resumed run does not query again.
+    wrap_blackbox: applied to the black box before anything uses it (e.g. a
+      ``CountingBlackBox`` in tests).
+  """
+
+  workdir: str | None = None
+  wrap_blackbox: Callable[[BlackBox], BlackBox] | None = None
+
+  def wrap(self, blackbox: BlackBox) -> BlackBox:
+    return blackbox if self.wrap_blackbox is None else self.wrap_blackbox(blackbox)
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskBundle:
+  """Everything a federated run needs from a task family.
+
+  Attributes:
+    task: the ``Task``.
+    blackbox: the black box the task calls (its pending errors are checked).
+    clients: the clients' training data (leading client axis).
+    test_x, test_y: the fixed test set.
+    init_prompt: ``key -> params``, the prompt generator's initialisation.
+    label_histograms: ``[clients, classes]`` training-label counts.
+    test_split: one line describing the test set (for the summary).
+    setup_examples: black-box examples spent before training (label mapping, verbalizers).
+    setup_calls: black-box calls spent before training.
+    project: map back to the feasible parameter set after every step (or None).
+    task_metric: ``(name, metric(labels, predictions))`` reported beside accuracy (or None).
+    describe: ``params -> dict`` of summary entries (e.g. the learned prompt as text).
+    cache_files: files the build wrote in ``options.workdir`` (copied to sweep members).
+  """
+
+  task: Task
+  blackbox: BlackBox
+  clients: ClientData
+  test_x: Any
+  test_y: np.ndarray
+  init_prompt: Callable[[jax.Array], PyTree]
+  label_histograms: np.ndarray
+  test_split: str
+  setup_examples: int = 0
+  setup_calls: int = 0
+  project: Callable[[PyTree], PyTree] | None = None
+  task_metric: tuple[str, TaskMetric] | None = None
+  describe: Callable[[PyTree], dict] = lambda params: {}
+  cache_files: tuple[str, ...] = ()
+
+  @property
+  def num_clients(self) -> int:
+    return int(self.clients.num_examples.shape[0])
+
+
+class TaskFamily(NamedTuple):
+  """A registered task family (see the module docstring)."""
+
+  check: Callable[[Any], None]
+  build: Callable[[Any, BuildOptions], TaskBundle]
+
+
+FAMILIES: Registry[TaskFamily] = Registry("task family")
+
+
+def register_family(name: str, check: Callable[[Any], None],
+                    build: Callable[[Any, BuildOptions], TaskBundle], *,
+                    overwrite: bool = False) -> None:
+  """Registers a task family under ``name`` (the value of ``config.task.family``)."""
+  FAMILIES.register(name, TaskFamily(check, build), overwrite=overwrite)

@@ -1,0 +1,61 @@
+"""The text family's config fields (values only), each failure naming field, value and range."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fedbbpt_jax.blackbox.text_zoo import TEXT_MODELS
+from fedbbpt_jax.core import ConfigError, check_choice, check_number, check_string, get_field
+from fedbbpt_jax.data.drug_reviews import TASKS
+from fedbbpt_jax.data.registry import DATASETS, TEXT
+from fedbbpt_jax.prompts import VOCABULARIES
+from fedbbpt_jax.tasks.text.prompt_kinds import TEXT_PROMPTS
+from fedbbpt_jax.zo import CATEGORICAL, CONTINUOUS, ESTIMATORS
+
+
+def check_text_config(config: Any) -> None:
+  """Raises ``ConfigError`` naming the first invalid text-family field of ``config``."""
+  check_choice(config, "data.name", DATASETS.names(TEXT))
+  check_choice(config, "data.task", TASKS)
+  check_number(config, "data.min_train_reviews", low=1, integer=True)
+  check_choice(config, "blackbox.model", TEXT_MODELS.names())
+  check_number(config, "blackbox.max_length", low=4, high=512, integer=True)
+  template = get_field(config, "task.verbalizer_template")
+  if not isinstance(template, str) or "{}" not in template:
+    raise ConfigError(f"config.task.verbalizer_template={template!r} must be a string with one "
+                      "'{}' where the class name goes")
+  verbalizers = get_field(config, "task.verbalizers")
+  if not isinstance(verbalizers, (tuple, list)) or not all(isinstance(v, str) for v in verbalizers):
+    raise ConfigError(f"config.task.verbalizers={verbalizers!r} must be a tuple of strings "
+                      "(one per class) or () to use the template")
+  check_number(config, "task.temperature", low=0, low_inclusive=False)
+  check_choice(config, "prompt.kind", TEXT_PROMPTS.names())
+  check_number(config, "prompt.length", low=1, high=get_field(config, "blackbox.max_length") - 3,
+               integer=True)
+  if get_field(config, "prompt.kind") == "soft":
+    check_soft_prompt(config)
+  else:
+    check_choice(config, "prompt.vocabulary", VOCABULARIES)
+    check_number(config, "prompt.vocabulary_size", low=1, integer=True)
+    check_choice(config, "zo.estimator", ESTIMATORS.names(CATEGORICAL))
+    check_number(config, "zo.num_directions", low=2, integer=True)
+
+
+def check_soft_prompt(config: Any) -> None:
+  """Fields of BBT's soft prompt (``prompt.kind='soft'``) and its continuous search."""
+  url = config.blackbox.get("url", "")
+  if url:
+    raise ConfigError(f"config.prompt.kind='soft' needs the local surrogate, but "
+                      f"config.blackbox.url={url!r}: a provider API takes tokens, not input "
+                      "embeddings; set config.blackbox.url='' or config.prompt.kind='discrete'")
+  check_number(config, "prompt.dim", low=1, high=10000, integer=True)
+  check_string(config, "prompt.init_text", non_empty=True,
+               hint="its word embeddings are the soft prompt at z = 0")
+  check_number(config, "prompt.projection_seed", low=0, integer=True)
+  check_number(config, "prompt.projection_alpha", low=0, low_inclusive=False)
+  check_number(config, "prompt.projection_sigma", low=0, low_inclusive=False)
+  estimator = get_field(config, "zo.estimator")
+  if estimator not in ESTIMATORS.names(CONTINUOUS):
+    raise ConfigError(f"config.zo.estimator={estimator!r} is not a continuous estimator for "
+                      f"config.prompt.kind='soft'; choose one of "
+                      f"{list(ESTIMATORS.names(CONTINUOUS))}")

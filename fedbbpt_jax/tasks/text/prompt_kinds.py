@@ -1,0 +1,151 @@
+"""The text family's prompt kinds, registered by ``prompt.kind``.
+
+Each kind turns the shared text setup (tokenizer, client texts, verbalizers) into a
+prompted task: its black box, task, prompt initialisation, projection and how a
+learned prompt is described.
+
+* ``discrete``: BDPL's categorical prompt over a candidate vocabulary of the training
+  texts; the black box is the sentence encoder on token ids (local or served);
+  parameters are projected back onto the simplex after every step.
+* ``soft``: BBT's continuous prompt ``base + reshape(Az)`` at the embedding layer of a
+  frozen LOCAL SURROGATE that takes input embeddings (a provider API takes tokens).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fedbbpt_jax.blackbox import BlackBox
+from fedbbpt_jax.blackbox.factory import make_text_blackbox
+from fedbbpt_jax.blackbox.text_zoo import make_embedding_encoder
+from fedbbpt_jax.core import ConfigError, Registry
+from fedbbpt_jax.models.minilm import TextTokenizer
+from fedbbpt_jax.prompts import (candidate_vocabulary, make_discrete_prompt, make_soft_prompt,
+                                 project_tree, random_projection)
+from fedbbpt_jax.tasks.protocol import BuildOptions
+from fedbbpt_jax.tasks.text.soft_prompt_text import SoftPromptTextClassification
+from fedbbpt_jax.tasks.text.text_classification import TextClassification
+
+PyTree = Any
+
+
+class TextSetup(NamedTuple):
+  """What every text prompt kind starts from.
+
+  Attributes:
+    config: the experiment config.
+    options: build options (black-box wrapper).
+    tokenizer: word-piece tokenizer padding to ``blackbox.max_length``.
+    client_texts: the clients' training texts (the candidate vocabulary's source).
+    verbalizers: one text per class.
+    task_fields: the ``TextClassification`` fields every kind shares (ids, temperature).
+  """
+
+  config: Any
+  options: BuildOptions
+  tokenizer: TextTokenizer
+  client_texts: list[str]
+  verbalizers: list[str]
+  task_fields: dict
+
+
+class PromptedText(NamedTuple):
+  """A prompt kind's part of the bundle."""
+
+  task: TextClassification
+  blackbox: BlackBox
+  init_prompt: Callable[[jax.Array], PyTree]
+  project: Callable[[PyTree], PyTree] | None
+  describe: Callable[[PyTree], dict]
+
+
+TEXT_PROMPTS: Registry[Callable[[TextSetup], PromptedText]] = Registry("text prompt kind")
+
+
+def class_embeddings(blackbox: BlackBox, tokenizer: TextTokenizer, texts: list[str],
+                     embed_rows: Callable | None = None) -> jnp.ndarray:
+  """Unit-norm black-box embeddings ``[C, H]`` of the verbalizer texts (one call).
+
+  ``embed_rows``: for a black box on embeddings, turns id rows into its inputs.
+  """
+  ids = jnp.asarray(tokenizer(texts)[0])
+  if embed_rows is None:
+    return jax.jit(blackbox)(ids)
+  return jax.jit(lambda i: blackbox(embed_rows(i)))(ids)
+
+
+def _tokens_text(tokenizer: TextTokenizer, ids: list[int]) -> str:
+  return " ".join(tokenizer.id_to_token(i) for i in ids)
+
+
+@TEXT_PROMPTS.register("discrete")
+def discrete_prompt(setup: TextSetup) -> PromptedText:
+  """BDPL's categorical prompt over the clients' frequent words or PMI n-grams."""
+  pcfg, tok = setup.config.prompt, setup.tokenizer
+  blackbox = setup.options.wrap(make_text_blackbox(setup.config.blackbox))
+  vocabulary = candidate_vocabulary(pcfg.vocabulary, setup.client_texts, tok.pieces,
+                                    pcfg.vocabulary_size,
+                                    exclude=(tok.pad_id, tok.cls_id, tok.sep_id, tok.unk_id))
+  prompt = make_discrete_prompt(vocabulary, pcfg.length)
+  task = TextClassification(blackbox=blackbox, prompt=prompt,
+                            class_embeddings=class_embeddings(blackbox, tok, setup.verbalizers),
+                            **setup.task_fields)
+
+  def describe(params: PyTree) -> dict:
+    ids = [int(i) for i in np.asarray(task.prompt_ids(params))]
+    return {"learned_prompt": _tokens_text(tok, ids), "learned_prompt_ids": ids,
+            "candidate_vocabulary_size": int(len(vocabulary))}
+
+  return PromptedText(task, blackbox, prompt.init, project_tree, describe)
+
+
+def nearest_tokens(task: SoftPromptTextClassification, params: PyTree) -> list[int]:
+  """Per prompt position, the word piece whose embedding is most cosine-similar."""
+  prompt = np.asarray(task.prompt_embeddings(params), np.float32)
+  table = np.asarray(task.blackbox.embed(jnp.arange(task.blackbox.vocab_size)), np.float32)
+  unit = lambda a: a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+  return [int(i) for i in np.argmax(unit(prompt) @ unit(table).T, axis=1)]
+
+
+def base_prompt_ids(tokenizer: TextTokenizer, init_text: str, length: int) -> np.ndarray:
+  """``length`` word-piece ids of ``init_text``, cycled (or cut) to the prompt length."""
+  pieces = tokenizer.pieces(init_text)
+  if not pieces:
+    raise ConfigError(f"config.prompt.init_text={init_text!r} has no word pieces; give a "
+                      "non-empty text (its embeddings are the soft prompt at z = 0)")
+  return np.asarray([pieces[i % len(pieces)] for i in range(length)], np.int32)
+
+
+@TEXT_PROMPTS.register("soft")
+def soft_prompt(setup: TextSetup) -> PromptedText:
+  """BBT's soft prompt ``base + reshape(Az)`` on the embedding-input surrogate."""
+  config, tok = setup.config, setup.tokenizer
+  pcfg = config.prompt
+  blackbox = setup.options.wrap(make_embedding_encoder(config.blackbox.model,
+                                                       config.blackbox.max_length))
+  num_classes = len(setup.verbalizers)
+  unprompted = SoftPromptTextClassification(blackbox=blackbox, prompt=None,
+                                            class_embeddings=jnp.zeros((num_classes, 1)),
+                                            **setup.task_fields)
+  base = base_prompt_ids(tok, pcfg.init_text, pcfg.length)
+  projection = random_projection(pcfg.projection_seed, pcfg.dim, pcfg.length,
+                                 blackbox.input_shape[1], blackbox.embedding_std,
+                                 pcfg.projection_alpha, pcfg.projection_sigma)
+  prompt = make_soft_prompt(projection, blackbox.embed(jnp.asarray(base)))
+  classes = class_embeddings(blackbox, tok, setup.verbalizers, unprompted.embed_rows)
+  task = dataclasses.replace(unprompted, prompt=prompt, class_embeddings=classes)
+
+  def describe(params: PyTree) -> dict:
+    ids = nearest_tokens(task, params)
+    z = np.asarray(params["z"], np.float64)
+    return {"soft_prompt_nearest_tokens": _tokens_text(tok, ids),
+            "soft_prompt_nearest_ids": ids,
+            "soft_prompt_base": _tokens_text(tok, [int(i) for i in base]),
+            "soft_prompt_dim": int(z.size), "soft_prompt_z_norm": float(np.linalg.norm(z))}
+
+  return PromptedText(task, blackbox, prompt.init, None, describe)

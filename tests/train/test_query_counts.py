@@ -1,0 +1,114 @@
+"""Honest counts: every algorithm x task family's query counters equal the real black-box traffic.
+
+Each run wraps its black box in ``CountingBlackBox`` (a run-time callback on every
+forward inside the compiled programs) and compares what really reached the model
+with what the run recorded: the meter's training and evaluation examples, the
+zero-shot and local-only baselines, the setup queries (label mapping, verbalizers),
+and the physical calls (one per client step and evaluation chunk).
+"""
+
+import math
+
+import pytest
+
+from configs import drug_minilm, fmnist_effnet, glue_roberta
+from fedbbpt_jax.blackbox.counting import CountingBlackBox
+from fedbbpt_jax.train import run
+from tests.helpers.glue_roberta import prepare_glue, write_tiny_roberta
+from tests.helpers.overrides import with_overrides
+from tests.train.test_glue_run import WORDS, _data
+
+ROUNDS = 2
+TEST_EXAMPLES = 20
+EVAL_BATCH = 16  # 20 test rows: one full chunk and a remainder
+
+
+def _small(config, **overrides):
+  """Two rounds, one evaluation after the last, a small test set in two chunks."""
+  return with_overrides(config, train__rounds=ROUNDS, train__eval_every=ROUNDS,
+                        train__eval_batch_size=EVAL_BATCH, **overrides)
+
+
+FEDBPT = dict(zo__estimator="cma_es", zo__num_directions=4, server__cohort_size=0)
+CONFIGS = {
+    "image": lambda alg: _small(fmnist_effnet.get_config("smoke"), client__local_steps=2,
+                                data__test_examples=TEST_EXAMPLES,
+                                **(dict(FEDBPT, zo__sigma=0.5) if alg == "fedbpt" else {})),
+    "text": lambda alg: _small(drug_minilm.get_config("smoke"), client__local_steps=1,
+                               data__test_examples=TEST_EXAMPLES),
+    "soft": lambda alg: _small(drug_minilm.get_config("soft_smoke"), client__local_steps=1,
+                               data__test_examples=TEST_EXAMPLES,
+                               **(dict(FEDBPT, zo__sigma=1.0) if alg == "fedbpt" else {})),
+}
+
+
+def _glue(assets):
+  tfds_dir, model_dir = assets
+  return _small(glue_roberta.get_config("smoke"), data__tfds_dir=tfds_dir,
+                blackbox__model_dir=model_dir)
+
+
+@pytest.fixture(scope="module")
+def glue_assets(tmp_path_factory):
+  tfds_dir = prepare_glue(tmp_path_factory.mktemp("tfds"), _data())
+  model_dir, _ = write_tiny_roberta(str(tmp_path_factory.mktemp("roberta")), WORDS)
+  return tfds_dir, model_dir
+
+
+def _steps_per_activation(algorithm, config, cohort):
+  """Physical black-box calls one client activation makes (one per step, all candidates)."""
+  k = config.client.local_steps
+  return {"fedbbpt": k, "fedone": k, "centralized": cohort * k, "fedbpt": k + 1}[algorithm]
+
+
+def _chunks(n):
+  return math.ceil(n / EVAL_BATCH)
+
+
+CASES = [("image", a) for a in ("fedbbpt", "fedone", "centralized", "fedbpt")]
+CASES += [("text", a) for a in ("fedbbpt", "fedone", "centralized")]
+CASES += [("soft", a) for a in ("fedbbpt", "fedbpt")]
+CASES += [("glue", a) for a in ("fedbbpt", "fedone", "centralized")]
+
+
+@pytest.mark.parametrize("family,algorithm", CASES)
+def test_counters_equal_the_real_black_box_traffic(family, algorithm, tmp_path, request):
+  if family == "glue":
+    config = _glue(request.getfixturevalue("glue_assets"))
+  else:
+    config = CONFIGS[family](algorithm)
+  local_only = algorithm == "fedbbpt"  # the baseline runs once per family
+  with_overrides(config, server__algorithm=algorithm, baselines__zero_shot=True,
+                 baselines__local_only=local_only)
+  wrapped = []
+  summary = run(config, str(tmp_path), log=lambda s: None,
+                wrap_blackbox=lambda bb: wrapped.append(CountingBlackBox(bb)) or wrapped[-1])
+  assert len(wrapped) == 1
+  real = wrapped[0].counts()
+
+  counters = summary["query_counters"]
+  n_test, n_clients = summary["test_examples"], summary["num_clients"]
+  cohort = summary["cohort_size"]
+  if family == "image":  # the label mapping: one call per client on its first images
+    setup_examples, setup_calls = n_clients * config.task.mapping_examples_per_client, n_clients
+  elif family in ("text", "soft"):  # the verbalizers: one call
+    setup_examples, setup_calls = len(summary["class_names"]), 1
+  else:  # GLUE verbalizers are token ids: no call
+    setup_examples, setup_calls = 0, 0
+  dev = summary.get("dev_examples", 0)  # GLUE: the final prompt's dev score (not a query)
+  train_examples = counters["bb_examples"] - setup_examples
+  batch = config.client.batch_size
+  expected_examples = (counters["bb_examples"] + counters["eval_bb_examples"] + n_test + dev
+                       + (summary["local_only_black_box_queries"] + n_clients * n_test
+                          if local_only else 0))
+  assert counters["eval_bb_examples"] == n_test  # one evaluation, after the last round
+  assert real["examples"] == expected_examples
+
+  activations = ROUNDS * (1 if algorithm in ("fedone", "centralized") else cohort)
+  assert counters["client_activations"] == activations
+  assert counters["bb_calls"] - setup_calls == train_examples // batch == counters["candidates"]
+  expected_calls = (setup_calls + activations * _steps_per_activation(algorithm, config, cohort)
+                    + 2 * _chunks(n_test) + _chunks(dev)
+                    + (ROUNDS * n_clients * config.client.local_steps + n_clients * _chunks(n_test)
+                       if local_only else 0))
+  assert real["calls"] == expected_calls
