@@ -19,25 +19,19 @@ from tests.helpers.overrides import with_overrides
 from tests.train.test_glue_run import WORDS, _data
 
 ROUNDS = 2
-TEST_EXAMPLES = 20
-EVAL_BATCH = 16  # 20 test rows: one full chunk and a remainder
 
 
 def _small(config, **overrides):
-  """Two rounds, one evaluation after the last, a small test set in two chunks."""
-  return with_overrides(config, train__rounds=ROUNDS, train__eval_every=ROUNDS,
-                        train__eval_batch_size=EVAL_BATCH, **overrides)
+  """The family's smoke config (shared compilations with the other tests), evaluated once."""
+  return with_overrides(config, train__rounds=ROUNDS, train__eval_every=ROUNDS, **overrides)
 
 
 FEDBPT = dict(zo__estimator="cma_es", zo__num_directions=4, server__cohort_size=0)
 CONFIGS = {
-    "image": lambda alg: _small(fmnist_effnet.get_config("smoke"), client__local_steps=2,
-                                data__test_examples=TEST_EXAMPLES,
+    "image": lambda alg: _small(fmnist_effnet.get_config("smoke"),
                                 **(dict(FEDBPT, zo__sigma=0.5) if alg == "fedbpt" else {})),
-    "text": lambda alg: _small(drug_minilm.get_config("smoke"), client__local_steps=1,
-                               data__test_examples=TEST_EXAMPLES),
-    "soft": lambda alg: _small(drug_minilm.get_config("soft_smoke"), client__local_steps=1,
-                               data__test_examples=TEST_EXAMPLES,
+    "text": lambda alg: _small(drug_minilm.get_config("smoke")),
+    "soft": lambda alg: _small(drug_minilm.get_config("soft_smoke"),
                                **(dict(FEDBPT, zo__sigma=1.0) if alg == "fedbpt" else {})),
 }
 
@@ -61,8 +55,9 @@ def _steps_per_activation(algorithm, config, cohort):
   return {"fedbbpt": k, "fedone": k, "centralized": cohort * k, "fedbpt": k + 1}[algorithm]
 
 
-def _chunks(n):
-  return math.ceil(n / EVAL_BATCH)
+def _chunks(n, config):
+  """Evaluation calls over ``n`` rows: full chunks and the remainder."""
+  return math.ceil(n / config.train.eval_batch_size)
 
 
 CASES = [("image", a) for a in ("fedbbpt", "fedone", "centralized", "fedbpt")]
@@ -108,7 +103,7 @@ def test_counters_equal_the_real_black_box_traffic(family, algorithm, tmp_path, 
   assert counters["client_activations"] == activations
   assert counters["bb_calls"] - setup_calls == train_examples // batch == counters["candidates"]
   expected_calls = (setup_calls + activations * _steps_per_activation(algorithm, config, cohort)
-                    + 2 * _chunks(n_test) + _chunks(dev)
-                    + (ROUNDS * n_clients * config.client.local_steps + n_clients * _chunks(n_test)
-                       if local_only else 0))
+                    + 2 * _chunks(n_test, config) + _chunks(dev, config)
+                    + (ROUNDS * n_clients * config.client.local_steps
+                       + n_clients * _chunks(n_test, config) if local_only else 0))
   assert real["calls"] == expected_calls

@@ -20,16 +20,16 @@ def smoke(**overrides):
   return with_overrides(get_config("smoke"), **overrides)
 
 
+def read_rows(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("full"))
   config = smoke(train__rounds=4)
   return workdir, config, run(config, workdir, log=lambda s: None)
-
-
-def read_rows(workdir):
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    return [json.loads(line) for line in f]
 
 
 SEEDS = (0, 1, 2)

@@ -1,0 +1,114 @@
+"""The package's shape: no import cycles, layers import downward only, train/ names no family."""
+
+import ast
+import os
+import re
+
+PACKAGE = "fedbbpt_jax"
+ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), PACKAGE)
+# Lower numbers are lower layers; a module may import its own layer or lower ones.
+LAYERS = {"core": 0, "data": 1, "models": 1, "blackbox": 2, "prompts": 3, "zo": 3,
+          "parallel": 3, "serve": 3, "tasks": 4, "federated": 4, "train": 5}
+FAMILIES = ("image", "text", "glue")
+
+
+def _modules():
+  out = {}
+  for dirpath, _, files in os.walk(ROOT):
+    for f in files:
+      if f.endswith(".py"):
+        path = os.path.join(dirpath, f)
+        rel = os.path.relpath(path, os.path.dirname(ROOT))[:-3].replace(os.sep, ".")
+        out[rel.removesuffix(".__init__")] = path
+  return out
+
+
+def _imports(path, modules):
+  """Package modules ``path`` imports (anywhere in the file), resolved to module names."""
+  found = set()
+  for node in ast.walk(ast.parse(open(path).read())):
+    if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(PACKAGE):
+      for alias in node.names:  # ``from pkg import submodule`` imports the submodule
+        sub = f"{node.module}.{alias.name}"
+        found.add(sub if sub in modules else node.module)
+    elif isinstance(node, ast.Import):
+      found.update(a.name for a in node.names if a.name.startswith(PACKAGE))
+  return {m for m in found if m in modules}
+
+
+def _graph():
+  modules = _modules()
+  return {m: _imports(p, modules) for m, p in modules.items()}
+
+
+def test_no_import_cycles():
+  graph = _graph()
+  # A package's __init__ re-exporting its submodules is not a cycle: drop edges from a
+  # module to the packages that contain it.
+  edges = {m: {t for t in ts if not m.startswith(t + ".")} for m, ts in graph.items()}
+  state, stack, cycles = {}, [], []
+
+  def visit(m):
+    state[m] = "open"
+    stack.append(m)
+    for t in edges[m]:
+      if state.get(t) == "open":
+        cycles.append(stack[stack.index(t):] + [t])
+      elif t not in state:
+        visit(t)
+    stack.pop()
+    state[m] = "done"
+
+  for m in sorted(edges):
+    if m not in state:
+      visit(m)
+  assert not cycles, cycles
+
+
+def test_layers_import_downward_only():
+  bad = []
+  for m, targets in _graph().items():
+    parts = m.split(".")
+    if len(parts) < 2 or parts[1] not in LAYERS:
+      continue
+    for t in targets:
+      tp = t.split(".")
+      if len(tp) > 1 and tp[1] in LAYERS and tp[1] != parts[1] \
+          and LAYERS[tp[1]] >= LAYERS[parts[1]]:
+        bad.append(f"{m} -> {t}")
+  assert not bad, bad
+
+
+def test_no_module_outside_a_family_package_names_a_family():
+  """Only ``tasks/<family>/`` knows its family; ``tasks/__init__`` merely imports them."""
+  names = "|".join(FAMILIES)
+  pattern = re.compile(r"(tasks\.(%s)\b|task\.family\s*(==|!=|in\b)|[!=]=\s*[\"'](%s)[\"'])"
+                       % (names, names))
+  bad = []
+  for m, path in _modules().items():
+    if m == f"{PACKAGE}.tasks" or any(m.startswith(f"{PACKAGE}.tasks.{f}") for f in FAMILIES):
+      continue
+    for i, line in enumerate(open(path), 1):
+      if pattern.search(line):
+        bad.append(f"{path}:{i}: {line.strip()}")
+  assert not bad, bad
+
+
+def test_no_six_line_block_repeats_between_family_packages():
+  """What two families share belongs in ``tasks/`` (scoring, evaluation) or ``data/``."""
+  window = 6
+  seen = {}
+  repeated = []
+  for m, path in sorted(_modules().items()):
+    family = next((f for f in FAMILIES if m.startswith(f"{PACKAGE}.tasks.{f}")), None)
+    if family is None:
+      continue
+    lines = [ln.strip() for ln in open(path)]
+    lines = [ln for ln in lines
+             if ln and not ln.startswith(("#", "import ", "from ", "PyTree = "))]
+    for i in range(len(lines) - window + 1):
+      block = "\n".join(lines[i:i + window])
+      other = seen.setdefault(block, (family, path))
+      if other[0] != family:
+        repeated.append(f"{other[1]} ~ {path}:\n{block}")
+  assert not repeated, repeated[:3]
