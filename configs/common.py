@@ -117,3 +117,23 @@ def parallel(*, backend: str = "vmap", cpu_devices: int = 0) -> ml_collections.C
   p.backend = backend
   p.cpu_devices = cpu_devices            # CPU devices to expose (0 = JAX default, 1)
   return p
+
+
+def decentralized(*, topology: str = "ring", gossip_steps: int = 1, rho: float = 0.05,
+                  order: str = "train_then_mix") -> ml_collections.ConfigDict:
+  """The ``config.decentralized`` section, read by ``server.algorithm='dfedsam'`` only."""
+  d = ml_collections.ConfigDict()
+  # A name in federated.TOPOLOGIES: 'ring' | 'torus' | 'grid' | 'exponential' | 'k_regular'
+  # | 'erdos_renyi' | 'fully_connected'.
+  d.topology = topology
+  d.gossip_steps = gossip_steps          # Q mixing steps per round (1 = DFedSAM, > 1 = -MGS)
+  d.rho = float(rho)                     # zero-order SAM radius (0 = DFedAvg)
+  d.order = order                        # 'train_then_mix' (paper) | 'mix_then_train'
+  d.weights = "metropolis_hastings"      # | 'sample_weighted' (row-stochastic, by examples)
+  d.time_varying = False                 # redraw a random topology every round
+  d.rows = 0                             # torus/grid shape (0 = the most square)
+  d.cols = 0
+  d.degree = 4                           # k_regular
+  d.edge_probability = 0.5               # erdos_renyi
+  d.topology_seed = 0                    # random topologies' seed
+  return d

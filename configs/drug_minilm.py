@@ -89,6 +89,7 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
   c.train = common.train(rounds=8, eval_every=4, eval_batch_size=200)
   c.baselines = common.baselines()
   c.parallel = common.parallel()
+  c.decentralized = common.decentralized()  # server.algorithm='dfedsam' only
 
   if mode == "sentiment":
     c.data.task = "sentiment"

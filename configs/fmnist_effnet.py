@@ -65,6 +65,7 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
   c.train = common.train(rounds=10, eval_every=1, eval_batch_size=500)
   c.baselines = common.baselines(local_only=True)
   c.parallel = common.parallel()
+  c.decentralized = common.decentralized()  # server.algorithm='dfedsam' only
 
   if mode == "smoke":
     c.data.name = "digits"

@@ -80,6 +80,7 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
   c.train = common.train(rounds=40, eval_every=5, eval_batch_size=64)
   c.baselines = common.baselines()
   c.parallel = common.parallel()
+  c.decentralized = common.decentralized()  # server.algorithm='dfedsam' only
 
   if mode in GLUE_TASK_NAMES:
     c.data.task = mode

@@ -1,7 +1,7 @@
 """Federated algorithms: the contract and its registry, client steps, aggregation.
 
 Importing this package registers the built-in algorithms (``fedbbpt``, ``fedone``,
-``centralized``, ``fedbpt`` and the ``local_only`` baseline), the ``weighted_mean``
+``centralized``, ``fedbpt``, the decentralized ``dfedsam`` and the ``local_only`` baseline), the ``weighted_mean``
 aggregator and the client/server optimizers.
 """
 
@@ -14,6 +14,7 @@ from fedbbpt_jax.federated.algorithm import (ALGORITHMS, Algorithm, AlgorithmCon
 from fedbbpt_jax.federated.centralized import centralized_steps, make_centralized
 from fedbbpt_jax.federated.client import (ClientOutput, StepHooks, make_local_step,
                                           make_local_update, nonfinite_as_worst)
+from fedbbpt_jax.federated.dfedsam import make_dfedsam
 from fedbbpt_jax.federated.fedbbpt import make_fedbbpt
 from fedbbpt_jax.federated.fedbpt import fedbpt_candidates_per_client, make_fedbpt
 from fedbbpt_jax.federated.fedone import make_fedone
@@ -21,11 +22,13 @@ from fedbbpt_jax.federated.local_only import make_local_only
 from fedbbpt_jax.federated.optimizers import (CLIENT_OPTIMIZERS, SERVER_OPTIMIZERS,
                                               make_client_optimizer, make_server_optimizer)
 from fedbbpt_jax.federated.server import ServerState, sample_cohort
+from fedbbpt_jax.federated.topology import TOPOLOGIES
 
 __all__ = ["AGGREGATORS", "ALGORITHMS", "Algorithm", "AlgorithmContext", "AlgorithmSpec",
            "CLIENT_OPTIMIZERS", "ClientData", "ClientOutput", "FederatedAlgorithm", "RoundCost",
            "SERVER_OPTIMIZERS", "ServerState", "StepHooks", "centralized_steps",
-           "fedbpt_candidates_per_client", "make_algorithm", "make_centralized",
+           "TOPOLOGIES", "fedbpt_candidates_per_client", "make_algorithm", "make_centralized",
+           "make_dfedsam",
            "make_client_optimizer", "make_fedbbpt", "make_fedbpt", "make_fedone",
            "make_local_only", "make_local_step", "make_local_update", "make_server_optimizer",
            "nonfinite_as_worst", "register_algorithm", "sample_cohort",

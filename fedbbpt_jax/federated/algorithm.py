@@ -8,7 +8,10 @@ An algorithm is five pure functions plus its exact black-box cost per round:
 * ``client_update(received, client_data, key, hparams, round_idx) -> upload``: node-local,
   one client's data and key in, its upload out;
 * ``server_update(state, uploads, ids, key) -> (state, metrics)``: an aggregator entry
-  followed by the server step.
+  followed by the server step;
+* ``model(state) -> params``: the model the run reports (default ``state.params``; the
+  clients' mean for decentralized algorithms), and ``client_models(state)`` (stacked)
+  for algorithms whose clients keep their own.
 
 A simulated round is ``select -> broadcast -> run_cohort(client_update) -> server_update``
 (``simulated_round``); a deployment calls the same ``broadcast``, ``client_update``
@@ -83,6 +86,9 @@ class Algorithm(NamedTuple):
   server_update: Callable[[ServerState, Any, jnp.ndarray, jax.Array], tuple[ServerState, dict]]
   apply: Callable[[ServerState, ClientData, jax.Array, HParams], tuple[ServerState, dict]]
   per_client_state: bool = False
+  model: Callable[[ServerState], PyTree] = lambda state: state.params
+  client_models: Callable[[ServerState], PyTree] | None = None
+  summary: dict = {}
 
 
 FederatedAlgorithm = Algorithm  # the earlier name
@@ -111,13 +117,22 @@ def simulated_round(select, broadcast, client_update, server_update, backend: st
 
 def make_algorithm(name: str, cohort_size: int, round_cost: RoundCost, *, init, select,
                    broadcast, client_update, server_update, backend: str,
-                   per_client_state: bool = False) -> Algorithm:
-  """An ``Algorithm`` whose ``apply`` is the simulated round of its functions."""
+                   per_client_state: bool = False,
+                   model: Callable[[ServerState], PyTree] | None = None,
+                   client_models: Callable[[ServerState], PyTree] | None = None,
+                   summary: dict | None = None) -> Algorithm:
+  """An ``Algorithm`` whose ``apply`` is the simulated round of its functions.
+
+  ``model``/``client_models``: see the module docstring; ``summary``: static entries
+  for the run's summary (e.g. a topology's spectral gap).
+  """
   apply = simulated_round(select, broadcast, client_update, server_update, backend,
                           per_client_state)
   return Algorithm(name=name, cohort_size=cohort_size, round_cost=round_cost, init=init,
                    select=select, broadcast=broadcast, client_update=client_update,
-                   server_update=server_update, apply=apply, per_client_state=per_client_state)
+                   server_update=server_update, apply=apply, per_client_state=per_client_state,
+                   model=model or (lambda state: state.params), client_models=client_models,
+                   summary=dict(summary or {}))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,6 +147,7 @@ class AlgorithmContext:
     num_clients: number of clients.
     backend: cohort backend (``vmap`` | ``shard`` | ``loop``).
     project: map back to the feasible set after every step (or None).
+    num_examples: the clients' example counts ``[num_clients]`` (or None).
   """
 
   config: Any
@@ -141,6 +157,7 @@ class AlgorithmContext:
   num_clients: int
   backend: str
   project: Callable[[PyTree], PyTree] | None = None
+  num_examples: Any = None
 
   @property
   def cohort_size(self) -> int:

@@ -1,19 +1,24 @@
 """One client's local work: K zero-order steps from the global generator, one step body.
 
-A step is three pure pieces, built once by ``make_local_step``:
+A step is a few pure pieces, built once by ``make_local_step`` and chained by one
+driver, ``take_step``:
 
     batch, candidates, est = propose(p, est, data, key, hparams, k)   # minibatch + ask
     losses = score(candidates, batch)                                 # ONE black-box call
-    p, est, opt, stats = advance(p, candidates, losses, est, opt, hparams, t)  # tell + step
+    [SAM: p_eval = ascend(p, ...); candidates = reask(p_eval, ...); losses = score(...)]
+    p, est, opt, stats = advance(p, p_eval, candidates, losses, est, opt, hparams, t)
 
-``make_local_update`` chains them in ``lax.scan`` (the simulation); its ``unrolled``
-form runs the same pieces in Python loops with one jitted black-box call per
-candidate (the ``loop`` backend, the shape of the reference codes). Hooks change the
-step without copying it: ``objective`` transforms the candidate-loss function (e.g.
-a regularizer, or the perturbed objective of a SAM-style step) and ``project`` maps
-the parameters back to their feasible set after every step (the simplex of a
-categorical prompt). A non-finite candidate loss is ranked worst by one rule
-(``nonfinite_as_worst``) and counted in the metrics (``nonfinite_candidates``).
+``make_local_update`` runs ``take_step`` in ``lax.scan`` (the simulation); its ``unrolled``
+form runs the same driver over the separately jitted pieces in a Python loop, scoring
+each candidate with its own black-box call (the ``loop`` backend, the shape of the
+reference codes). Hooks change the step without copying it: ``objective`` transforms
+the candidate-loss function (e.g. a regularizer), ``project`` maps the parameters back to
+their feasible set after every step (the simplex of a categorical prompt), and
+``sam_rho > 0`` makes the step zero-order sharpness-aware (estimate g at w, estimate
+again at ``w + rho g/||g||`` on the same minibatch, descend from w with that second
+estimate: two estimates, i.e. twice the candidates, per step). A non-finite candidate
+loss is ranked worst by one rule (``nonfinite_as_worst``) and counted in the metrics
+(``nonfinite_candidates``).
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ PyTree = Any
 CandidateLosses = Callable[[PyTree, dict], jnp.ndarray]
 
 __all__ = ["ClientData", "ClientOutput", "LocalStep", "StepHooks", "make_client_optimizer",
-           "make_local_step", "make_local_update", "nonfinite_as_worst", "sample_minibatch"]
+           "make_local_step", "make_local_update", "nonfinite_as_worst", "sample_minibatch",
+           "take_step"]
 
 
 @struct.dataclass
@@ -51,10 +57,12 @@ class StepHooks(NamedTuple):
   Attributes:
     objective: ``candidate_losses -> candidate_losses`` (the function every step scores).
     project: applied to the parameters after every step.
+    sam_rho: radius of the sharpness-aware ascent (0 = a plain step).
   """
 
   objective: Callable[[CandidateLosses], CandidateLosses] | None = None
   project: Callable[[PyTree], PyTree] | None = None
+  sam_rho: float = 0.0
 
 
 def sample_minibatch(key: jax.Array, num_examples: jnp.ndarray, max_examples: int,
@@ -90,12 +98,40 @@ def nonfinite_as_worst(losses: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
 
 
 class LocalStep(NamedTuple):
-  """The pieces of one zero-order step (see the module docstring)."""
+  """The pieces of one zero-order step (see the module docstring).
+
+  ``estimates_per_step`` is 2 for a sharpness-aware step (``ascend`` and ``reask`` are
+  then used), else 1.
+  """
 
   init: Callable[[PyTree, jnp.ndarray], tuple[Any, Any]]
   propose: Callable[..., tuple[dict, PyTree, Any]]
   score: CandidateLosses
+  ascend: Callable[..., tuple[PyTree, jnp.ndarray]]
+  reask: Callable[..., tuple[PyTree, Any]]
   advance: Callable[..., tuple[PyTree, Any, Any, dict]]
+  estimates_per_step: int = 1
+
+
+def take_step(step: LocalStep, score: CandidateLosses, p: PyTree, est_state: Any,
+              opt_state: Any, data: ClientData, key: jax.Array, hparams: HParams,
+              k: jnp.ndarray, t: jnp.ndarray) -> tuple[PyTree, Any, Any, dict]:
+  """One zero-order step from the pieces: the one step body of every form.
+
+  ``score`` is ``step.score`` in the compiled form, or a loop scoring one candidate
+  per black-box call in the reference form.
+  """
+  batch, candidates, est_state = step.propose(p, est_state, data, key, hparams, k)
+  losses = score(candidates, batch)
+  p_eval, ascent_nonfinite = p, jnp.zeros((), jnp.int32)
+  if step.estimates_per_step == 2:  # sharpness-aware: estimate again at the ascent point
+    p_eval, ascent_nonfinite = step.ascend(p, candidates, losses, est_state, hparams)
+    candidates, est_state = step.reask(p_eval, est_state, key, hparams, k)
+    losses = score(candidates, batch)
+  p, est_state, opt_state, stats = step.advance(p, p_eval, candidates, losses, est_state,
+                                                opt_state, hparams, t)
+  stats["nonfinite_candidates"] = stats["nonfinite_candidates"] + ascent_nonfinite
+  return p, est_state, opt_state, stats
 
 
 def make_local_step(candidate_losses: CandidateLosses, estimator: Estimator,
@@ -103,6 +139,10 @@ def make_local_step(candidate_losses: CandidateLosses, estimator: Estimator,
                     hooks: StepHooks = StepHooks()) -> LocalStep:
   """Builds the step pieces for one task, estimator, client optimizer and hooks."""
   score = candidate_losses if hooks.objective is None else hooks.objective(candidate_losses)
+  rho = float(hooks.sam_rho)
+  if rho and estimator.sets_params:
+    raise ValueError(f"a sharpness-aware step needs a gradient estimate; estimator "
+                     f"{estimator.name!r} sets the parameters itself")
 
   def init(params, first_step):
     return estimator.init(params, first_step), client_optimizer.init(params)
@@ -113,9 +153,24 @@ def make_local_step(candidate_losses: CandidateLosses, estimator: Estimator,
     candidates, est_state = estimator.ask(k_ask, p, est_state, hparams)
     return batch, candidates, est_state
 
-  def advance(p, candidates, losses, est_state, opt_state, hparams, t):
+  def ascend(p, candidates, losses, est_state, hparams):
+    """``p + rho * g / ||g||`` from a first estimate (its estimator state is discarded)."""
     losses, nonfinite = nonfinite_as_worst(losses)
-    grad, est_state, stats = estimator.tell(p, candidates, losses, est_state, hparams)
+    grad, _, _ = estimator.tell(p, candidates, losses, est_state, hparams)
+    norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grad)))
+    scale = rho / jnp.maximum(norm, 1e-12)
+    p_eval = jax.tree.map(lambda w, g: w + (scale * g).astype(w.dtype), p, grad)
+    if hooks.project is not None:  # e.g. a categorical prompt stays on the simplex
+      p_eval = hooks.project(p_eval)
+    return p_eval, nonfinite
+
+  def reask(p_eval, est_state, key, hparams, k):
+    k_ask = jax.random.fold_in(jax.random.fold_in(key, k), 1)
+    return estimator.ask(k_ask, p_eval, est_state, hparams)
+
+  def advance(p, p_eval, candidates, losses, est_state, opt_state, hparams, t):
+    losses, nonfinite = nonfinite_as_worst(losses)
+    grad, est_state, stats = estimator.tell(p_eval, candidates, losses, est_state, hparams)
     if estimator.sets_params:  # e.g. CMA-ES: ``tell`` returned the new mean itself
       p = jax.tree.map(lambda w, new: new.astype(w.dtype), p, grad)
     else:
@@ -126,7 +181,8 @@ def make_local_step(candidate_losses: CandidateLosses, estimator: Estimator,
       p = hooks.project(p)
     return p, est_state, opt_state, dict(stats, nonfinite_candidates=nonfinite)
 
-  return LocalStep(init=init, propose=propose, score=score, advance=advance)
+  return LocalStep(init=init, propose=propose, score=score, ascend=ascend, reask=reask,
+                   advance=advance, estimates_per_step=2 if rho else 1)
 
 
 def make_local_update(candidate_losses: CandidateLosses, estimator: Estimator,
@@ -161,11 +217,8 @@ def make_local_update(candidate_losses: CandidateLosses, estimator: Estimator,
     first_step = round_idx * num_steps + 1
 
     def body(carry, k):
-      p, est_state, opt_state = carry
-      batch, candidates, est_state = step.propose(p, est_state, data, key, hparams, k)
-      losses = step.score(candidates, batch)
-      p, est_state, opt_state, stats = step.advance(p, candidates, losses, est_state,
-                                                    opt_state, hparams, first_step + k)
+      p, est_state, opt_state, stats = take_step(step, step.score, *carry, data, key, hparams,
+                                                 k, first_step + k)
       return (p, est_state, opt_state), stats
 
     init = (params,) + step.init(params, first_step)
@@ -193,26 +246,28 @@ def _unrolled(step: LocalStep, num_candidates: int, num_steps: int) -> Callable[
   ``propose`` and ``advance`` are jitted separately and every candidate is scored by
   its own jitted black-box call. Not traceable (not for ``jit``).
   """
-  propose, advance, init = jax.jit(step.propose), jax.jit(step.advance), jax.jit(step.init)
+  jitted = step._replace(**{name: jax.jit(getattr(step, name))
+                            for name in ("init", "propose", "ascend", "reask", "advance")})
 
   @jax.jit
   def one_candidate_loss(candidate, batch):  # one black-box call: one candidate x minibatch
     return step.score(jax.tree.map(lambda a: a[None], candidate), batch)[0]
 
+  def score_one_by_one(candidates, batch):
+    return jnp.stack([one_candidate_loss(jax.tree.map(lambda a, i=i: a[i], candidates), batch)
+                      for i in range(num_candidates)])
+
   def unrolled(params: PyTree, data: ClientData, key: jax.Array, hparams: HParams,
                round_idx: jnp.ndarray) -> ClientOutput:
     first_step = jnp.asarray(round_idx, jnp.int32) * num_steps + 1
     p = params
-    est_state, opt_state = init(params, first_step)
+    est_state, opt_state = jitted.init(params, first_step)
     history = []
     for k in range(num_steps):
       k_arr = jnp.asarray(k, jnp.int32)
-      batch, candidates, est_state = propose(p, est_state, data, key, hparams, k_arr)
-      losses = jnp.stack([
-          one_candidate_loss(jax.tree.map(lambda a, i=i: a[i], candidates), batch)
-          for i in range(num_candidates)])
-      p, est_state, opt_state, stats = advance(p, candidates, losses, est_state, opt_state,
-                                               hparams, first_step + k_arr)
+      p, est_state, opt_state, stats = take_step(jitted, score_one_by_one, p, est_state,
+                                                 opt_state, data, key, hparams, k_arr,
+                                                 first_step + k_arr)
       history.append(stats)
     stats = jax.tree.map(lambda *xs: jnp.stack(xs), *history)
     return client_output(params, p, data, stats)

@@ -111,7 +111,8 @@ def build_experiment(config: ml_collections.ConfigDict, workdir: str | None = No
       config=config, candidate_losses=bundle.task.candidate_losses, estimator=estimator,
       client_optimizer=make_client_optimizer(config.client.optimizer,
                                              config.client.get("weight_decay", 0.0)),
-      num_clients=bundle.num_clients, backend=config.parallel.backend, project=bundle.project)
+      num_clients=bundle.num_clients, backend=config.parallel.backend, project=bundle.project,
+      num_examples=np.asarray(bundle.clients.num_examples))
   algorithm = ALGORITHMS.get(config.server.algorithm, "server.algorithm").build(ctx)
   local_only = ALGORITHMS.get(LOCAL_ONLY).build(ctx)
   root_key = jax.random.key(config.seed)

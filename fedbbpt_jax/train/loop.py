@@ -97,18 +97,25 @@ def zero_shot_fields(exp: Experiment, evaluator: Evaluator) -> dict[str, Any]:
               **task_metric_fields(rep, "zero_shot_"))
 
 
+def client_reports(exp: Experiment, evaluator: Evaluator,
+                   client_params: Any) -> tuple[list[float], list[float]]:
+  """Test accuracy and macro-F1 of every client's own generator (leading client axis)."""
+  accs, f1s = [], []
+  for i in range(exp.num_clients):
+    rep = evaluator.report(jax.tree.map(lambda a: a[i], client_params))
+    raise_blackbox_error(exp)
+    accs.append(float(rep["accuracy"]))
+    f1s.append(float(rep["macro_f1"]))
+  return accs, f1s
+
+
 def local_only_fields(exp: Experiment, evaluator: Evaluator, client_params: Any,
                       rounds: int) -> dict[str, Any]:
   """Local-only entries from the per-client generators (leading client axis).
 
   Accuracy and macro-F1 are per client, then averaged (and the worst accuracy).
   """
-  accs, f1s = [], []
-  for i in range(exp.num_clients):
-    rep = evaluator.report(jax.tree.map(lambda a: a[i], client_params))
-    raise_blackbox_error(exp)
-    accs.append(rep["accuracy"])
-    f1s.append(rep["macro_f1"])
+  accs, f1s = client_reports(exp, evaluator, client_params)
   queries = rounds * exp.train_examples_per_round(local_only=True)
   return {"local_only_accuracy": float(np.mean(accs)),
           "local_only_worst_accuracy": float(np.min(accs)),
@@ -211,10 +218,18 @@ class RunRecords:
            "round_seconds": round_seconds}
     if "nonfinite_candidates" in m:  # ranked worst by the step's one rule (never applied)
       row["nonfinite_candidates"] = int(m["nonfinite_candidates"])
+    if "consensus_distance" in m:  # decentralized: (1/m) sum_i ||x_i - x_bar||^2
+      row["consensus_distance"] = float(m["consensus_distance"])
     if (r + 1) % config.train.eval_every == 0 or r + 1 == config.train.rounds:
-      rep = evaluator.report(state.params)
+      rep = evaluator.report(exp.algorithm.model(state))
       raise_blackbox_error(exp)
       self.meter.add(eval_bb_examples=evaluator.num_examples)
+      if exp.algorithm.client_models is not None:  # every client's own model too
+        accs, f1s = client_reports(exp, evaluator, exp.algorithm.client_models(state))
+        self.meter.add(eval_bb_examples=len(accs) * evaluator.num_examples)
+        row.update(test_client_accuracy_mean=float(np.mean(accs)),
+                   test_client_accuracy_worst=float(np.min(accs)),
+                   test_client_macro_f1_mean=float(np.mean(f1s)))
       row.update(test_accuracy=rep["accuracy"], test_loss=rep["loss"],
                  test_macro_f1=rep["macro_f1"], test_per_class_recall=rep["per_class_recall"],
                  collapsed_to_majority=rep["collapsed_to_majority"],
@@ -264,7 +279,11 @@ class RunRecords:
     if "test_task_metric" in final:  # e.g. GLUE: F1 (MRPC, QQP), Matthews (CoLA), accuracy
       summary.update(final_task_metric=final["test_task_metric"],
                      task_metric_name=final["task_metric_name"])
-    summary.update(exp.bundle.describe(state.params))  # e.g. the learned prompt as text
+    summary.update(exp.algorithm.summary)  # e.g. a topology's spectral gap
+    for key in ("test_client_accuracy_mean", "test_client_accuracy_worst", "consensus_distance"):
+      if key in rows[-1]:
+        summary["final_" + key.removeprefix("test_")] = rows[-1][key]
+    summary.update(exp.bundle.describe(exp.algorithm.model(state)))  # e.g. the learned prompt
     summary.setdefault("zero_shot_accuracy", None)
     summary.setdefault("local_only_accuracy", None)
     records.write_json(os.path.join(self.workdir, "summary.json"), summary)

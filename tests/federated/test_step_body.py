@@ -73,3 +73,16 @@ def test_the_project_hook_runs_after_every_step_in_both_forms():
   np.testing.assert_allclose(np.asarray(scanned.delta["w"]), np.asarray(unrolled.delta["w"]),
                              rtol=1e-5, atol=1e-7)
   assert int(unrolled.metrics["nonfinite_candidates"]) == 0
+
+
+def test_the_sam_step_is_the_same_in_the_scan_and_the_unrolled_form():
+  est = make_estimator("spsa_gc", 2)
+  update = make_local_update(quadratic_losses, est, make_client_optimizer("sgd"), 3, 2,
+                             hooks=StepHooks(sam_rho=0.1))
+  scanned = jax.jit(update)(START, DATA, jax.random.key(4), HP, 2)
+  unrolled = update.unrolled(START, DATA, jax.random.key(4), HP, 2)
+  np.testing.assert_allclose(np.asarray(scanned.delta["w"]), np.asarray(unrolled.delta["w"]),
+                             rtol=1e-5, atol=1e-7)
+  plain = jax.jit(make_local_update(quadratic_losses, est, make_client_optimizer("sgd"), 3, 2))
+  assert not np.allclose(np.asarray(plain(START, DATA, jax.random.key(4), HP, 2).delta["w"]),
+                         np.asarray(scanned.delta["w"]))

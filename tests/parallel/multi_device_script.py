@@ -1,7 +1,8 @@
 """Run in its own process with 8 CPU devices by test_backends.py; prints a JSON report.
 
-Fed-BBPT and local-only on a synthetic quadratic task, with every cohort backend; a
-vmapped sweep (3 members: seeds and learning rates) with the vmap and shard backends.
+Fed-BBPT, local-only and DFedSAM-MGS (ZO-SAM steps, 2 gossip steps on a ring) on a
+synthetic quadratic task, with every cohort backend; a vmapped sweep (3 members: seeds
+and learning rates) with the vmap and shard backends.
 """
 
 import json
@@ -14,8 +15,10 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fedbbpt_jax.federated import (ClientData, make_client_optimizer, make_fedbbpt,  # noqa: E402
+from fedbbpt_jax.federated import (ClientData, RoundCost, StepHooks,  # noqa: E402
+                                   make_client_optimizer, make_dfedsam, make_fedbbpt,
                                    make_local_only, make_local_update, make_server_optimizer)
+from fedbbpt_jax.federated.topology import mixing_matrix  # noqa: E402
 from fedbbpt_jax.parallel import replicate  # noqa: E402
 from fedbbpt_jax.zo import HParams, make_estimator  # noqa: E402
 
@@ -36,8 +39,9 @@ def candidate_losses(candidates, batch):
 
 
 def run(algorithm_name: str, backend: str, cohort: int, rounds: int = 3):
+  sam = StepHooks(sam_rho=0.05 if algorithm_name == "dfedsam" else 0.0)
   local = make_local_update(candidate_losses, make_estimator("spsa_gc", 3),
-                            make_client_optimizer("sgd"), num_steps=4, batch_size=4)
+                            make_client_optimizer("sgd"), num_steps=4, batch_size=4, hooks=sam)
   traces = []
 
   def counted(*args):
@@ -47,6 +51,9 @@ def run(algorithm_name: str, backend: str, cohort: int, rounds: int = 3):
   if algorithm_name == "fedbbpt":
     alg = make_fedbbpt(counted, make_server_optimizer("momentum", 1.0), NUM_CLIENTS, cohort,
                        backend)
+  elif algorithm_name == "dfedsam":
+    w = np.stack([mixing_matrix("ring", NUM_CLIENTS)] * rounds)
+    alg = make_dfedsam(counted, w, 2, "train_then_mix", RoundCost(NUM_CLIENTS, 24, 4), backend)
   else:
     alg = make_local_only(counted, NUM_CLIENTS, backend)
   step = alg.apply if backend == "loop" else jax.jit(alg.apply)
@@ -94,7 +101,7 @@ def sweep(backend: str, rounds: int = 3):
 
 def main():
   report = {"devices": jax.device_count()}
-  for name, cohort in (("fedbbpt", 5), ("local_only", NUM_CLIENTS)):
+  for name, cohort in (("fedbbpt", 5), ("local_only", NUM_CLIENTS), ("dfedsam", NUM_CLIENTS)):
     for backend in ("vmap", "shard", "loop"):
       report[f"{name}/{cohort}/{backend}"] = run(name, backend, cohort)
   for backend in ("vmap", "shard"):

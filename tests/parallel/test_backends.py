@@ -1,5 +1,6 @@
-"""Cohort backends agree: sharded over 8 CPU devices == vmap == loop, traced once; so does a
-vmapped sweep (one trace across rounds) with its members run one by one."""
+"""Cohort backends agree: sharded over 8 CPU devices == vmap == loop, traced once (Fed-BBPT,
+local-only and DFedSAM's sharded gossip); so does a vmapped sweep (one trace across rounds)
+with its members run one by one."""
 
 import json
 import os
@@ -26,7 +27,7 @@ def test_runs_on_eight_devices(report):
   assert report["devices"] == 8
 
 
-@pytest.mark.parametrize("case", ["fedbbpt/5", "local_only/11"])
+@pytest.mark.parametrize("case", ["fedbbpt/5", "local_only/11", "dfedsam/11"])
 def test_sharded_equals_vmap_equals_loop(report, case):
   vmap_w, _ = report[f"{case}/vmap"]
   shard_w, _ = report[f"{case}/shard"]
@@ -37,7 +38,7 @@ def test_sharded_equals_vmap_equals_loop(report, case):
   assert np.linalg.norm(vmap_w) > 0.1
 
 
-@pytest.mark.parametrize("case", ["fedbbpt/5", "local_only/11"])
+@pytest.mark.parametrize("case", ["fedbbpt/5", "local_only/11", "dfedsam/11"])
 def test_later_rounds_do_not_retrace(report, case):
   # Rounds 2 and 3 reuse the program compiled in round 1 (the loop backend reuses
   # its per-client jit): the local update is not traced again.

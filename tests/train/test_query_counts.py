@@ -52,7 +52,8 @@ def glue_assets(tmp_path_factory):
 def _steps_per_activation(algorithm, config, cohort):
   """Physical black-box calls one client activation makes (one per step, all candidates)."""
   k = config.client.local_steps
-  return {"fedbbpt": k, "fedone": k, "centralized": cohort * k, "fedbpt": k + 1}[algorithm]
+  return {"fedbbpt": k, "fedone": k, "centralized": cohort * k, "fedbpt": k + 1,
+          "dfedsam": 2 * k if config.decentralized.rho else k}[algorithm]
 
 
 def _chunks(n, config):
@@ -60,8 +61,8 @@ def _chunks(n, config):
   return math.ceil(n / config.train.eval_batch_size)
 
 
-CASES = [("image", a) for a in ("fedbbpt", "fedone", "centralized", "fedbpt")]
-CASES += [("text", a) for a in ("fedbbpt", "fedone", "centralized")]
+CASES = [("image", a) for a in ("fedbbpt", "fedone", "centralized", "fedbpt", "dfedsam")]
+CASES += [("text", a) for a in ("fedbbpt", "fedone", "centralized", "dfedsam")]
 CASES += [("soft", a) for a in ("fedbbpt", "fedbpt")]
 CASES += [("glue", a) for a in ("fedbbpt", "fedone", "centralized")]
 
@@ -96,14 +97,18 @@ def test_counters_equal_the_real_black_box_traffic(family, algorithm, tmp_path, 
   expected_examples = (counters["bb_examples"] + counters["eval_bb_examples"] + n_test + dev
                        + (summary["local_only_black_box_queries"] + n_clients * n_test
                           if local_only else 0))
-  assert counters["eval_bb_examples"] == n_test  # one evaluation, after the last round
+  # One evaluation, after the last round (decentralized: the mean model and every client's).
+  own_models = n_clients if algorithm == "dfedsam" else 0
+  assert counters["eval_bb_examples"] == (1 + own_models) * n_test
   assert real["examples"] == expected_examples
 
   activations = ROUNDS * (1 if algorithm in ("fedone", "centralized") else cohort)
+  if algorithm == "dfedsam":
+    assert config.decentralized.rho > 0  # the SAM step: two estimates per local step
   assert counters["client_activations"] == activations
   assert counters["bb_calls"] - setup_calls == train_examples // batch == counters["candidates"]
   expected_calls = (setup_calls + activations * _steps_per_activation(algorithm, config, cohort)
-                    + 2 * _chunks(n_test, config) + _chunks(dev, config)
+                    + (2 + own_models) * _chunks(n_test, config) + _chunks(dev, config)
                     + (ROUNDS * n_clients * config.client.local_steps
                        + n_clients * _chunks(n_test, config) if local_only else 0))
   assert real["calls"] == expected_calls

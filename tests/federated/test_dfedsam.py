@@ -1,0 +1,137 @@
+"""DFedSAM / DFedSAM-MGS: gossip over a topology, the zero-order SAM step, their exact math."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs.fmnist_effnet import get_config
+from fedbbpt_jax.core import ConfigError
+from fedbbpt_jax.federated import (ClientData, StepHooks, make_client_optimizer,
+                                   make_local_update)
+from fedbbpt_jax.federated.server import client_keys, round_keys
+from fedbbpt_jax.train import validate_config
+from fedbbpt_jax.train.build import build_experiment
+from fedbbpt_jax.zo import HParams, make_estimator
+from tests.helpers.overrides import with_overrides
+
+
+def smoke(**overrides):
+  """5 equal-size IID clients (equal sizes: uniform and example-weighted means agree)."""
+  settings = dict(data__num_clients=5, data__partition="iid", data__examples_per_client=60,
+                  client__local_steps=2, server__algorithm="dfedsam",
+                  baselines__local_only=False)
+  return with_overrides(get_config("smoke"), **{**settings, **overrides})
+
+
+def _rounds(exp, rounds):
+  apply = jax.jit(exp.algorithm.apply)
+  state = exp.algorithm.init(exp.init_params)
+  for _ in range(rounds):
+    state, metrics = apply(state, exp.clients, exp.root_key, exp.hparams)
+  return state, metrics
+
+
+def test_fully_connected_one_gossip_step_equals_server_averaging():
+  dec = _rounds(build_experiment(smoke(decentralized__topology="fully_connected",
+                                       decentralized__rho=0.0)), 2)[0]
+  fed = _rounds(build_experiment(smoke(server__algorithm="fedbbpt")), 2)[0]
+  for i in range(5):  # every client holds the server's model
+    np.testing.assert_allclose(np.asarray(dec.params["pattern"][i]),
+                               np.asarray(fed.params["pattern"]), atol=1e-6)
+  assert np.abs(np.asarray(fed.params["pattern"])).max() > 0
+
+
+@pytest.mark.parametrize("order", ["train_then_mix", "mix_then_train"])
+def test_rho_zero_is_dfedavg_local_updates_then_q_gossip_steps(order):
+  """One round by hand: plain local updates from each client's model, and W^Q mixing."""
+  exp = build_experiment(smoke(decentralized__rho=0.0, decentralized__gossip_steps=2,
+                               decentralized__topology="ring", decentralized__order=order))
+  alg = exp.algorithm
+  assert exp.round_cost.candidates_per_activation == 2 * exp.num_candidates  # K=2, one estimate
+  state, _ = _rounds(exp, 1)  # round 1: every client starts from the same generator
+  state2, metrics = jax.jit(alg.apply)(state, exp.clients, exp.root_key, exp.hparams)
+  w = _ring_w(5)
+  x = np.asarray(state.params["pattern"]).reshape(5, -1)
+  if order == "mix_then_train":
+    x = w @ w @ x
+  _, k_clients = round_keys(exp.root_key, state.round)
+  keys = client_keys(k_clients, jnp.arange(5))
+  plain = make_local_update(exp.task.candidate_losses, make_estimator("spsa_gc", 2),
+                            make_client_optimizer("sgd"), 2, exp.config.client.batch_size)
+  new = []
+  for i in range(5):
+    p_i = {"pattern": jnp.asarray(x[i].reshape(8, 8, 3))}
+    out = plain(p_i, jax.tree.map(lambda a, i=i: a[i], exp.clients), keys[i], exp.hparams,
+                state.round)
+    new.append(x[i] + np.asarray(out.delta["pattern"]).reshape(-1))
+  expected = np.stack(new)
+  if order == "train_then_mix":
+    expected = w @ w @ expected
+  got = np.asarray(state2.params["pattern"]).reshape(5, -1)
+  np.testing.assert_allclose(got, expected, atol=2e-5)
+  spread = ((got - got.mean(0)) ** 2).sum(1).mean()
+  np.testing.assert_allclose(float(metrics["consensus_distance"]), spread, rtol=1e-4)
+  assert spread > 0
+
+
+def _ring_w(m):
+  w = np.zeros((m, m))
+  for i in range(m):
+    w[i, i] = w[i, (i + 1) % m] = w[i, (i - 1) % m] = 1 / 3
+  return w
+
+
+def test_the_sam_step_estimates_again_at_the_ascent_point():
+  """One ZO-SAM step on a quadratic equals ask/tell at w, ascent, ask/tell there, descent."""
+  target = jnp.asarray([1.0, -2.0, 0.5])
+  losses = lambda c, b: jax.vmap(lambda p: jnp.sum((p["w"] - target) ** 2))(c)
+  est = make_estimator("gaussian_antithetic", 3)
+  data = ClientData(x=jnp.zeros((4, 1)), y=jnp.zeros((4,), jnp.int32),
+                    num_examples=jnp.asarray(4, jnp.int32))
+  hp = HParams.create(lr=0.1, sigma=0.01)
+  rho, key, p0 = 0.2, jax.random.key(3), {"w": jnp.zeros(3)}
+  out = make_local_update(losses, est, make_client_optimizer("sgd"), 1, 2,
+                          hooks=StepHooks(sam_rho=rho))(p0, data, key, hp, 0)
+  # By hand, with the step body's keys: ask with fold_in(key, 0) split, reask with a fold.
+  step_key = jax.random.fold_in(key, 0)
+  _, k_ask = jax.random.split(step_key)
+  state = est.init(p0, jnp.asarray(1))
+  cands, state1 = est.ask(k_ask, p0, state, hp)
+  g, _, _ = est.tell(p0, cands, losses(cands, None), state1, hp)
+  ascent = {"w": p0["w"] + rho * g["w"] / jnp.linalg.norm(g["w"])}
+  cands2, state2 = est.ask(jax.random.fold_in(step_key, 1), ascent, state1, hp)
+  g2, _, _ = est.tell(ascent, cands2, losses(cands2, None), state2, hp)
+  np.testing.assert_allclose(np.asarray(out.delta["w"]), -0.1 * np.asarray(g2["w"]), rtol=1e-4)
+  assert not np.allclose(np.asarray(g2["w"]), np.asarray(g["w"]))
+
+
+def test_time_varying_graphs_differ_by_round_and_are_summarised():
+  exp = build_experiment(smoke(decentralized__topology="erdos_renyi",
+                               decentralized__time_varying=True, train__rounds=3))
+  assert exp.algorithm.summary["topology"] == "erdos_renyi"
+  assert 0 < exp.algorithm.summary["spectral_gap"] <= 1
+  a = _rounds(exp, 1)[0]
+  b = _rounds(build_experiment(smoke(decentralized__topology="erdos_renyi",
+                                     decentralized__time_varying=False, train__rounds=3)), 1)[0]
+  # Same first-round training, other graph: the mixed models differ.
+  assert not np.allclose(np.asarray(a.params["pattern"]), np.asarray(b.params["pattern"]))
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (dict(decentralized__topology="hypercube"), "config.decentralized.topology='hypercube'"),
+    (dict(decentralized__time_varying=True), "redraws a random graph"),
+    (dict(server__cohort_size=2), "trains every client every round"),
+    (dict(decentralized__gossip_steps=0), "config.decentralized.gossip_steps=0 must be >= 1"),
+    (dict(decentralized__order="gossip_first"), "config.decentralized.order"),
+    (dict(zo__estimator="open_es"), "evolution strategy"),
+])
+def test_decentralized_config_errors_name_the_field(overrides, message):
+  with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
+    validate_config(smoke(**overrides))
+
+
+def test_a_torus_without_a_factorisation_is_refused_naming_the_fields():
+  with pytest.raises(ConfigError, match=r"decentralized.topology='torus' with "
+                                        r"config.data.num_clients=5"):
+    build_experiment(smoke(decentralized__topology="torus"))
