@@ -36,6 +36,7 @@ from fedbbpt_jax.zo import Estimator, HParams
 
 PyTree = Any
 CandidateLosses = Callable[[PyTree, dict], jnp.ndarray]
+SAM_KEY_FOLD = 2  # the step key's third stream: the SAM step's second estimate
 
 __all__ = ["ClientData", "ClientOutput", "LocalStep", "StepHooks", "make_client_optimizer",
            "make_local_step", "make_local_update", "nonfinite_as_worst", "sample_minibatch",
@@ -165,7 +166,9 @@ def make_local_step(candidate_losses: CandidateLosses, estimator: Estimator,
     return p_eval, nonfinite
 
   def reask(p_eval, est_state, key, hparams, k):
-    k_ask = jax.random.fold_in(jax.random.fold_in(key, k), 1)
+    # Fresh directions: ``propose`` splits the step key in two (the streams folded with 0
+    # and 1); the second estimate takes the third.
+    k_ask = jax.random.fold_in(jax.random.fold_in(key, k), SAM_KEY_FOLD)
     return estimator.ask(k_ask, p_eval, est_state, hparams)
 
   def advance(p, p_eval, candidates, losses, est_state, opt_state, hparams, t):

@@ -93,14 +93,17 @@ def test_the_sam_step_estimates_again_at_the_ascent_point():
   rho, key, p0 = 0.2, jax.random.key(3), {"w": jnp.zeros(3)}
   out = make_local_update(losses, est, make_client_optimizer("sgd"), 1, 2,
                           hooks=StepHooks(sam_rho=rho))(p0, data, key, hp, 0)
-  # By hand, with the step body's keys: ask with fold_in(key, 0) split, reask with a fold.
+  # By hand, with the step body's keys: ask with fold_in(key, 0) split in two, the second
+  # estimate with that step key's third stream (fresh directions).
   step_key = jax.random.fold_in(key, 0)
   _, k_ask = jax.random.split(step_key)
   state = est.init(p0, jnp.asarray(1))
   cands, state1 = est.ask(k_ask, p0, state, hp)
   g, _, _ = est.tell(p0, cands, losses(cands, None), state1, hp)
   ascent = {"w": p0["w"] + rho * g["w"] / jnp.linalg.norm(g["w"])}
-  cands2, state2 = est.ask(jax.random.fold_in(step_key, 1), ascent, state1, hp)
+  cands2, state2 = est.ask(jax.random.fold_in(step_key, 2), ascent, state1, hp)
+  directions = lambda c, at: np.asarray(c["w"] - at["w"])
+  assert not np.allclose(directions(cands2, ascent), directions(cands, p0))  # fresh ones
   g2, _, _ = est.tell(ascent, cands2, losses(cands2, None), state2, hp)
   np.testing.assert_allclose(np.asarray(out.delta["w"]), -0.1 * np.asarray(g2["w"]), rtol=1e-4)
   assert not np.allclose(np.asarray(g2["w"]), np.asarray(g["w"]))

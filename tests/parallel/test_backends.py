@@ -32,8 +32,11 @@ def test_sharded_equals_vmap_equals_loop(report, case):
   vmap_w, _ = report[f"{case}/vmap"]
   shard_w, _ = report[f"{case}/shard"]
   loop_w, _ = report[f"{case}/loop"]
-  np.testing.assert_allclose(shard_w, vmap_w, rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(loop_w, vmap_w, rtol=1e-5, atol=1e-6)
+  # The SAM step divides by ||g|| of a finite-difference estimate: float rounding that
+  # differs between programs is amplified there (measured 1.8e-6 absolute).
+  tol = dict(rtol=1e-4, atol=1e-5) if case.startswith("dfedsam") else dict(rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(shard_w, vmap_w, **tol)
+  np.testing.assert_allclose(loop_w, vmap_w, **tol)
   # The runs moved away from the zero init (the comparison is not vacuous).
   assert np.linalg.norm(vmap_w) > 0.1
 
