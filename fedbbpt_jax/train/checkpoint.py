@@ -29,8 +29,12 @@ class RoundCheckpointer:
         state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
     self._manager.wait_until_finished()
 
-  def restore(self, round_idx: int, like_state: Any) -> tuple[Any, dict]:
-    """Restores the state (with the structure and dtypes of ``like_state``) and meta."""
+  def restore(self, round_idx: int, like_state: Any = None) -> tuple[Any, dict]:
+    """Restores the state (with the structure and dtypes of ``like_state``) and meta.
+
+    Without ``like_state`` the state comes back as orbax stored it (nested dicts of
+    arrays), e.g. to compare two runs' checkpoints leaf by leaf.
+    """
     restored = self._manager.restore(round_idx, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(like_state), meta=ocp.args.JsonRestore()))
     return restored["state"], restored["meta"]

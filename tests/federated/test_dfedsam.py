@@ -9,6 +9,7 @@ from configs.fmnist_effnet import get_config
 from fedbbpt_jax.core import ConfigError
 from fedbbpt_jax.federated import (ClientData, StepHooks, make_client_optimizer,
                                    make_local_update)
+from fedbbpt_jax.federated.dfedsam import mixing_matrices, spectral_summary
 from fedbbpt_jax.federated.server import client_keys, round_keys
 from fedbbpt_jax.train import validate_config
 from fedbbpt_jax.train.build import build_experiment
@@ -57,8 +58,9 @@ def test_rho_zero_is_dfedavg_local_updates_then_q_gossip_steps(order):
     x = w @ w @ x
   _, k_clients = round_keys(exp.root_key, state.round)
   keys = client_keys(k_clients, jnp.arange(5))
-  plain = make_local_update(exp.task.candidate_losses, make_estimator("spsa_gc", 2),
-                            make_client_optimizer("sgd"), 2, exp.config.client.batch_size)
+  plain = jax.jit(make_local_update(exp.task.candidate_losses, make_estimator("spsa_gc", 2),
+                                    make_client_optimizer("sgd"), 2,
+                                    exp.config.client.batch_size))
   new = []
   for i in range(5):
     p_i = {"pattern": jnp.asarray(x[i].reshape(8, 8, 3))}
@@ -109,16 +111,21 @@ def test_the_sam_step_estimates_again_at_the_ascent_point():
   assert not np.allclose(np.asarray(g2["w"]), np.asarray(g["w"]))
 
 
-def test_time_varying_graphs_differ_by_round_and_are_summarised():
-  exp = build_experiment(smoke(decentralized__topology="erdos_renyi",
-                               decentralized__time_varying=True, train__rounds=3))
-  assert exp.algorithm.summary["topology"] == "erdos_renyi"
-  assert 0 < exp.algorithm.summary["spectral_gap"] <= 1
-  a = _rounds(exp, 1)[0]
-  b = _rounds(build_experiment(smoke(decentralized__topology="erdos_renyi",
-                                     decentralized__time_varying=False, train__rounds=3)), 1)[0]
-  # Same first-round training, other graph: the mixed models differ.
-  assert not np.allclose(np.asarray(a.params["pattern"]), np.asarray(b.params["pattern"]))
+def test_time_varying_graphs_differ_by_round_and_fixed_ones_do_not():
+  cfg = smoke(decentralized__topology="erdos_renyi").decentralized
+  sizes = np.full(5, 60)
+  fixed = mixing_matrices(cfg, 5, 4, sizes)
+  cfg.time_varying = True
+  varying = mixing_matrices(cfg, 5, 4, sizes)
+  assert all(np.array_equal(w, fixed[0]) for w in fixed)
+  assert not np.array_equal(varying[0], varying[1]) and not np.array_equal(varying[1], varying[2])
+  np.testing.assert_array_equal(varying, mixing_matrices(cfg, 5, 4, sizes))  # resumes redraw
+  for w in varying:  # every round's graph is a valid mixing matrix
+    np.testing.assert_allclose(w.sum(0), 1, atol=1e-6)
+    np.testing.assert_allclose(w, w.T)
+  summary = spectral_summary(varying)
+  assert 0 < summary["spectral_gap"] <= 1
+  assert summary["mixing_rate"] + summary["spectral_gap"] == pytest.approx(1)
 
 
 @pytest.mark.parametrize("overrides,message", [

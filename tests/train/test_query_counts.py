@@ -18,7 +18,7 @@ from tests.helpers.glue_roberta import prepare_glue, write_tiny_roberta
 from tests.helpers.overrides import with_overrides
 from tests.train.test_glue_run import WORDS, _data
 
-ROUNDS = 2
+ROUNDS = 1
 
 
 def _small(config, **overrides):
