@@ -35,6 +35,7 @@ from fedbbpt_jax.federated.algorithm import (Algorithm, AlgorithmContext, RoundC
                                              make_algorithm, register_algorithm)
 from fedbbpt_jax.federated.client import StepHooks, make_local_update
 from fedbbpt_jax.federated.fedbbpt import nonfinite_count
+from fedbbpt_jax.federated.local_only import every_client, per_client_init
 from fedbbpt_jax.federated.server import ServerState
 from fedbbpt_jax.federated.topology import (TOPOLOGIES, WEIGHTS, consensus_distance, gossip,
                                             mixing_matrix, mixing_rate, time_varying)
@@ -85,14 +86,6 @@ def make_dfedsam(local_update, w_per_round: np.ndarray, gossip_steps: int, order
   def w_of(round_idx):
     return ws[jnp.minimum(round_idx, ws.shape[0] - 1)]
 
-  def init(params):
-    stacked = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_clients,) + x.shape), params)
-    return ServerState(params=stacked, opt_state=(), round=jnp.asarray(0, jnp.int32))
-
-  def select(key, data):
-    del key
-    return jnp.arange(num_clients), data
-
   def broadcast(state):
     if order == "mix_then_train":
       return gossip(w_of(state.round), state.params, gossip_steps)
@@ -108,7 +101,8 @@ def make_dfedsam(local_update, w_per_round: np.ndarray, gossip_steps: int, order
                "consensus_distance": consensus_distance(params), **nonfinite_count(uploads)}
     return ServerState(params=params, opt_state=(), round=state.round + 1), metrics
 
-  return make_algorithm("dfedsam", num_clients, round_cost, init=init, select=select,
+  return make_algorithm("dfedsam", num_clients, round_cost, init=per_client_init(num_clients),
+                        select=every_client(num_clients),
                         broadcast=broadcast, client_update=local_update,
                         server_update=server_update, backend=backend, per_client_state=True,
                         model=lambda state: jax.tree.map(lambda x: jnp.mean(x, 0), state.params),

@@ -19,17 +19,29 @@ from fedbbpt_jax.federated.client import ClientOutput
 from fedbbpt_jax.federated.server import ServerState
 
 
-def make_local_only(local_update: Callable[..., ClientOutput], num_clients: int,
-                    backend: str = "vmap", round_cost: RoundCost | None = None) -> Algorithm:
-  """Builds the local-only algorithm; ``state.params`` has a leading client axis."""
+def per_client_init(num_clients: int) -> Callable:
+  """``init(params)``: every client starts from ``params`` (stacked on a client axis)."""
 
   def init(params):
     stacked = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_clients,) + x.shape), params)
     return ServerState(params=stacked, opt_state=(), round=jnp.asarray(0, jnp.int32))
 
+  return init
+
+
+def every_client(num_clients: int) -> Callable:
+  """``select(key, data)``: all clients, every round."""
+
   def select(key, data):
     del key
     return jnp.arange(num_clients), data
+
+  return select
+
+
+def make_local_only(local_update: Callable[..., ClientOutput], num_clients: int,
+                    backend: str = "vmap", round_cost: RoundCost | None = None) -> Algorithm:
+  """Builds the local-only algorithm; ``state.params`` has a leading client axis."""
 
   def server_update(state, uploads, ids, key):
     del ids, key
@@ -38,7 +50,8 @@ def make_local_only(local_update: Callable[..., ClientOutput], num_clients: int,
     return ServerState(params=params, opt_state=(), round=state.round + 1), metrics
 
   return make_algorithm("local_only", num_clients,
-                        round_cost or RoundCost(num_clients, 0, 0), init=init, select=select,
+                        round_cost or RoundCost(num_clients, 0, 0),
+                        init=per_client_init(num_clients), select=every_client(num_clients),
                         broadcast=lambda state: state.params, client_update=local_update,
                         server_update=server_update, backend=backend, per_client_state=True)
 
