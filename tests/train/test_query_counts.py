@@ -14,9 +14,7 @@ import pytest
 from configs import drug_minilm, fmnist_effnet, glue_roberta
 from fedbbpt_jax.blackbox.counting import CountingBlackBox
 from fedbbpt_jax.train import run
-from tests.helpers.glue_roberta import prepare_glue, write_tiny_roberta
 from tests.helpers.overrides import with_overrides
-from tests.train.test_glue_run import WORDS, _data
 
 ROUNDS = 1
 
@@ -40,13 +38,6 @@ def _glue(assets):
   tfds_dir, model_dir = assets
   return _small(glue_roberta.get_config("smoke"), data__tfds_dir=tfds_dir,
                 blackbox__model_dir=model_dir)
-
-
-@pytest.fixture(scope="module")
-def glue_assets(tmp_path_factory):
-  tfds_dir = prepare_glue(tmp_path_factory.mktemp("tfds"), _data())
-  model_dir, _ = write_tiny_roberta(str(tmp_path_factory.mktemp("roberta")), WORDS)
-  return tfds_dir, model_dir
 
 
 def _steps_per_activation(algorithm, config, cohort):

@@ -16,9 +16,7 @@ import pytest
 from configs import fmnist_effnet, glue_roberta
 from fedbbpt_jax.train import run
 from fedbbpt_jax.train.checkpoint import RoundCheckpointer
-from tests.helpers.glue_roberta import prepare_glue, write_tiny_roberta
 from tests.helpers.overrides import with_overrides
-from tests.train.test_glue_run import WORDS, _data
 
 CASES = {
     # FedBPT: the server state is the global CMA-ES (mean, C, paths, sigma) + local sigma.
@@ -37,13 +35,6 @@ CASES = {
     "text_server_momentum": lambda: with_overrides(
         glue_roberta.get_config("smoke"), server__optimizer="momentum", server__cohort_size=1),
 }
-
-
-@pytest.fixture(scope="module")
-def glue_assets(tmp_path_factory):
-  tfds_dir = prepare_glue(tmp_path_factory.mktemp("tfds"), _data())
-  model_dir, _ = write_tiny_roberta(str(tmp_path_factory.mktemp("roberta")), WORDS)
-  return tfds_dir, model_dir
 
 
 def _config(case, rounds, glue_assets):
