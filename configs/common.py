@@ -58,16 +58,20 @@ def remote_blackbox(*, url: str = "", api_key_env: str = "FEDBBPT_API_KEY",
 
 
 def client_schedule(*, lr: float, lr_offset: float = 0.0, lr_decay: float = 0.0,
-                    local_steps: int, batch_size: int) -> ml_collections.ConfigDict:
+                    local_steps: int, batch_size: int,
+                    schedule: str = "step") -> ml_collections.ConfigDict:
   """The client step-size schedule, local steps and minibatch of ``config.client``.
 
-  Merged after the family's optimizer fields; the step size of local step ``t`` is
-  ``lr_t = lr / (t + lr_offset) ** lr_decay``.
+  Merged after the family's optimizer fields; the step size at clock ``t`` is
+  ``lr_t = lr / (t + lr_offset) ** lr_decay``, where ``t`` counts local steps
+  (``schedule='step'``: ``t = r * local_steps + k + 1``) or rounds (``'round'``:
+  ``t = r + 1`` through round r, whatever the number of local steps).
   """
   s = ml_collections.ConfigDict()
   s.lr = float(lr)
   s.lr_offset = float(lr_offset)         # stability offset o of the schedule
   s.lr_decay = float(lr_decay)           # exponent of the schedule (0 = constant step size)
+  s.schedule = schedule                  # 'step' | 'round': what the clock t counts
   s.local_steps = local_steps            # client optimizer steps per round
   s.batch_size = batch_size              # minibatch of examples per local step
   return s

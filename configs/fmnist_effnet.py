@@ -31,6 +31,7 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
   c.blackbox.model = "efficientnet_lite0"
   c.blackbox.input_size = 64             # canvas side (the model's input resolution)
   c.blackbox.budget_examples = 0         # training black-box examples allowed (0 = unlimited)
+  c.blackbox.chunk_size = 0              # local model: inputs per forward (0 = whole call)
   c.blackbox.update(common.remote_blackbox())
   c.blackbox.wire_dtype = "float32"      # 'float32' (exact) | 'uint8' (8-bit pixels, see README)
 
@@ -42,6 +43,7 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
   c.task.label_mapping = "frequency"     # 'frequency' | 'fixed'
   c.task.sources_per_label = 10          # k of the frequency mapping (top-k mean)
   c.task.mapping_examples_per_client = 200
+  c.task.remap_every = 0                 # re-derive the mapping from prompted predictions every N rounds (ILM; 0 = frozen)
 
   c.prompt = ml_collections.ConfigDict()
   c.prompt.kind = "frame"                # 'frame' | 'coordinator'

@@ -6,7 +6,9 @@ Reads every run (``summary.json`` + ``config.json``) below the given directories
 and writes ``report.md``, ``report.csv``, ``accuracy_<task>.png`` (accuracy vs
 round and vs black-box queries, one line per method, mean over seeds) and
 ``client_spread.png`` (local-only per-client accuracies) into ``--out`` (default:
-the first DIR). Zero-shot and local-only rows are read from the Fed-BBPT runs'
+the first DIR). Decentralized runs (one model per client) add a table of their
+clients' own models and consensus distance, and ``consensus_<task>.png`` (consensus
+distance against rounds). Zero-shot and local-only rows are read from the Fed-BBPT runs'
 summaries, not from separate runs.
 """
 
@@ -18,7 +20,8 @@ from absl import app, flags
 
 from experiments.report_plots import write_plots
 from experiments.report_records import read_runs
-from experiments.report_table import build_cells, markdown_tables, write_csv
+from experiments.report_table import (build_cells, decentralized_table, markdown_tables,
+                                      write_csv)
 
 _OUT = flags.DEFINE_string("out", None, "output directory (default: the first DIR)")
 
@@ -48,7 +51,10 @@ def write_report(dirs: list[str], out: str | None = None) -> list[str]:
   plots = write_plots(runs, out)
   md_path = os.path.join(out, "report.md")
   with open(md_path, "w") as f:
-    f.write(report_markdown(dirs, markdown_tables(cells), plots, len(runs)))
+    tables = markdown_tables(cells)
+    if decentralized_table(runs):
+      tables += "\n" + decentralized_table(runs)
+    f.write(report_markdown(dirs, tables, plots, len(runs)))
   return [md_path, csv_path] + plots
 
 

@@ -87,6 +87,38 @@ def plot_client_spread(runs: list[RunRecord], path: str) -> bool:
   return True
 
 
+def mean_series(runs: list[RunRecord], key: str) -> tuple[np.ndarray, np.ndarray]:
+  """Returns (rounds, mean of ``key`` over ``runs``) over the rounds every run recorded it."""
+  per_run = [{r["round"]: r[key] for r in run.rows if r.get(key) is not None} for run in runs]
+  rounds = sorted(set.intersection(*(set(p) for p in per_run))) if per_run else []
+  return np.asarray(rounds), np.asarray([np.mean([p[k] for p in per_run]) for k in rounds])
+
+
+def plot_consensus(task: str, runs: list[RunRecord], path: str) -> bool:
+  """Writes consensus distance against rounds (log scale), one line per method (mean over
+  seeds). Returns False (and writes nothing) when no run recorded one."""
+  by_method: dict[str, list[RunRecord]] = {}
+  for r in runs:
+    if any("consensus_distance" in row for row in r.rows):
+      by_method.setdefault(r.method, []).append(r)
+  if not by_method:
+    return False
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  for method in sorted(by_method, key=method_rank):
+    rounds, values = mean_series(by_method[method], "consensus_distance")
+    ax.plot(rounds, values, marker="o", ms=3, label=f"{method} (n={len(by_method[method])})")
+  ax.set_yscale("log")
+  ax.set_xlabel("round")
+  ax.set_ylabel("consensus distance (1/N) sum ||x_i - x_bar||^2")
+  ax.grid(alpha=0.3)
+  ax.legend(loc="best", fontsize=7)
+  ax.set_title(f"{task}: consensus of the clients' models, mean over seeds")
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return True
+
+
 def write_plots(runs: list[RunRecord], out: str) -> list[str]:
   """Writes every report figure into ``out``; returns their paths."""
   paths = []
@@ -94,6 +126,9 @@ def write_plots(runs: list[RunRecord], out: str) -> list[str]:
     path = os.path.join(out, f"accuracy_{slug(task)}.png")
     plot_task_curves(task, [r for r in runs if r.task == task], path)
     paths.append(path)
+    path = os.path.join(out, f"consensus_{slug(task)}.png")
+    if plot_consensus(task, [r for r in runs if r.task == task], path):
+      paths.append(path)
   spread = os.path.join(out, "client_spread.png")
   if plot_client_spread(runs, spread):
     paths.append(spread)

@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from fedbbpt_jax.train import records
-from fedbbpt_jax.train.summary_table import ALGORITHM_NAMES
+from fedbbpt_jax.train import summary_table
 
 # Config keys that tell seeds of one method apart (not a different method variant).
 SEED_KEYS = ("seed",)
@@ -54,9 +54,9 @@ def task_name(config: dict[str, Any]) -> str:
 
 
 def method_name(config: dict[str, Any], summary: dict[str, Any]) -> str:
-  """Returns the display name of the run's algorithm (``Fed-BBPT``, ``FedBPT``, ...)."""
-  algorithm = summary.get("algorithm") or config.get("server.algorithm", "fedbbpt")
-  return ALGORITHM_NAMES.get(algorithm, algorithm)
+  """Returns the display name of the run's algorithm (``Fed-BBPT``, ``DFedSAM (ring)``, ...)."""
+  return summary_table.method_name(
+      {"algorithm": config.get("server.algorithm", "fedbbpt"), **summary})
 
 
 def find_runs(dirs: list[str]) -> list[str]:

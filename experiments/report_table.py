@@ -148,3 +148,41 @@ def markdown_tables(cells: list[Cell]) -> str:
   out += table("Training black-box queries (examples), mean over seeds",
                lambda c: f"{np.mean(c.queries):,.0f}")
   return "\n".join(out)
+
+
+# Decentralized runs' own entries (``summary.json``): (column title, key, scale, digits).
+DECENTRALIZED_COLUMNS = (
+    ("mean model acc. (%)", "final_accuracy", 100, 2),
+    ("own models, mean acc. (%)", "final_client_accuracy_mean", 100, 2),
+    ("own models, worst acc. (%)", "final_client_accuracy_worst", 100, 2),
+    ("consensus distance", "final_consensus_distance", 1, 4),
+    ("spectral gap", "spectral_gap", 1, 3),
+)
+
+
+def decentralized_table(runs: list[RunRecord]) -> str:
+  """Markdown: per task, every method whose runs keep one model per client (DFedSAM, ...).
+
+  Mean ± std over seeds of the mean model's accuracy, the clients' own models (mean
+  and worst) and the final consensus distance ``(1/N) sum_i ||x_i - x_bar||^2``.
+  Empty when no run has per-client models.
+  """
+  own = [r for r in runs if r.summary.get("final_client_accuracy_mean") is not None]
+  if not own:
+    return ""
+  out = []
+  for task in sorted({r.task for r in own}):
+    groups: dict[str, list[RunRecord]] = {}
+    for r in own:
+      if r.task == task:
+        groups.setdefault(r.method, []).append(r)
+    out += [f"### Decentralized: {task}", "",
+            "| method | " + " | ".join(c[0] for c in DECENTRALIZED_COLUMNS) + " |",
+            "|---|" + "---|" * len(DECENTRALIZED_COLUMNS)]
+    for method in sorted(groups, key=method_rank):
+      g = groups[method]
+      out.append(f"| {method} (n={len(g)}) | " + " | ".join(
+          _pm(*mean_std([r.summary.get(key) for r in g]), scale, digits)
+          for _, key, scale, digits in DECENTRALIZED_COLUMNS) + " |")
+    out.append("")
+  return "\n".join(out)

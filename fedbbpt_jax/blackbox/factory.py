@@ -10,6 +10,7 @@ import os
 from typing import Any
 
 from fedbbpt_jax.blackbox.base import BlackBox
+from fedbbpt_jax.blackbox.chunked import ChunkedBlackBox
 from fedbbpt_jax.blackbox.remote import RemoteBlackBox, RetryPolicy
 from fedbbpt_jax.blackbox.text_zoo import make_text_encoder
 from fedbbpt_jax.blackbox.zoo import make_image_classifier
@@ -28,7 +29,8 @@ def make_blackbox(cfg: Any) -> BlackBox:
   """Returns the black box of a config's ``blackbox`` section.
 
   ``cfg.url == ''`` (or no ``url`` field): the frozen local copy from
-  ``make_image_classifier(cfg.model, cfg.input_size)``. Otherwise a ``RemoteBlackBox``
+  ``make_image_classifier(cfg.model, cfg.input_size)``, wrapped in a
+  ``ChunkedBlackBox`` when ``cfg.chunk_size > 0``. Otherwise a ``RemoteBlackBox``
   for the service at ``cfg.url``, which must serve ``cfg.model`` at ``cfg.input_size``;
   the service runs the very same function, so both give the same outputs.
 
@@ -43,7 +45,9 @@ def make_blackbox(cfg: Any) -> BlackBox:
   """
   url = cfg.get("url", "")
   if not url:
-    return make_image_classifier(cfg.model, cfg.input_size)
+    model = make_image_classifier(cfg.model, cfg.input_size)
+    chunk = int(cfg.get("chunk_size", 0))
+    return ChunkedBlackBox(model, chunk) if chunk else model
   return _remote(cfg, cfg.get("wire_dtype", "float32"), (cfg.input_size, cfg.input_size, 3),
                  f"config.blackbox.input_size={cfg.input_size}", f"--input_size={cfg.input_size}")
 

@@ -12,7 +12,7 @@ from fedbbpt_jax.federated.algorithm import (ALGORITHMS, Algorithm, AlgorithmCon
                                              make_algorithm, register_algorithm,
                                              server_algorithm_names, simulated_round)
 from fedbbpt_jax.federated.centralized import centralized_steps, make_centralized
-from fedbbpt_jax.federated.client import (ClientOutput, StepHooks, make_local_step,
+from fedbbpt_jax.federated.client import (SCHEDULES, ClientOutput, StepHooks, make_local_step,
                                           make_local_update, nonfinite_as_worst)
 from fedbbpt_jax.federated.dfedsam import make_dfedsam
 from fedbbpt_jax.federated.fedbbpt import make_fedbbpt
@@ -26,7 +26,7 @@ from fedbbpt_jax.federated.topology import TOPOLOGIES
 
 __all__ = ["AGGREGATORS", "ALGORITHMS", "Algorithm", "AlgorithmContext", "AlgorithmSpec",
            "CLIENT_OPTIMIZERS", "ClientData", "ClientOutput", "FederatedAlgorithm", "RoundCost",
-           "SERVER_OPTIMIZERS", "ServerState", "StepHooks", "centralized_steps",
+           "SCHEDULES", "SERVER_OPTIMIZERS", "ServerState", "StepHooks", "centralized_steps",
            "TOPOLOGIES", "fedbpt_candidates_per_client", "make_algorithm", "make_centralized",
            "make_dfedsam",
            "make_client_optimizer", "make_fedbbpt", "make_fedbpt", "make_fedone",

@@ -176,7 +176,12 @@ class AlgorithmContext:
     """The shared local update with ``num_steps`` steps (default ``client.local_steps``)."""
     return make_local_update(self.candidate_losses, self.estimator, self.client_optimizer,
                              self.local_steps if num_steps is None else num_steps,
-                             self.batch_size, project=self.project)
+                             self.batch_size, project=self.project, schedule=self.schedule)
+
+  @property
+  def schedule(self) -> str:
+    """The step-size clock, ``client.schedule`` (``'step'`` where a config has none)."""
+    return str(self.config.client.get("schedule", "step"))
 
 
 class AlgorithmSpec(NamedTuple):

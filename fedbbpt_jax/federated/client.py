@@ -192,7 +192,8 @@ def make_local_update(candidate_losses: CandidateLosses, estimator: Estimator,
                       client_optimizer: optax.GradientTransformation, num_steps: int,
                       batch_size: int,
                       project: Callable[[PyTree], PyTree] | None = None,
-                      hooks: StepHooks | None = None) -> Callable[..., ClientOutput]:
+                      hooks: StepHooks | None = None,
+                      schedule: str = "step") -> Callable[..., ClientOutput]:
   """Builds ``local_update(params, data, key, hparams, round_idx) -> ClientOutput``.
 
   Each of the ``num_steps`` steps draws a minibatch, asks the estimator for all its
@@ -203,6 +204,12 @@ def make_local_update(candidate_losses: CandidateLosses, estimator: Estimator,
   state restart each round (methods.md 1.4). The returned function carries
   ``unrolled``, the same update in Python loops (see the module docstring).
 
+  The step-size clock ``t`` (``HParams.step_size(t)``, ``perturbation_size(t)``) is
+  set by ``schedule`` (``SCHEDULES``): ``'step'`` counts every local step as above;
+  ``'round'`` holds ``t = r + 1`` through round r, so the gains shrink per round and
+  do not depend on how many local steps a round has (a centralized baseline running
+  C x K steps per round then follows the same schedule as its C clients).
+
   Args:
     candidate_losses: ``(stacked candidate params, batch) -> [num_candidates]``.
     estimator: the zero-order estimator.
@@ -211,25 +218,38 @@ def make_local_update(candidate_losses: CandidateLosses, estimator: Estimator,
     batch_size: minibatch size (static).
     project: shorthand for ``hooks=StepHooks(project=project)``.
     hooks: changes to the step body (``StepHooks``).
+    schedule: the step-size clock, ``'step'`` or ``'round'`` (see above).
   """
   hooks = hooks or StepHooks(project=project)
   step = make_local_step(candidate_losses, estimator, client_optimizer, batch_size, hooks)
+  clock = schedule_clock(schedule, num_steps)
 
   def local_update(params: PyTree, data: ClientData, key: jax.Array, hparams: HParams,
                    round_idx: jnp.ndarray) -> ClientOutput:
-    first_step = round_idx * num_steps + 1
-
     def body(carry, k):
       p, est_state, opt_state, stats = take_step(step, step.score, *carry, data, key, hparams,
-                                                 k, first_step + k)
+                                                 k, clock(round_idx, k))
       return (p, est_state, opt_state), stats
 
-    init = (params,) + step.init(params, first_step)
+    init = (params,) + step.init(params, clock(round_idx, 0))
     (final, _, _), stats = jax.lax.scan(body, init, jnp.arange(num_steps))
     return client_output(params, final, data, stats)
 
-  local_update.unrolled = _unrolled(step, estimator.num_candidates, num_steps)
+  local_update.unrolled = _unrolled(step, estimator.num_candidates, num_steps, clock)
   return local_update
+
+
+SCHEDULES = ("step", "round")
+
+
+def schedule_clock(schedule: str, num_steps: int) -> Callable[[jnp.ndarray, jnp.ndarray],
+                                                              jnp.ndarray]:
+  """``clock(round_idx, k)``: the 1-based step-size clock of local step k of a round."""
+  if schedule == "step":
+    return lambda round_idx, k: round_idx * num_steps + k + 1
+  if schedule == "round":
+    return lambda round_idx, k: round_idx + 1 + 0 * k
+  raise ValueError(f"unknown step-size schedule {schedule!r}; use one of {SCHEDULES}")
 
 
 def client_output(params: PyTree, final: PyTree, data: ClientData, stats: dict) -> ClientOutput:
@@ -242,7 +262,9 @@ def client_output(params: PyTree, final: PyTree, data: ClientData, stats: dict) 
                       metrics=metrics)
 
 
-def _unrolled(step: LocalStep, num_candidates: int, num_steps: int) -> Callable[..., ClientOutput]:
+def _unrolled(step: LocalStep, num_candidates: int, num_steps: int,
+              clock: Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]
+              ) -> Callable[..., ClientOutput]:
   """The local update as the reference codes run it: Python loops, one call per candidate.
 
   Same pieces, keys, minibatches, candidates and steps as the ``lax.scan`` form;
@@ -262,15 +284,15 @@ def _unrolled(step: LocalStep, num_candidates: int, num_steps: int) -> Callable[
 
   def unrolled(params: PyTree, data: ClientData, key: jax.Array, hparams: HParams,
                round_idx: jnp.ndarray) -> ClientOutput:
-    first_step = jnp.asarray(round_idx, jnp.int32) * num_steps + 1
+    round_idx = jnp.asarray(round_idx, jnp.int32)
     p = params
-    est_state, opt_state = jitted.init(params, first_step)
+    est_state, opt_state = jitted.init(params, clock(round_idx, jnp.asarray(0, jnp.int32)))
     history = []
     for k in range(num_steps):
       k_arr = jnp.asarray(k, jnp.int32)
       p, est_state, opt_state, stats = take_step(jitted, score_one_by_one, p, est_state,
                                                  opt_state, data, key, hparams, k_arr,
-                                                 first_step + k_arr)
+                                                 clock(round_idx, k_arr))
       history.append(stats)
     stats = jax.tree.map(lambda *xs: jnp.stack(xs), *history)
     return client_output(params, p, data, stats)

@@ -140,7 +140,8 @@ def build(ctx: AlgorithmContext) -> Algorithm:
   rho = float(cfg.rho)
   hooks = StepHooks(project=ctx.project, sam_rho=rho)
   local_update = make_local_update(ctx.candidate_losses, ctx.estimator, ctx.client_optimizer,
-                                   ctx.local_steps, ctx.batch_size, hooks=hooks)
+                                   ctx.local_steps, ctx.batch_size, hooks=hooks,
+                                   schedule=ctx.schedule)
   estimates = 2 if rho else 1
   cost = RoundCost(ctx.num_clients, ctx.local_steps * estimates * ctx.estimator.num_candidates,
                    ctx.batch_size)
@@ -151,9 +152,18 @@ def build(ctx: AlgorithmContext) -> Algorithm:
     raise ConfigError(f"config.decentralized.topology={cfg.topology!r} with "
                       f"config.data.num_clients={ctx.num_clients}: {e}") from e
   return make_dfedsam(local_update, ws, int(cfg.gossip_steps), cfg.order, cost, ctx.backend,
-                      summary=dict(topology=cfg.topology, gossip_steps=int(cfg.gossip_steps),
+                      summary=dict(method=variant_name(rho, int(cfg.gossip_steps), cfg.topology),
+                                   topology=cfg.topology, gossip_steps=int(cfg.gossip_steps),
                                    sam_rho=rho, gossip_order=cfg.order,
                                    **spectral_summary(ws)))
+
+
+def variant_name(rho: float, gossip_steps: int, topology: str) -> str:
+  """``DFedAvg`` (rho = 0), ``DFedSAM`` (Q = 1) or ``DFedSAM-MGS Q=<Q>``, with the topology."""
+  name = "DFedAvg" if not rho else "DFedSAM" if gossip_steps == 1 else "DFedSAM-MGS"
+  if gossip_steps > 1:
+    name += f" Q={gossip_steps}"
+  return f"{name} ({topology})"
 
 
 def spectral_summary(ws: np.ndarray) -> dict[str, float]:

@@ -41,6 +41,7 @@ class Evaluator:
                task_metric: tuple[str, TaskMetric] | None = None):
     n = len(y)
     self.num_examples = n
+    self._batch_size = batch_size
     self._x = jnp.asarray(x)
     self._y = jnp.asarray(np.asarray(y).astype(np.int32))
     self._chunks = [slice(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
@@ -55,6 +56,10 @@ class Evaluator:
       return jnp.argmax(logits, -1), task.loss(logits, y)
 
     self._outputs = jax.jit(outputs)
+
+  def for_task(self, task: Task) -> "Evaluator":
+    """The same test set, chunks and metric for another task (e.g. a new label mapping)."""
+    return Evaluator(task, self._x, self._y, self._batch_size, self._task_metric)
 
   def report(self, params: Any) -> dict[str, Any]:
     """Accuracy, loss, macro-F1, per-class recall, collapse flag (+ task metric) over the set."""

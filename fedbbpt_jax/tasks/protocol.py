@@ -7,7 +7,9 @@ the name ``config.task.family`` takes:
   failure a ``ConfigError`` naming the field, the value and the allowed range;
 * ``build(config, options) -> TaskBundle``: dataset, black box, prompt, task, client
   data, test data, how to initialise and describe a prompt, and the black-box work
-  spent before training.
+  spent before training; optionally a ``refresh`` that re-derives the task from the
+  current prompt every ``refresh_every`` rounds (the image family's iterative label
+  mapping).
 
 The generic layers (``train``, ``federated``) only see this protocol: they never name
 a family. Users register their own family with ``register_family``.
@@ -73,6 +75,18 @@ class BuildOptions:
     return blackbox if self.wrap_blackbox is None else self.wrap_blackbox(blackbox)
 
 
+class TaskRefresh(NamedTuple):
+  """A task re-derived from the current prompt, and the black-box work it cost.
+
+  ``examples``/``calls`` are 0 when it was read back from the workdir (already paid
+  for and metered before a resume).
+  """
+
+  task: "Task"
+  examples: int
+  calls: int
+
+
 @dataclasses.dataclass(frozen=True)
 class TaskBundle:
   """Everything a federated run needs from a task family.
@@ -91,6 +105,11 @@ class TaskBundle:
     task_metric: ``(name, metric(labels, predictions))`` reported beside accuracy (or None).
     describe: ``params -> dict`` of summary entries (e.g. the learned prompt as text).
     cache_files: files the build wrote in ``options.workdir`` (copied to sweep members).
+    refresh_every: re-derive the task every this many rounds (0 = never).
+    refresh: ``(params, round) -> TaskRefresh``: the task for rounds ``round ..
+      round + refresh_every - 1``, derived with the prompt ``params`` at the start of
+      ``round`` and kept in the workdir; ``params=None`` reads it back (resume) and
+      raises ``FileNotFoundError`` if it was never written.
   """
 
   task: Task
@@ -107,6 +126,14 @@ class TaskBundle:
   task_metric: tuple[str, TaskMetric] | None = None
   describe: Callable[[PyTree], dict] = lambda params: {}
   cache_files: tuple[str, ...] = ()
+  refresh_every: int = 0
+  refresh: Callable[[PyTree | None, int], TaskRefresh] | None = None
+
+  def refresh_rounds(self, rounds: int) -> list[int]:
+    """The rounds (0-based) before which the task is re-derived."""
+    if not self.refresh_every or self.refresh is None:
+      return []
+    return list(range(self.refresh_every, rounds, self.refresh_every))
 
   @property
   def num_clients(self) -> int:

@@ -107,16 +107,34 @@ def build_experiment(config: ml_collections.ConfigDict, workdir: str | None = No
   family = FAMILIES.get(config.task.family, "task.family")
   bundle = family.build(config, BuildOptions(workdir=workdir, wrap_blackbox=wrap_blackbox))
   estimator = make_estimator(config.zo.estimator, config.zo.num_directions)
+  algorithm, local_only = build_algorithms(config, bundle, estimator)
+  root_key = jax.random.key(config.seed)
+  return Experiment(config=config, bundle=bundle, algorithm=algorithm, local_only=local_only,
+                    hparams=hparams_from_config(config), root_key=root_key,
+                    init_params=initial_params(bundle, config.seed),
+                    num_candidates=estimator.num_candidates)
+
+
+def build_algorithms(config: ml_collections.ConfigDict, bundle: TaskBundle,
+                     estimator: Any) -> tuple[Algorithm, Algorithm]:
+  """The configured algorithm and the local-only baseline on ``bundle``'s task."""
   ctx = AlgorithmContext(
       config=config, candidate_losses=bundle.task.candidate_losses, estimator=estimator,
       client_optimizer=make_client_optimizer(config.client.optimizer,
                                              config.client.get("weight_decay", 0.0)),
       num_clients=bundle.num_clients, backend=config.parallel.backend, project=bundle.project,
       num_examples=np.asarray(bundle.clients.num_examples))
-  algorithm = ALGORITHMS.get(config.server.algorithm, "server.algorithm").build(ctx)
-  local_only = ALGORITHMS.get(LOCAL_ONLY).build(ctx)
-  root_key = jax.random.key(config.seed)
-  return Experiment(config=config, bundle=bundle, algorithm=algorithm, local_only=local_only,
-                    hparams=hparams_from_config(config), root_key=root_key,
-                    init_params=initial_params(bundle, config.seed),
-                    num_candidates=estimator.num_candidates)
+  return (ALGORITHMS.get(config.server.algorithm, "server.algorithm").build(ctx),
+          ALGORITHMS.get(LOCAL_ONLY).build(ctx))
+
+
+def with_task(exp: Experiment, task: Task) -> Experiment:
+  """``exp`` with its bundle's task replaced (e.g. a refreshed label mapping).
+
+  The algorithms are rebuilt around the new task's losses (a new compiled program);
+  their state is unchanged in shape, so a round's state carries over.
+  """
+  bundle = dataclasses.replace(exp.bundle, task=task)
+  estimator = make_estimator(exp.config.zo.estimator, exp.config.zo.num_directions)
+  algorithm, local_only = build_algorithms(exp.config, bundle, estimator)
+  return dataclasses.replace(exp, bundle=bundle, algorithm=algorithm, local_only=local_only)

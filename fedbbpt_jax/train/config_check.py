@@ -16,12 +16,24 @@ from fedbbpt_jax.core import (ConfigError, check_choice, check_number, check_str
                               get_field)
 from fedbbpt_jax.data import PARTITIONS
 from fedbbpt_jax.federated import (AGGREGATORS, ALGORITHMS, CLIENT_OPTIMIZERS,
-                                   SERVER_OPTIMIZERS, server_algorithm_names)
+                                   SCHEDULES, SERVER_OPTIMIZERS, server_algorithm_names)
 from fedbbpt_jax.parallel import BACKENDS
 from fedbbpt_jax.tasks import FAMILIES
 from fedbbpt_jax.zo import ANTITHETIC, ESTIMATORS, EVOLUTION
 
 __all__ = ["ConfigError", "validate_config"]
+
+
+def check_chunk_size(config: ml_collections.ConfigDict) -> None:
+  """``blackbox.chunk_size``: inputs per forward of a local model (0 = the whole call)."""
+  if "chunk_size" not in get_field(config, "blackbox"):
+    return
+  check_number(config, "blackbox.chunk_size", low=0, integer=True)
+  if get_field(config, "blackbox.chunk_size") and config.blackbox.get("url", ""):
+    raise ConfigError(f"config.blackbox.chunk_size={get_field(config, 'blackbox.chunk_size')} "
+                      "splits the calls of a local model; a served model "
+                      f"(config.blackbox.url={config.blackbox.url!r}) batches on its side: "
+                      "set config.blackbox.chunk_size=0")
 
 
 def check_remote_blackbox(config: ml_collections.ConfigDict) -> None:
@@ -90,6 +102,8 @@ def check_client(config: ml_collections.ConfigDict) -> None:
   check_number(config, "client.lr", low=0, low_inclusive=False)
   check_number(config, "client.lr_offset", low=0)
   check_number(config, "client.lr_decay", low=0)
+  if "schedule" in get_field(config, "client"):
+    check_choice(config, "client.schedule", SCHEDULES)
   check_number(config, "client.local_steps", low=1, integer=True)
   check_number(config, "client.batch_size", low=1, integer=True)
 
@@ -125,6 +139,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   check_partition(config)
   check_number(config, "blackbox.budget_examples", low=0, integer=True)
   check_remote_blackbox(config)
+  check_chunk_size(config)
   FAMILIES.get(get_field(config, "task.family")).check(config)
   check_estimator(config)
   check_client(config)

@@ -22,12 +22,13 @@ from fedbbpt_jax.parallel import replicate
 from fedbbpt_jax.parallel.devices import ensure_cpu_devices
 from fedbbpt_jax.prompts import num_params
 from fedbbpt_jax.train import records
+from fedbbpt_jax.tasks import TaskRefresh
 from fedbbpt_jax.tasks.evaluation import Evaluator, task_metric_fields
-from fedbbpt_jax.train.build import Experiment, build_experiment
+from fedbbpt_jax.train.build import Experiment, build_experiment, with_task
 from fedbbpt_jax.train.checkpoint import RoundCheckpointer
 from fedbbpt_jax.train.config_check import validate_config
 from fedbbpt_jax.train.plots import plot_accuracy
-from fedbbpt_jax.train.summary_table import ALGORITHM_NAMES
+from fedbbpt_jax.train.summary_table import method_name
 
 def raise_blackbox_error(exp: Experiment) -> None:
   """Raises the error a remote black box recorded in its host callback, if any.
@@ -206,8 +207,9 @@ class RunRecords:
     self.meter.check_budget(self.exp.train_examples_per_round())
 
   def record_round(self, r: int, state: Any, m: dict, round_seconds: float,
-                   evaluator: Evaluator) -> dict[str, Any]:
-    """Meters, evaluates (when due), appends the row of round ``r + 1``, checkpoints it."""
+                   evaluator: Evaluator, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Meters, evaluates (when due), appends the row of round ``r + 1`` (with ``extra``),
+    checkpoints it."""
     config, exp = self.config, self.exp
     train_loss = float(m["train_loss"])
     if not np.isfinite(train_loss):
@@ -215,7 +217,7 @@ class RunRecords:
                                "lower config.client.lr or config.zo.sigma")
     self.meter.add(**round_counters(exp))
     row = {"round": r + 1, "train_loss": train_loss, "cohort": np.asarray(m["cohort"]).tolist(),
-           "round_seconds": round_seconds}
+           "round_seconds": round_seconds, **(extra or {})}
     if "nonfinite_candidates" in m:  # ranked worst by the step's one rule (never applied)
       row["nonfinite_candidates"] = int(m["nonfinite_candidates"])
     if "consensus_distance" in m:  # decentralized: (1/m) sum_i ||x_i - x_bar||^2
@@ -287,7 +289,7 @@ class RunRecords:
     summary.setdefault("zero_shot_accuracy", None)
     summary.setdefault("local_only_accuracy", None)
     records.write_json(os.path.join(self.workdir, "summary.json"), summary)
-    method = ALGORITHM_NAMES.get(exp.algorithm.name, exp.algorithm.name)
+    method = method_name(summary)
     plot_accuracy(rows, os.path.join(self.workdir, "accuracy.png"),
                   summary["zero_shot_accuracy"], summary["local_only_accuracy"],
                   title=f"{method}, {config.data.name}, {exp.num_clients} clients",
@@ -317,14 +319,37 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   state, start_round = rec.start(exp.algorithm.init(exp.init_params))
   state, clients = placed((state, exp.clients), config.parallel.backend)
 
+  base, base_evaluator = exp, evaluator  # the baselines stay on the task as first built
+  refresh_rounds = exp.bundle.refresh_rounds(config.train.rounds)
+  earlier = [q for q in refresh_rounds if q < start_round]
+  if earlier:  # resume: the task the last refresh before the start derived (read back)
+    exp, evaluator = refreshed(base, base_evaluator, base.bundle.refresh(None, earlier[-1]))
+  rec.exp = exp
   step = _rounds_runner(exp.algorithm, config.parallel.backend)
   for r in range(start_round, config.train.rounds):
+    extra = {}
+    if r in refresh_rounds:
+      t0 = time.time()
+      refresh = base.bundle.refresh(exp.algorithm.model(state), r)
+      raise_blackbox_error(exp)
+      rec.meter.add(bb_examples=refresh.examples, bb_calls=refresh.calls)
+      exp, evaluator = refreshed(base, base_evaluator, refresh)
+      rec.exp = exp
+      step = _rounds_runner(exp.algorithm, config.parallel.backend)
+      extra = {"task_refreshed": True, "refresh_bb_examples": refresh.examples,
+               "refresh_seconds": time.time() - t0}
     rec.check_budget()
     t0 = time.time()
     state, m = step(state, clients, exp.root_key, exp.hparams)
     jax.block_until_ready(m["train_loss"])
     raise_blackbox_error(exp)
-    rec.record_round(r, state, m, time.time() - t0, evaluator)
+    rec.record_round(r, state, m, time.time() - t0, evaluator, extra)
 
-  baselines = _baselines(exp, evaluator, workdir, requested_baselines(config), log)
+  baselines = _baselines(base, base_evaluator, workdir, requested_baselines(config), log)
   return rec.finish(state, baselines, evaluator)
+
+
+def refreshed(base: Experiment, base_evaluator: Evaluator,
+              refresh: TaskRefresh) -> tuple[Experiment, Evaluator]:
+  """``base`` and its evaluator on a refreshed task (a new compiled round program)."""
+  return with_task(base, refresh.task), base_evaluator.for_task(refresh.task)

@@ -13,9 +13,18 @@ ALGORITHM_NAMES = {"fedbbpt": "Fed-BBPT", "fedone": "FedOne", "centralized": "ce
                    "fedbpt": "FedBPT"}
 
 
+def method_name(summary: dict[str, Any]) -> str:
+  """Returns the run's display name: the algorithm's own ``method`` entry (a variant
+  such as ``DFedSAM-MGS Q=2 (ring)``), else the algorithm's name (``Fed-BBPT``, ...)."""
+  if summary.get("method"):
+    return summary["method"]
+  algorithm = summary.get("algorithm", "fedbbpt")
+  return ALGORITHM_NAMES.get(algorithm, algorithm)
+
+
 def format_summary(summary: dict[str, Any], workdir: str) -> str:
   """Returns a plain-text table of the headline figures of ``summary``."""
-  algorithm = ALGORITHM_NAMES.get(summary.get("algorithm", "fedbbpt"), summary.get("algorithm"))
+  algorithm = method_name(summary)
   rows = [
       ("zero-shot accuracy", _pct(summary.get("zero_shot_accuracy"))),
       ("local-only accuracy (mean over clients)", _pct(summary.get("local_only_accuracy"))),

@@ -209,6 +209,12 @@ def run_vmapped(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence
   diffs = check_members(configs)
   base = configs[0]
   exp, evaluator = loop.prepare(base, workdirs, configs=configs, log=log)
+  if exp.bundle.refresh_rounds(base.train.rounds):
+    raise SweepMismatchError(
+        f"this task is re-derived from each member's own prompt every "
+        f"{exp.bundle.refresh_every} rounds (e.g. config.task.remap_every), so the members "
+        "cannot share one compiled program: run them one by one (experiments.sweep --novmap, "
+        "or let the sweep fall back)")
   hparams = member_hparams(exp, configs, diffs)
   keys, init_params = member_keys_and_params(exp, configs, diffs)
   s = len(configs)

@@ -159,3 +159,42 @@ def test_baselines_sweep_groups_its_seeds(tmp_path):
   for g in groups:
     assert len(g) > 1 and len({points[i].name.rsplit("_s", 1)[0] for i in g}) == 1
   assert plan_groups(points, workdirs, vmap=False) == [[i] for i in range(len(points))]
+
+
+def test_decentralized_sweep_is_valid_and_query_fair():
+  points = load_sweep("configs/sweeps/decentralized.py")
+  assert len(points) == 33  # 11 variants x 3 seeds
+  names = {p.name.rsplit("_s", 1)[0] for p in points}
+  assert {"fedbbpt", "ring_dfedavg", "torus_dfedsam", "torus_dfedsam_q4",
+          "fully_connected_dfedsam"} <= names
+  per_round = set()
+  for p in points:
+    c = p.config
+    cands = make_estimator(c.zo.estimator, c.zo.num_directions).num_candidates
+    estimates = 2 if c.server.algorithm == "dfedsam" and c.decentralized.rho > 0 else 1
+    per_round.add(c.data.num_clients * c.client.local_steps * estimates * cands
+                  * c.client.batch_size)
+  assert per_round == {9 * 10 * 4 * 32}  # every method spends the same queries per round
+
+
+def test_decentralized_runs_get_their_own_table_and_consensus_plot(tmp_path):
+  config = lambda seed: {"seed": seed, "data": {"name": "digits"}, "task": {"family": "image"},
+                         "server": {"algorithm": "dfedsam"}}
+  for seed in (0, 1):
+    d = tmp_path / f"ring_s{seed}"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps(config(seed)))
+    (d / "summary.json").write_text(json.dumps(
+        {"algorithm": "dfedsam", "method": "DFedSAM (ring)", "final_accuracy": 0.5 + seed / 10,
+         "final_macro_f1": 0.4, "black_box_queries": 100, "final_client_accuracy_mean": 0.45,
+         "final_client_accuracy_worst": 0.3 + seed / 10, "final_consensus_distance": 0.01,
+         "spectral_gap": 0.38}))
+    (d / "metrics.jsonl").write_text("".join(
+        json.dumps({"round": i + 1, "test_accuracy": 0.5, "bb_examples": 10 * (i + 1),
+                    "consensus_distance": 0.1 / (i + 1)}) + "\n" for i in range(3)))
+  paths = write_report([str(tmp_path)])
+  assert os.path.join(str(tmp_path), "consensus_digits.png") in paths
+  report = open(tmp_path / "report.md").read()
+  assert "### Decentralized: digits" in report
+  row = [line for line in report.splitlines() if line.startswith("| DFedSAM (ring) (n=2)")][0]
+  assert "55.00 ± 7.07" in row and "35.00 ± 7.07" in row and "0.0100 ± 0.0000" in row

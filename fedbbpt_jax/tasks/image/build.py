@@ -3,7 +3,8 @@
 Data flow: a registered image dataset -> client parts -> packed clients; the black
 box (``blackbox.model``, local or served); the visual prompt (``prompt.kind``); the
 label mapping from the clients' unprompted predictions (cached in the workdir, so
-a resume does not query the black box again).
+a resume does not query the black box again), re-derived from the prompted
+predictions every ``task.remap_every`` rounds when that is > 0 (ILM-VP).
 """
 
 from __future__ import annotations
@@ -25,28 +26,29 @@ from fedbbpt_jax.prompts import make_prompt
 from fedbbpt_jax.tasks.image.label_mapping import (SEMANTIC_FASHION_MNIST, fixed_mapping,
                                                    frequency_mapping, prediction_counts)
 from fedbbpt_jax.tasks.image.visual_reprogramming import VisualReprogramming
-from fedbbpt_jax.tasks.protocol import BuildOptions, TaskBundle
+from fedbbpt_jax.tasks.protocol import BuildOptions, TaskBundle, TaskRefresh
 
 LABEL_MAP_FILE = "label_map.npz"  # the label mapping, reused on resume
 # Datasets with a hand-made source-class list per label (``task.label_mapping='fixed'``).
 FIXED_MAPPINGS = {"fashion_mnist": SEMANTIC_FASHION_MNIST}
 
 
-def build_label_map(blackbox: BlackBox, canvas_fn: Callable, clients: ClientData,
-                    num_classes: int, cfg: Any, dataset: str) -> tuple[np.ndarray, int, int]:
+def build_label_map(predict: Callable[[jnp.ndarray], jnp.ndarray], clients: ClientData,
+                    num_classes: int, cfg: Any, dataset: str,
+                    num_sources: int) -> tuple[np.ndarray, int, int]:
   """Label mapping and the black-box examples and calls it cost.
 
-  ``frequency``: every client counts unprompted predictions on its first
+  ``frequency``: every client counts the predictions ``predict`` (source logits of
+  images, unprompted or with the current prompt) makes on its first
   ``mapping_examples_per_client`` images (one call); the server sums the counts.
   """
   if cfg.label_mapping == "fixed":
     if dataset not in FIXED_MAPPINGS:
       raise ConfigError(f"config.task.label_mapping='fixed' has a list only for "
                         f"{sorted(FIXED_MAPPINGS)}, not config.data.name={dataset!r}")
-    return fixed_mapping(FIXED_MAPPINGS[dataset], blackbox.output_size), 0, 0
+    return fixed_mapping(FIXED_MAPPINGS[dataset], num_sources), 0, 0
   m = cfg.mapping_examples_per_client
-  predict = jax.jit(lambda x: blackbox(canvas_fn(x)))
-  counts = np.zeros((blackbox.output_size, num_classes))
+  counts = np.zeros((num_sources, num_classes))
   queries = calls = 0
   for i in range(clients.num_examples.shape[0]):
     n = min(m, int(clients.num_examples[i]))
@@ -57,6 +59,39 @@ def build_label_map(blackbox: BlackBox, canvas_fn: Callable, clients: ClientData
     queries += n
     calls += 1
   return frequency_mapping(counts, cfg.sources_per_label), queries, calls
+
+
+def refresh_file(round_idx: int) -> str:
+  """The workdir file of the label mapping derived before round ``round_idx`` (0-based)."""
+  return f"label_map_r{round_idx:04d}.npz"
+
+
+def make_label_map_refresh(task: VisualReprogramming, clients: ClientData, cfg: Any,
+                           dataset: str, workdir: str | None) -> Callable[[Any, int], TaskRefresh]:
+  """Iterative label mapping (ILM-VP, methods.md 3.2), federated.
+
+  Before round r the clients count the predictions of the *prompted* black box on
+  their mapping images, the server sums the counts and re-derives the mapping; the
+  task of the next rounds uses it. Each mapping is kept in ``workdir`` as
+  ``refresh_file(r)`` with what it cost, so a resume reads it instead of asking again.
+  """
+  predict = jax.jit(task.source_logits)
+
+  def refresh(params: Any, round_idx: int) -> TaskRefresh:
+    path = os.path.join(workdir, refresh_file(round_idx)) if workdir else None
+    if params is None:  # resume: read back what an earlier session derived and metered
+      if not path or not os.path.exists(path):
+        raise FileNotFoundError(f"cannot resume: the label mapping derived before round "
+                                f"{round_idx + 1} is missing ({path or 'no workdir'})")
+      label_map, _, _ = cached_label_map(path, None)
+      return TaskRefresh(dataclasses.replace(task, label_map=jnp.asarray(label_map)), 0, 0)
+    label_map, queries, calls = cached_label_map(
+        path, lambda: build_label_map(lambda x: predict(params, x), clients, task.num_classes,
+                                      cfg, dataset, task.blackbox.output_size))
+    return TaskRefresh(dataclasses.replace(task, label_map=jnp.asarray(label_map)), queries,
+                       calls)
+
+  return refresh
 
 
 def cached_label_map(path: str | None, compute: Callable) -> tuple[np.ndarray, int, int]:
@@ -108,12 +143,17 @@ def build_image_task(config: Any, options: BuildOptions) -> TaskBundle:
                                  config.task.background, config.task.loss_temperature)
   cache = os.path.join(options.workdir, LABEL_MAP_FILE) if options.workdir else None
   label_map, setup_examples, setup_calls = cached_label_map(
-      cache, lambda: build_label_map(blackbox, unmapped.canvas, clients, num_classes,
-                                     config.task, config.data.name))
+      cache, lambda: build_label_map(jax.jit(lambda x: unmapped.source_logits(None, x)),
+                                     clients, num_classes, config.task, config.data.name,
+                                     blackbox.output_size))
   task = dataclasses.replace(unmapped, label_map=jnp.asarray(label_map))
+  remap_every = int(config.task.get("remap_every", 0))
   return TaskBundle(task=task, blackbox=blackbox, clients=clients, test_x=test_x,
                     test_y=test_y, init_prompt=prompt.init,
                     label_histograms=label_histograms(train_y, parts, num_classes),
                     test_split=describe_test_subset(config.data.name, len(test_y)),
                     setup_examples=setup_examples, setup_calls=setup_calls,
-                    cache_files=(LABEL_MAP_FILE,) if cache else ())
+                    cache_files=(LABEL_MAP_FILE,) if cache else (),
+                    refresh_every=remap_every,
+                    refresh=make_label_map_refresh(task, clients, config.task, config.data.name,
+                                                   options.workdir) if remap_every else None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fedbbpt_jax.blackbox.zoo import IMAGE_MODELS
-from fedbbpt_jax.core import check_choice, check_number, get_field
+from fedbbpt_jax.core import ConfigError, check_choice, check_number, get_field
 from fedbbpt_jax.data.registry import DATASETS, IMAGE
 from fedbbpt_jax.prompts import PROMPTS
 from fedbbpt_jax.tasks.image.label_mapping import MAPPINGS
@@ -26,6 +26,13 @@ def check_image_config(config: Any) -> None:
   check_choice(config, "task.label_mapping", MAPPINGS)
   check_number(config, "task.sources_per_label", low=1, integer=True)
   check_number(config, "task.mapping_examples_per_client", low=1, integer=True)
+  if "remap_every" in get_field(config, "task"):
+    check_number(config, "task.remap_every", low=0, integer=True)
+    if get_field(config, "task.remap_every") and get_field(config, "task.label_mapping") != "frequency":
+      raise ConfigError(f"config.task.remap_every={get_field(config, 'task.remap_every')} "
+                        "re-derives a frequency mapping from prompted predictions; "
+                        f"config.task.label_mapping={get_field(config, 'task.label_mapping')!r} "
+                        "is fixed: set config.task.remap_every=0 or label_mapping='frequency'")
   check_choice(config, "prompt.kind", PROMPTS.names())
   check_choice(config, "prompt.region", REGIONS)
   check_number(config, "prompt.epsilon", low=0, low_inclusive=False)
