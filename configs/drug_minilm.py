@@ -11,11 +11,15 @@ prediction is the most cosine-similar class. Launch::
     python -m experiments.train --config=configs/drug_minilm.py:soft \
         --config.server.algorithm=fedbpt --config.server.cohort_size=0 --workdir=/tmp/drug_fedbpt
     python -m experiments.train --config=configs/drug_minilm.py:soft_smoke --workdir=/tmp/drug_ss
+    python -m experiments.train --config=configs/drug_minilm.py:dfedsam --workdir=/tmp/drug_dfedsam
 
 Modes: '' = condition (topic) task, 12 classes, BDPL discrete prompt (the demo);
 'sentiment' = 3-class rating; 'smoke' = tiny discrete run for tests; 'soft' =
 condition task with BBT's continuous soft prompt (``z in R^d`` through a fixed random
-projection, added at the embedding layer); 'soft_smoke' = tiny soft run for tests.
+projection, added at the embedding layer); 'soft_smoke' = tiny soft run for tests;
+'dfedsam' = the condition task without a server: every client trains its own BDPL
+prompt distribution with zero-order SAM and gossips it with its ring neighbours
+(``decentralized.*``; ``rho = 0`` gives DFedAvg, ``gossip_steps > 1`` DFedSAM-MGS).
 
 Algorithms (``--config.server.algorithm``): 'fedbbpt' (default), 'fedone' (one client
 per round), 'centralized' (pooled data, same queries per round), and, for the soft
@@ -32,7 +36,7 @@ from configs import common
 
 
 def get_config(mode: str = "") -> ml_collections.ConfigDict:
-  """Returns the config; ``mode`` in '', 'sentiment', 'smoke', 'soft', 'soft_smoke'."""
+  """Returns the config; ``mode`` in '', 'sentiment', 'smoke', 'soft', 'soft_smoke', 'dfedsam'."""
   c = ml_collections.ConfigDict()
   c.seed = 0
 
@@ -108,6 +112,13 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
     c.train.rounds = 3
     c.train.eval_every = 1
     c.train.eval_batch_size = 64
+  elif mode == "dfedsam":
+    # Every client every round (a decentralized round has no cohort); a SAM step costs two
+    # estimates, so 2 local steps spend what the demo's 4 do per client and round.
+    c.server.algorithm = "dfedsam"
+    c.server.cohort_size = 0
+    c.client.local_steps = 2
+    c.decentralized.topology = "ring"
   elif mode in ("soft", "soft_smoke"):
     # BBT's setting: CMA-ES over z (d = 50 here; BBT: 500), one client per round (cohort 1),
     # 2 local generations of 8 on minibatches of 16: 256 black-box examples per round, 12
@@ -143,5 +154,5 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
       c.train.eval_batch_size = 64
   elif mode:
     raise ValueError(f"unknown config mode {mode!r} for configs/drug_minilm.py; "
-                     "use '', 'sentiment', 'smoke', 'soft' or 'soft_smoke'")
+                     "use '', 'sentiment', 'smoke', 'soft', 'soft_smoke' or 'dfedsam'")
   return c

@@ -4,6 +4,7 @@ Default experiment of ``make demo``. Launch::
 
     python -m experiments.train --config=configs/fmnist_effnet.py --workdir=/tmp/fmnist
     python -m experiments.train --config=configs/fmnist_effnet.py:smoke --workdir=/tmp/smoke
+    python -m experiments.train --config=configs/fmnist_effnet.py:dfedsam --workdir=/tmp/dfedsam
 
 Dotted overrides work as usual, e.g. ``--config.zo.estimator=spsa_gc``,
 ``--config.server.algorithm=centralized`` or ``--config.server.algorithm=fedbpt
@@ -16,7 +17,9 @@ from configs import common
 
 
 def get_config(mode: str = "") -> ml_collections.ConfigDict:
-  """Returns the config; ``mode='smoke'`` gives a tiny run for tests."""
+  """Returns the config; ``mode='smoke'`` gives a tiny run for tests, ``mode='dfedsam'``
+  the decentralized setting of ``configs/sweeps/decentralized.py`` (9 clients on a 3 x 3
+  torus, zero-order SAM, no server)."""
   c = ml_collections.ConfigDict()
   c.seed = 0
 
@@ -84,6 +87,15 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
     c.client.batch_size = 8
     c.train.rounds = 4
     c.train.eval_batch_size = 100
+  elif mode == "dfedsam":
+    c.data.num_clients = 9
+    c.data.test_examples = 1000
+    c.server.algorithm = "dfedsam"
+    c.server.cohort_size = 0
+    c.client.local_steps = 5             # a SAM step costs two estimates: 10 estimates a round
+    c.decentralized.topology = "torus"
+    c.train.eval_every = 2
   elif mode:
-    raise ValueError(f"unknown config mode {mode!r} for configs/fmnist_effnet.py; use '' or 'smoke'")
+    raise ValueError(f"unknown config mode {mode!r} for configs/fmnist_effnet.py; "
+                     "use '', 'smoke' or 'dfedsam'")
   return c

@@ -5,8 +5,8 @@ import pytest
 from configs import common, drug_minilm, fmnist_effnet, glue_roberta
 
 MODES = {
-    "image": (fmnist_effnet, ("", "smoke")),
-    "text": (drug_minilm, ("", "sentiment", "smoke", "soft", "soft_smoke")),
+    "image": (fmnist_effnet, ("", "smoke", "dfedsam")),
+    "text": (drug_minilm, ("", "sentiment", "smoke", "soft", "soft_smoke", "dfedsam")),
     "glue": (glue_roberta, ("", "smoke") + glue_roberta.GLUE_TASK_NAMES),
 }
 ALL_MODES = [(family, mode) for family, (_, modes) in MODES.items() for mode in modes]
