@@ -10,12 +10,13 @@ from fedbbpt_jax.tasks.evaluation import Evaluator
 from fedbbpt_jax.tasks.image import (MAPPINGS, SEMANTIC_FASHION_MNIST, VisualReprogramming,
                                      fixed_mapping, frequency_mapping, prediction_counts)
 from fedbbpt_jax.tasks.protocol import (FAMILIES, BuildOptions, Task, TaskBundle, TaskFamily,
-                                        TaskRefresh, predictions, register_family)
+                                        TaskRefresh, predictions, refreshes_task,
+                                        register_family)
 from fedbbpt_jax.tasks.text import (SoftPromptTextClassification, TextClassification,
                                     review_pieces)
 
 __all__ = ["BuildOptions", "Evaluator", "FAMILIES", "MAPPINGS", "SEMANTIC_FASHION_MNIST",
            "SoftPromptTextClassification", "Task", "TaskBundle", "TaskFamily", "TaskRefresh",
            "TextClassification", "VisualReprogramming", "fixed_mapping", "frequency_mapping",
-           "glue", "image", "prediction_counts", "predictions", "register_family",
+           "glue", "image", "prediction_counts", "predictions", "refreshes_task", "register_family",
            "review_pieces", "text"]

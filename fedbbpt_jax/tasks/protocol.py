@@ -141,10 +141,15 @@ class TaskBundle:
 
 
 class TaskFamily(NamedTuple):
-  """A registered task family (see the module docstring)."""
+  """A registered task family (see the module docstring).
+
+  ``refreshes(config)``: whether the built bundle will re-derive its task during
+  training (``TaskBundle.refresh``); such runs cannot share a vmapped program.
+  """
 
   check: Callable[[Any], None]
   build: Callable[[Any, BuildOptions], TaskBundle]
+  refreshes: Callable[[Any], bool] = lambda config: False
 
 
 FAMILIES: Registry[TaskFamily] = Registry("task family")
@@ -152,6 +157,13 @@ FAMILIES: Registry[TaskFamily] = Registry("task family")
 
 def register_family(name: str, check: Callable[[Any], None],
                     build: Callable[[Any, BuildOptions], TaskBundle], *,
+                    refreshes: Callable[[Any], bool] | None = None,
                     overwrite: bool = False) -> None:
   """Registers a task family under ``name`` (the value of ``config.task.family``)."""
-  FAMILIES.register(name, TaskFamily(check, build), overwrite=overwrite)
+  family = TaskFamily(check, build) if refreshes is None else TaskFamily(check, build, refreshes)
+  FAMILIES.register(name, family, overwrite=overwrite)
+
+
+def refreshes_task(config: Any) -> bool:
+  """Whether ``config``'s run re-derives its task during training (see ``TaskFamily``)."""
+  return bool(FAMILIES.get(config.task.family, "task.family").refreshes(config))

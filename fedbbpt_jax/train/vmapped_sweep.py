@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from fedbbpt_jax.tasks import refreshes_task
 from fedbbpt_jax.train import loop
 from fedbbpt_jax.train.build import initial_params
 from fedbbpt_jax.zo import HParams
@@ -208,13 +209,12 @@ def run_vmapped(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence
                      f"workdirs {workdirs}")
   diffs = check_members(configs)
   base = configs[0]
-  exp, evaluator = loop.prepare(base, workdirs, configs=configs, log=log)
-  if exp.bundle.refresh_rounds(base.train.rounds):
+  if refreshes_task(base):
     raise SweepMismatchError(
-        f"this task is re-derived from each member's own prompt every "
-        f"{exp.bundle.refresh_every} rounds (e.g. config.task.remap_every), so the members "
-        "cannot share one compiled program: run them one by one (experiments.sweep --novmap, "
-        "or let the sweep fall back)")
+        "this task is re-derived from each member's own prompt during training (e.g. "
+        "config.task.remap_every > 0), so the members cannot share one compiled program: "
+        "run them one by one (experiments.sweep does so by itself)")
+  exp, evaluator = loop.prepare(base, workdirs, configs=configs, log=log)
   hparams = member_hparams(exp, configs, diffs)
   keys, init_params = member_keys_and_params(exp, configs, diffs)
   s = len(configs)

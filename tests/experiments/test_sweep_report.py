@@ -198,3 +198,12 @@ def test_decentralized_runs_get_their_own_table_and_consensus_plot(tmp_path):
   assert "### Decentralized: digits" in report
   row = [line for line in report.splitlines() if line.startswith("| DFedSAM (ring) (n=2)")][0]
   assert "55.00 ± 7.07" in row and "35.00 ± 7.07" in row and "0.0100 ± 0.0000" in row
+
+
+def test_points_that_remap_their_labels_run_one_by_one(tmp_path):
+  points = load_sweep("configs/sweeps/demo_seeds.py")
+  workdirs = [str(tmp_path / p.name) for p in points]
+  assert plan_groups(points, workdirs, vmap=True) == [[0, 1, 2]]
+  for p in points:
+    p.config.task.remap_every = 2
+  assert plan_groups(points, workdirs, vmap=True) == [[0], [1], [2]]

@@ -8,7 +8,8 @@ from fedbbpt_jax.tasks.image.label_mapping import (MAPPINGS, SEMANTIC_FASHION_MN
 from fedbbpt_jax.tasks.image.visual_reprogramming import VisualReprogramming
 from fedbbpt_jax.tasks.protocol import register_family
 
-register_family("image", check_image_config, build_image_task)
+register_family("image", check_image_config, build_image_task,
+                refreshes=lambda config: bool(config.task.get("remap_every", 0)))
 
 __all__ = ["LABEL_MAP_FILE", "MAPPINGS", "SEMANTIC_FASHION_MNIST", "VisualReprogramming",
            "build_image_task", "check_image_config", "fixed_mapping", "frequency_mapping",
