@@ -94,6 +94,9 @@ def server(*, algorithm: str = "fedbbpt", optimizer: str = "sgd", lr: float = 1.
   # How the server combines uploads: a name registered in federated.AGGREGATORS
   # ('weighted_mean' = FedAvg's example-weighted mean).
   s.aggregator = aggregator
+  # 'centralized' only: its step-size clock ticks once per cohort of pooled steps ('client':
+  # the clients' schedule) or once per pooled step ('global': shrinks cohort_size x faster).
+  s.pooled_clock = "client"
   return s
 
 

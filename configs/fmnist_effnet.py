@@ -44,9 +44,10 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
   c.task.background = 0.0
   c.task.loss_temperature = 3.0          # 0 = plain cross-entropy; > 0 = scale-free (see task)
   c.task.label_mapping = "frequency"     # 'frequency' | 'fixed'
-  c.task.sources_per_label = 10          # k of the frequency mapping (top-k mean)
+  c.task.sources_per_label = 20          # k of the frequency mapping (top-k mean)
   c.task.mapping_examples_per_client = 200
-  c.task.remap_every = 0                 # re-derive the mapping from prompted predictions every N rounds (ILM; 0 = frozen)
+  c.task.remap_every = 2                 # ILM: re-derive the mapping from the prompted
+  #                                        predictions every N rounds (0 = frozen mapping)
 
   c.prompt = ml_collections.ConfigDict()
   c.prompt.kind = "frame"                # 'frame' | 'coordinator'
@@ -81,6 +82,7 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
     c.task.image_size = 20
     c.task.mapping_examples_per_client = 10
     c.task.sources_per_label = 5
+    c.task.remap_every = 0               # frozen mapping (test_label_remap tests ILM)
     c.task.loss_temperature = 0.0
     c.client.lr = 0.01
     c.client.local_steps = 3
@@ -94,6 +96,8 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
     c.server.cohort_size = 0
     c.client.local_steps = 5             # a SAM step costs two estimates: 10 estimates a round
     c.decentralized.topology = "torus"
+    c.task.sources_per_label = 10        # the sweep's frozen top-10 mapping
+    c.task.remap_every = 0
     c.train.eval_every = 2
   elif mode:
     raise ValueError(f"unknown config mode {mode!r} for configs/fmnist_effnet.py; "

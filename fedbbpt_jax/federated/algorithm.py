@@ -172,11 +172,13 @@ class AlgorithmContext:
   def batch_size(self) -> int:
     return int(self.config.client.batch_size)
 
-  def local_update(self, num_steps: int | None = None) -> Callable:
-    """The shared local update with ``num_steps`` steps (default ``client.local_steps``)."""
+  def local_update(self, num_steps: int | None = None, steps_per_tick: int = 1) -> Callable:
+    """The shared local update with ``num_steps`` steps (default ``client.local_steps``);
+    its step-size clock ticks once every ``steps_per_tick`` steps."""
     return make_local_update(self.candidate_losses, self.estimator, self.client_optimizer,
                              self.local_steps if num_steps is None else num_steps,
-                             self.batch_size, project=self.project, schedule=self.schedule)
+                             self.batch_size, project=self.project, schedule=self.schedule,
+                             steps_per_tick=steps_per_tick)
 
   @property
   def schedule(self) -> str:

@@ -10,6 +10,12 @@ The alternative, ``local_steps`` steps on batches ``cohort_size`` times larger, 
 the same examples but fewer calls and fewer directions per example; the sequential form
 is the stronger reference per query.
 
+Its step-size clock (``client.schedule='step'``) ticks once every ``cohort_size``
+pooled steps, so round r runs the step sizes of the clients' K-step chains of round r
+(each repeated ``cohort_size`` times) rather than a schedule ``cohort_size`` times
+further along (which shrank its steps faster than the clients' and made it weaker than
+Fed-BBPT in the first baselines sweep).
+
 The pooled client is built by ``select`` from the per-client arrays (real rows of
 client 0, then client 1, ...; padding last), so the algorithm has the same contract as
 the others, and it is exactly Fed-BBPT with one client holding the pooled data and plain
@@ -23,6 +29,7 @@ from typing import Any, Callable
 import jax.numpy as jnp
 import optax
 
+from fedbbpt_jax.core import check_choice, get_field
 from fedbbpt_jax.data.clients import ClientData
 from fedbbpt_jax.federated.aggregators import AGGREGATORS, DEFAULT_AGGREGATOR
 from fedbbpt_jax.federated.algorithm import (Algorithm, AlgorithmContext, RoundCost,
@@ -85,11 +92,24 @@ def make_centralized(pooled_local_update: Callable[..., ClientOutput], num_clien
                         backend="vmap")
 
 
+# ``server.pooled_clock``: 'client' ticks the step-size clock once per cohort of pooled
+# steps (the clients' schedule); 'global' once per pooled step (the schedule runs
+# cohort_size times further; kept for the ablation that found it).
+POOLED_CLOCKS = ("client", "global")
+
+
+def check(config: Any) -> None:
+  if "pooled_clock" in get_field(config, "server"):
+    check_choice(config, "server.pooled_clock", POOLED_CLOCKS)
+
+
 def build(ctx: AlgorithmContext) -> Algorithm:
   steps = centralized_steps(ctx.cohort_size, ctx.local_steps)
   cost = RoundCost(CENTRALIZED_CLIENTS, steps * ctx.estimator.num_candidates, ctx.batch_size)
-  return make_centralized(ctx.local_update(steps), ctx.num_clients, ctx.project, cost,
-                          ctx.cohort_size)
+  clock = ctx.config.server.get("pooled_clock", "client")
+  per_tick = ctx.cohort_size if clock == "client" else 1
+  return make_centralized(ctx.local_update(steps, steps_per_tick=per_tick),
+                          ctx.num_clients, ctx.project, cost, ctx.cohort_size)
 
 
-register_algorithm("centralized", build)
+register_algorithm("centralized", build, check)

@@ -193,7 +193,8 @@ def make_local_update(candidate_losses: CandidateLosses, estimator: Estimator,
                       batch_size: int,
                       project: Callable[[PyTree], PyTree] | None = None,
                       hooks: StepHooks | None = None,
-                      schedule: str = "step") -> Callable[..., ClientOutput]:
+                      schedule: str = "step",
+                      steps_per_tick: int = 1) -> Callable[..., ClientOutput]:
   """Builds ``local_update(params, data, key, hparams, round_idx) -> ClientOutput``.
 
   Each of the ``num_steps`` steps draws a minibatch, asks the estimator for all its
@@ -207,8 +208,10 @@ def make_local_update(candidate_losses: CandidateLosses, estimator: Estimator,
   The step-size clock ``t`` (``HParams.step_size(t)``, ``perturbation_size(t)``) is
   set by ``schedule`` (``SCHEDULES``): ``'step'`` counts every local step as above;
   ``'round'`` holds ``t = r + 1`` through round r, so the gains shrink per round and
-  do not depend on how many local steps a round has (a centralized baseline running
-  C x K steps per round then follows the same schedule as its C clients).
+  do not depend on how many local steps a round has. ``steps_per_tick = C`` advances
+  the ``'step'`` clock once every C steps: a centralized baseline running C x K pooled
+  steps a round then has the step sizes of its clients' K-step chains instead of a
+  schedule that shrinks C times faster.
 
   Args:
     candidate_losses: ``(stacked candidate params, batch) -> [num_candidates]``.
@@ -219,10 +222,11 @@ def make_local_update(candidate_losses: CandidateLosses, estimator: Estimator,
     project: shorthand for ``hooks=StepHooks(project=project)``.
     hooks: changes to the step body (``StepHooks``).
     schedule: the step-size clock, ``'step'`` or ``'round'`` (see above).
+    steps_per_tick: local steps per tick of the ``'step'`` clock (see above).
   """
   hooks = hooks or StepHooks(project=project)
   step = make_local_step(candidate_losses, estimator, client_optimizer, batch_size, hooks)
-  clock = schedule_clock(schedule, num_steps)
+  clock = schedule_clock(schedule, num_steps, steps_per_tick)
 
   def local_update(params: PyTree, data: ClientData, key: jax.Array, hparams: HParams,
                    round_idx: jnp.ndarray) -> ClientOutput:
@@ -242,11 +246,15 @@ def make_local_update(candidate_losses: CandidateLosses, estimator: Estimator,
 SCHEDULES = ("step", "round")
 
 
-def schedule_clock(schedule: str, num_steps: int) -> Callable[[jnp.ndarray, jnp.ndarray],
-                                                              jnp.ndarray]:
+def schedule_clock(schedule: str, num_steps: int, steps_per_tick: int = 1
+                   ) -> Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]:
   """``clock(round_idx, k)``: the 1-based step-size clock of local step k of a round."""
+  if num_steps % steps_per_tick:
+    raise ValueError(f"{num_steps} local steps are not a whole number of clock ticks of "
+                     f"{steps_per_tick} steps")
+  ticks = num_steps // steps_per_tick
   if schedule == "step":
-    return lambda round_idx, k: round_idx * num_steps + k + 1
+    return lambda round_idx, k: round_idx * ticks + k // steps_per_tick + 1
   if schedule == "round":
     return lambda round_idx, k: round_idx + 1 + 0 * k
   raise ValueError(f"unknown step-size schedule {schedule!r}; use one of {SCHEDULES}")

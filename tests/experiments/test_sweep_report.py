@@ -107,7 +107,8 @@ def _training_examples(config) -> int:
 
 def test_baselines_sweep_is_valid_and_query_fair():
   points = load_sweep("configs/sweeps/baselines.py")
-  assert len(points) == 24  # {fedbbpt, fedone, fedbpt, centralized} x {image, text} x 3 seeds
+  # {fedbbpt, fedone, fedbpt, centralized} x {image, text} x 3 seeds + the image ablation
+  assert len(points) == 27
   fedbpt = [p for p in points if "fedbpt" in p.name]
   assert len(fedbpt) == 6 and all(p.config.zo.estimator == "cma_es" for p in fedbpt)
   assert all(p.config.prompt.kind == "soft" for p in fedbpt if p.name.startswith("text_"))
@@ -152,12 +153,15 @@ def test_baselines_sweep_groups_its_seeds(tmp_path):
   points = load_sweep("configs/sweeps/baselines.py")
   workdirs = [str(tmp_path / p.name) for p in points]
   groups = plan_groups(points, workdirs, vmap=True)
-  # Points named <task>_<method>_s<seed> differ only in the seed: one vmapped program
-  # per method and task.
-  prefixes = sorted({p.name.rsplit("_s", 1)[0] for p in points})
-  assert sorted(points[g[0]].name.rsplit("_s", 1)[0] for g in groups) == prefixes
-  for g in groups:
-    assert len(g) > 1 and len({points[i].name.rsplit("_s", 1)[0] for i in g}) == 1
+  # Text points named <task>_<method>_s<seed> differ only in the seed: one vmapped program
+  # per method; image points re-derive their label mapping from their own prompt: alone.
+  text = sorted({p.name.rsplit("_s", 1)[0] for p in points if p.name.startswith("text_")})
+  grouped = [g for g in groups if len(g) > 1]
+  assert sorted(points[g[0]].name.rsplit("_s", 1)[0] for g in grouped) == text
+  for g in grouped:
+    assert len({points[i].name.rsplit("_s", 1)[0] for i in g}) == 1
+  assert sorted(points[g[0]].name for g in groups if len(g) == 1) == sorted(
+      p.name for p in points if p.name.startswith("image_"))
   assert plan_groups(points, workdirs, vmap=False) == [[i] for i in range(len(points))]
 
 
@@ -203,7 +207,8 @@ def test_decentralized_runs_get_their_own_table_and_consensus_plot(tmp_path):
 def test_points_that_remap_their_labels_run_one_by_one(tmp_path):
   points = load_sweep("configs/sweeps/demo_seeds.py")
   workdirs = [str(tmp_path / p.name) for p in points]
-  assert plan_groups(points, workdirs, vmap=True) == [[0, 1, 2]]
-  for p in points:
-    p.config.task.remap_every = 2
+  assert points[0].config.task.remap_every == 2  # the demo's iterative label mapping
   assert plan_groups(points, workdirs, vmap=True) == [[0], [1], [2]]
+  for p in points:
+    p.config.task.remap_every = 0  # a frozen mapping: the seeds share one program
+  assert plan_groups(points, workdirs, vmap=True) == [[0, 1, 2]]

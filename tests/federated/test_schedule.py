@@ -60,3 +60,13 @@ def test_round_schedule_does_not_depend_on_the_local_step_count():
   ref = update("step", num_steps=6)(START, DATA, key, const, 4)
   np.testing.assert_allclose(np.asarray(long_.delta["w"]), np.asarray(ref.delta["w"]), rtol=1e-5)
   assert not np.allclose(np.asarray(short.delta["w"]), np.asarray(long_.delta["w"]))
+
+
+def test_a_pooled_chain_ticks_once_per_cohort():
+  # Centralized: C x K steps a round with steps_per_tick = C has the step sizes of the
+  # clients' K-step chains, each repeated C times.
+  pooled = schedule_clock("step", 15, steps_per_tick=3)
+  assert [int(pooled(jnp.asarray(1), jnp.asarray(k))) for k in range(15)] == [
+      6, 6, 6, 7, 7, 7, 8, 8, 8, 9, 9, 9, 10, 10, 10]
+  with pytest.raises(ValueError, match="whole number"):
+    schedule_clock("step", 10, steps_per_tick=3)
