@@ -277,6 +277,10 @@ class RunRecords:
         "wall_seconds": self.prior_seconds + time.time() - self.t_start,
         "label_histograms": np.asarray(exp.label_histograms).tolist(),
     }
+    refreshes = [r for r in rows if r.get("task_refreshed")]
+    if refreshes:  # e.g. the image family's iterative label mapping
+      summary.update(task_refreshes=len(refreshes),
+                     refresh_bb_examples=int(sum(r["refresh_bb_examples"] for r in refreshes)))
     summary.update(baselines)
     if "test_task_metric" in final:  # e.g. GLUE: F1 (MRPC, QQP), Matthews (CoLA), accuracy
       summary.update(final_task_metric=final["test_task_metric"],

@@ -73,6 +73,7 @@ def test_remapping_is_metered_and_the_meter_equals_the_real_traffic(remapped_run
   rows = _rows(workdir)
   per_refresh = 3 * config.task.mapping_examples_per_client  # 3 clients, one call each
   assert [r.get("refresh_bb_examples") for r in rows] == [None, per_refresh, per_refresh]
+  assert summary["task_refreshes"] == 2 and summary["refresh_bb_examples"] == 2 * per_refresh
   frozen = run(_config(remap_every=0), os.path.join(os.path.dirname(workdir), "frozen"),
                log=lambda s: None)
   counters, frozen_counters = summary["query_counters"], frozen["query_counters"]
