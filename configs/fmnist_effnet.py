@@ -48,6 +48,8 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
   c.task.mapping_examples_per_client = 200
   c.task.remap_every = 2                 # ILM: re-derive the mapping from the prompted
   #                                        predictions every N rounds (0 = frozen mapping)
+  c.task.remap_accept = "better"         # keep a re-derived mapping only if it classifies the
+  #                                        clients' mapping images at least as well | 'always'
 
   c.prompt = ml_collections.ConfigDict()
   c.prompt.kind = "frame"                # 'frame' | 'coordinator'

@@ -106,10 +106,11 @@ class TaskBundle:
     describe: ``params -> dict`` of summary entries (e.g. the learned prompt as text).
     cache_files: files the build wrote in ``options.workdir`` (copied to sweep members).
     refresh_every: re-derive the task every this many rounds (0 = never).
-    refresh: ``(params, round) -> TaskRefresh``: the task for rounds ``round ..
-      round + refresh_every - 1``, derived with the prompt ``params`` at the start of
-      ``round`` and kept in the workdir; ``params=None`` reads it back (resume) and
-      raises ``FileNotFoundError`` if it was never written.
+    refresh: ``(params, round, current_task) -> TaskRefresh``: the task for rounds
+      ``round .. round + refresh_every - 1``, derived with the prompt ``params`` at the
+      start of ``round`` from the task in force, and kept in the workdir;
+      ``params=None`` reads it back (resume) and raises ``FileNotFoundError`` if it was
+      never written.
   """
 
   task: Task
@@ -127,7 +128,7 @@ class TaskBundle:
   describe: Callable[[PyTree], dict] = lambda params: {}
   cache_files: tuple[str, ...] = ()
   refresh_every: int = 0
-  refresh: Callable[[PyTree | None, int], TaskRefresh] | None = None
+  refresh: Callable[[PyTree | None, int, Any], TaskRefresh] | None = None
 
   def refresh_rounds(self, rounds: int) -> list[int]:
     """The rounds (0-based) before which the task is re-derived."""

@@ -327,14 +327,15 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   refresh_rounds = exp.bundle.refresh_rounds(config.train.rounds)
   earlier = [q for q in refresh_rounds if q < start_round]
   if earlier:  # resume: the task the last refresh before the start derived (read back)
-    exp, evaluator = refreshed(base, base_evaluator, base.bundle.refresh(None, earlier[-1]))
+    exp, evaluator = refreshed(base, base_evaluator,
+                               base.bundle.refresh(None, earlier[-1], None))
   rec.exp = exp
   step = _rounds_runner(exp.algorithm, config.parallel.backend)
   for r in range(start_round, config.train.rounds):
     extra = {}
     if r in refresh_rounds:
       t0 = time.time()
-      refresh = base.bundle.refresh(exp.algorithm.model(state), r)
+      refresh = base.bundle.refresh(exp.algorithm.model(state), r, exp.task)
       raise_blackbox_error(exp)
       rec.meter.add(bb_examples=refresh.examples, bb_calls=refresh.calls)
       exp, evaluator = refreshed(base, base_evaluator, refresh)

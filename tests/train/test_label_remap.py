@@ -10,14 +10,13 @@ import os
 import shutil
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from configs import fmnist_effnet
 from fedbbpt_jax.blackbox.counting import CountingBlackBox
 from fedbbpt_jax.core import ConfigError
-from fedbbpt_jax.tasks.image.build import refresh_file
+from fedbbpt_jax.tasks.image.remap import choose_mapping, correct_predictions, refresh_file
 from fedbbpt_jax.tasks.image.label_mapping import frequency_mapping, prediction_counts
 from fedbbpt_jax.train import run, validate_config
 from fedbbpt_jax.train.build import build_experiment
@@ -59,12 +58,33 @@ def test_the_mapping_is_rederived_from_the_prompted_predictions(remapped_run):
   counts = sum(prediction_counts(np.asarray(exp.task.source_logits(params, exp.clients.x[i, :m])),
                                  np.asarray(exp.clients.y[i, :m]), exp.task.num_classes)
                for i in range(exp.num_clients))
-  expected = frequency_mapping(counts, config.task.sources_per_label)
+  candidate = frequency_mapping(counts, config.task.sources_per_label)
+  with np.load(os.path.join(workdir, "label_map.npz")) as f:
+    first = f["label_map"]
+  assert not np.array_equal(first, candidate)  # the prompt changed the counts
+  # Kept only if it classifies the mapping images at least as well as the mapping in force.
+  outputs = [(np.asarray(exp.task.source_logits(params, exp.clients.x[i, :m])),
+              np.asarray(exp.clients.y[i, :m])) for i in range(exp.num_clients)]
+  better = correct_predictions(outputs, candidate) >= correct_predictions(outputs, first)
   with np.load(os.path.join(workdir, refresh_file(1))) as f:
-    np.testing.assert_array_equal(f["label_map"], expected)
+    np.testing.assert_array_equal(f["label_map"], candidate if better else first)
     assert int(f["mapping_queries"]) == exp.num_clients * m
-  with np.load(os.path.join(workdir, "label_map.npz")) as f:  # the prompt changed the mapping
-    assert not np.array_equal(f["label_map"], expected)
+
+
+def test_a_candidate_mapping_is_kept_only_if_it_is_not_worse():
+  # Two images of labels 0 and 1; sources 0..3. The current mapping (0 -> label 0,
+  # 1 -> label 1) gets both right; the candidate (2 -> 0, 3 -> 1) gets one right.
+  logits = np.asarray([[5.0, 0.0, 0.0, 4.0], [0.0, 5.0, 1.0, 0.0]])
+  outputs = [(logits, np.asarray([0, 1]))]
+  current = np.asarray([[1, 0], [0, 1], [0, 0], [0, 0]], np.float32)
+  candidate = np.asarray([[0, 0], [0, 0], [1, 0], [0, 1]], np.float32)
+  assert correct_predictions(outputs, current) == 2
+  assert correct_predictions(outputs, candidate) == 0
+  np.testing.assert_array_equal(choose_mapping(outputs, current, candidate, "better"), current)
+  np.testing.assert_array_equal(choose_mapping(outputs, current, candidate, "always"), candidate)
+  np.testing.assert_array_equal(choose_mapping(outputs, candidate, current, "better"), current)
+  with pytest.raises(ValueError, match="remap_accept"):
+    choose_mapping(outputs, current, candidate, "sometimes")
 
 
 def test_remapping_is_metered_and_the_meter_equals_the_real_traffic(remapped_run):
@@ -119,6 +139,8 @@ def test_a_lost_earlier_mapping_stops_the_resume_with_its_file_named(remapped_ru
 def test_remapping_is_checked_and_not_vmapped(tmp_path):
   with pytest.raises(ConfigError, match="config.task.remap_every"):
     validate_config(with_overrides(_config(), task__remap_every=-1))
+  with pytest.raises(ConfigError, match="config.task.remap_accept"):
+    validate_config(with_overrides(_config(), task__remap_accept="never"))
   with pytest.raises(ConfigError, match="label_mapping='fixed'"):
     validate_config(with_overrides(_config(), task__label_mapping="fixed"))
   configs = [with_overrides(_config(rounds=2), seed=s) for s in (0, 1)]

@@ -17,7 +17,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fedbbpt_jax.blackbox import BlackBox
 from fedbbpt_jax.blackbox.factory import make_blackbox
 from fedbbpt_jax.core import ConfigError
 from fedbbpt_jax.data import (DATASETS, ClientData, client_data, client_parts,
@@ -25,8 +24,10 @@ from fedbbpt_jax.data import (DATASETS, ClientData, client_data, client_parts,
 from fedbbpt_jax.prompts import make_prompt
 from fedbbpt_jax.tasks.image.label_mapping import (SEMANTIC_FASHION_MNIST, fixed_mapping,
                                                    frequency_mapping, prediction_counts)
+from fedbbpt_jax.tasks.image.remap import (cached_label_map, make_label_map_refresh,
+                                           mapping_outputs)
 from fedbbpt_jax.tasks.image.visual_reprogramming import VisualReprogramming
-from fedbbpt_jax.tasks.protocol import BuildOptions, TaskBundle, TaskRefresh
+from fedbbpt_jax.tasks.protocol import BuildOptions, TaskBundle
 
 LABEL_MAP_FILE = "label_map.npz"  # the label mapping, reused on resume
 # Datasets with a hand-made source-class list per label (``task.label_mapping='fixed'``).
@@ -39,86 +40,18 @@ def build_label_map(predict: Callable[[jnp.ndarray], jnp.ndarray], clients: Clie
   """Label mapping and the black-box examples and calls it cost.
 
   ``frequency``: every client counts the predictions ``predict`` (source logits of
-  images, unprompted or with the current prompt) makes on its first
-  ``mapping_examples_per_client`` images (one call); the server sums the counts.
+  images, unprompted) makes on its first ``mapping_examples_per_client`` images (one
+  call); the server sums the counts.
   """
   if cfg.label_mapping == "fixed":
     if dataset not in FIXED_MAPPINGS:
       raise ConfigError(f"config.task.label_mapping='fixed' has a list only for "
                         f"{sorted(FIXED_MAPPINGS)}, not config.data.name={dataset!r}")
     return fixed_mapping(FIXED_MAPPINGS[dataset], num_sources), 0, 0
-  m = cfg.mapping_examples_per_client
-  counts = np.zeros((num_sources, num_classes))
-  queries = calls = 0
-  for i in range(clients.num_examples.shape[0]):
-    n = min(m, int(clients.num_examples[i]))
-    if not n:
-      continue
-    logits = np.asarray(predict(jnp.asarray(clients.x[i, :n])))
-    counts += prediction_counts(logits, np.asarray(clients.y[i, :n]), num_classes)
-    queries += n
-    calls += 1
-  return frequency_mapping(counts, cfg.sources_per_label), queries, calls
-
-
-def refresh_file(round_idx: int) -> str:
-  """The workdir file of the label mapping derived before round ``round_idx`` (0-based)."""
-  return f"label_map_r{round_idx:04d}.npz"
-
-
-def make_label_map_refresh(task: VisualReprogramming, clients: ClientData, cfg: Any,
-                           dataset: str, workdir: str | None) -> Callable[[Any, int], TaskRefresh]:
-  """Iterative label mapping (ILM-VP, methods.md 3.2), federated.
-
-  Before round r the clients count the predictions of the *prompted* black box on
-  their mapping images, the server sums the counts and re-derives the mapping; the
-  task of the next rounds uses it. Each mapping is kept in ``workdir`` as
-  ``refresh_file(r)`` with what it cost, so a resume reads it instead of asking again.
-  """
-  predict = jax.jit(task.source_logits)
-
-  def refresh(params: Any, round_idx: int) -> TaskRefresh:
-    path = os.path.join(workdir, refresh_file(round_idx)) if workdir else None
-    if params is None:  # resume: read back what an earlier session derived and metered
-      if not path or not os.path.exists(path):
-        raise FileNotFoundError(f"cannot resume: the label mapping derived before round "
-                                f"{round_idx + 1} is missing ({path or 'no workdir'})")
-      label_map, _, _ = cached_label_map(path, None)
-      return TaskRefresh(dataclasses.replace(task, label_map=jnp.asarray(label_map)), 0, 0)
-    label_map, queries, calls = cached_label_map(
-        path, lambda: build_label_map(lambda x: predict(params, x), clients, task.num_classes,
-                                      cfg, dataset, task.blackbox.output_size))
-    return TaskRefresh(dataclasses.replace(task, label_map=jnp.asarray(label_map)), queries,
-                       calls)
-
-  return refresh
-
-
-def cached_label_map(path: str | None, compute: Callable) -> tuple[np.ndarray, int, int]:
-  """The label map and its (examples, calls): read from ``path`` if it holds one, else computed.
-
-  A computed map is written to ``path``, so a resumed run reuses it instead of
-  querying the black box again (against a paid API the mapping costs queries, and
-  the restored query meter would not count them a second time).
-  """
-  if path and os.path.exists(path):
-    with np.load(path) as f:
-      queries = int(f["mapping_queries"])
-      calls = int(f["mapping_calls"]) if "mapping_calls" in f else 0
-      return f["label_map"], queries, calls
-  label_map, queries, calls = compute()
-  if path:
-    write_label_map(path, label_map, queries, calls)
-  return label_map, queries, calls
-
-
-def write_label_map(path: str, label_map: np.ndarray, mapping_queries: int,
-                    mapping_calls: int) -> None:
-  """Writes ``label_map.npz`` atomically (a crash never leaves half a file)."""
-  tmp = path + ".tmp.npz"
-  np.savez(tmp, label_map=np.asarray(label_map), mapping_queries=np.int64(mapping_queries),
-           mapping_calls=np.int64(mapping_calls))
-  os.replace(tmp, path)
+  outputs = mapping_outputs(predict, clients, cfg.mapping_examples_per_client)
+  counts = sum(prediction_counts(lg, y, num_classes) for lg, y in outputs)
+  return (frequency_mapping(counts, cfg.sources_per_label), sum(len(y) for _, y in outputs),
+          len(outputs))
 
 
 def build_image_task(config: Any, options: BuildOptions) -> TaskBundle:

@@ -9,6 +9,7 @@ from fedbbpt_jax.core import ConfigError, check_choice, check_number, get_field
 from fedbbpt_jax.data.registry import DATASETS, IMAGE
 from fedbbpt_jax.prompts import PROMPTS
 from fedbbpt_jax.tasks.image.label_mapping import MAPPINGS
+from fedbbpt_jax.tasks.image.remap import REMAP_ACCEPT
 from fedbbpt_jax.zo import CONTINUOUS, ESTIMATORS
 
 REGIONS = ("frame", "full")
@@ -26,6 +27,8 @@ def check_image_config(config: Any) -> None:
   check_choice(config, "task.label_mapping", MAPPINGS)
   check_number(config, "task.sources_per_label", low=1, integer=True)
   check_number(config, "task.mapping_examples_per_client", low=1, integer=True)
+  if "remap_accept" in get_field(config, "task"):
+    check_choice(config, "task.remap_accept", REMAP_ACCEPT)
   if "remap_every" in get_field(config, "task"):
     check_number(config, "task.remap_every", low=0, integer=True)
     if get_field(config, "task.remap_every") and get_field(config, "task.label_mapping") != "frequency":
