@@ -42,7 +42,7 @@ demo-text: venv
 	$(PY) -m experiments.train --config=configs/drug_minilm.py --workdir=$(TEXT_WORKDIR)
 
 test: venv data
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 bench: venv data
 	$(PY) -m benchmarks.run
