@@ -18,25 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
-import sys
-import time
 
-REPEATS = 3
+from workers import best_time, spawn_worker  # benchmarks/workers.py
+
 CHUNKS = (0, 32, 64, 128, 256)  # 0 = the whole call
 FORWARD_BATCHES = (32, 64, 128, 256, 512)
-
-
-def _best_time(fn) -> float:
-  import jax
-  jax.block_until_ready(fn())
-  best = float("inf")
-  for _ in range(REPEATS):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn())
-    best = min(best, time.perf_counter() - t0)
-  return best
 
 
 def case_step(size: int, clients: int, chunk: int) -> dict:
@@ -69,7 +55,7 @@ def case_step(size: int, clients: int, chunk: int) -> dict:
   params = prompt.init(jax.random.key(0))
   keys = jax.random.split(jax.random.key(1), clients)
   step = jax.jit(jax.vmap(lambda d, k: local(params, d, k, hp, jnp.asarray(0)).delta))
-  return {"step_s": _best_time(lambda: step(data, keys)),
+  return {"step_s": best_time(lambda: step(data, keys)),
           "images": clients * estimator.num_candidates * 32}
 
 
@@ -84,18 +70,11 @@ def case_forward(size: int, batch: int) -> dict:
   model = make_image_classifier("efficientnet_lite0", size)
   x = jnp.asarray(np.random.default_rng(0).uniform(size=(batch, size, size, 3)), jnp.float32)
   forward = jax.jit(model.__call__)
-  return {"forward_s": _best_time(lambda: forward(x))}
+  return {"forward_s": best_time(lambda: forward(x))}
 
 
-def _spawn(spec: dict) -> dict:
-  env = dict(os.environ, JAX_NUM_CPU_DEVICES="1")
-  env.pop("XLA_FLAGS", None)
-  proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)],
-                        capture_output=True, text=True, env=env, check=False,
-                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  if proc.returncode:
-    raise SystemExit(f"worker {spec} failed:\n{proc.stderr[-3000:]}")
-  return json.loads(proc.stdout.strip().splitlines()[-1])
+def _spawn(spec: dict, devices: int = 1) -> dict:
+  return spawn_worker(__file__, spec, devices)
 
 
 def _worker(spec: dict) -> dict:

@@ -33,23 +33,11 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 
-REPEATS = 3
+from workers import REPEATS, best_time, spawn_worker  # benchmarks/workers.py
 
-
-def _best_time(fn, repeats: int = REPEATS) -> float:
-  """Smallest wall time of ``fn()`` over ``repeats`` calls (after one warm-up)."""
-  import jax
-  jax.block_until_ready(fn())
-  best = float("inf")
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn())
-    best = min(best, time.perf_counter() - t0)
-  return best
 
 
 def _image_setup(input_size: int, clients: int, directions: int, batch: int, steps: int,
@@ -97,11 +85,11 @@ def case_zo_step(input_size: int) -> dict:
   client = jax.tree.map(lambda a: a[0], data)
   run = jax.jit(lambda p, k: local(p, client, k, hp, jnp.asarray(0)))
   key = jax.random.key(1)
-  step_s = _best_time(lambda: run(params, key).delta) / steps
+  step_s = best_time(lambda: run(params, key).delta) / steps
   images = est.num_candidates * batch
   x = task.canvas(client.x[jnp.arange(images) % client.x.shape[0]])
   forward = jax.jit(task.blackbox.__call__)
-  forward_s = _best_time(lambda: forward(x))
+  forward_s = best_time(lambda: forward(x))
   return {"step_s": step_s, "forward_s": forward_s, "images": images}
 
 
@@ -176,7 +164,7 @@ def case_small_cohort(backend: str) -> dict:
   state = alg.init(params)
   step = alg.apply if backend == "loop" else jax.jit(alg.apply)
   key = jax.random.key(0)
-  return {"round_s": _best_time(lambda: step(state, data, key, hp)[0])}
+  return {"round_s": best_time(lambda: step(state, data, key, hp)[0])}
 
 
 def case_sweep_round(model: str, members: int = 4) -> dict:
@@ -193,11 +181,11 @@ def case_sweep_round(model: str, members: int = 4) -> dict:
   one = jax.jit(alg.apply)
   state = alg.init(params)
   keys = [jax.random.key(s) for s in range(members)]
-  single_s = _best_time(lambda: [one(state, data, k, hp)[0] for k in keys])
+  single_s = best_time(lambda: [one(state, data, k, hp)[0] for k in keys])
   step, _ = sweep_step(alg)
   stacked = jax.tree.map(lambda a: jnp.stack([a] * members), state)
   hps = jax.tree.map(lambda a: jnp.stack([a] * members), hp)
-  swept_s = _best_time(lambda: step(stacked, data, jnp.stack(keys), hps)[0])
+  swept_s = best_time(lambda: step(stacked, data, jnp.stack(keys), hps)[0])
   return {"sequential_s": single_s, "vmapped_s": swept_s}
 
 
@@ -244,14 +232,7 @@ def _worker(spec: dict) -> dict:
 
 
 def _spawn(spec: dict, devices: int = 1) -> dict:
-  env = dict(os.environ, JAX_NUM_CPU_DEVICES=str(devices))
-  env.pop("XLA_FLAGS", None)
-  proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)],
-                        capture_output=True, text=True, env=env, check=False,
-                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  if proc.returncode:
-    raise SystemExit(f"worker {spec} failed:\n{proc.stderr[-3000:]}")
-  return json.loads(proc.stdout.strip().splitlines()[-1])
+  return spawn_worker(__file__, spec, devices)
 
 
 def main() -> None:
