@@ -26,6 +26,11 @@ def mean_curve(runs: list[RunRecord]) -> tuple[np.ndarray, np.ndarray, np.ndarra
   return np.asarray(rounds), np.asarray(queries), np.asarray(accs)
 
 
+def line_color(i: int) -> tuple:
+  """The i-th line's colour: 20 distinct ones (the default cycle repeats after 10)."""
+  return plt.get_cmap("tab20")(i % 20)
+
+
 def slug(text: str) -> str:
   """Returns ``text`` as a file-name-safe slug."""
   return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")
@@ -37,12 +42,12 @@ def plot_task_curves(task: str, runs: list[RunRecord], path: str) -> None:
   for r in runs:
     by_method.setdefault(r.method, []).append(r)
   fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-  for method in sorted(by_method, key=method_rank):
+  for i, method in enumerate(sorted(by_method, key=method_rank)):
     group = by_method[method]
     rounds, queries, accs = mean_curve(group)
-    label = f"{method} (n={len(group)})"
-    axes[0].plot(rounds, 100 * accs, marker="o", label=label)
-    axes[1].plot(queries, 100 * accs, marker="o", label=label)
+    style = dict(marker="o", color=line_color(i), label=f"{method} (n={len(group)})")
+    axes[0].plot(rounds, 100 * accs, **style)
+    axes[1].plot(queries, 100 * accs, **style)
   zs = [r.summary["zero_shot_accuracy"] for r in by_method.get(BASELINE_SOURCE, [])
         if r.summary.get("zero_shot_accuracy") is not None]
   for ax, xlabel in ((axes[0], "round"), (axes[1], "black-box examples queried (training)")):
@@ -104,9 +109,10 @@ def plot_consensus(task: str, runs: list[RunRecord], path: str) -> bool:
   if not by_method:
     return False
   fig, ax = plt.subplots(figsize=(7, 4.5))
-  for method in sorted(by_method, key=method_rank):
+  for i, method in enumerate(sorted(by_method, key=method_rank)):
     rounds, values = mean_series(by_method[method], "consensus_distance")
-    ax.plot(rounds, values, marker="o", ms=3, label=f"{method} (n={len(by_method[method])})")
+    ax.plot(rounds, values, marker="o", ms=3, color=line_color(i),
+            label=f"{method} (n={len(by_method[method])})")
   ax.set_yscale("log")
   ax.set_xlabel("round")
   ax.set_ylabel("consensus distance (1/N) sum ||x_i - x_bar||^2")
