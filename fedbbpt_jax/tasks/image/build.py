@@ -22,10 +22,9 @@ from fedbbpt_jax.core import ConfigError
 from fedbbpt_jax.data import (DATASETS, ClientData, client_data, client_parts,
                               describe_test_subset, label_histograms, test_subset)
 from fedbbpt_jax.prompts import make_prompt
-from fedbbpt_jax.tasks.image.label_mapping import (SEMANTIC_FASHION_MNIST, fixed_mapping,
-                                                   frequency_mapping, prediction_counts)
-from fedbbpt_jax.tasks.image.remap import (cached_label_map, make_label_map_refresh,
-                                           mapping_outputs)
+from fedbbpt_jax.tasks.image.label_mapping import SEMANTIC_FASHION_MNIST, fixed_mapping
+from fedbbpt_jax.tasks.image.remap import (cached_label_map, counted_mapping,
+                                           make_label_map_refresh, mapping_outputs)
 from fedbbpt_jax.tasks.image.visual_reprogramming import VisualReprogramming
 from fedbbpt_jax.tasks.protocol import BuildOptions, TaskBundle
 
@@ -48,10 +47,8 @@ def build_label_map(predict: Callable[[jnp.ndarray], jnp.ndarray], clients: Clie
       raise ConfigError(f"config.task.label_mapping='fixed' has a list only for "
                         f"{sorted(FIXED_MAPPINGS)}, not config.data.name={dataset!r}")
     return fixed_mapping(FIXED_MAPPINGS[dataset], num_sources), 0, 0
-  outputs = mapping_outputs(predict, clients, cfg.mapping_examples_per_client)
-  counts = sum(prediction_counts(lg, y, num_classes) for lg, y in outputs)
-  return (frequency_mapping(counts, cfg.sources_per_label), sum(len(y) for _, y in outputs),
-          len(outputs))
+  return counted_mapping(mapping_outputs(predict, clients, cfg.mapping_examples_per_client),
+                         num_classes, cfg.sources_per_label)
 
 
 def build_image_task(config: Any, options: BuildOptions) -> TaskBundle:

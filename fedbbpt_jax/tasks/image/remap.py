@@ -37,6 +37,15 @@ def mapping_outputs(predict: Callable[[jnp.ndarray], jnp.ndarray], clients: Clie
   return outputs
 
 
+def counted_mapping(outputs: list[tuple[np.ndarray, np.ndarray]], num_classes: int,
+                    sources_per_label: int) -> tuple[np.ndarray, int, int]:
+  """The frequency mapping from the clients' summed prediction counts, and the
+  black-box examples and calls the outputs cost."""
+  counts = sum(prediction_counts(lg, y, num_classes) for lg, y in outputs)
+  return (frequency_mapping(counts, sources_per_label), sum(len(y) for _, y in outputs),
+          len(outputs))
+
+
 def correct_predictions(outputs: list[tuple[np.ndarray, np.ndarray]],
                         label_map: np.ndarray) -> int:
   """How many of the clients' images ``label_map`` classifies right (each client counts
@@ -86,10 +95,9 @@ def make_label_map_refresh(task: VisualReprogramming, clients: ClientData, cfg: 
   def derive(params: Any, current: np.ndarray) -> tuple[np.ndarray, int, int]:
     outputs = mapping_outputs(lambda x: predict(params, x), clients,
                               cfg.mapping_examples_per_client)
-    counts = sum(prediction_counts(lg, y, task.num_classes) for lg, y in outputs)
-    candidate = frequency_mapping(counts, cfg.sources_per_label)
-    return (choose_mapping(outputs, current, candidate, accept),
-            sum(len(y) for _, y in outputs), len(outputs))
+    candidate, examples, calls = counted_mapping(outputs, task.num_classes,
+                                                 cfg.sources_per_label)
+    return choose_mapping(outputs, current, candidate, accept), examples, calls
 
   def refresh(params: Any, round_idx: int, current: Any = None) -> TaskRefresh:
     path = os.path.join(workdir, refresh_file(round_idx)) if workdir else None
