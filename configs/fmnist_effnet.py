@@ -56,6 +56,9 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
   c.prompt.region = "frame"              # 'frame' (outside the image) | 'full'
   c.prompt.epsilon = 1.0
   c.prompt.frame_resolution = 8
+  c.prompt.encoder = "random"            # coordinator's frozen encoder: 'random' (fixed random
+  #                                        convolutions) | 'efficientnet_lite0' (pretrained trunk)
+  c.prompt.encoder_blocks = 8            # 'efficientnet_lite0': trunk blocks (8 = end of stage 4)
 
   c.zo = ml_collections.ConfigDict()
   c.zo.estimator = "spsa_gc"

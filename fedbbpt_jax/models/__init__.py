@@ -13,11 +13,15 @@ from fedbbpt_jax.models.efficientnet_lite import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     EfficientNetLite0,
+    EfficientNetLite0Trunk,
     depthwise_conv_grouped,
     depthwise_conv_shifted,
     efficientnet_lite0_variables_from_state_dict,
     imagenet_normalize,
     load_efficientnet_lite0,
+    trunk_channels,
+    trunk_stride,
+    trunk_variables,
 )
 from fedbbpt_jax.models.minilm import TextTokenizer, load_minilm, read_safetensors
 from fedbbpt_jax.models.torch_legacy import (
@@ -39,6 +43,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "EfficientNetLite0",
+    "EfficientNetLite0Trunk",
     "default_efficientnet_lite0_path",
     "depthwise_conv_grouped",
     "depthwise_conv_shifted",
@@ -46,4 +51,7 @@ __all__ = [
     "imagenet_normalize",
     "load_efficientnet_lite0",
     "load_legacy_torch_state_dict",
+    "trunk_channels",
+    "trunk_stride",
+    "trunk_variables",
 ]

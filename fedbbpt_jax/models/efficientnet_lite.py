@@ -36,6 +36,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "EfficientNetLite0",
+    "EfficientNetLite0Trunk",
     "StageConfig",
     "depthwise_conv_grouped",
     "depthwise_conv_shifted",
@@ -43,6 +44,9 @@ __all__ = [
     "imagenet_normalize",
     "load_efficientnet_lite0",
     "same_padding",
+    "trunk_channels",
+    "trunk_stride",
+    "trunk_variables",
 ]
 
 BN_EPSILON = 1e-3
@@ -261,6 +265,31 @@ class _MBConv(nn.Module):
         return h
 
 
+def _stem_and_blocks(module: nn.Module, x: jnp.ndarray, num_blocks: int,
+                     depthwise_impl: str) -> jnp.ndarray:
+    """Stem and the first ``num_blocks`` MBConv blocks, declared inside ``module``'s
+    compact call (parameter names ``stem_kernel``, ``stem_bias``, ``block{i}``)."""
+    x = jnp.asarray(x, jnp.float32)
+    stem_kernel = module.param(
+        "stem_kernel",
+        nn.initializers.lecun_normal(),
+        (3, 3, x.shape[-1], _STEM_CHANNELS),
+        jnp.float32,
+    )
+    stem_bias = module.param("stem_bias", nn.initializers.zeros, (_STEM_CHANNELS,), jnp.float32)
+    x = lax.conv_general_dilated(
+        x,
+        stem_kernel,
+        window_strides=(2, 2),
+        padding=(same_padding(x.shape[1], 3, 2), same_padding(x.shape[2], 3, 2)),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
+    x = _relu6(x + stem_bias)
+    for index, cfg in enumerate(_block_configs(EFFICIENTNET_LITE0_STAGES)[:num_blocks]):
+        x = _MBConv(cfg, depthwise_impl, name=f"block{index}")(x)
+    return x
+
+
 class EfficientNetLite0(nn.Module):
     """EfficientNet-Lite0 classifier (inference only, BN folded into convs).
 
@@ -290,27 +319,55 @@ class EfficientNetLite0(nn.Module):
         Returns:
             Logits ``[B, num_classes]``.
         """
-        x = jnp.asarray(x, jnp.float32)
-        stem_kernel = self.param(
-            "stem_kernel",
-            nn.initializers.lecun_normal(),
-            (3, 3, x.shape[-1], _STEM_CHANNELS),
-            jnp.float32,
-        )
-        stem_bias = self.param("stem_bias", nn.initializers.zeros, (_STEM_CHANNELS,), jnp.float32)
-        x = lax.conv_general_dilated(
-            x,
-            stem_kernel,
-            window_strides=(2, 2),
-            padding=(same_padding(x.shape[1], 3, 2), same_padding(x.shape[2], 3, 2)),
-            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        )
-        x = _relu6(x + stem_bias)
-        for index, cfg in enumerate(_block_configs(EFFICIENTNET_LITE0_STAGES)):
-            x = _MBConv(cfg, self.depthwise_impl, name=f"block{index}")(x)
+        x = _stem_and_blocks(self, x, len(_block_configs(EFFICIENTNET_LITE0_STAGES)),
+                             self.depthwise_impl)
         x = _relu6(_Pointwise(_HEAD_CHANNELS, name="head")(x))
         x = jnp.mean(x, axis=(1, 2))
         return nn.Dense(self.num_classes, name="fc")(x)
+
+
+class EfficientNetLite0Trunk(nn.Module):
+    """The first ``num_blocks`` blocks of EfficientNet-Lite0: a feature map, no head.
+
+    Its parameters are the full model's ``stem_*`` and ``block0..block{num_blocks-1}``
+    entries (:func:`trunk_variables` cuts them out of loaded weights). With the
+    default 8 blocks the output is ``[B, H/16, W/16, 80]`` (end of stage 4).
+
+    Attributes:
+        num_blocks: MBConv blocks to run (1-16).
+        depthwise_impl: as in :class:`EfficientNetLite0`.
+    """
+
+    num_blocks: int = 8
+    depthwise_impl: str = "shifted"
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        """Feature map of normalised NHWC images."""
+        return _stem_and_blocks(self, x, self.num_blocks, self.depthwise_impl)
+
+
+def trunk_channels(num_blocks: int) -> int:
+    """Output channels of :class:`EfficientNetLite0Trunk` with ``num_blocks`` blocks."""
+    blocks = _block_configs(EFFICIENTNET_LITE0_STAGES)
+    if not 1 <= num_blocks <= len(blocks):
+        raise ValueError(f"num_blocks={num_blocks} must be in [1, {len(blocks)}]")
+    return blocks[num_blocks - 1].out_channels
+
+
+def trunk_stride(num_blocks: int) -> int:
+    """Spatial stride of the trunk's output relative to its input."""
+    stride = 2
+    for cfg in _block_configs(EFFICIENTNET_LITE0_STAGES)[:num_blocks]:
+        stride *= cfg.stride
+    return stride
+
+
+def trunk_variables(variables: Mapping[str, Any], num_blocks: int) -> dict[str, Any]:
+    """The trunk's share of full-model ``variables`` (stem and the first blocks)."""
+    params = variables["params"]
+    keep = {"stem_kernel", "stem_bias", *(f"block{i}" for i in range(num_blocks))}
+    return {"params": {k: v for k, v in params.items() if k in keep}}
 
 
 def imagenet_normalize(x01: Any) -> jnp.ndarray:

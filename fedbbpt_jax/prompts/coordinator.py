@@ -1,13 +1,22 @@
 """BlackVIP-style coordinator: frozen client-side encoder + light trainable decoder.
 
-The prompt depends on the input. The encoder is a fixed convolutional feature
-extractor drawn once from ``encoder_seed`` (frozen, shared by every client, never
-sent); it reduces the canvas to a ``[h0, h0, encoder_channels]`` map with
-``h0 = canvas_size / 2**num_blocks``. A learned "trigger" ``[h0, h0, trigger_channels]``
-is concatenated, and transposed convolutions (kernel 2, stride 2, GELU between)
-decode it to a ``[S, S, 3]`` prompt, scaled by ``epsilon``, with no output activation.
-No batch statistics are used, so a prompt never depends on its batch-mates
-(methods.md pitfall 1). With the defaults at S = 64 the decoder has 8,672 parameters.
+The prompt depends on the input. A frozen encoder (shared by every client, never
+trained, never sent) reduces the canvas to a ``[h0, h0, C]`` feature map with
+``h0 = canvas_size / 2**num_blocks``; ``prompt.encoder`` chooses it:
+
+* ``'random'``: two strided 3x3 convolutions drawn once from ``encoder_seed``
+  (``C = encoder_channels``), fixed random features;
+* ``'efficientnet_lite0'``: the first ``encoder_blocks`` blocks of the public
+  ImageNet EfficientNet-Lite0 weights (a small pretrained model the client holds
+  and runs locally, as BlackVIP's clients run a public self-supervised encoder),
+  average-pooled to ``h0 x h0`` and normalised per position over channels
+  (``C`` = the trunk's channels, 80 for 8 blocks).
+
+A learned "trigger" ``[h0, h0, trigger_channels]`` is concatenated, and transposed
+convolutions (kernel 2, stride 2, GELU between) decode it to a ``[S, S, 3]`` prompt,
+scaled by ``epsilon``, with no output activation. No batch statistics are used, so a
+prompt never depends on its batch-mates (methods.md pitfall 1). With the defaults at
+S = 64 the decoder has 8,672 parameters with the random encoder.
 """
 
 from __future__ import annotations
@@ -18,6 +27,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from fedbbpt_jax.models import (EfficientNetLite0Trunk, imagenet_normalize,
+                                load_efficientnet_lite0, trunk_channels, trunk_stride,
+                                trunk_variables)
 from fedbbpt_jax.prompts.base import PromptGenerator
 from fedbbpt_jax.prompts.canvas import region_mask
 
@@ -56,28 +68,75 @@ class Decoder(nn.Module):
     return nn.ConvTranspose(3, (2, 2), strides=(2, 2), use_bias=False)(x)
 
 
+ENCODERS = ("random", "efficientnet_lite0")
+
+
+def channel_normalized(x: jnp.ndarray, eps: float = 1e-5) -> jnp.ndarray:
+  """Zero mean, unit variance over channels at every position (no batch statistics)."""
+  mean = jnp.mean(x, axis=-1, keepdims=True)
+  var = jnp.var(x, axis=-1, keepdims=True)
+  return (x - mean) * jax.lax.rsqrt(var + eps)
+
+
+def average_pooled(x: jnp.ndarray, out_size: int) -> jnp.ndarray:
+  """``[B, s, s, C] -> [B, out_size, out_size, C]`` by averaging ``s/out_size`` blocks."""
+  b, s, _, c = x.shape
+  if s % out_size:
+    raise ValueError(f"feature map side {s} is not a multiple of {out_size}")
+  f = s // out_size
+  return x.reshape(b, out_size, f, out_size, f, c).mean(axis=(2, 4))
+
+
+def pretrained_encoder(canvas_size: int, out_size: int, num_blocks: int,
+                       weights_path: str | None = None):
+  """``(features, channels)``: the EfficientNet-Lite0 trunk as a frozen encoder."""
+  stride = trunk_stride(num_blocks)
+  side = -(-canvas_size // stride)
+  if side < out_size or side % out_size:
+    raise ValueError(f"prompt.encoder_blocks={num_blocks} gives {side}x{side} features at "
+                     f"canvas {canvas_size}; the decoder needs a multiple of {out_size}: "
+                     "use fewer encoder blocks")
+  _, variables = load_efficientnet_lite0(weights_path)
+  trunk = EfficientNetLite0Trunk(num_blocks=num_blocks)
+  trunk_vars = trunk_variables(variables, num_blocks)
+
+  def features(canvas_images):
+    fmap = trunk.apply(trunk_vars, imagenet_normalize(canvas_images))
+    return channel_normalized(average_pooled(fmap, out_size))
+
+  return features, trunk_channels(num_blocks)
+
+
 def make_coordinator_prompt(canvas_size: int, image_size: int, *, epsilon: float = 1.0,
                             region: str = "full", widths: Sequence[int] = (32, 32, 16),
-                            encoder_channels: int = 8, trigger_channels: int = 8,
-                            encoder_seed: int = 0) -> PromptGenerator:
+                            encoder: str = "random", encoder_channels: int = 8,
+                            encoder_blocks: int = 8, trigger_channels: int = 8,
+                            encoder_seed: int = 0,
+                            encoder_weights: str | None = None) -> PromptGenerator:
   """Builds the coordinator prompt generator (see module docstring)."""
   num_blocks = len(widths) + 1
   if canvas_size % 2 ** num_blocks:
     raise ValueError(f"canvas_size={canvas_size} must be divisible by 2**{num_blocks} "
                      f"for a coordinator with {num_blocks} upsampling blocks")
+  if encoder not in ENCODERS:
+    raise ValueError(f"prompt.encoder={encoder!r}; use one of {ENCODERS}")
   h0 = canvas_size // 2 ** num_blocks
-  encoder = FrozenEncoder(out_size=h0, channels=encoder_channels)
+  if encoder == "random":
+    random_encoder = FrozenEncoder(out_size=h0, channels=encoder_channels)
+    dummy = jnp.zeros((1, canvas_size, canvas_size, 3), jnp.float32)
+    encoder_vars = random_encoder.init(jax.random.key(encoder_seed), dummy)
+
+    def features(canvas_images):
+      return random_encoder.apply(encoder_vars, canvas_images)
+  else:
+    features, encoder_channels = pretrained_encoder(canvas_size, h0, encoder_blocks,
+                                                    encoder_weights)
   decoder = Decoder(out_size=canvas_size, widths=tuple(widths), trigger_channels=trigger_channels)
-  dummy = jnp.zeros((1, canvas_size, canvas_size, 3), jnp.float32)
-  encoder_vars = encoder.init(jax.random.key(encoder_seed), dummy)
   mask = region_mask(canvas_size, image_size, region)
 
   def init(key):
     z = jnp.zeros((1, h0, h0, encoder_channels), jnp.float32)
     return decoder.init(key, z)["params"]
-
-  def features(canvas_images):
-    return encoder.apply(encoder_vars, canvas_images)
 
   def apply(params, z):
     return epsilon * decoder.apply({"params": params}, z) * mask

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from fedbbpt_jax.prompts import apply_prompt, make_prompt, num_params, place_on_canvas
 
@@ -39,3 +40,23 @@ def test_prompted_pixels_stay_in_range():
   x = jnp.full((1, 4, 4, 3), 0.9)
   out = apply_prompt(x, jnp.full((1, 4, 4, 3), 0.5))
   np.testing.assert_allclose(out, 1.0)
+
+
+def test_pretrained_coordinator_encoder_gives_normalised_batch_independent_features():
+  gen = make_prompt("coordinator", 64, 48, encoder="efficientnet_lite0", region="frame")
+  x = jax.random.uniform(jax.random.key(1), (3, 64, 64, 3))
+  z = gen.features(x)
+  assert z.shape == (3, 4, 4, 80)  # 8 blocks: stride 16, 80 channels
+  np.testing.assert_allclose(z.mean(-1), 0.0, atol=1e-5)
+  np.testing.assert_allclose(z.std(-1), 1.0, atol=1e-3)
+  np.testing.assert_allclose(gen.features(x[1:2]), z[1:2], atol=1e-5)
+  params = gen.init(jax.random.key(0))
+  assert num_params(params) == 17808  # the decoder's first layer reads 80 + 8 channels
+  delta = gen.apply(params, z)
+  np.testing.assert_allclose(delta[:, 8:56, 8:56], 0.0)  # region 'frame': image untouched
+  assert float(jnp.abs(delta[0] - delta[1]).max()) > 0
+
+
+def test_pretrained_encoder_refuses_a_trunk_too_deep_for_the_canvas():
+  with pytest.raises(ValueError, match="prompt.encoder_blocks=12"):
+    make_prompt("coordinator", 64, 48, encoder="efficientnet_lite0", encoder_blocks=12)

@@ -66,6 +66,9 @@ def build_image_task(config: Any, options: BuildOptions) -> TaskBundle:
                                     "region": config.prompt.region}
   if config.prompt.kind == "frame":
     prompt_options["resolution"] = config.prompt.frame_resolution
+  elif config.prompt.kind == "coordinator":
+    prompt_options.update(encoder=config.prompt.get("encoder", "random"),
+                          encoder_blocks=config.prompt.get("encoder_blocks", 8))
   prompt = make_prompt(config.prompt.kind, config.blackbox.input_size, config.task.image_size,
                        **prompt_options)
   unmapped = VisualReprogramming(blackbox, prompt, config.task.image_size,
