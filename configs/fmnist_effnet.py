@@ -52,12 +52,14 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
   #                                        clients' mapping images at least as well | 'always'
 
   c.prompt = ml_collections.ConfigDict()
-  c.prompt.kind = "frame"                # 'frame' | 'coordinator'
+  c.prompt.kind = "frame"                # 'frame' | 'frame_mixture' | 'coordinator'
   c.prompt.region = "frame"              # 'frame' (outside the image) | 'full'
   c.prompt.epsilon = 1.0
   c.prompt.frame_resolution = 8
-  c.prompt.encoder = "random"            # coordinator's frozen encoder: 'random' (fixed random
-  #                                        convolutions) | 'efficientnet_lite0' (pretrained trunk)
+  c.prompt.num_patterns = 4              # 'frame_mixture': frame patterns mixed per image
+  c.prompt.encoder = "random"            # frozen client-side encoder of 'coordinator' and
+  #                                        'frame_mixture': 'random' (fixed random convolutions)
+  #                                        | 'efficientnet_lite0' (the public pretrained trunk)
   c.prompt.encoder_blocks = 8            # 'efficientnet_lite0': trunk blocks (8 = end of stage 4)
 
   c.zo = ml_collections.ConfigDict()

@@ -27,27 +27,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from fedbbpt_jax.models import (EfficientNetLite0Trunk, imagenet_normalize,
-                                load_efficientnet_lite0, trunk_channels, trunk_stride,
-                                trunk_variables)
 from fedbbpt_jax.prompts.base import PromptGenerator
 from fedbbpt_jax.prompts.canvas import region_mask
-
-
-class FrozenEncoder(nn.Module):
-  """Two strided 3x3 convolutions with ReLU, then average pooling to ``[h0, h0, C]``."""
-
-  out_size: int
-  channels: int
-
-  @nn.compact
-  def __call__(self, canvas_images: jnp.ndarray) -> jnp.ndarray:
-    gray = jnp.mean(canvas_images, axis=-1, keepdims=True) - 0.5
-    x = jax.image.resize(gray, (gray.shape[0], 4 * self.out_size, 4 * self.out_size, 1),
-                         method="linear")
-    x = nn.relu(nn.Conv(16, (3, 3), strides=2, padding="SAME")(x))
-    x = nn.Conv(self.channels, (3, 3), strides=2, padding="SAME")(x)
-    return jnp.tanh(x)
+from fedbbpt_jax.prompts.encoders import ENCODERS, pretrained_trunk, random_conv_encoder
 
 
 class Decoder(nn.Module):
@@ -68,45 +50,6 @@ class Decoder(nn.Module):
     return nn.ConvTranspose(3, (2, 2), strides=(2, 2), use_bias=False)(x)
 
 
-ENCODERS = ("random", "efficientnet_lite0")
-
-
-def channel_normalized(x: jnp.ndarray, eps: float = 1e-5) -> jnp.ndarray:
-  """Zero mean, unit variance over channels at every position (no batch statistics)."""
-  mean = jnp.mean(x, axis=-1, keepdims=True)
-  var = jnp.var(x, axis=-1, keepdims=True)
-  return (x - mean) * jax.lax.rsqrt(var + eps)
-
-
-def average_pooled(x: jnp.ndarray, out_size: int) -> jnp.ndarray:
-  """``[B, s, s, C] -> [B, out_size, out_size, C]`` by averaging ``s/out_size`` blocks."""
-  b, s, _, c = x.shape
-  if s % out_size:
-    raise ValueError(f"feature map side {s} is not a multiple of {out_size}")
-  f = s // out_size
-  return x.reshape(b, out_size, f, out_size, f, c).mean(axis=(2, 4))
-
-
-def pretrained_encoder(canvas_size: int, out_size: int, num_blocks: int,
-                       weights_path: str | None = None):
-  """``(features, channels)``: the EfficientNet-Lite0 trunk as a frozen encoder."""
-  stride = trunk_stride(num_blocks)
-  side = -(-canvas_size // stride)
-  if side < out_size or side % out_size:
-    raise ValueError(f"prompt.encoder_blocks={num_blocks} gives {side}x{side} features at "
-                     f"canvas {canvas_size}; the decoder needs a multiple of {out_size}: "
-                     "use fewer encoder blocks")
-  _, variables = load_efficientnet_lite0(weights_path)
-  trunk = EfficientNetLite0Trunk(num_blocks=num_blocks)
-  trunk_vars = trunk_variables(variables, num_blocks)
-
-  def features(canvas_images):
-    fmap = trunk.apply(trunk_vars, imagenet_normalize(canvas_images))
-    return channel_normalized(average_pooled(fmap, out_size))
-
-  return features, trunk_channels(num_blocks)
-
-
 def make_coordinator_prompt(canvas_size: int, image_size: int, *, epsilon: float = 1.0,
                             region: str = "full", widths: Sequence[int] = (32, 32, 16),
                             encoder: str = "random", encoder_channels: int = 8,
@@ -122,15 +65,10 @@ def make_coordinator_prompt(canvas_size: int, image_size: int, *, epsilon: float
     raise ValueError(f"prompt.encoder={encoder!r}; use one of {ENCODERS}")
   h0 = canvas_size // 2 ** num_blocks
   if encoder == "random":
-    random_encoder = FrozenEncoder(out_size=h0, channels=encoder_channels)
-    dummy = jnp.zeros((1, canvas_size, canvas_size, 3), jnp.float32)
-    encoder_vars = random_encoder.init(jax.random.key(encoder_seed), dummy)
-
-    def features(canvas_images):
-      return random_encoder.apply(encoder_vars, canvas_images)
+    features = random_conv_encoder(canvas_size, h0, encoder_channels, encoder_seed)
   else:
-    features, encoder_channels = pretrained_encoder(canvas_size, h0, encoder_blocks,
-                                                    encoder_weights)
+    features, encoder_channels = pretrained_trunk(canvas_size, h0, encoder_blocks,
+                                                  encoder_weights)
   decoder = Decoder(out_size=canvas_size, widths=tuple(widths), trigger_channels=trigger_channels)
   mask = region_mask(canvas_size, image_size, region)
 

@@ -14,10 +14,12 @@ from fedbbpt_jax.core import Registry
 from fedbbpt_jax.prompts.base import PromptGenerator
 from fedbbpt_jax.prompts.coordinator import make_coordinator_prompt
 from fedbbpt_jax.prompts.frame import make_frame_prompt
+from fedbbpt_jax.prompts.frame_mixture import make_frame_mixture_prompt
 
 PROMPTS: Registry[Callable[..., PromptGenerator]] = Registry("visual prompt generator")
 PROMPTS.register("frame", make_frame_prompt)
 PROMPTS.register("coordinator", make_coordinator_prompt)
+PROMPTS.register("frame_mixture", make_frame_mixture_prompt)
 
 
 def make_prompt(kind: str, canvas_size: int, image_size: int, **options: Any) -> PromptGenerator:

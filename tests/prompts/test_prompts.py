@@ -60,3 +60,34 @@ def test_pretrained_coordinator_encoder_gives_normalised_batch_independent_featu
 def test_pretrained_encoder_refuses_a_trunk_too_deep_for_the_canvas():
   with pytest.raises(ValueError, match="prompt.encoder_blocks=12"):
     make_prompt("coordinator", 64, 48, encoder="efficientnet_lite0", encoder_blocks=12)
+
+
+def test_frame_mixture_mixes_its_patterns_by_the_softmax_gate():
+  gen = make_prompt("frame_mixture", 32, 16, resolution=2, num_patterns=2, encoder="random",
+                    encoder_channels=2, region="full")
+  params = gen.init(jax.random.key(0))
+  assert num_params(params) == 2 * 12 + 2 * 2
+  np.testing.assert_allclose(gen.apply(params, jnp.ones((1, 2))), 0.0)  # starts at zero-shot
+  params = {"patterns": jnp.stack([jnp.full((2, 2, 3), 1.0), jnp.full((2, 2, 3), -1.0)]),
+            "gate": jnp.asarray([[1.0, 0.0], [0.0, 0.0]])}
+  z = jnp.asarray([[2.0, 5.0], [0.0, 1.0]])   # gate logits (2, 0) and (0, 0)
+  w = np.exp(2.0) / (np.exp(2.0) + 1.0)
+  delta = gen.apply(params, z)
+  np.testing.assert_allclose(delta[0], w - (1 - w), rtol=1e-6)
+  np.testing.assert_allclose(delta[1], 0.0, atol=1e-7)
+
+
+def test_frame_mixture_features_are_centred_and_batch_independent():
+  x = jax.random.uniform(jax.random.key(1), (6, 64, 64, 3))
+  raw = make_prompt("frame_mixture", 64, 48)  # pretrained trunk, pooled: 80 features
+  center = np.asarray(raw.features(x)).mean(0)
+  gen = make_prompt("frame_mixture", 64, 48, feature_center=center)
+  z = gen.features(x)
+  assert z.shape == (6, 80)
+  np.testing.assert_allclose(z.mean(-1), 0.0, atol=1e-5)
+  np.testing.assert_allclose(z.std(-1), 1.0, atol=1e-3)
+  np.testing.assert_allclose(gen.features(x[2:3]), z[2:3], atol=1e-5)
+  params = gen.init(jax.random.key(0))
+  assert num_params(params) == 4 * 3 * 64 + 80 * 4
+  # The gate's initial logits have std gate_init = 2 on unit-variance features.
+  assert 1.2 < float(jnp.std(z @ params["gate"])) < 2.8

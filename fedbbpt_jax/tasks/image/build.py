@@ -21,7 +21,7 @@ from fedbbpt_jax.blackbox.factory import make_blackbox
 from fedbbpt_jax.core import ConfigError
 from fedbbpt_jax.data import (DATASETS, ClientData, client_data, client_parts,
                               describe_test_subset, label_histograms, test_subset)
-from fedbbpt_jax.prompts import make_prompt
+from fedbbpt_jax.prompts import make_prompt, place_on_canvas
 from fedbbpt_jax.tasks.image.label_mapping import SEMANTIC_FASHION_MNIST, fixed_mapping
 from fedbbpt_jax.tasks.image.remap import (cached_label_map, counted_mapping,
                                            make_label_map_refresh, mapping_outputs)
@@ -51,6 +51,26 @@ def build_label_map(predict: Callable[[jnp.ndarray], jnp.ndarray], clients: Clie
                          num_classes, cfg.sources_per_label)
 
 
+# Prompt generators whose encoder features are centred on the clients' mean feature.
+CENTRED_PROMPTS = ("frame_mixture",)
+
+
+def mean_client_feature(features: Callable[[jnp.ndarray], jnp.ndarray], clients: ClientData,
+                        m: int) -> np.ndarray:
+  """Mean encoder feature over every client's first ``m`` images.
+
+  Each client runs its own frozen encoder and sends one feature sum and a count (a
+  one-off secure sum of ``C + 1`` numbers); no black-box query is made.
+  """
+  total, count = 0.0, 0
+  for i in range(clients.num_examples.shape[0]):
+    n = min(m, int(clients.num_examples[i]))
+    if n:
+      total = total + np.asarray(features(jnp.asarray(clients.x[i, :n]))).sum(axis=0)
+      count += n
+  return np.asarray(total / max(count, 1), np.float32)
+
+
 def build_image_task(config: Any, options: BuildOptions) -> TaskBundle:
   """Loads the dataset, partitions it, builds black box, prompt, label mapping and task."""
   ds = DATASETS.get(config.data.name, "data.name")(config.data)
@@ -69,8 +89,20 @@ def build_image_task(config: Any, options: BuildOptions) -> TaskBundle:
   elif config.prompt.kind == "coordinator":
     prompt_options.update(encoder=config.prompt.get("encoder", "random"),
                           encoder_blocks=config.prompt.get("encoder_blocks", 8))
+  elif config.prompt.kind == "frame_mixture":
+    prompt_options.update(resolution=config.prompt.frame_resolution,
+                          num_patterns=config.prompt.get("num_patterns", 4),
+                          encoder=config.prompt.get("encoder", "efficientnet_lite0"),
+                          encoder_blocks=config.prompt.get("encoder_blocks", 8))
   prompt = make_prompt(config.prompt.kind, config.blackbox.input_size, config.task.image_size,
                        **prompt_options)
+  if config.prompt.kind in CENTRED_PROMPTS:
+    encode = jax.jit(lambda x: prompt.features(place_on_canvas(
+        x, config.blackbox.input_size, config.task.image_size, config.task.background)))
+    prompt = make_prompt(config.prompt.kind, config.blackbox.input_size, config.task.image_size,
+                         feature_center=mean_client_feature(
+                             encode, clients, config.task.mapping_examples_per_client),
+                         **prompt_options)
   unmapped = VisualReprogramming(blackbox, prompt, config.task.image_size,
                                  jnp.zeros((blackbox.output_size, num_classes)),
                                  config.task.background, config.task.loss_temperature)

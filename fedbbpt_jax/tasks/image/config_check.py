@@ -8,7 +8,7 @@ from fedbbpt_jax.blackbox.zoo import IMAGE_MODELS
 from fedbbpt_jax.core import ConfigError, check_choice, check_number, get_field
 from fedbbpt_jax.data.registry import DATASETS, IMAGE
 from fedbbpt_jax.prompts import PROMPTS
-from fedbbpt_jax.prompts.coordinator import ENCODERS
+from fedbbpt_jax.prompts.encoders import ENCODERS
 from fedbbpt_jax.tasks.image.label_mapping import MAPPINGS
 from fedbbpt_jax.tasks.image.remap import REMAP_ACCEPT
 from fedbbpt_jax.zo import CONTINUOUS, ESTIMATORS
@@ -43,6 +43,8 @@ def check_image_config(config: Any) -> None:
   check_number(config, "prompt.frame_resolution", low=1, integer=True)
   if "encoder" in get_field(config, "prompt"):
     check_choice(config, "prompt.encoder", ENCODERS)
+  if "num_patterns" in get_field(config, "prompt"):
+    check_number(config, "prompt.num_patterns", low=1, integer=True)
   if "encoder_blocks" in get_field(config, "prompt"):
     check_number(config, "prompt.encoder_blocks", low=1, high=16, integer=True)
   check_choice(config, "zo.estimator", ESTIMATORS.names(CONTINUOUS))

@@ -1,0 +1,90 @@
+"""Frozen client-side image encoders for input-dependent prompt generators.
+
+A client may hold a small public pretrained model and run it on its own images
+without the black box (BlackVIP's clients run a public self-supervised ViT). The
+only such image model available offline here is the public ImageNet
+EfficientNet-Lite0 checkpoint, so its first blocks (a "trunk") serve as the
+encoder. Features never depend on batch-mates (no batch statistics; methods.md
+pitfall 1) and never receive a gradient.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from fedbbpt_jax.models import (EfficientNetLite0Trunk, imagenet_normalize,
+                                load_efficientnet_lite0, trunk_channels, trunk_stride,
+                                trunk_variables)
+
+ENCODERS = ("random", "efficientnet_lite0")
+
+
+class FrozenEncoder(nn.Module):
+  """Two strided 3x3 convolutions with ReLU, then average pooling to ``[h0, h0, C]``."""
+
+  out_size: int
+  channels: int
+
+  @nn.compact
+  def __call__(self, canvas_images: jnp.ndarray) -> jnp.ndarray:
+    gray = jnp.mean(canvas_images, axis=-1, keepdims=True) - 0.5
+    x = jax.image.resize(gray, (gray.shape[0], 4 * self.out_size, 4 * self.out_size, 1),
+                         method="linear")
+    x = nn.relu(nn.Conv(16, (3, 3), strides=2, padding="SAME")(x))
+    x = nn.Conv(self.channels, (3, 3), strides=2, padding="SAME")(x)
+    return jnp.tanh(x)
+
+
+def random_conv_encoder(canvas_size: int, out_size: int, channels: int,
+                        seed: int = 0) -> Callable[[jnp.ndarray], jnp.ndarray]:
+  """``features(canvas_images) -> [B, out_size, out_size, channels]``: fixed random
+  convolutions drawn from ``seed`` (``FrozenEncoder``)."""
+  encoder = FrozenEncoder(out_size=out_size, channels=channels)
+  dummy = jnp.zeros((1, canvas_size, canvas_size, 3), jnp.float32)
+  variables = encoder.init(jax.random.key(seed), dummy)
+  return lambda canvas_images: encoder.apply(variables, canvas_images)
+
+
+def channel_normalized(x: jnp.ndarray, eps: float = 1e-5) -> jnp.ndarray:
+  """Zero mean, unit variance over the last axis at every position."""
+  mean = jnp.mean(x, axis=-1, keepdims=True)
+  var = jnp.var(x, axis=-1, keepdims=True)
+  return (x - mean) * jax.lax.rsqrt(var + eps)
+
+
+def average_pooled(x: jnp.ndarray, out_size: int) -> jnp.ndarray:
+  """``[B, s, s, C] -> [B, out_size, out_size, C]`` by averaging ``s/out_size`` blocks."""
+  b, s, _, c = x.shape
+  if s % out_size:
+    raise ValueError(f"feature map side {s} is not a multiple of {out_size}")
+  f = s // out_size
+  return x.reshape(b, out_size, f, out_size, f, c).mean(axis=(2, 4))
+
+
+def pretrained_trunk(canvas_size: int, out_size: int, num_blocks: int,
+                     weights_path: str | None = None
+                     ) -> tuple[Callable[[jnp.ndarray], jnp.ndarray], int]:
+  """``(features, channels)``: the EfficientNet-Lite0 trunk as a frozen encoder.
+
+  ``features(canvas_images [B, S, S, 3] in [0, 1]) -> [B, out_size, out_size, channels]``,
+  average-pooled and normalised per position over channels.
+  """
+  stride = trunk_stride(num_blocks)
+  side = -(-canvas_size // stride)
+  if side < out_size or side % out_size:
+    raise ValueError(f"prompt.encoder_blocks={num_blocks} gives {side}x{side} features at "
+                     f"canvas {canvas_size}; the generator needs a multiple of {out_size}: "
+                     "use fewer encoder blocks")
+  _, variables = load_efficientnet_lite0(weights_path)
+  trunk = EfficientNetLite0Trunk(num_blocks=num_blocks)
+  trunk_vars = trunk_variables(variables, num_blocks)
+
+  def features(canvas_images):
+    fmap = trunk.apply(trunk_vars, imagenet_normalize(canvas_images))
+    return channel_normalized(average_pooled(fmap, out_size))
+
+  return features, trunk_channels(num_blocks)
