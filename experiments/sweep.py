@@ -41,12 +41,14 @@ _VMAP = flags.DEFINE_bool("vmap", True, "run points that differ only in seed / H
 
 
 def is_complete(workdir: str, rounds: int) -> bool:
-  """Returns whether ``workdir`` holds a finished run of ``rounds`` rounds."""
+  """Returns whether ``workdir`` holds a finished run of ``rounds`` rounds (or one that
+  ``server.dp.target_epsilon`` stopped after its last round)."""
   if not os.path.exists(os.path.join(workdir, "summary.json")):
     return False
   rows = records.MetricsLog(workdir).rows()
-  return bool(rows) and rows[-1]["round"] >= rounds and records.read_json(
-      os.path.join(workdir, "summary.json")).get("rounds") == rounds
+  summary = records.read_json(os.path.join(workdir, "summary.json"))
+  done = rounds if summary.get("dp_stopped_at_round") is None else summary["dp_stopped_at_round"]
+  return bool(rows) and rows[-1]["round"] >= done and summary.get("rounds") == rounds
 
 
 def run_point(point: Point, workdir: str, log: Callable[[str], None]) -> dict[str, Any]:

@@ -2,19 +2,23 @@
 
 Importing this package registers the built-in algorithms (``fedbbpt``, ``fedone``,
 ``centralized``, ``fedbpt``, the decentralized ``dfedsam`` and the ``local_only`` baseline), the ``weighted_mean``
-aggregator and the client/server optimizers.
+and ``dp_gaussian`` (DP-FedAvg, ``federated.privacy`` accounts for it) aggregators and the
+client/server optimizers.
 """
 
 from fedbbpt_jax.data.clients import ClientData
-from fedbbpt_jax.federated.aggregators import AGGREGATORS, weighted_mean
+from fedbbpt_jax.federated.aggregators import (AGGREGATORS, Aggregated, ConfiguredAggregator,
+                                               make_aggregator, weighted_mean)
 from fedbbpt_jax.federated.algorithm import (ALGORITHMS, Algorithm, AlgorithmContext,
                                              AlgorithmSpec, FederatedAlgorithm, RoundCost,
-                                             make_algorithm, register_algorithm,
-                                             server_algorithm_names, simulated_round)
+                                             algorithms_applying_aggregator, make_algorithm,
+                                             register_algorithm, server_algorithm_names,
+                                             simulated_round)
 from fedbbpt_jax.federated.centralized import centralized_steps, make_centralized
 from fedbbpt_jax.federated.client import (SCHEDULES, ClientOutput, StepHooks, make_local_step,
                                           make_local_update, nonfinite_as_worst)
 from fedbbpt_jax.federated.dfedsam import make_dfedsam
+from fedbbpt_jax.federated.dp_aggregator import make_dp_gaussian
 from fedbbpt_jax.federated.fedbbpt import make_fedbbpt
 from fedbbpt_jax.federated.fedbpt import fedbpt_candidates_per_client, make_fedbpt
 from fedbbpt_jax.federated.fedone import make_fedone
@@ -24,8 +28,10 @@ from fedbbpt_jax.federated.optimizers import (CLIENT_OPTIMIZERS, SERVER_OPTIMIZE
 from fedbbpt_jax.federated.server import ServerState, sample_cohort
 from fedbbpt_jax.federated.topology import TOPOLOGIES
 
-__all__ = ["AGGREGATORS", "ALGORITHMS", "Algorithm", "AlgorithmContext", "AlgorithmSpec",
-           "CLIENT_OPTIMIZERS", "ClientData", "ClientOutput", "FederatedAlgorithm", "RoundCost",
+__all__ = ["AGGREGATORS", "ALGORITHMS", "Aggregated", "Algorithm", "AlgorithmContext",
+           "AlgorithmSpec", "CLIENT_OPTIMIZERS", "ClientData", "ClientOutput",
+           "ConfiguredAggregator", "FederatedAlgorithm", "RoundCost",
+           "algorithms_applying_aggregator", "make_aggregator", "make_dp_gaussian",
            "SCHEDULES", "SERVER_OPTIMIZERS", "ServerState", "StepHooks", "centralized_steps",
            "TOPOLOGIES", "fedbpt_candidates_per_client", "make_algorithm", "make_centralized",
            "make_dfedsam",

@@ -38,6 +38,7 @@ from fedbbpt_jax.zo import Estimator, HParams
 
 PyTree = Any
 BASELINE = "baseline"  # tag of algorithms that run as a baseline, not as server.algorithm
+APPLIES_AGGREGATOR = "applies_aggregator"  # tag: the server combines uploads with server.aggregator
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,12 +200,19 @@ ALGORITHMS: Registry[AlgorithmSpec] = Registry("federated algorithm")
 
 def register_algorithm(name: str, build: Callable[[AlgorithmContext], Algorithm],
                        check: Callable[[Any], None] | None = None, *, baseline: bool = False,
-                       overwrite: bool = False) -> None:
-  """Registers an algorithm; ``baseline`` ones are not offered as ``server.algorithm``."""
+                       applies_aggregator: bool = False, overwrite: bool = False) -> None:
+  """Registers an algorithm; ``baseline`` ones are not offered as ``server.algorithm``;
+  ``applies_aggregator``: its server combines the uploads with ``server.aggregator``."""
   spec = AlgorithmSpec(build) if check is None else AlgorithmSpec(build, check)
-  ALGORITHMS.register(name, spec, tags=(BASELINE,) if baseline else (), overwrite=overwrite)
+  tags = ((BASELINE,) if baseline else ()) + ((APPLIES_AGGREGATOR,) if applies_aggregator else ())
+  ALGORITHMS.register(name, spec, tags=tags, overwrite=overwrite)
 
 
 def server_algorithm_names() -> tuple[str, ...]:
   """The names ``config.server.algorithm`` may take."""
   return ALGORITHMS.names(without=BASELINE)
+
+
+def algorithms_applying_aggregator() -> tuple[str, ...]:
+  """The algorithms whose server applies ``server.aggregator`` (the others ignore it)."""
+  return ALGORITHMS.names(APPLIES_AGGREGATOR)

@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fedbbpt_jax.federated.aggregators import (AGGREGATORS, DEFAULT_AGGREGATOR, Aggregator,
-                                               aggregator_name)
+from fedbbpt_jax.federated.aggregators import (DEFAULT_AGGREGATOR, Aggregator, aggregator_name,
+                                               make_aggregator, split_aggregated)
 from fedbbpt_jax.federated.algorithm import (Algorithm, AlgorithmContext, RoundCost,
                                              make_algorithm, register_algorithm)
 from fedbbpt_jax.federated.client import ClientOutput
@@ -52,14 +52,18 @@ def weighted_train_loss(uploads: Any) -> jnp.ndarray:
 def averaging_server(server_optimizer: optax.GradientTransformation,
                      aggregate: Aggregator,
                      project: Callable[[PyTree], PyTree] | None = None) -> tuple[Callable, Callable]:
-  """``(init, server_update)`` of a server that steps on ``-aggregate(deltas)``."""
+  """``(init, server_update)`` of a server that steps on ``-aggregate(deltas)``.
+
+  Metrics an aggregator returns (``Aggregated``) go under ``metrics["aggregator"]``.
+  """
 
   def init(params):
     return ServerState(params=params, opt_state=server_optimizer.init(params),
                        round=jnp.asarray(0, jnp.int32))
 
   def server_update(state, uploads: ClientOutput, ids, key):
-    mean_delta = aggregate(uploads.delta, uploads.num_examples, key)
+    mean_delta, aggregator_metrics = split_aggregated(
+        aggregate(uploads.delta, uploads.num_examples, key))
     pseudo_grad = jax.tree.map(jnp.negative, mean_delta)
     updates, opt_state = server_optimizer.update(pseudo_grad, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -67,6 +71,8 @@ def averaging_server(server_optimizer: optax.GradientTransformation,
       params = project(params)
     metrics = {"train_loss": weighted_train_loss(uploads), "cohort": ids,
                **nonfinite_count(uploads)}
+    if aggregator_metrics:
+      metrics["aggregator"] = aggregator_metrics
     return ServerState(params=params, opt_state=opt_state, round=state.round + 1), metrics
 
   return init, server_update
@@ -76,12 +82,15 @@ def make_fedbbpt(local_update: Callable[..., ClientOutput],
                  server_optimizer: optax.GradientTransformation, num_clients: int,
                  cohort_size: int, backend: str = "vmap",
                  project: Callable[[PyTree], PyTree] | None = None,
-                 aggregator: str = DEFAULT_AGGREGATOR,
+                 aggregator: str | Aggregator = DEFAULT_AGGREGATOR,
                  round_cost: RoundCost | None = None, name: str = "fedbbpt") -> Algorithm:
-  """Builds Fed-BBPT from a local update (see the module docstring)."""
-  init, server_update = averaging_server(server_optimizer,
-                                         AGGREGATORS.get(aggregator, "server.aggregator"),
-                                         project)
+  """Builds Fed-BBPT from a local update (see the module docstring).
+
+  ``aggregator``: a registered name (of a rule that needs no config) or the aggregate
+  function itself (``aggregators.make_aggregator(name, config, cohort_size)``).
+  """
+  aggregate = aggregator if callable(aggregator) else make_aggregator(aggregator)
+  init, server_update = averaging_server(server_optimizer, aggregate, project)
   return make_algorithm(name, cohort_size, round_cost or RoundCost(cohort_size, 0, 0),
                         init=init, select=cohort_selector(num_clients, cohort_size),
                         broadcast=lambda state: state.params, client_update=local_update,
@@ -89,13 +98,15 @@ def make_fedbbpt(local_update: Callable[..., ClientOutput],
 
 
 def build(ctx: AlgorithmContext) -> Algorithm:
-  """Fed-BBPT from the config: ``server.optimizer/lr/momentum/aggregator/cohort_size``."""
+  """Fed-BBPT from the config: ``server.optimizer/lr/momentum/aggregator/cohort_size``
+  (and ``server.dp`` for ``aggregator='dp_gaussian'``)."""
   s = ctx.config.server
   cost = RoundCost(ctx.cohort_size, ctx.local_steps * ctx.estimator.num_candidates,
                    ctx.batch_size)
   return make_fedbbpt(ctx.local_update(), make_server_optimizer(s.optimizer, s.lr, s.momentum),
                       ctx.num_clients, ctx.cohort_size, ctx.backend, project=ctx.project,
-                      aggregator=aggregator_name(s), round_cost=cost)
+                      aggregator=make_aggregator(aggregator_name(s), ctx.config, ctx.cohort_size),
+                      round_cost=cost)
 
 
-register_algorithm("fedbbpt", build)
+register_algorithm("fedbbpt", build, applies_aggregator=True)

@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 
 from fedbbpt_jax.blackbox import BlackBox, QueryMeter
+from fedbbpt_jax.federated.privacy import dp_settings, rounds_within_target
 from fedbbpt_jax.parallel import replicate
 from fedbbpt_jax.parallel.devices import ensure_cpu_devices
 from fedbbpt_jax.prompts import num_params
@@ -181,6 +182,23 @@ class RunRecords:
     self.ckpt = RoundCheckpointer(workdir)
     self.metrics_log = records.MetricsLog(workdir)
     self.prior_seconds = 0.0
+    # Client-level DP (server.aggregator='dp_gaussian'): ε is a pure function of the
+    # config and the rounds done; a target ε ends the run before the round exceeding it.
+    self.privacy = dp_settings(config)
+    self.last_round = (rounds_within_target(self.privacy, config.train.rounds)
+                       if self.privacy else config.train.rounds)
+
+  def may_run(self, r: int) -> bool:
+    """Whether round ``r + 1`` may run; logs why not when ``server.dp.target_epsilon``
+    stops the run before it (ε after ``r + 1`` rounds would exceed the target)."""
+    if r < self.last_round:
+      return True
+    if r < self.config.train.rounds:
+      p = self.privacy
+      self.log(f"stopping before round {r + 1}: ε after it would be {p.epsilon(r + 1):.4g} > "
+               f"server.dp.target_epsilon={p.target_epsilon:g}; ε reached after round {r}: "
+               f"{p.epsilon(r):.4g} (δ={p.delta:g})")
+    return False
 
   def latest_round(self) -> int:
     return self.ckpt.latest_round() or 0
@@ -222,7 +240,10 @@ class RunRecords:
       row["nonfinite_candidates"] = int(m["nonfinite_candidates"])
     if "consensus_distance" in m:  # decentralized: (1/m) sum_i ||x_i - x_bar||^2
       row["consensus_distance"] = float(m["consensus_distance"])
-    if (r + 1) % config.train.eval_every == 0 or r + 1 == config.train.rounds:
+    row.update({k: float(v) for k, v in m.get("aggregator", {}).items()})  # e.g. DP clipping
+    if self.privacy:
+      row.update(dp_epsilon=self.privacy.epsilon(r + 1), dp_delta=self.privacy.delta)
+    if (r + 1) % config.train.eval_every == 0 or r + 1 == self.last_round:
       rep = evaluator.report(exp.algorithm.model(state))
       raise_blackbox_error(exp)
       self.meter.add(eval_bb_examples=evaluator.num_examples)
@@ -286,6 +307,10 @@ class RunRecords:
       summary.update(final_task_metric=final["test_task_metric"],
                      task_metric_name=final["task_metric_name"])
     summary.update(exp.algorithm.summary)  # e.g. a topology's spectral gap
+    if self.privacy:
+      summary.update(self.privacy.summary_fields(rows[-1]["round"]))
+      if rows[-1]["round"] < config.train.rounds:  # server.dp.target_epsilon stopped the run
+        summary["dp_stopped_at_round"] = rows[-1]["round"]
     for key in ("test_client_accuracy_mean", "test_client_accuracy_worst", "consensus_distance"):
       if key in rows[-1]:
         summary["final_" + key.removeprefix("test_")] = rows[-1][key]
@@ -332,6 +357,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   rec.exp = exp
   step = _rounds_runner(exp.algorithm, config.parallel.backend)
   for r in range(start_round, config.train.rounds):
+    if not rec.may_run(r):
+      break
     extra = {}
     if r in refresh_rounds:
       t0 = time.time()

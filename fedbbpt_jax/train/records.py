@@ -8,6 +8,8 @@ from typing import Any
 
 import ml_collections
 
+from fedbbpt_jax.federated.privacy import calibrates
+
 
 def _write_atomic(path: str, text: str) -> None:
   tmp = path + ".tmp"
@@ -43,10 +45,18 @@ RESUMABLE_FIELDS = ("train.rounds", "blackbox.budget_examples", "blackbox.url",
                     "blackbox.timeout_seconds", "blackbox.max_concurrency")
 
 
+def resumable_fields(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """``RESUMABLE_FIELDS``, less ``train.rounds`` when DP calibrates its noise to it
+  (``server.dp.noise_multiplier=-1``: more rounds would change the noise of every round)."""
+  if calibrates(config):
+    return tuple(f for f in RESUMABLE_FIELDS if f != "train.rounds")
+  return RESUMABLE_FIELDS
+
+
 def check_or_write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   """Writes ``config.json``; if one exists, requires the same config (resume safety).
 
-  Only ``RESUMABLE_FIELDS`` may differ (the file is then rewritten).
+  Only ``resumable_fields(config)`` may differ (the file is then rewritten).
 
   Raises:
     ValueError: naming the fields that differ from the workdir's config.
@@ -58,7 +68,7 @@ def check_or_write_config(workdir: str, config: ml_collections.ConfigDict) -> No
     new = _flatten(current)
     diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
              for k in sorted(set(old) | set(new))
-             if old.get(k) != new.get(k) and k not in RESUMABLE_FIELDS]
+             if old.get(k) != new.get(k) and k not in resumable_fields(config)]
     if diffs:
       raise ValueError(f"workdir {workdir} holds a run with a different config "
                        f"({'; '.join(diffs)}); use a new --workdir or the same config")

@@ -243,6 +243,8 @@ def run_vmapped(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence
 
   step, traces = sweep_step(exp.algorithm)
   for r in range(start_round, base.train.rounds):
+    if not all([rec.may_run(r) for rec in recs]):  # a DP target: the same round for all
+      break
     for rec in recs:
       rec.check_budget()
     t0 = time.time()
