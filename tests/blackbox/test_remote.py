@@ -144,6 +144,50 @@ def test_a_spent_budget_raises_query_budget_exceeded_without_retrying(status):
   assert isinstance(e.value, QueryBudgetExceeded) and seen == [status]
 
 
+def test_a_non_finite_answer_is_not_retried():
+  # The service refuses to bill NaN/inf outputs (500 non_finite_output); the same inputs
+  # would give the same outputs, so a retry only costs time.
+  bb, seen = mock_blackbox([(500, "non_finite_output")], attempts=5)
+  with pytest.raises(RemoteBlackBoxError, match="HTTP 500: mock says 500") as e:
+    bb.predict(np.zeros((2, 2, 2, 3), np.float32))
+  assert seen == [500] and e.value.status == 500
+
+
+def shaped_blackbox(answer):
+  """A RemoteBlackBox whose service answers ``answer(n)`` for a request of n rows."""
+
+  def handler(request):
+    if request.url.path == "/v1/info":
+      return httpx.Response(200, json=INFO)
+    return httpx.Response(200, content=encode_array(answer(len(decode_array(request.content)))))
+
+  return RemoteBlackBox("http://mock", transport=httpx.MockTransport(handler),
+                        retry=RetryPolicy(max_attempts=3, backoff_seconds=0.001))
+
+
+@pytest.mark.parametrize("answer,received", [
+    (lambda n: np.ones((n - 1, 5), np.float32), "(2, 5)"),       # a row missing
+    (lambda n: np.ones((n, 7), np.float32), "(3, 7)"),           # other number of classes
+    (lambda n: np.ones((n, 5, 1), np.float32), "(3, 5, 1)"),     # another rank
+    (lambda n: np.full((n, 5), "x"), "(3, 5) of dtype <U1"),     # not numbers
+])
+def test_a_wrongly_shaped_answer_is_a_clear_error_eagerly_and_inside_jit(answer, received):
+  message = (f"remote black box http://mock/v1/predict failed: HTTP 200: the service answered "
+             f"outputs of shape {received} for 3 inputs; expected (3, 5) float32 (3 inputs x "
+             f"output_size 5 from /v1/info)")
+  x = np.zeros((3, 2, 2, 3), np.float32)
+  with pytest.raises(RemoteBlackBoxError) as e:
+    shaped_blackbox(answer).predict(x)
+  assert str(e.value) == message
+  bb = shaped_blackbox(answer)
+  out = np.asarray(jax.jit(lambda v: bb(v) * 2.0)(x))   # no crash inside XLA: NaN, error kept
+  assert out.shape == (3, 5) and np.isnan(out).all()
+  with pytest.raises(RemoteBlackBoxError) as e:
+    bb.raise_pending_error()
+  assert str(e.value) == message
+  assert bb.meter.http_requests == 1                    # a wrong answer is not retried
+
+
 def test_requests_are_split_by_max_batch_and_reassembled_in_order():
   sizes = []
 
