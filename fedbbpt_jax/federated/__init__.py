@@ -13,7 +13,8 @@ from fedbbpt_jax.federated.algorithm import (ALGORITHMS, Algorithm, AlgorithmCon
                                              server_algorithm_names, simulated_round)
 from fedbbpt_jax.federated.centralized import centralized_steps, make_centralized
 from fedbbpt_jax.federated.client import (SCHEDULES, ClientOutput, StepHooks, make_local_step,
-                                          make_local_update, nonfinite_as_worst)
+                                          make_local_update, nonfinite_as_worst,
+                                          small_client_warning)
 from fedbbpt_jax.federated.dfedsam import make_dfedsam
 from fedbbpt_jax.federated.fedbbpt import make_fedbbpt
 from fedbbpt_jax.federated.fedbpt import fedbpt_candidates_per_client, make_fedbpt
@@ -31,5 +32,5 @@ __all__ = ["AGGREGATORS", "ALGORITHMS", "Algorithm", "AlgorithmContext", "Algori
            "make_dfedsam",
            "make_client_optimizer", "make_fedbbpt", "make_fedbpt", "make_fedone",
            "make_local_only", "make_local_step", "make_local_update", "make_server_optimizer",
-           "nonfinite_as_worst", "register_algorithm", "sample_cohort",
+           "nonfinite_as_worst", "small_client_warning", "register_algorithm", "sample_cohort",
            "server_algorithm_names", "simulated_round", "weighted_mean"]

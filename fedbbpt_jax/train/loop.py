@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 
 from fedbbpt_jax.blackbox import BlackBox, QueryMeter
+from fedbbpt_jax.federated import small_client_warning
 from fedbbpt_jax.parallel import replicate
 from fedbbpt_jax.parallel.devices import ensure_cpu_devices
 from fedbbpt_jax.prompts import num_params
@@ -25,7 +26,8 @@ from fedbbpt_jax.train import records
 from fedbbpt_jax.tasks import TaskRefresh
 from fedbbpt_jax.tasks.evaluation import Evaluator, task_metric_fields
 from fedbbpt_jax.train.build import Experiment, build_experiment, with_task
-from fedbbpt_jax.train.checkpoint import RoundCheckpointer
+from fedbbpt_jax.train.checkpoint import (CheckpointReadError, NoReadableCheckpoint,
+                                          RoundCheckpointer)
 from fedbbpt_jax.train.config_check import validate_config
 from fedbbpt_jax.train.plots import plot_accuracy
 from fedbbpt_jax.train.summary_table import method_name
@@ -83,7 +85,10 @@ def prepare(config: ml_collections.ConfigDict, workdirs: list[str],
   log(f"clients {exp.num_clients} (examples {np.asarray(exp.clients.num_examples).tolist()}), "
       f"prompt '{config.prompt.kind}' with {num_params(exp.init_params)} parameters, "
       f"estimator {config.zo.estimator} ({exp.num_candidates} candidates/step), "
-      f"test subset {evaluator.num_examples} examples")
+      f"test set {exp.bundle.test_split}")
+  small = small_client_warning(np.asarray(exp.clients.num_examples), config.client.batch_size)
+  if small:
+    log(small)
   return exp, evaluator
 
 
@@ -181,19 +186,53 @@ class RunRecords:
     self.ckpt = RoundCheckpointer(workdir)
     self.metrics_log = records.MetricsLog(workdir)
     self.prior_seconds = 0.0
+    self._restored: tuple[int, Any, dict] | None = None  # what ``readable_round`` read
 
   def latest_round(self) -> int:
     return self.ckpt.latest_round() or 0
 
+  def readable_round(self, like_state: Any) -> int:
+    """The latest round whose checkpoint reads back (0: none saved).
+
+    A later round whose checkpoint is unreadable (truncated, overwritten) is moved to
+    ``checkpoints_unreadable/`` with a logged warning naming the round and the file,
+    so the run resumes from the previous complete round and saves that round again.
+
+    Raises:
+      NoReadableCheckpoint: rounds are saved but none reads back (names the workdir).
+    """
+    failures = []
+    for round_idx in reversed(self.ckpt.rounds()):
+      try:
+        self._restored = (round_idx, *self.ckpt.restore(round_idx, like_state))
+        break
+      except CheckpointReadError as e:
+        failures.append(e)
+    else:
+      if failures:
+        raise NoReadableCheckpoint(
+            f"no readable checkpoint in {self.workdir}: rounds {self.ckpt.rounds()} all fail "
+            f"to read (round {failures[0].round_idx}: {failures[0]}); restore "
+            f"{self.ckpt.directory} from a backup or use a new --workdir")
+      return 0
+    for e in failures:
+      moved = self.ckpt.set_aside(e.round_idx)
+      self.log(f"warning: {e}; moved it to {moved} and resuming from round {round_idx}")
+    return round_idx
+
   def start(self, like_state: Any, start_round: int | None = None) -> tuple[Any, int]:
-    """Restores round ``start_round`` (default: the latest) or starts afresh.
+    """Restores round ``start_round`` (default: the latest readable one) or starts afresh.
 
     Returns ``(state, start_round)``; metrics rows after that round are dropped.
     """
-    start_round = self.latest_round() if start_round is None else start_round
+    start_round = self.readable_round(like_state) if start_round is None else start_round
     state = like_state
     if start_round:
-      state, meta = self.ckpt.restore(start_round, like_state)
+      restored, self._restored = self._restored, None
+      if restored is not None and restored[0] == start_round:
+        state, meta = restored[1:]
+      else:
+        state, meta = self.ckpt.restore(start_round, like_state)
       self.meter.load_state_dict(meta["queries"])
       self.prior_seconds = meta["wall_seconds"]
       self.log(f"resuming after round {start_round}")
