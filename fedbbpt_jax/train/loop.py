@@ -42,6 +42,13 @@ def raise_blackbox_error(exp: Experiment) -> None:
   exp.bundle.blackbox.raise_pending_error()
 
 
+def last_saved(round_idx: int, workdir: str) -> str:
+  """Which round a stopped run left saved, for error messages."""
+  if round_idx:
+    return f"round {round_idx} is the last one saved in {workdir}"
+  return f"no round is saved yet in {workdir}"
+
+
 def round_counters(exp: Experiment) -> dict[str, int]:
   """Query-meter increments of one training round of ``exp.algorithm`` (its ``RoundCost``)."""
   return exp.round_cost.counters()
@@ -254,6 +261,12 @@ class RunRecords:
     if not np.isfinite(train_loss):
       raise FloatingPointError(f"round {r + 1}: training loss is {train_loss}; "
                                "lower config.client.lr or config.zo.sigma")
+    scored = exp.round_cost.bb_calls
+    if "nonfinite_candidates" in m and 0 < scored <= int(m["nonfinite_candidates"]):
+      raise FloatingPointError(
+          f"round {r + 1}: the black box answered NaN or inf for all {scored} candidates of "
+          f"the round, so no step moved; the round is not saved ({last_saved(r, self.workdir)})"
+          ": check the black box, then rerun the same command to resume")
     self.meter.add(**round_counters(exp))
     row = {"round": r + 1, "train_loss": train_loss, "cohort": np.asarray(m["cohort"]).tolist(),
            "round_seconds": round_seconds, **(extra or {})}
@@ -386,7 +399,12 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     t0 = time.time()
     state, m = step(state, clients, exp.root_key, exp.hparams)
     jax.block_until_ready(m["train_loss"])
-    raise_blackbox_error(exp)
+    try:
+      raise_blackbox_error(exp)
+    except Exception as e:
+      e.add_note(f"stopped in round {r + 1} ({last_saved(r, workdir)}): rerun the same "
+                 "command to resume")
+      raise
     rec.record_round(r, state, m, time.time() - t0, evaluator, extra)
 
   baselines = _baselines(base, base_evaluator, workdir, requested_baselines(config), log)

@@ -36,7 +36,7 @@ FAST = RetryPolicy(max_attempts=3, backoff_seconds=0.01, timeout_seconds=30)
 # an evaluation (zero-shot, then after every round) 2 x 96 = 192.
 MAPPING, ROUND, EVAL = 30, 288, 192
 KEYS = {"meter-key": None, "tiny-key": 20, "restart-key": None, "run-key": None,
-        "short-key": MAPPING + EVAL + ROUND + EVAL + 50}
+        "kill-key": None, "short-key": MAPPING + EVAL + ROUND + EVAL + 50}
 
 
 def smoke_config(url=""):
@@ -357,3 +357,30 @@ def test_a_service_killed_and_restarted_mid_run_is_retried_through(service, loca
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
   assert bb.meter.http_retries >= 1
   assert bb.meter.host_calls == len(results)
+
+
+def test_a_service_killed_mid_run_stops_it_after_the_last_complete_round_and_a_rerun_resumes(
+    service, local_run, tmp_path, monkeypatch):
+  workdir = str(tmp_path / "killed")
+  config = smoke_config(service.url)
+  config.blackbox.max_attempts = 2
+  monkeypatch.setenv("FEDBBPT_TEST_API_KEY", "kill-key")
+
+  def log(line):   # round 1 is saved when its line is logged: the service dies right then
+    if line.startswith("round 1/2"):
+      service.kill()
+
+  try:
+    with pytest.raises(RemoteBlackBoxError) as e:
+      run(config, workdir, log=log)
+  finally:
+    service.start()                                     # same port, same keys
+  assert not isinstance(e.value, QueryBudgetExceeded) and e.value.status is None
+  assert str(e.value).startswith(f"remote black box {service.url}/v1/predict failed after 2 "
+                                 "attempts: no HTTP response: ConnectError")
+  assert e.value.__notes__ == [f"stopped in round 2 (round 1 is the last one saved in "
+                               f"{workdir}): rerun the same command to resume"]
+  assert [r["round"] for r in read_rows(workdir)] == [1]
+  assert RoundCheckpointer(workdir).latest_round() == 1
+  run(config, workdir, log=lambda s: None)              # the service is back: resumes
+  assert_rows_match(read_rows(workdir), local_run())
