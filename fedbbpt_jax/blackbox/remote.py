@@ -88,6 +88,10 @@ class RemoteBudgetExceeded(RemoteBlackBoxError, QueryBudgetExceeded):
 class RetryPolicy:
   """How requests are retried on 429, 5xx, connection errors and timeouts.
 
+  Never retried: 4xx other than 429, a spent budget, a 500 ``non_finite_output`` (the
+  model answered NaN/inf; the same inputs would again) and a 200 whose body has the
+  wrong shape (``RemoteBlackBoxError`` naming expected and received shapes).
+
   Attributes:
     max_attempts: attempts per request in total (1 = never retry).
     backoff_seconds: delay before the first retry; doubled for each further one

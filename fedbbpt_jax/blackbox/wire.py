@@ -3,12 +3,13 @@
 Both request and response bodies are one ``.npy`` file (``numpy.save`` bytes,
 Content-Type ``application/x-npy``): a short text header with dtype and shape,
 then the raw data (little-endian as numpy writes it on every common machine; a
-big-endian body is read too, converted to native order). It is exact, compact (4 bytes per float32, 1 per
-uint8 pixel) and parsed without pickle.
+big-endian body is read too, converted to native order). It is exact, compact
+(4 bytes per float32, 1 per uint8 pixel) and parsed without pickle.
 
 Inputs travel as
 
-* ``float32``: pixels in [0, 1] as they are (exact; the default), or
+* ``float32``: pixels in [0, 1] as they are (exact; the default; the service
+  refuses values outside the range rather than clip them), or
 * ``uint8``: pixels quantised to ``round(x * 255)`` by the client and mapped back
   to ``q / 255`` by the server, as an 8-bit image API would see them. A change of
   a pixel smaller than ``0.5 / 255`` (about 0.002) can vanish on this wire.

@@ -13,7 +13,8 @@ def test_zero_keeps_every_row_and_is_described_as_the_whole_split():
   for keep in (0, 50, 80):   # 0 (the docs: whole split) and anything at least as large
     _, kept = clients.test_subset(y, y, keep)
     np.testing.assert_array_equal(kept, y)
-    assert clients.describe_test_subset("digits", len(kept), len(y)) == "digits test, all 50 examples"
+    line = clients.describe_test_subset("digits", len(kept), len(y))
+    assert line == "digits test, all 50 examples"
   _, kept = clients.test_subset(y, y, 20)
   assert len(kept) == 20 and len(set(kept.tolist())) == 20
   assert clients.describe_test_subset("digits", len(kept), len(y)) == (
