@@ -53,6 +53,9 @@ from fedbbpt_jax.blackbox.wire import (NPY_CONTENT_TYPE, WIRE_DTYPES, WireFormat
 
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 BUDGET_ERROR_CODE = "budget_exceeded"
+# Error codes never retried whatever their status: the same inputs give the same answer
+# (the service refuses to bill NaN/inf outputs with a 500 ``non_finite_output``).
+NOT_RETRIED_CODES = frozenset({"non_finite_output"})
 
 
 class RemoteBlackBoxError(RuntimeError):
@@ -84,6 +87,10 @@ class RemoteBudgetExceeded(RemoteBlackBoxError, QueryBudgetExceeded):
 @dataclasses.dataclass(frozen=True)
 class RetryPolicy:
   """How requests are retried on 429, 5xx, connection errors and timeouts.
+
+  Never retried: 4xx other than 429, a spent budget, a 500 ``non_finite_output`` (the
+  model answered NaN/inf; the same inputs would again) and a 200 whose body has the
+  wrong shape (``RemoteBlackBoxError`` naming expected and received shapes).
 
   Attributes:
     max_attempts: attempts per request in total (1 = never retry).
@@ -218,7 +225,7 @@ class RemoteBlackBox(BlackBox):
       code, message = _server_message(response)
       if status == 402 or (status == 429 and code == BUDGET_ERROR_CODE):
         raise RemoteBudgetExceeded(url, status, message)
-      if status not in RETRIED_STATUSES:
+      if status not in RETRIED_STATUSES or code in NOT_RETRIED_CODES:
         raise RemoteBlackBoxError(url, status, message)
       try:
         retry_after = float(response.headers.get("Retry-After", 0.0))
@@ -233,10 +240,14 @@ class RemoteBlackBox(BlackBox):
       out = decode_array(response.content)
     except WireFormatError as e:
       raise RemoteBlackBoxError(self.url + "/v1/predict", 200, f"bad response body: {e}") from None
-    if out.shape != (len(chunk), self.output_size):
-      raise RemoteBlackBoxError(self.url + "/v1/predict", 200,
-                                f"response of shape {out.shape}, expected "
-                                f"{(len(chunk), self.output_size)}")
+    expected = (len(chunk), self.output_size)
+    if out.shape != expected or out.dtype.kind not in "fiu":
+      kind = "" if out.dtype.kind in "fiu" else f" of dtype {out.dtype.str}"
+      raise RemoteBlackBoxError(
+          self.url + "/v1/predict", 200,
+          f"the service answered outputs of shape {out.shape}{kind} for {len(chunk)} inputs; "
+          f"expected {expected} float32 ({len(chunk)} inputs x output_size "
+          f"{self.output_size} from /v1/info)")
     return out.astype(np.float32, copy=False)
 
   # -- host side ------------------------------------------------------------

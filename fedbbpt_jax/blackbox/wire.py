@@ -2,12 +2,14 @@
 
 Both request and response bodies are one ``.npy`` file (``numpy.save`` bytes,
 Content-Type ``application/x-npy``): a short text header with dtype and shape,
-then the raw little-endian data. It is exact, compact (4 bytes per float32, 1 per
-uint8 pixel) and parsed without pickle.
+then the raw data (little-endian as numpy writes it on every common machine; a
+big-endian body is read too, converted to native order). It is exact, compact
+(4 bytes per float32, 1 per uint8 pixel) and parsed without pickle.
 
 Inputs travel as
 
-* ``float32``: pixels in [0, 1] as they are (exact; the default), or
+* ``float32``: pixels in [0, 1] as they are (exact; the default; the service
+  refuses values outside the range rather than clip them), or
 * ``uint8``: pixels quantised to ``round(x * 255)`` by the client and mapped back
   to ``q / 255`` by the server, as an 8-bit image API would see them. A change of
   a pixel smaller than ``0.5 / 255`` (about 0.002) can vanish on this wire.
@@ -44,6 +46,10 @@ def encode_array(array: np.ndarray) -> bytes:
 def decode_array(data: bytes) -> np.ndarray:
   """Parses ``.npy`` bytes.
 
+  Returns:
+    The array in native byte order (a big-endian ``>f4`` body is a valid float32
+    array: it is converted, not refused).
+
   Raises:
     WireFormatError: the bytes are not one complete ``.npy`` array (object arrays,
       pickles, truncated data and trailing bytes are all refused).
@@ -58,6 +64,8 @@ def decode_array(data: bytes) -> np.ndarray:
     raise WireFormatError(f"body is not a valid .npy array ({type(e).__name__}: {e})") from None
   if buffer.tell() != len(data):
     raise WireFormatError(f"body has {len(data) - buffer.tell()} bytes after the .npy array")
+  if not array.dtype.isnative:
+    array = array.astype(array.dtype.newbyteorder("="))
   return array
 
 

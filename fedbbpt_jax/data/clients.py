@@ -80,7 +80,20 @@ def test_subset(x: Any, y: np.ndarray, keep: int) -> tuple[Any, np.ndarray]:
   return x[idx], y[idx]
 
 
-def describe_test_subset(dataset: str, num_examples: int) -> str:
-  """The summary's ``test_split`` line for a fixed subset of a dataset's test split."""
-  return (f"{dataset} test, fixed subset of {num_examples} "
+def describe_test_subset(dataset: str, num_examples: int, split_size: int) -> str:
+  """The summary's ``test_split`` line: the whole test split or the fixed subset of it.
+
+  Args:
+    dataset: the dataset's name.
+    num_examples: test rows kept (``test_subset``).
+    split_size: rows of the whole test split (``data.test_examples=0``, or a value at
+      least this large, keeps them all).
+
+  Example:
+    >>> describe_test_subset("digits", 360, 360)
+    'digits test, all 360 examples'
+  """
+  if num_examples >= split_size:
+    return f"{dataset} test, all {num_examples} examples"
+  return (f"{dataset} test, fixed subset of {num_examples} of {split_size} "
           f"(permutation seed {TEST_SUBSET_SEED})")

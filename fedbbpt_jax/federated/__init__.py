@@ -16,7 +16,8 @@ from fedbbpt_jax.federated.algorithm import (ALGORITHMS, Algorithm, AlgorithmCon
                                              simulated_round)
 from fedbbpt_jax.federated.centralized import centralized_steps, make_centralized
 from fedbbpt_jax.federated.client import (SCHEDULES, ClientOutput, StepHooks, make_local_step,
-                                          make_local_update, nonfinite_as_worst)
+                                          make_local_update, nonfinite_as_worst,
+                                          small_client_warning)
 from fedbbpt_jax.federated.dfedsam import make_dfedsam
 from fedbbpt_jax.federated.dp_aggregator import make_dp_gaussian
 from fedbbpt_jax.federated.fedbbpt import make_fedbbpt
@@ -37,5 +38,5 @@ __all__ = ["AGGREGATORS", "ALGORITHMS", "Aggregated", "Algorithm", "AlgorithmCon
            "make_dfedsam",
            "make_client_optimizer", "make_fedbbpt", "make_fedbpt", "make_fedone",
            "make_local_only", "make_local_step", "make_local_update", "make_server_optimizer",
-           "nonfinite_as_worst", "register_algorithm", "sample_cohort",
+           "nonfinite_as_worst", "small_client_warning", "register_algorithm", "sample_cohort",
            "server_algorithm_names", "simulated_round", "weighted_mean"]

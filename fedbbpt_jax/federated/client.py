@@ -23,10 +23,12 @@ loss is ranked worst by one rule (``nonfinite_as_worst``) and counted in the met
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+import math
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 
@@ -40,7 +42,7 @@ SAM_KEY_FOLD = 2  # the step key's third stream: the SAM step's second estimate
 
 __all__ = ["ClientData", "ClientOutput", "LocalStep", "StepHooks", "make_client_optimizer",
            "make_local_step", "make_local_update", "nonfinite_as_worst", "sample_minibatch",
-           "take_step"]
+           "small_client_warning", "take_step"]
 
 
 @struct.dataclass
@@ -77,6 +79,34 @@ def sample_minibatch(key: jax.Array, num_examples: jnp.ndarray, max_examples: in
   scores = jnp.where(jnp.arange(max_examples) < num_examples, scores, 2.0)
   order = jnp.argsort(scores)
   return order[jnp.arange(batch_size) % jnp.maximum(num_examples, 1)]
+
+
+def small_client_warning(num_examples: Sequence[int], batch_size: int) -> str | None:
+  """A warning line when some clients hold fewer examples than a minibatch (else None).
+
+  States what ``sample_minibatch`` then does: the client's rows in a fresh random order,
+  cycled up to ``batch_size`` (not sampling with replacement, no masking), so each row
+  appears ``floor(batch_size / n)`` or ``ceil(batch_size / n)`` times in one minibatch
+  and counts that often in the candidate losses.
+
+  Example:
+    >>> small_client_warning([5, 40], 8)[:60]
+    'warning: 1 of 2 clients hold fewer examples than client.bat'
+  """
+  sizes = np.asarray(num_examples, np.int64)
+  small = sizes < batch_size
+  if not small.any():
+    return None
+  smallest = int(sizes.min())
+  line = (f"warning: {int(small.sum())} of {len(sizes)} clients hold fewer examples than "
+          f"client.batch_size={batch_size} (smallest: {smallest}); such a client's minibatch "
+          "is its rows in a fresh random order, cycled to the batch size (no sampling with "
+          "replacement, no masking), so each row counts up to "
+          f"{math.ceil(batch_size / max(smallest, 1))} times in one minibatch's loss")
+  if smallest == 0:
+    line += (f"; {int((sizes == 0).sum())} client(s) hold no example at all and would score "
+             "a padding row")
+  return line
 
 
 def minibatch(data: ClientData, key: jax.Array, batch_size: int) -> dict:

@@ -10,6 +10,7 @@ Without ``--keys`` the service is open (any or no bearer token; usage per token)
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from fedbbpt_jax.serve.models import SERVED_MODELS, ModelOptions
@@ -42,6 +43,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   return args
 
 
+def configure_logging(level: str) -> None:
+  """One-line messages of the service's own logger (``fedbbpt_jax.serve``) on stderr."""
+  handler = logging.StreamHandler()
+  handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+  logger = logging.getLogger("fedbbpt_jax.serve")
+  logger.addHandler(handler)
+  logger.setLevel(logging.getLevelNamesMapping().get(level.upper(), logging.DEBUG))
+  logger.propagate = False
+
+
 def main(argv: list[str] | None = None) -> None:
   """Builds the model and the app, then serves until interrupted."""
   args = parse_args(sys.argv[1:] if argv is None else argv)
@@ -51,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
   from fedbbpt_jax.serve.keys import KeyStore  # pylint: disable=import-outside-toplevel
   from fedbbpt_jax.serve.models import build_served_model  # pylint: disable=import-outside-toplevel
 
+  configure_logging(args.log_level)
   keys = KeyStore.from_file(args.keys or None)
   model = build_served_model(args.model, ModelOptions(input_size=args.input_size,
                                                              max_length=args.max_length))

@@ -3,26 +3,35 @@
 Endpoints (all errors are JSON ``{"error": code, "message": text, ...}``):
 
 * ``GET /v1/info`` (no key needed): model name, input shape and dtype, accepted wire
-  dtypes, output kind and size, max batch, batch buckets and the buckets compiled.
+  dtypes, accepted values (``pixel_range`` [low, high] or token ``id_range`` [low,
+  high)), output kind and size, max batch, batch buckets and the buckets compiled.
 * ``POST /v1/predict``: body = one ``.npy`` array ``[n, *input_shape]`` (float32
-  pixels, or uint8 levels read as ``q / 255``), Content-Type ``application/x-npy``;
+  pixels in [0, 1], or uint8 levels read as ``q / 255``, or int32 token ids in
+  ``[0, vocab_size)``; either byte order), Content-Type ``application/x-npy``;
   answers the ``[n, output_size]`` float32 outputs as ``.npy``. Costs ``n`` examples.
   401 no key, 403 unknown key, 415 other Content-Type, 413 body over
   ``max_request_bytes`` or ``n > max_batch``, 400 malformed body, wrong shape or
-  dtype, empty batch, NaN or inf, 402 budget spent (the request is refused whole),
-  500 model failure (refunded).
+  dtype, empty batch, NaN or inf, a value outside the model's input range (refused,
+  never clipped: the message names the range), 402 budget spent (the request is
+  refused whole), 500 model failure or NaN/inf outputs (``non_finite_output``, with
+  the rows): nothing charged.
 * ``GET /v1/usage``: ``{key_id, used, budget, remaining, requests, refused_requests}``
   for the calling key.
+
+A client that disconnects before its body is complete is logged in one line (no
+traceback) and charged nothing.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from fedbbpt_jax.blackbox.wire import (NPY_CONTENT_TYPE, WireFormatError, decode_array,
                                        encode_array, from_wire)
@@ -31,6 +40,7 @@ from fedbbpt_jax.serve.keys import AccessError, KeyStore
 from fedbbpt_jax.serve.models import ServedModel
 
 NPY_HEADER_ALLOWANCE = 4096
+logger = logging.getLogger("fedbbpt_jax.serve")
 
 
 def default_max_request_bytes(model: ServedModel, max_batch: int) -> int:
@@ -46,9 +56,14 @@ def error_response(error: AccessError) -> JSONResponse:
 def check_inputs(array: np.ndarray, model: ServedModel, max_batch: int) -> np.ndarray:
   """Returns model inputs (float32 pixels or int32 token ids) for a decoded request array.
 
+  One rule for every wire dtype: a value outside the model's input domain is refused,
+  never clipped (a paid API should not bill a silently altered input). float32 pixels
+  must be finite and in ``model.pixel_range``; uint8 levels always map into [0, 1];
+  int32 token ids must be in ``model.id_range``.
+
   Raises:
-    AccessError: 400 for a wrong dtype, rank or shape, an empty batch or non-finite
-      values; 413 for more than ``max_batch`` examples.
+    AccessError: 400 for a wrong dtype, rank or shape, an empty batch, non-finite
+      values or values outside the input range; 413 for more than ``max_batch`` examples.
   """
   if array.dtype.name not in model.wire_dtypes:
     raise AccessError(400, "bad_dtype", f"input dtype {array.dtype.name} is not accepted; "
@@ -62,19 +77,52 @@ def check_inputs(array: np.ndarray, model: ServedModel, max_batch: int) -> np.nd
   if array.shape[0] > max_batch:
     raise AccessError(413, "batch_too_large", f"batch of {array.shape[0]} inputs exceeds the "
                       f"max batch {max_batch}; split it into requests of at most {max_batch}")
-  inputs = from_wire(array)
+  try:
+    inputs = from_wire(array)
+  except WireFormatError as e:
+    raise AccessError(400, "bad_dtype", str(e)) from None
   if model.id_range is not None:
     low, high = model.id_range
     if inputs.min() < low or inputs.max() >= high:
       raise AccessError(400, "bad_token_id", f"token ids must be in [{low}, {high}); got "
                         f"{int(inputs.min())}..{int(inputs.max())}")
-  elif not np.isfinite(inputs).all():
+    return inputs
+  if not np.isfinite(inputs).all():
     raise AccessError(400, "non_finite_input", "inputs contain NaN or infinite values")
+  if model.pixel_range is not None:
+    low, high = model.pixel_range
+    outside = int(np.count_nonzero((inputs < low) | (inputs > high)))
+    if outside:
+      raise AccessError(400, "out_of_range", f"{array.dtype.name} pixels must be in "
+                        f"[{low:g}, {high:g}]; got values in [{inputs.min()!s}, {inputs.max()!s}] "
+                        f"({outside} of {inputs.size} outside)")
   return inputs
 
 
+def check_outputs(outputs: np.ndarray) -> None:
+  """Refuses outputs with NaN or inf (the caller refunds: a broken answer is not billed).
+
+  Raises:
+    AccessError: 500 ``non_finite_output`` naming the rows (``rows`` in the body).
+  """
+  bad = np.flatnonzero(~np.isfinite(outputs.reshape(len(outputs), -1)).all(axis=1))
+  if bad.size:
+    raise AccessError(500, "non_finite_output", f"the model answered NaN or inf for {bad.size} "
+                      f"of {len(outputs)} inputs (rows {bad.tolist()}); nothing was charged",
+                      rows=bad.tolist())
+
+
+class ClientGone(Exception):
+  """The client disconnected before its request body was complete."""
+
+
 async def read_body(request: Request, max_bytes: int) -> bytes:
-  """Reads the body, refusing (413) anything over ``max_bytes`` before reading it all."""
+  """Reads the body, refusing (413) anything over ``max_bytes`` before reading it all.
+
+  Raises:
+    AccessError: 400 for a malformed Content-Length, 413 for a body over ``max_bytes``.
+    ClientGone: the client disconnected mid-body (logged here, in one line).
+  """
   too_large = AccessError(413, "request_too_large",
                           f"request body exceeds the limit of {max_bytes} bytes")
   declared = request.headers.get("content-length")
@@ -84,11 +132,18 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     if int(declared) > max_bytes:
       raise too_large
   chunks, size = [], 0
-  async for chunk in request.stream():
-    size += len(chunk)
-    if size > max_bytes:
-      raise too_large
-    chunks.append(chunk)
+  try:
+    async for chunk in request.stream():
+      size += len(chunk)
+      if size > max_bytes:
+        raise too_large
+      chunks.append(chunk)
+  except ClientDisconnect:
+    host = request.client.host if request.client else "unknown"
+    logger.warning("client %s disconnected after sending %d of %s body bytes of %s %s; "
+                   "request dropped, nothing charged", host, size, declared or "?",
+                   request.method, request.url.path)
+    raise ClientGone() from None
   return b"".join(chunks)
 
 
@@ -114,6 +169,11 @@ def create_app(model: ServedModel, keys: KeyStore, max_batch: int = 64,
     del request
     return error_response(error)
 
+  @app.exception_handler(ClientGone)
+  async def client_gone(request: Request, error: ClientGone) -> Response:
+    del request, error
+    return Response(status_code=400)  # nobody reads it: the server drops it unsent
+
   @app.exception_handler(Exception)
   async def internal_error(request: Request, error: Exception) -> JSONResponse:
     del request
@@ -124,6 +184,8 @@ def create_app(model: ServedModel, keys: KeyStore, max_batch: int = 64,
   async def info() -> dict:
     return {"model": model.name, "input_shape": list(model.input_shape),
             "input_dtype": model.input_dtype, "wire_dtypes": list(model.wire_dtypes),
+            "pixel_range": list(model.pixel_range) if model.pixel_range else None,
+            "id_range": list(model.id_range) if model.id_range else None,
             "wire_format": NPY_CONTENT_TYPE, "output_kind": model.output_kind,
             "output_size": model.output_size, "max_batch": max_batch,
             "max_request_bytes": max_bytes, "batch_buckets": list(forward.buckets),
@@ -148,11 +210,15 @@ def create_app(model: ServedModel, keys: KeyStore, max_batch: int = 64,
     inputs = check_inputs(array, model, max_batch)
     keys.charge(key, len(inputs))
     try:
-      outputs = await run_in_threadpool(forward, inputs)
+      outputs = np.asarray(await run_in_threadpool(forward, inputs), np.float32)
     except Exception as e:
       keys.refund(key, len(inputs))
       raise AccessError(500, "model_error", f"model failed: {type(e).__name__}: {e}") from None
-    return Response(content=encode_array(np.asarray(outputs, np.float32)),
-                    media_type=NPY_CONTENT_TYPE)
+    try:
+      check_outputs(outputs)
+    except AccessError:
+      keys.refund(key, len(inputs))
+      raise
+    return Response(content=encode_array(outputs), media_type=NPY_CONTENT_TYPE)
 
   return app

@@ -50,6 +50,8 @@ class ServedModel:
     forward: jittable ``[N, *input_shape] -> [N, output_size]``.
     id_range: for token-id inputs, ``(low, high)``: every id must be in ``[low, high)``
       (a 400 otherwise); None for pixel inputs.
+    pixel_range: for float pixel inputs, ``(low, high)``: every value must be in
+      ``[low, high]`` (a 400 otherwise, never clipped); None = any finite value.
   """
 
   name: str
@@ -60,6 +62,7 @@ class ServedModel:
   output_size: int
   forward: Callable[[jnp.ndarray], jnp.ndarray]
   id_range: tuple[int, int] | None = None
+  pixel_range: tuple[float, float] | None = None
 
 
 SERVED_MODELS: dict[str, Callable[[ModelOptions], ServedModel]] = {}
@@ -91,7 +94,8 @@ def _efficientnet_lite0(options: ModelOptions) -> ServedModel:
   blackbox = make_image_classifier("efficientnet_lite0", options.input_size)
   return ServedModel(name=blackbox.name, input_shape=blackbox.input_shape, input_dtype="float32",
                      wire_dtypes=("float32", "uint8"), output_kind="logits",
-                     output_size=blackbox.output_size, forward=blackbox)
+                     output_size=blackbox.output_size, forward=blackbox,
+                     pixel_range=(0.0, 1.0))
 
 
 @register_model("all_minilm_l6_v2")

@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 
 from fedbbpt_jax.blackbox import BlackBox, QueryMeter
+from fedbbpt_jax.federated import small_client_warning
 from fedbbpt_jax.federated.privacy import dp_settings, rounds_within_target
 from fedbbpt_jax.parallel import replicate
 from fedbbpt_jax.parallel.devices import ensure_cpu_devices
@@ -26,7 +27,8 @@ from fedbbpt_jax.train import records
 from fedbbpt_jax.tasks import TaskRefresh
 from fedbbpt_jax.tasks.evaluation import Evaluator, task_metric_fields
 from fedbbpt_jax.train.build import Experiment, build_experiment, with_task
-from fedbbpt_jax.train.checkpoint import RoundCheckpointer
+from fedbbpt_jax.train.checkpoint import (CheckpointReadError, NoReadableCheckpoint,
+                                          RoundCheckpointer)
 from fedbbpt_jax.train.config_check import validate_config
 from fedbbpt_jax.train.plots import plot_accuracy
 from fedbbpt_jax.train.summary_table import method_name
@@ -39,6 +41,13 @@ def raise_blackbox_error(exp: Experiment) -> None:
   written, so a failed round is never committed (the last checkpoint stays intact).
   """
   exp.bundle.blackbox.raise_pending_error()
+
+
+def last_saved(round_idx: int, workdir: str) -> str:
+  """Which round a stopped run left saved, for error messages."""
+  if round_idx:
+    return f"round {round_idx} is the last one saved in {workdir}"
+  return f"no round is saved yet in {workdir}"
 
 
 def round_counters(exp: Experiment) -> dict[str, int]:
@@ -84,7 +93,10 @@ def prepare(config: ml_collections.ConfigDict, workdirs: list[str],
   log(f"clients {exp.num_clients} (examples {np.asarray(exp.clients.num_examples).tolist()}), "
       f"prompt '{config.prompt.kind}' with {num_params(exp.init_params)} parameters, "
       f"estimator {config.zo.estimator} ({exp.num_candidates} candidates/step), "
-      f"test subset {evaluator.num_examples} examples")
+      f"test set {exp.bundle.test_split}")
+  small = small_client_warning(np.asarray(exp.clients.num_examples), config.client.batch_size)
+  if small:
+    log(small)
   return exp, evaluator
 
 
@@ -182,6 +194,7 @@ class RunRecords:
     self.ckpt = RoundCheckpointer(workdir)
     self.metrics_log = records.MetricsLog(workdir)
     self.prior_seconds = 0.0
+    self._restored: tuple[int, Any, dict] | None = None  # what ``readable_round`` read
     # Client-level DP (server.aggregator='dp_gaussian'): ε is a pure function of the
     # config and the rounds done; a target ε ends the run before the round exceeding it.
     self.privacy = dp_settings(config)
@@ -203,15 +216,48 @@ class RunRecords:
   def latest_round(self) -> int:
     return self.ckpt.latest_round() or 0
 
+  def readable_round(self, like_state: Any) -> int:
+    """The latest round whose checkpoint reads back (0: none saved).
+
+    A later round whose checkpoint is unreadable (truncated, overwritten) is moved to
+    ``checkpoints_unreadable/`` with a logged warning naming the round and the file,
+    so the run resumes from the previous complete round and saves that round again.
+
+    Raises:
+      NoReadableCheckpoint: rounds are saved but none reads back (names the workdir).
+    """
+    failures = []
+    for round_idx in reversed(self.ckpt.rounds()):
+      try:
+        self._restored = (round_idx, *self.ckpt.restore(round_idx, like_state))
+        break
+      except CheckpointReadError as e:
+        failures.append(e)
+    else:
+      if failures:
+        raise NoReadableCheckpoint(
+            f"no readable checkpoint in {self.workdir}: rounds {self.ckpt.rounds()} all fail "
+            f"to read (round {failures[0].round_idx}: {failures[0]}); restore "
+            f"{self.ckpt.directory} from a backup or use a new --workdir")
+      return 0
+    for e in failures:
+      moved = self.ckpt.set_aside(e.round_idx)
+      self.log(f"warning: {e}; moved it to {moved} and resuming from round {round_idx}")
+    return round_idx
+
   def start(self, like_state: Any, start_round: int | None = None) -> tuple[Any, int]:
-    """Restores round ``start_round`` (default: the latest) or starts afresh.
+    """Restores round ``start_round`` (default: the latest readable one) or starts afresh.
 
     Returns ``(state, start_round)``; metrics rows after that round are dropped.
     """
-    start_round = self.latest_round() if start_round is None else start_round
+    start_round = self.readable_round(like_state) if start_round is None else start_round
     state = like_state
     if start_round:
-      state, meta = self.ckpt.restore(start_round, like_state)
+      restored, self._restored = self._restored, None
+      if restored is not None and restored[0] == start_round:
+        state, meta = restored[1:]
+      else:
+        state, meta = self.ckpt.restore(start_round, like_state)
       self.meter.load_state_dict(meta["queries"])
       self.prior_seconds = meta["wall_seconds"]
       self.log(f"resuming after round {start_round}")
@@ -233,6 +279,12 @@ class RunRecords:
     if not np.isfinite(train_loss):
       raise FloatingPointError(f"round {r + 1}: training loss is {train_loss}; "
                                "lower config.client.lr or config.zo.sigma")
+    scored = exp.round_cost.bb_calls
+    if "nonfinite_candidates" in m and 0 < scored <= int(m["nonfinite_candidates"]):
+      raise FloatingPointError(
+          f"round {r + 1}: the black box answered NaN or inf for all {scored} candidates of "
+          f"the round, so no step moved; the round is not saved ({last_saved(r, self.workdir)})"
+          ": check the black box, then rerun the same command to resume")
     self.meter.add(**round_counters(exp))
     row = {"round": r + 1, "train_loss": train_loss, "cohort": np.asarray(m["cohort"]).tolist(),
            "round_seconds": round_seconds, **(extra or {})}
@@ -374,7 +426,12 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     t0 = time.time()
     state, m = step(state, clients, exp.root_key, exp.hparams)
     jax.block_until_ready(m["train_loss"])
-    raise_blackbox_error(exp)
+    try:
+      raise_blackbox_error(exp)
+    except Exception as e:
+      e.add_note(f"stopped in round {r + 1} ({last_saved(r, workdir)}): rerun the same "
+                 "command to resume")
+      raise
     rec.record_round(r, state, m, time.time() - t0, evaluator, extra)
 
   baselines = _baselines(base, base_evaluator, workdir, requested_baselines(config), log)

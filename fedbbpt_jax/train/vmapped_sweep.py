@@ -233,8 +233,8 @@ def run_vmapped(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence
 
   recs = [loop.RunRecords(exp, c, w, t_start, log=lambda line, i=i: log(f"[{i}] {line}"))
           for i, (c, w) in enumerate(zip(configs, workdirs))]
-  start_round = min(r.latest_round() for r in recs)
   like = exp.algorithm.init(exp.init_params)
+  start_round = min(r.readable_round(like) for r in recs)  # sets unreadable rounds aside
   member_states = [r.start(like, start_round)[0] for r in recs]
   state = jax.tree.map(lambda *xs: jnp.stack(xs), *member_states)
   if not start_round:

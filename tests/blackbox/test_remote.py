@@ -36,7 +36,7 @@ FAST = RetryPolicy(max_attempts=3, backoff_seconds=0.01, timeout_seconds=30)
 # an evaluation (zero-shot, then after every round) 2 x 96 = 192.
 MAPPING, ROUND, EVAL = 30, 288, 192
 KEYS = {"meter-key": None, "tiny-key": 20, "restart-key": None, "run-key": None,
-        "short-key": MAPPING + EVAL + ROUND + EVAL + 50}
+        "kill-key": None, "short-key": MAPPING + EVAL + ROUND + EVAL + 50}
 
 
 def smoke_config(url=""):
@@ -142,6 +142,50 @@ def test_a_spent_budget_raises_query_budget_exceeded_without_retrying(status):
   with pytest.raises(RemoteBudgetExceeded) as e:
     bb.predict(np.zeros((2, 2, 2, 3), np.float32))
   assert isinstance(e.value, QueryBudgetExceeded) and seen == [status]
+
+
+def test_a_non_finite_answer_is_not_retried():
+  # The service refuses to bill NaN/inf outputs (500 non_finite_output); the same inputs
+  # would give the same outputs, so a retry only costs time.
+  bb, seen = mock_blackbox([(500, "non_finite_output")], attempts=5)
+  with pytest.raises(RemoteBlackBoxError, match="HTTP 500: mock says 500") as e:
+    bb.predict(np.zeros((2, 2, 2, 3), np.float32))
+  assert seen == [500] and e.value.status == 500
+
+
+def shaped_blackbox(answer):
+  """A RemoteBlackBox whose service answers ``answer(n)`` for a request of n rows."""
+
+  def handler(request):
+    if request.url.path == "/v1/info":
+      return httpx.Response(200, json=INFO)
+    return httpx.Response(200, content=encode_array(answer(len(decode_array(request.content)))))
+
+  return RemoteBlackBox("http://mock", transport=httpx.MockTransport(handler),
+                        retry=RetryPolicy(max_attempts=3, backoff_seconds=0.001))
+
+
+@pytest.mark.parametrize("answer,received", [
+    (lambda n: np.ones((n - 1, 5), np.float32), "(2, 5)"),       # a row missing
+    (lambda n: np.ones((n, 7), np.float32), "(3, 7)"),           # other number of classes
+    (lambda n: np.ones((n, 5, 1), np.float32), "(3, 5, 1)"),     # another rank
+    (lambda n: np.full((n, 5), "x"), "(3, 5) of dtype <U1"),     # not numbers
+])
+def test_a_wrongly_shaped_answer_is_a_clear_error_eagerly_and_inside_jit(answer, received):
+  message = (f"remote black box http://mock/v1/predict failed: HTTP 200: the service answered "
+             f"outputs of shape {received} for 3 inputs; expected (3, 5) float32 (3 inputs x "
+             f"output_size 5 from /v1/info)")
+  x = np.zeros((3, 2, 2, 3), np.float32)
+  with pytest.raises(RemoteBlackBoxError) as e:
+    shaped_blackbox(answer).predict(x)
+  assert str(e.value) == message
+  bb = shaped_blackbox(answer)
+  out = np.asarray(jax.jit(lambda v: bb(v) * 2.0)(x))   # no crash inside XLA: NaN, error kept
+  assert out.shape == (3, 5) and np.isnan(out).all()
+  with pytest.raises(RemoteBlackBoxError) as e:
+    bb.raise_pending_error()
+  assert str(e.value) == message
+  assert bb.meter.http_requests == 1                    # a wrong answer is not retried
 
 
 def test_requests_are_split_by_max_batch_and_reassembled_in_order():
@@ -313,3 +357,30 @@ def test_a_service_killed_and_restarted_mid_run_is_retried_through(service, loca
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
   assert bb.meter.http_retries >= 1
   assert bb.meter.host_calls == len(results)
+
+
+def test_a_service_killed_mid_run_stops_it_after_the_last_complete_round_and_a_rerun_resumes(
+    service, local_run, tmp_path, monkeypatch):
+  workdir = str(tmp_path / "killed")
+  config = smoke_config(service.url)
+  config.blackbox.max_attempts = 2
+  monkeypatch.setenv("FEDBBPT_TEST_API_KEY", "kill-key")
+
+  def log(line):   # round 1 is saved when its line is logged: the service dies right then
+    if line.startswith("round 1/2"):
+      service.kill()
+
+  try:
+    with pytest.raises(RemoteBlackBoxError) as e:
+      run(config, workdir, log=log)
+  finally:
+    service.start()                                     # same port, same keys
+  assert not isinstance(e.value, QueryBudgetExceeded) and e.value.status is None
+  assert str(e.value).startswith(f"remote black box {service.url}/v1/predict failed after 2 "
+                                 "attempts: no HTTP response: ConnectError")
+  assert e.value.__notes__ == [f"stopped in round 2 (round 1 is the last one saved in "
+                               f"{workdir}): rerun the same command to resume"]
+  assert [r["round"] for r in read_rows(workdir)] == [1]
+  assert RoundCheckpointer(workdir).latest_round() == 1
+  run(config, workdir, log=lambda s: None)              # the service is back: resumes
+  assert_rows_match(read_rows(workdir), local_run())

@@ -7,6 +7,8 @@ shared with the other remote tests through the XLA compilation cache.
 
 import concurrent.futures
 import json
+import socket
+import time
 
 import httpx
 import jax
@@ -16,7 +18,7 @@ import pytest
 from fedbbpt_jax.blackbox.wire import NPY_CONTENT_TYPE, decode_array, encode_array
 from fedbbpt_jax.blackbox.zoo import make_image_classifier
 from fedbbpt_jax.serve.batching import batch_buckets
-from fedbbpt_jax.serve.process import ServiceProcess
+from fedbbpt_jax.serve.process import LOOPBACK, ServiceProcess
 
 SIZE, MAX_BATCH = 32, 16
 KEYS = {"alpha-key": None, "small-key": 26, **{f"client-{i}": None for i in range(4)}}
@@ -114,6 +116,12 @@ def test_missing_and_unknown_keys_are_refused(service):
      "empty"),
     (encode_array(np.full((4, 32, 32, 3), np.nan, np.float32)), NPY_CONTENT_TYPE, 400,
      "non_finite_input", "NaN"),
+    # Pixels outside [0, 1] are refused, not clipped: 1e38 gave 200 with inf logits, charged.
+    (encode_array(np.full((4, 32, 32, 3), 1e38, np.float32)), NPY_CONTENT_TYPE, 400,
+     "out_of_range", "float32 pixels must be in [0, 1]; got values in [1e+38, 1e+38] "
+     "(12288 of 12288 outside)"),
+    (encode_array(np.linspace(-0.5, 1.0, 4 * 32 * 32 * 3, dtype=np.float32).reshape(4, 32, 32, 3)),
+     NPY_CONTENT_TYPE, 400, "out_of_range", "got values in [-0.5, 1.0] (4096 of 12288 outside)"),
     (encode_array(np.zeros((17, 32, 32, 3), np.uint8)), NPY_CONTENT_TYPE, 413, "batch_too_large",
      "batch of 17 inputs exceeds the max batch 16"),
     (encode_array(np.zeros((17, 32, 32, 3), np.float32)), NPY_CONTENT_TYPE, 413,
@@ -129,6 +137,34 @@ def test_bad_requests_get_a_json_error_naming_the_problem(service, body, content
   assert r.json()["error"] == error and words in r.json()["message"], r.json()
   assert usage(service, "alpha-key")["used"] == before["used"]   # nothing charged
   assert httpx.get(service.url + "/v1/info").status_code == 200  # still serving
+
+
+def test_big_endian_float32_is_read_as_the_same_pixels(service, local_outputs):
+  x = images(9, seed=7)
+  assert x.astype(">f4").dtype.name == "float32"   # a valid float32 .npy, other byte order
+  r = post(service, encode_array(x.astype(">f4")))
+  assert r.status_code == 200, r.text                # was 500 and a traceback in the log
+  little = post(service, encode_array(x))
+  np.testing.assert_array_equal(decode_array(r.content), decode_array(little.content))
+  np.testing.assert_allclose(decode_array(r.content), local_outputs(x), rtol=1e-5, atol=1e-5)
+
+
+def test_a_client_disconnecting_mid_body_is_logged_in_one_line(service):
+  body = encode_array(images(4, seed=8))
+  start = len(service.log_tail(10**9))
+  with socket.create_connection((LOOPBACK, service.port)) as sock:
+    sock.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer alpha-key"
+                 b"\r\nContent-Type: application/x-npy\r\nContent-Length: "
+                 + str(len(body)).encode() + b"\r\n\r\n" + body[:1000])
+  deadline = time.monotonic() + 30
+  while "disconnected" not in service.log_tail(10**9)[start:] and time.monotonic() < deadline:
+    time.sleep(0.05)
+  assert httpx.get(service.url + "/v1/info").status_code == 200   # still serving
+  new = service.log_tail(10**9)[start:]
+  assert "Traceback" not in new and "Exception in ASGI" not in new, new
+  lines = [line for line in new.splitlines() if "disconnected" in line]
+  assert lines == [f"WARNING: client 127.0.0.1 disconnected after sending 1000 of {len(body)} "
+                   "body bytes of POST /v1/predict; request dropped, nothing charged"], new
 
 
 def test_budget_is_charged_per_example_and_refuses_whole_requests(service):

@@ -64,6 +64,21 @@ def test_bad_token_ids_and_pixel_dtypes_are_refused_naming_the_cause(service):
   assert r.status_code == 400 and r.json()["error"] == "bad_dtype"
 
 
+def test_token_ids_in_either_byte_order_and_none_outside_the_vocabulary(service):
+  rng = np.random.default_rng(1)
+  ids = np.zeros((3, MAX_LENGTH), np.int32)
+  ids[:, 0], ids[:, 1:9], ids[:, 9] = 101, rng.integers(1000, 5000, size=(3, 8)), 102
+  big = post_ids(service, ids.astype(">i4"))   # a valid int32 body, big-endian (was a 500)
+  assert big.status_code == 200, big.text
+  np.testing.assert_array_equal(decode_array(big.content),
+                                decode_array(post_ids(service, ids).content))
+  ids[2, 5] = -1                                # below the vocabulary: refused, not clipped
+  r = post_ids(service, ids)
+  assert r.status_code == 400 and r.json()["error"] == "bad_token_id"
+  assert r.json()["message"] == f"token ids must be in [0, 30522); got -1..{ids.max()}"
+  assert httpx.get(service.url + "/v1/info").json()["id_range"] == [0, 30522]
+
+
 def test_text_smoke_run_against_the_service_equals_the_local_run(service, tmp_path, monkeypatch):
   local_config = get_config("smoke")
   local_config.train.rounds = 2

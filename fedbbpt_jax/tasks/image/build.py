@@ -77,6 +77,7 @@ def build_image_task(config: Any, options: BuildOptions) -> TaskBundle:
   train_x, train_y = ds["train"]
   test_x, test_y = ds["test"]
   num_classes = int(max(train_y.max(), test_y.max())) + 1
+  split_size = len(test_y)
   test_x, test_y = test_subset(test_x, test_y, config.data.test_examples)
   parts = client_parts(train_y, config.data)
   clients = client_data(train_x, train_y, parts)
@@ -116,7 +117,7 @@ def build_image_task(config: Any, options: BuildOptions) -> TaskBundle:
   return TaskBundle(task=task, blackbox=blackbox, clients=clients, test_x=test_x,
                     test_y=test_y, init_prompt=prompt.init,
                     label_histograms=label_histograms(train_y, parts, num_classes),
-                    test_split=describe_test_subset(config.data.name, len(test_y)),
+                    test_split=describe_test_subset(config.data.name, len(test_y), split_size),
                     setup_examples=setup_examples, setup_calls=setup_calls,
                     cache_files=(LABEL_MAP_FILE,) if cache else (),
                     refresh_every=remap_every,

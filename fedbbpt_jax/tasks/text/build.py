@@ -61,7 +61,7 @@ def build_text_task(config: Any, options: BuildOptions) -> TaskBundle:
                     clients=client_data(train_x, train_y, parts), test_x=test_x, test_y=test_y,
                     init_prompt=prompted.init_prompt,
                     label_histograms=label_histograms(train_y, parts, len(class_names)),
-                    test_split=describe_test_subset(dcfg.name, len(test_y)),
+                    test_split=describe_test_subset(dcfg.name, len(test_y), len(ds.test_labels)),
                     setup_examples=len(verbalizers), setup_calls=1, project=prompted.project,
                     describe=lambda params: {"class_names": class_names,
                                              **prompted.describe(params)})
