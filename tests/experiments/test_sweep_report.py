@@ -212,3 +212,17 @@ def test_points_that_remap_their_labels_run_one_by_one(tmp_path):
   for p in points:
     p.config.task.remap_every = 0  # a frozen mapping: the seeds share one program
   assert plan_groups(points, workdirs, vmap=True) == [[0, 1, 2]]
+
+
+def test_image_prompts_sweep_changes_only_the_generator_and_the_seed():
+  points = load_sweep("configs/sweeps/image_prompts.py")
+  assert len(points) == 15
+  kinds = {(p.config.prompt.kind, p.config.prompt.encoder) for p in points
+           if p.config.prompt.kind != "frame"}
+  assert kinds == {("frame_mixture", "efficientnet_lite0"), ("frame_mixture", "random"),
+                   ("coordinator", "efficientnet_lite0"), ("coordinator", "random")}
+  base = points[0].config
+  for p in points:  # same data, budget and schedule for every generator
+    assert p.config.client.lr == base.client.lr and p.config.train.rounds == base.train.rounds
+    assert p.config.zo.num_directions == base.zo.num_directions
+    assert not p.config.baselines.local_only
