@@ -1,16 +1,22 @@
 """Federated algorithms: the contract and its registry, client steps, aggregation.
 
 Importing this package registers the built-in algorithms (``fedbbpt``, ``fedone``,
-``centralized``, ``fedbpt``, the decentralized ``dfedsam`` and the ``local_only`` baseline), the ``weighted_mean``
-aggregator and the client/server optimizers.
+``centralized``, ``fedbpt``, the decentralized ``dfedsam`` and the ``local_only`` baseline), the
+aggregators (``weighted_mean`` and the robust ``median``, ``trimmed_mean``, ``norm_bounded_mean``,
+``krum``, ``multi_krum``) and the client/server optimizers.
 """
 
 from fedbbpt_jax.data.clients import ClientData
-from fedbbpt_jax.federated.aggregators import AGGREGATORS, weighted_mean
+from fedbbpt_jax.federated.aggregators import (AGGREGATORS, make_aggregator,
+                                               register_configured, weighted_mean)
 from fedbbpt_jax.federated.algorithm import (ALGORITHMS, Algorithm, AlgorithmContext,
                                              AlgorithmSpec, FederatedAlgorithm, RoundCost,
                                              make_algorithm, register_algorithm,
-                                             server_algorithm_names, simulated_round)
+                                             server_algorithm_names, simulated_round,
+                                             with_faults)
+from fedbbpt_jax.federated import robust_aggregators  # registers median, trimmed_mean, krum, ...
+from fedbbpt_jax.federated.attacks import ATTACK_KINDS, flip_labels
+from fedbbpt_jax.federated.faults import (fault_summary, label_flip_ids, make_upload_faults)
 from fedbbpt_jax.federated.centralized import centralized_steps, make_centralized
 from fedbbpt_jax.federated.client import (SCHEDULES, ClientOutput, StepHooks, make_local_step,
                                           make_local_update, nonfinite_as_worst)
@@ -24,7 +30,10 @@ from fedbbpt_jax.federated.optimizers import (CLIENT_OPTIMIZERS, SERVER_OPTIMIZE
 from fedbbpt_jax.federated.server import ServerState, sample_cohort
 from fedbbpt_jax.federated.topology import TOPOLOGIES
 
-__all__ = ["AGGREGATORS", "ALGORITHMS", "Algorithm", "AlgorithmContext", "AlgorithmSpec",
+__all__ = ["AGGREGATORS", "ALGORITHMS", "ATTACK_KINDS", "Algorithm", "AlgorithmContext",
+           "AlgorithmSpec", "fault_summary", "flip_labels", "label_flip_ids",
+           "make_aggregator", "make_upload_faults", "register_configured", "robust_aggregators",
+           "with_faults",
            "CLIENT_OPTIMIZERS", "ClientData", "ClientOutput", "FederatedAlgorithm", "RoundCost",
            "SCHEDULES", "SERVER_OPTIMIZERS", "ServerState", "StepHooks", "centralized_steps",
            "TOPOLOGIES", "fedbpt_candidates_per_client", "make_algorithm", "make_centralized",

@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fedbbpt_jax.federated.aggregators import (AGGREGATORS, DEFAULT_AGGREGATOR, Aggregator,
-                                               aggregator_name)
+from fedbbpt_jax.federated.aggregators import (DEFAULT_AGGREGATOR, Aggregator, aggregator_name,
+                                               make_aggregator)
 from fedbbpt_jax.federated.algorithm import (Algorithm, AlgorithmContext, RoundCost,
                                              make_algorithm, register_algorithm)
 from fedbbpt_jax.federated.client import ClientOutput
@@ -76,12 +76,14 @@ def make_fedbbpt(local_update: Callable[..., ClientOutput],
                  server_optimizer: optax.GradientTransformation, num_clients: int,
                  cohort_size: int, backend: str = "vmap",
                  project: Callable[[PyTree], PyTree] | None = None,
-                 aggregator: str = DEFAULT_AGGREGATOR,
+                 aggregator: str | Aggregator = DEFAULT_AGGREGATOR,
                  round_cost: RoundCost | None = None, name: str = "fedbbpt") -> Algorithm:
-  """Builds Fed-BBPT from a local update (see the module docstring)."""
-  init, server_update = averaging_server(server_optimizer,
-                                         AGGREGATORS.get(aggregator, "server.aggregator"),
-                                         project)
+  """Builds Fed-BBPT from a local update (see the module docstring).
+
+  ``aggregator``: a registered name (a configured rule takes its defaults) or a rule.
+  """
+  aggregate = make_aggregator(aggregator) if isinstance(aggregator, str) else aggregator
+  init, server_update = averaging_server(server_optimizer, aggregate, project)
   return make_algorithm(name, cohort_size, round_cost or RoundCost(cohort_size, 0, 0),
                         init=init, select=cohort_selector(num_clients, cohort_size),
                         broadcast=lambda state: state.params, client_update=local_update,
@@ -95,7 +97,7 @@ def build(ctx: AlgorithmContext) -> Algorithm:
                    ctx.batch_size)
   return make_fedbbpt(ctx.local_update(), make_server_optimizer(s.optimizer, s.lr, s.momentum),
                       ctx.num_clients, ctx.cohort_size, ctx.backend, project=ctx.project,
-                      aggregator=aggregator_name(s), round_cost=cost)
+                      aggregator=make_aggregator(aggregator_name(s), s), round_cost=cost)
 
 
 register_algorithm("fedbbpt", build)

@@ -17,6 +17,7 @@ from fedbbpt_jax.core import (ConfigError, check_choice, check_number, check_str
 from fedbbpt_jax.data import PARTITIONS
 from fedbbpt_jax.federated import (AGGREGATORS, ALGORITHMS, CLIENT_OPTIMIZERS,
                                    SCHEDULES, SERVER_OPTIMIZERS, server_algorithm_names)
+from fedbbpt_jax.federated import faults, robust_aggregators
 from fedbbpt_jax.parallel import BACKENDS
 from fedbbpt_jax.tasks import FAMILIES
 from fedbbpt_jax.zo import ANTITHETIC, ESTIMATORS, EVOLUTION
@@ -109,7 +110,8 @@ def check_client(config: ml_collections.ConfigDict) -> None:
 
 
 def check_server(config: ml_collections.ConfigDict) -> None:
-  """The algorithm (and what it needs), server optimizer, aggregator and cohort size."""
+  """The algorithm (and what it needs), server optimizer, aggregator (and ``server.robust``),
+  cohort size, and the simulated faults (``attack``, ``server.dropout``)."""
   check_choice(config, "server.algorithm", server_algorithm_names())
   check_choice(config, "server.optimizer", SERVER_OPTIMIZERS.names())
   if "aggregator" in get_field(config, "server"):
@@ -118,6 +120,9 @@ def check_server(config: ml_collections.ConfigDict) -> None:
   check_number(config, "server.momentum", low=0, high=1)
   check_number(config, "server.cohort_size", low=0, high=get_field(config, "data.num_clients"),
                integer=True)
+  robust_aggregators.check(config, get_field(config, "server.cohort_size")
+                           or get_field(config, "data.num_clients"))
+  faults.check(config)
   ALGORITHMS.get(get_field(config, "server.algorithm")).check(config)
 
 
