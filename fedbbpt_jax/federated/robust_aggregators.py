@@ -130,7 +130,7 @@ def krum_neighbours(num_clients: int, num_byzantine: int) -> int:
   k = int(num_clients) - int(num_byzantine) - 2
   if k < 1:
     raise ConfigError(f"Krum needs n - f - 2 >= 1: a cohort of n={num_clients} clients "
-                      f"(config.server.cohort_size, 0 = config.data.num_clients; FedOne uses 1) "
+                      f"(config.server.cohort_size, 0 = config.data.num_clients) "
                       f"with config.server.robust.num_byzantine={num_byzantine} gives {k}")
   return k
 
