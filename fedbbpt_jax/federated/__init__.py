@@ -31,14 +31,13 @@ from fedbbpt_jax.federated.server import ServerState, sample_cohort
 from fedbbpt_jax.federated.topology import TOPOLOGIES
 
 __all__ = ["AGGREGATORS", "ALGORITHMS", "ATTACK_KINDS", "Algorithm", "AlgorithmContext",
-           "AlgorithmSpec", "fault_summary", "flip_labels", "label_flip_ids",
-           "make_aggregator", "make_upload_faults", "register_configured", "robust_aggregators",
-           "with_faults",
-           "CLIENT_OPTIMIZERS", "ClientData", "ClientOutput", "FederatedAlgorithm", "RoundCost",
-           "SCHEDULES", "SERVER_OPTIMIZERS", "ServerState", "StepHooks", "centralized_steps",
-           "TOPOLOGIES", "fedbpt_candidates_per_client", "make_algorithm", "make_centralized",
-           "make_dfedsam",
-           "make_client_optimizer", "make_fedbbpt", "make_fedbpt", "make_fedone",
-           "make_local_only", "make_local_step", "make_local_update", "make_server_optimizer",
-           "nonfinite_as_worst", "register_algorithm", "sample_cohort",
-           "server_algorithm_names", "simulated_round", "weighted_mean"]
+           "AlgorithmSpec", "CLIENT_OPTIMIZERS", "ClientData", "ClientOutput",
+           "FederatedAlgorithm", "RoundCost", "SCHEDULES", "SERVER_OPTIMIZERS", "ServerState",
+           "StepHooks", "TOPOLOGIES", "centralized_steps", "fault_summary",
+           "fedbpt_candidates_per_client", "flip_labels", "label_flip_ids", "make_aggregator",
+           "make_algorithm", "make_centralized", "make_client_optimizer", "make_dfedsam",
+           "make_fedbbpt", "make_fedbpt", "make_fedone", "make_local_only", "make_local_step",
+           "make_local_update", "make_server_optimizer", "make_upload_faults",
+           "nonfinite_as_worst", "register_algorithm", "register_configured",
+           "robust_aggregators", "sample_cohort", "server_algorithm_names", "simulated_round",
+           "weighted_mean", "with_faults"]

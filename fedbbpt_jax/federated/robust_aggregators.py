@@ -37,6 +37,10 @@ from fedbbpt_jax.federated.aggregators import (Aggregator, client_mask, present,
                                                register_configured, weighted_mean)
 
 PyTree = Any
+__all__ = ["KRUM_RULES", "ROBUST_AGGREGATORS", "RobustOptions", "check", "clip_to_norm",
+           "coordinate_median", "coordinate_trimmed_mean", "global_norms", "krum",
+           "krum_neighbours", "krum_scores", "multi_krum", "pairwise_sq_distances",
+           "robust_options", "trimmed_count"]
 ROBUST_AGGREGATORS = ("median", "trimmed_mean", "norm_bounded_mean", "krum", "multi_krum")
 KRUM_RULES = ("krum", "multi_krum")
 _FLOOR_SLACK = 1e-5  # floor(beta * n) is exact for beta given to 5 decimals
@@ -230,8 +234,3 @@ def check(config: Any, cohort_size: int) -> None:
                         f"config.server.robust.num_byzantine={opts.num_byzantine}); "
                         "0 = n - f")
 
-
-__all__ = ["KRUM_RULES", "ROBUST_AGGREGATORS", "RobustOptions", "check", "clip_to_norm",
-           "coordinate_median", "coordinate_trimmed_mean", "global_norms", "krum",
-           "krum_neighbours", "krum_scores", "multi_krum", "pairwise_sq_distances",
-           "robust_options", "trimmed_count"]
