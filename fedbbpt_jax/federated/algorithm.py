@@ -16,9 +16,10 @@ An algorithm is five pure functions plus its exact black-box cost per round:
 A simulated round is ``select -> broadcast -> run_cohort(client_update) -> server_update``
 (``simulated_round``); a deployment calls the same ``broadcast``, ``client_update``
 and ``server_update``. Simulated faults (Byzantine uploads, dropouts; ``faults.py``)
-act on the uploads between ``run_cohort`` and ``server_update`` (``with_faults``). Algorithms are registered by name in ``ALGORITHMS`` as an
-``AlgorithmSpec`` (``build(ctx) -> Algorithm`` and ``check(config)``); users register
-their own from their code.
+act on the uploads between ``run_cohort`` and ``server_update`` (``with_faults``).
+Algorithms are registered by name in ``ALGORITHMS`` as an ``AlgorithmSpec``
+(``build(ctx) -> Algorithm`` and ``check(config)``); users register their own from
+their code.
 """
 
 from __future__ import annotations
