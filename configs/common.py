@@ -102,9 +102,33 @@ def dp(*, clip_norm: float = 1.0, noise_multiplier: float = 1.0, delta: float = 
   return d
 
 
+def robust(*, trim_fraction: float = 0.1, norm_bound: float = 1.0, num_byzantine: int = 1,
+           multi_krum_m: int = 0) -> ml_collections.ConfigDict:
+  """The ``config.server.robust`` block: hyper-parameters of the robust aggregators."""
+  r = ml_collections.ConfigDict()
+  r.trim_fraction = float(trim_fraction)  # 'trimmed_mean': share cut at EACH end, in [0, 0.5)
+  r.norm_bound = float(norm_bound)       # 'norm_bounded_mean': max global L2 norm of a delta
+  r.num_byzantine = num_byzantine        # 'krum'/'multi_krum': f assumed (needs n - f - 2 >= 1)
+  r.multi_krum_m = multi_krum_m          # 'multi_krum': clients averaged (0 = n - f)
+  return r
+
+
+def attack(*, kind: str = "none", fraction: float = 0.0, scale: float = 1.0,
+           noise_std: float = 1.0) -> ml_collections.ConfigDict:
+  """The ``config.attack`` section: Byzantine clients in simulation (off by default)."""
+  a = ml_collections.ConfigDict()
+  # 'none' | 'sign_flip' (upload -scale * delta) | 'scaled' (scale * delta) | 'gaussian'
+  # (N(0, noise_std^2) noise) | 'label_flip' (train on labels num_classes - 1 - y)
+  a.kind = kind
+  a.fraction = float(fraction)           # share of clients that are malicious, fixed per seed
+  a.scale = float(scale)                 # 'sign_flip' / 'scaled'
+  a.noise_std = float(noise_std)         # 'gaussian'
+  return a
+
+
 def server(*, algorithm: str = "fedbbpt", optimizer: str = "sgd", lr: float = 1.0,
            momentum: float = 0.9, cohort_size: int = 0,
-           aggregator: str = "weighted_mean") -> ml_collections.ConfigDict:
+           aggregator: str = "weighted_mean", dropout: float = 0.0) -> ml_collections.ConfigDict:
   """The ``config.server`` section: the federated algorithm and the server optimizer."""
   s = ml_collections.ConfigDict()
   # 'fedbbpt' | 'fedone' (one client per round) | 'centralized' (pooled data, upper
@@ -117,10 +141,15 @@ def server(*, algorithm: str = "fedbbpt", optimizer: str = "sgd", lr: float = 1.
   s.momentum = float(momentum)
   s.cohort_size = cohort_size            # 0 = every client every round
   # How the server combines uploads: a name registered in federated.AGGREGATORS
-  # ('weighted_mean' = FedAvg's example-weighted mean; 'dp_gaussian' = DP-FedAvg, see dp below;
-  # fedbbpt only).
+  # ('weighted_mean' = FedAvg's example-weighted mean; robust: 'median' | 'trimmed_mean' |
+  # 'norm_bounded_mean' | 'krum' | 'multi_krum', their settings in server.robust;
+  # 'dp_gaussian' = DP-FedAvg, its settings in server.dp, fedbbpt only).
   s.aggregator = aggregator
+  s.robust = robust()
   s.dp = dp()                            # read when aggregator='dp_gaussian'
+  # Each sampled client fails to report with this probability (its update is ignored; its
+  # queries are still spent). A round nobody reports in leaves the model unchanged.
+  s.dropout = float(dropout)
   # 'centralized' only: its step-size clock ticks once per cohort of pooled steps ('client':
   # the clients' schedule) or once per pooled step ('global': shrinks cohort_size x faster).
   s.pooled_clock = "client"

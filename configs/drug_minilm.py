@@ -94,6 +94,7 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
   c.baselines = common.baselines()
   c.parallel = common.parallel()
   c.decentralized = common.decentralized()  # server.algorithm='dfedsam' only
+  c.attack = common.attack()              # Byzantine clients in simulation (off)
 
   if mode == "sentiment":
     c.data.task = "sentiment"

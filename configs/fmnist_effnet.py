@@ -79,6 +79,7 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
   c.baselines = common.baselines(local_only=True)
   c.parallel = common.parallel()
   c.decentralized = common.decentralized()  # server.algorithm='dfedsam' only
+  c.attack = common.attack()              # Byzantine clients in simulation (off)
 
   if mode == "smoke":
     c.data.name = "digits"

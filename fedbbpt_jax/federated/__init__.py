@@ -1,19 +1,23 @@
 """Federated algorithms: the contract and its registry, client steps, aggregation.
 
 Importing this package registers the built-in algorithms (``fedbbpt``, ``fedone``,
-``centralized``, ``fedbpt``, the decentralized ``dfedsam`` and the ``local_only`` baseline), the ``weighted_mean``
-and ``dp_gaussian`` (DP-FedAvg, ``federated.privacy`` accounts for it) aggregators and the
-client/server optimizers.
+``centralized``, ``fedbpt``, the decentralized ``dfedsam`` and the ``local_only`` baseline), the
+aggregators (``weighted_mean``, the robust ``median``, ``trimmed_mean``, ``norm_bounded_mean``,
+``krum``, ``multi_krum``, and ``dp_gaussian``: DP-FedAvg, ``federated.privacy`` accounts for
+it) and the client/server optimizers.
 """
 
 from fedbbpt_jax.data.clients import ClientData
-from fedbbpt_jax.federated.aggregators import (AGGREGATORS, Aggregated, ConfiguredAggregator,
-                                               make_aggregator, weighted_mean)
+from fedbbpt_jax.federated.aggregators import (AGGREGATORS, Aggregated, make_aggregator,
+                                               register_configured, weighted_mean)
 from fedbbpt_jax.federated.algorithm import (ALGORITHMS, Algorithm, AlgorithmContext,
                                              AlgorithmSpec, FederatedAlgorithm, RoundCost,
                                              algorithms_applying_aggregator, make_algorithm,
                                              register_algorithm, server_algorithm_names,
-                                             simulated_round)
+                                             simulated_round, with_faults)
+from fedbbpt_jax.federated import robust_aggregators  # registers median, trimmed_mean, krum, ...
+from fedbbpt_jax.federated.attacks import ATTACK_KINDS, flip_labels
+from fedbbpt_jax.federated.faults import (fault_summary, label_flip_ids, make_upload_faults)
 from fedbbpt_jax.federated.centralized import centralized_steps, make_centralized
 from fedbbpt_jax.federated.client import (SCHEDULES, ClientOutput, StepHooks, make_local_step,
                                           make_local_update, nonfinite_as_worst,
@@ -29,14 +33,15 @@ from fedbbpt_jax.federated.optimizers import (CLIENT_OPTIMIZERS, SERVER_OPTIMIZE
 from fedbbpt_jax.federated.server import ServerState, sample_cohort
 from fedbbpt_jax.federated.topology import TOPOLOGIES
 
-__all__ = ["AGGREGATORS", "ALGORITHMS", "Aggregated", "Algorithm", "AlgorithmContext",
-           "AlgorithmSpec", "CLIENT_OPTIMIZERS", "ClientData", "ClientOutput",
-           "ConfiguredAggregator", "FederatedAlgorithm", "RoundCost",
-           "algorithms_applying_aggregator", "make_aggregator", "make_dp_gaussian",
-           "SCHEDULES", "SERVER_OPTIMIZERS", "ServerState", "StepHooks", "centralized_steps",
-           "TOPOLOGIES", "fedbpt_candidates_per_client", "make_algorithm", "make_centralized",
-           "make_dfedsam",
-           "make_client_optimizer", "make_fedbbpt", "make_fedbpt", "make_fedone",
-           "make_local_only", "make_local_step", "make_local_update", "make_server_optimizer",
-           "nonfinite_as_worst", "small_client_warning", "register_algorithm", "sample_cohort",
-           "server_algorithm_names", "simulated_round", "weighted_mean"]
+__all__ = ["AGGREGATORS", "ALGORITHMS", "ATTACK_KINDS", "Aggregated", "Algorithm",
+           "AlgorithmContext", "AlgorithmSpec", "CLIENT_OPTIMIZERS", "ClientData",
+           "ClientOutput", "FederatedAlgorithm", "RoundCost", "SCHEDULES", "SERVER_OPTIMIZERS",
+           "ServerState", "StepHooks", "TOPOLOGIES", "algorithms_applying_aggregator",
+           "centralized_steps", "fault_summary", "fedbpt_candidates_per_client", "flip_labels",
+           "label_flip_ids", "make_aggregator", "make_algorithm", "make_centralized",
+           "make_client_optimizer", "make_dfedsam", "make_dp_gaussian", "make_fedbbpt",
+           "make_fedbpt", "make_fedone", "make_local_only", "make_local_step",
+           "make_local_update", "make_server_optimizer", "make_upload_faults",
+           "nonfinite_as_worst", "register_algorithm", "register_configured",
+           "robust_aggregators", "sample_cohort", "server_algorithm_names", "simulated_round",
+           "small_client_warning", "weighted_mean", "with_faults"]

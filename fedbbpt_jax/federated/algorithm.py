@@ -15,9 +15,11 @@ An algorithm is five pure functions plus its exact black-box cost per round:
 
 A simulated round is ``select -> broadcast -> run_cohort(client_update) -> server_update``
 (``simulated_round``); a deployment calls the same ``broadcast``, ``client_update``
-and ``server_update``. Algorithms are registered by name in ``ALGORITHMS`` as an
-``AlgorithmSpec`` (``build(ctx) -> Algorithm`` and ``check(config)``); users register
-their own from their code.
+and ``server_update``. Simulated faults (Byzantine uploads, dropouts; ``faults.py``)
+act on the uploads between ``run_cohort`` and ``server_update`` (``with_faults``).
+Algorithms are registered by name in ``ALGORITHMS`` as an ``AlgorithmSpec``
+(``build(ctx) -> Algorithm`` and ``check(config)``); users register their own from
+their code.
 """
 
 from __future__ import annotations
@@ -90,17 +92,32 @@ class Algorithm(NamedTuple):
   model: Callable[[ServerState], PyTree] = lambda state: state.params
   client_models: Callable[[ServerState], PyTree] | None = None
   summary: dict = {}
+  backend: str = "vmap"
 
 
 FederatedAlgorithm = Algorithm  # the earlier name
 
 
+SERVER_KEY_FOLD, FAULTS_KEY_FOLD = 1, 2  # streams of a round's sampling key
+NO_SURVIVORS = "no_survivors"  # a faults metric: nobody reported, the state is kept
+
+
+def keep_state_if(no_survivors: jnp.ndarray, new: ServerState, old: ServerState) -> ServerState:
+  """``new``, or ``old``'s parameters and optimizer state with ``new``'s round counter."""
+  keep = lambda n, o: jnp.where(no_survivors, o, n)
+  return new.replace(params=jax.tree.map(keep, new.params, old.params),
+                     opt_state=jax.tree.map(keep, new.opt_state, old.opt_state))
+
+
 def simulated_round(select, broadcast, client_update, server_update, backend: str,
-                    per_client_state: bool = False) -> Callable:
+                    per_client_state: bool = False, faults: Callable | None = None) -> Callable:
   """One round in simulation: select -> broadcast -> run_cohort(client_update) -> server_update.
 
   With ``per_client_state`` the broadcast holds one entry per client (leading axis)
-  and each selected client receives its own.
+  and each selected client receives its own. ``faults(uploads, ids, root_key,
+  round_key) -> (uploads, metrics)`` (optional) corrupts or drops uploads before the
+  server sees them; its metrics join the round's, and if they hold ``no_survivors``
+  and it is true, the round keeps the parameters and optimizer state.
   """
   cohort_fn = run_cohort(client_update, backend, per_client_params=per_client_state)
 
@@ -111,9 +128,27 @@ def simulated_round(select, broadcast, client_update, server_update, backend: st
     if per_client_state:
       received = jax.tree.map(lambda a: a[ids], received)
     uploads = cohort_fn(received, cohort, client_keys(k_clients, ids), hparams, state.round)
-    return server_update(state, uploads, ids, jax.random.fold_in(k_sample, 1))
+    server_key = jax.random.fold_in(k_sample, SERVER_KEY_FOLD)
+    if faults is None:
+      return server_update(state, uploads, ids, server_key)
+    uploads, fault_metrics = faults(uploads, ids, key,
+                                    jax.random.fold_in(k_sample, FAULTS_KEY_FOLD))
+    new_state, metrics = server_update(state, uploads, ids, server_key)
+    if NO_SURVIVORS in fault_metrics:
+      new_state = keep_state_if(fault_metrics[NO_SURVIVORS], new_state, state)
+    return new_state, {**metrics, **fault_metrics}
 
   return apply
+
+
+def with_faults(algorithm: "Algorithm", faults: Callable | None) -> "Algorithm":
+  """``algorithm`` whose simulated round passes the uploads through ``faults`` (see
+  ``simulated_round``); ``None`` leaves it as it is."""
+  if faults is None:
+    return algorithm
+  return algorithm._replace(apply=simulated_round(
+      algorithm.select, algorithm.broadcast, algorithm.client_update, algorithm.server_update,
+      algorithm.backend, algorithm.per_client_state, faults))
 
 
 def make_algorithm(name: str, cohort_size: int, round_cost: RoundCost, *, init, select,
@@ -133,7 +168,7 @@ def make_algorithm(name: str, cohort_size: int, round_cost: RoundCost, *, init, 
                    select=select, broadcast=broadcast, client_update=client_update,
                    server_update=server_update, apply=apply, per_client_state=per_client_state,
                    model=model or (lambda state: state.params), client_models=client_models,
-                   summary=dict(summary or {}))
+                   summary=dict(summary or {}), backend=backend)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,6 +35,7 @@ from fedbbpt_jax.federated.aggregators import AGGREGATORS, DEFAULT_AGGREGATOR
 from fedbbpt_jax.federated.algorithm import (Algorithm, AlgorithmContext, RoundCost,
                                              make_algorithm, register_algorithm)
 from fedbbpt_jax.federated.client import ClientOutput
+from fedbbpt_jax.federated.faults import refuse_faults
 from fedbbpt_jax.federated.fedbbpt import averaging_server
 
 PyTree = Any
@@ -101,6 +102,7 @@ POOLED_CLOCKS = ("client", "global")
 def check(config: Any) -> None:
   if "pooled_clock" in get_field(config, "server"):
     check_choice(config, "server.pooled_clock", POOLED_CLOCKS)
+  refuse_faults(config, "centralized", why=" (one pooled client, no uploads to corrupt or drop)")
 
 
 def build(ctx: AlgorithmContext) -> Algorithm:

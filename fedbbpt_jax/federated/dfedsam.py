@@ -16,6 +16,14 @@ the round, in ``broadcast``, and stores the trained results unmixed. ``W`` is a
 topology's Metropolis-Hastings (or sample-weighted) matrix, fixed or redrawn every
 round from the seed (``time_varying``; a resumed run redraws the same graphs).
 
+Robust mixing (``server.aggregator``, the combination rule; there is no server):
+``'weighted_mean'`` (default) is the matrix gossip above; ``'median'`` or
+``'trimmed_mean'`` makes every client combine its in-neighbours' models (``W[i, j] > 0``,
+itself included) with that rule instead of W's weights, ``Q`` times: a Byzantine
+neighbour (``config.attack``) then moves an honest client by a bounded amount. Krum
+and the norm-bounded mean are refused (a graph neighbourhood is too small for Krum's
+``n - f - 2``; clipping models, not updates, has no meaning). Dropouts are refused.
+
 Cost per round: every client runs K steps of 2 x N candidates (N without SAM).
 The reported model is the clients' mean; each client's own model is evaluated too
 (``Algorithm.client_models``), and the consensus distance
@@ -31,8 +39,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedbbpt_jax.core import ConfigError, check_choice, check_number, get_field
+from fedbbpt_jax.federated.aggregators import (DEFAULT_AGGREGATOR, Aggregator, aggregator_name,
+                                               make_aggregator)
 from fedbbpt_jax.federated.algorithm import (Algorithm, AlgorithmContext, RoundCost,
                                              make_algorithm, register_algorithm)
+from fedbbpt_jax.federated.faults import refuse_faults
 from fedbbpt_jax.federated.client import StepHooks, make_local_update
 from fedbbpt_jax.federated.fedbbpt import nonfinite_count
 from fedbbpt_jax.federated.local_only import every_client, per_client_init
@@ -42,6 +53,7 @@ from fedbbpt_jax.federated.topology import (TOPOLOGIES, WEIGHTS, consensus_dista
 from fedbbpt_jax.zo import ESTIMATORS, EVOLUTION
 
 ORDERS = ("train_then_mix", "mix_then_train")
+MIXING_RULES = (DEFAULT_AGGREGATOR, "median", "trimmed_mean")  # server.aggregator values
 RANDOM = "random"  # topology tag: may be redrawn every round
 
 
@@ -63,9 +75,26 @@ def mixing_matrices(cfg: Any, num_clients: int, rounds: int, num_examples: Any) 
   return np.stack(ws).astype(np.float32)
 
 
+def neighbour_mixing(w: jnp.ndarray, stacked: Any, steps: int, rule: Aggregator,
+                     key: jax.Array) -> Any:
+  """Every client i replaces its model by ``rule`` over its in-neighbours' models, ``steps``
+  times: ``x_i <- rule(X, weights=W[i])``, where a weight of 0 (not a neighbour) is absent.
+
+  With the weighted mean this is ``X <- W X`` (rows of W sum to 1). One client at a time
+  (``lax.map``), so memory stays ``m x P``.
+  """
+  w = jnp.asarray(w, jnp.float32)
+
+  def once(x, _):
+    mixed = jax.lax.map(lambda row: rule(x, row, key), w)
+    return jax.tree.map(lambda new, old: new.astype(old.dtype), mixed, x), None
+
+  return jax.lax.scan(once, stacked, None, length=steps)[0]
+
+
 def make_dfedsam(local_update, w_per_round: np.ndarray, gossip_steps: int, order: str,
                  round_cost: RoundCost, backend: str = "vmap",
-                 summary: dict | None = None) -> Algorithm:
+                 summary: dict | None = None, rule: Aggregator | None = None) -> Algorithm:
   """Builds DFedSAM from a (sharpness-aware) local update and the round's mixing matrices.
 
   Args:
@@ -77,6 +106,7 @@ def make_dfedsam(local_update, w_per_round: np.ndarray, gossip_steps: int, order
     round_cost: the exact black-box cost of one round.
     backend: cohort backend.
     summary: static summary entries (topology, spectral gap, ...).
+    rule: a robust neighbour rule (``neighbour_mixing``) instead of the matrix gossip.
   """
   if order not in ORDERS:
     raise ValueError(f"order={order!r} is not one of {list(ORDERS)}")
@@ -86,9 +116,15 @@ def make_dfedsam(local_update, w_per_round: np.ndarray, gossip_steps: int, order
   def w_of(round_idx):
     return ws[jnp.minimum(round_idx, ws.shape[0] - 1)]
 
+  def mix(round_idx, params):
+    if rule is None:
+      return gossip(w_of(round_idx), params, gossip_steps)
+    return neighbour_mixing(w_of(round_idx), params, gossip_steps, rule,
+                            jax.random.key(0))  # the rules allowed here draw nothing
+
   def broadcast(state):
     if order == "mix_then_train":
-      return gossip(w_of(state.round), state.params, gossip_steps)
+      return mix(state.round, state.params)
     return state.params
 
   def server_update(state, uploads, ids, key):
@@ -96,7 +132,7 @@ def make_dfedsam(local_update, w_per_round: np.ndarray, gossip_steps: int, order
     start = broadcast(state)
     params = jax.tree.map(jnp.add, start, uploads.delta)
     if order == "train_then_mix":
-      params = gossip(w_of(state.round), params, gossip_steps)
+      params = mix(state.round, params)
     metrics = {"train_loss": jnp.mean(uploads.metrics["train_loss"]), "cohort": ids,
                "consensus_distance": consensus_distance(params), **nonfinite_count(uploads)}
     return ServerState(params=params, opt_state=(), round=state.round + 1), metrics
@@ -129,6 +165,13 @@ def check(config: Any) -> None:
   if get_field(config, "server.cohort_size") not in (0, get_field(config, "data.num_clients")):
     raise ConfigError(f"config.server.algorithm='dfedsam' trains every client every round: set "
                       f"config.server.cohort_size=0 (got {get_field(config, 'server.cohort_size')})")
+  rule = aggregator_name(get_field(config, "server"))
+  if rule not in MIXING_RULES:
+    raise ConfigError(f"config.server.aggregator={rule!r}: config.server.algorithm='dfedsam' "
+                      f"mixes neighbours with one of {list(MIXING_RULES)} ('weighted_mean' = "
+                      "the mixing matrix)")
+  refuse_faults(config, "dfedsam", model_poisoning=False,
+                why=" (no server waits for the clients)")
   estimator = get_field(config, "zo.estimator")
   if EVOLUTION in ESTIMATORS.tags(estimator) and get_field(config, "decentralized.rho"):
     raise ConfigError(f"config.decentralized.rho > 0 needs a gradient estimate; "
@@ -151,11 +194,15 @@ def build(ctx: AlgorithmContext) -> Algorithm:
   except ValueError as e:  # e.g. no torus for this many clients: name the fields
     raise ConfigError(f"config.decentralized.topology={cfg.topology!r} with "
                       f"config.data.num_clients={ctx.num_clients}: {e}") from e
+  rule_name = aggregator_name(ctx.config.server)
+  rule = (None if rule_name == DEFAULT_AGGREGATOR
+          else make_aggregator(rule_name, ctx.config, ctx.cohort_size))
   return make_dfedsam(local_update, ws, int(cfg.gossip_steps), cfg.order, cost, ctx.backend,
                       summary=dict(method=variant_name(rho, int(cfg.gossip_steps), cfg.topology),
                                    topology=cfg.topology, gossip_steps=int(cfg.gossip_steps),
-                                   sam_rho=rho, gossip_order=cfg.order,
-                                   **spectral_summary(ws)))
+                                   sam_rho=rho, gossip_order=cfg.order, **spectral_summary(ws),
+                                   **({"mixing_rule": rule_name} if rule else {})),
+                      rule=rule)
 
 
 def variant_name(rho: float, gossip_steps: int, topology: str) -> str:
@@ -172,4 +219,4 @@ def spectral_summary(ws: np.ndarray) -> dict[str, float]:
   return {"mixing_rate": lam, "spectral_gap": 1.0 - lam}
 
 
-register_algorithm("dfedsam", build, check)
+register_algorithm("dfedsam", build, check, applies_aggregator=True)  # robust mixing

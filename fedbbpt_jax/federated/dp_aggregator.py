@@ -24,8 +24,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fedbbpt_jax.federated.aggregators import (AGGREGATORS, Aggregated, Aggregator,
-                                               ConfiguredAggregator)
+from fedbbpt_jax.federated.aggregators import Aggregated, Aggregator, register_configured
 from fedbbpt_jax.federated.privacy import DP_AGGREGATOR, dp_settings
 
 PyTree = Any
@@ -90,10 +89,17 @@ def make_dp_gaussian(clip_norm: float, noise_multiplier: float,
   return aggregate
 
 
-def build_from_config(config: Any, cohort_size: int) -> Aggregator:
-  """``dp_gaussian`` from ``server.dp`` (z calibrated if -1), denominator ``cohort_size``."""
+def build_from_config(config: Any, cohort_size: int | None) -> Aggregator:
+  """``dp_gaussian`` from ``server.dp`` (z calibrated if -1), denominator ``cohort_size``.
+
+  Raises:
+    ValueError: no config or cohort size (DP has no defaults to fall back on).
+  """
+  if config is None or cohort_size is None:
+    raise ValueError(f"aggregator {DP_AGGREGATOR!r} is built from the experiment config "
+                     "(server.dp) and the cohort size: pass both")
   settings = dp_settings(config)
   return make_dp_gaussian(settings.clip_norm, settings.noise_multiplier, cohort_size)
 
 
-AGGREGATORS.register(DP_AGGREGATOR, ConfiguredAggregator(build_from_config))
+register_configured(DP_AGGREGATOR, build_from_config)

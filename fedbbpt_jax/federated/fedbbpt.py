@@ -86,10 +86,10 @@ def make_fedbbpt(local_update: Callable[..., ClientOutput],
                  round_cost: RoundCost | None = None, name: str = "fedbbpt") -> Algorithm:
   """Builds Fed-BBPT from a local update (see the module docstring).
 
-  ``aggregator``: a registered name (of a rule that needs no config) or the aggregate
-  function itself (``aggregators.make_aggregator(name, config, cohort_size)``).
+  ``aggregator``: a registered name (a configured rule takes its defaults) or the
+  aggregate function itself (``aggregators.make_aggregator(name, config, cohort_size)``).
   """
-  aggregate = aggregator if callable(aggregator) else make_aggregator(aggregator)
+  aggregate = make_aggregator(aggregator) if isinstance(aggregator, str) else aggregator
   init, server_update = averaging_server(server_optimizer, aggregate, project)
   return make_algorithm(name, cohort_size, round_cost or RoundCost(cohort_size, 0, 0),
                         init=init, select=cohort_selector(num_clients, cohort_size),

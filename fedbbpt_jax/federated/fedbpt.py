@@ -43,6 +43,7 @@ from fedbbpt_jax.data.clients import ClientData
 from fedbbpt_jax.federated.algorithm import (Algorithm, AlgorithmContext, RoundCost,
                                              make_algorithm, register_algorithm)
 from fedbbpt_jax.federated.client import minibatch, nonfinite_as_worst
+from fedbbpt_jax.federated.faults import refuse_faults
 from fedbbpt_jax.federated.fedbbpt import cohort_selector, nonfinite_count, weighted_train_loss
 from fedbbpt_jax.federated.server import ServerState
 from fedbbpt_jax.zo import HParams
@@ -240,6 +241,8 @@ def fedbpt_candidates_per_client(population_size: int, num_steps: int) -> int:
 
 def check(config: Any) -> None:
   """FedBPT runs CMA-ES over a continuous prompt, with a global population of >= 2 clients."""
+  refuse_faults(config, "fedbpt", why=" (its uploads are CMA-ES means and fitnesses, not "
+                "deltas, and its global population is the fixed cohort)")
   estimator = get_field(config, "zo.estimator")
   if estimator != FEDBPT_ESTIMATOR:
     raise ConfigError(f"config.server.algorithm='fedbpt' runs CMA-ES over a continuous prompt "

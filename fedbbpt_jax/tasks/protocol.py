@@ -66,13 +66,22 @@ class BuildOptions:
       the image label mapping), so that a resumed run does not query again.
     wrap_blackbox: applied to the black box before anything uses it (e.g. a
       ``CountingBlackBox`` in tests).
+    prepare_clients: ``(clients, num_classes) -> clients``, applied to the packed
+      client data before anything uses it (the simulated label-flip attack). A family
+      calls ``options.clients(...)`` right after packing its clients.
   """
 
   workdir: str | None = None
   wrap_blackbox: Callable[[BlackBox], BlackBox] | None = None
+  prepare_clients: Callable[[ClientData, int], ClientData] | None = None
 
   def wrap(self, blackbox: BlackBox) -> BlackBox:
     return blackbox if self.wrap_blackbox is None else self.wrap_blackbox(blackbox)
+
+  def clients(self, clients: ClientData, num_classes: int) -> ClientData:
+    """The family's packed ``clients`` as training will see them (``prepare_clients``)."""
+    return clients if self.prepare_clients is None else self.prepare_clients(clients,
+                                                                             num_classes)
 
 
 class TaskRefresh(NamedTuple):

@@ -18,8 +18,10 @@ import ml_collections
 import numpy as np
 
 from fedbbpt_jax.blackbox import BlackBox
-from fedbbpt_jax.federated import (ALGORITHMS, Algorithm, AlgorithmContext,
-                                   make_client_optimizer)
+from fedbbpt_jax.core import ConfigError
+from fedbbpt_jax.federated import (ALGORITHMS, Algorithm, AlgorithmContext, flip_labels,
+                                   label_flip_ids, make_client_optimizer, make_upload_faults,
+                                   with_faults)
 from fedbbpt_jax.tasks import FAMILIES, BuildOptions, Task, TaskBundle
 from fedbbpt_jax.zo import HParams, make_estimator
 
@@ -105,7 +107,19 @@ def build_experiment(config: ml_collections.ConfigDict, workdir: str | None = No
       real calls with ``blackbox.counting.CountingBlackBox``).
   """
   family = FAMILIES.get(config.task.family, "task.family")
-  bundle = family.build(config, BuildOptions(workdir=workdir, wrap_blackbox=wrap_blackbox))
+  flipped: list[int] = []  # the label-flip attack, applied by the family to its clients
+
+  def flip(clients, num_classes):
+    flipped.append(num_classes)
+    return flip_labels(clients, label_flip_ids(config, int(clients.y.shape[0])), num_classes)
+
+  label_flip = config.get("attack", {}).get("kind", "none") == "label_flip"
+  bundle = family.build(config, BuildOptions(workdir=workdir, wrap_blackbox=wrap_blackbox,
+                                             prepare_clients=flip if label_flip else None))
+  if label_flip and not flipped:
+    raise ConfigError(f"config.attack.kind='label_flip': task family "
+                      f"{config.task.family!r} never passes its clients through "
+                      "BuildOptions.clients, so their labels cannot be flipped")
   estimator = make_estimator(config.zo.estimator, config.zo.num_directions)
   algorithm, local_only = build_algorithms(config, bundle, estimator)
   root_key = jax.random.key(config.seed)
@@ -117,15 +131,17 @@ def build_experiment(config: ml_collections.ConfigDict, workdir: str | None = No
 
 def build_algorithms(config: ml_collections.ConfigDict, bundle: TaskBundle,
                      estimator: Any) -> tuple[Algorithm, Algorithm]:
-  """The configured algorithm and the local-only baseline on ``bundle``'s task."""
+  """The configured algorithm (with the config's simulated faults) and the local-only
+  baseline on ``bundle``'s task."""
   ctx = AlgorithmContext(
       config=config, candidate_losses=bundle.task.candidate_losses, estimator=estimator,
       client_optimizer=make_client_optimizer(config.client.optimizer,
                                              config.client.get("weight_decay", 0.0)),
       num_clients=bundle.num_clients, backend=config.parallel.backend, project=bundle.project,
       num_examples=np.asarray(bundle.clients.num_examples))
-  return (ALGORITHMS.get(config.server.algorithm, "server.algorithm").build(ctx),
-          ALGORITHMS.get(LOCAL_ONLY).build(ctx))
+  algorithm = ALGORITHMS.get(config.server.algorithm, "server.algorithm").build(ctx)
+  algorithm = with_faults(algorithm, make_upload_faults(config, bundle.num_clients))
+  return algorithm, ALGORITHMS.get(LOCAL_ONLY).build(ctx)
 
 
 def with_task(exp: Experiment, task: Task) -> Experiment:

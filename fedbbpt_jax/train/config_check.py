@@ -18,6 +18,7 @@ from fedbbpt_jax.data import PARTITIONS
 from fedbbpt_jax.federated import (AGGREGATORS, ALGORITHMS, CLIENT_OPTIMIZERS,
                                    SCHEDULES, SERVER_OPTIMIZERS, algorithms_applying_aggregator,
                                    server_algorithm_names)
+from fedbbpt_jax.federated import faults, robust_aggregators
 from fedbbpt_jax.federated.privacy import check_dp
 from fedbbpt_jax.parallel import BACKENDS
 from fedbbpt_jax.tasks import FAMILIES
@@ -111,8 +112,9 @@ def check_client(config: ml_collections.ConfigDict) -> None:
 
 
 def check_server(config: ml_collections.ConfigDict) -> None:
-  """The algorithm (and what it needs), server optimizer, aggregator (and its DP block)
-  and cohort size."""
+  """The algorithm (and what it needs), server optimizer, aggregator (its ``server.robust``
+  and ``server.dp`` blocks), cohort size, and the simulated faults (``attack``,
+  ``server.dropout``)."""
   check_choice(config, "server.algorithm", server_algorithm_names())
   check_choice(config, "server.optimizer", SERVER_OPTIMIZERS.names())
   if "aggregator" in get_field(config, "server"):
@@ -122,6 +124,15 @@ def check_server(config: ml_collections.ConfigDict) -> None:
   check_number(config, "server.cohort_size", low=0, high=get_field(config, "data.num_clients"),
                integer=True)
   check_dp(config, algorithms_applying_aggregator())
+  aggregator = get_field(config, "server").get("aggregator", "weighted_mean")
+  algorithm = get_field(config, "server.algorithm")
+  if aggregator != "weighted_mean" and algorithm not in algorithms_applying_aggregator():
+    raise ConfigError(f"config.server.aggregator={aggregator!r} would be ignored: "
+                      f"config.server.algorithm={algorithm!r} does not combine uploads with "
+                      f"server.aggregator (those that do: {sorted(algorithms_applying_aggregator())})")
+  robust_aggregators.check(config, get_field(config, "server.cohort_size")
+                           or get_field(config, "data.num_clients"))
+  faults.check(config)
   ALGORITHMS.get(get_field(config, "server.algorithm")).check(config)
 
 

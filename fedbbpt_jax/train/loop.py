@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 
 from fedbbpt_jax.blackbox import BlackBox, QueryMeter
-from fedbbpt_jax.federated import small_client_warning
+from fedbbpt_jax.federated import fault_summary, small_client_warning
 from fedbbpt_jax.federated.privacy import dp_settings, rounds_within_target
 from fedbbpt_jax.parallel import replicate
 from fedbbpt_jax.parallel.devices import ensure_cpu_devices
@@ -275,8 +275,12 @@ class RunRecords:
     """Meters, evaluates (when due), appends the row of round ``r + 1`` (with ``extra``),
     checkpoints it."""
     config, exp = self.config, self.exp
-    train_loss = float(m["train_loss"])
-    if not np.isfinite(train_loss):
+    no_survivors = bool(m.get("no_survivors", False))
+    train_loss = None if no_survivors else float(m["train_loss"])
+    if no_survivors:  # dropouts: nobody reported; parameters and server state kept
+      self.log(f"round {r + 1}: no client of the cohort reported (config.server.dropout="
+               f"{config.server.dropout}); the model is unchanged")
+    elif not np.isfinite(train_loss):
       raise FloatingPointError(f"round {r + 1}: training loss is {train_loss}; "
                                "lower config.client.lr or config.zo.sigma")
     scored = exp.round_cost.bb_calls
@@ -285,9 +289,13 @@ class RunRecords:
           f"round {r + 1}: the black box answered NaN or inf for all {scored} candidates of "
           f"the round, so no step moved; the round is not saved ({last_saved(r, self.workdir)})"
           ": check the black box, then rerun the same command to resume")
-    self.meter.add(**round_counters(exp))
+    self.meter.add(**round_counters(exp))  # a dropped client still spent its queries
     row = {"round": r + 1, "train_loss": train_loss, "cohort": np.asarray(m["cohort"]).tolist(),
            "round_seconds": round_seconds, **(extra or {})}
+    if "survivors" in m:  # dropouts: clients that reported
+      row.update(survivors=int(m["survivors"]), no_survivors=no_survivors)
+    if "attackers" in m:  # malicious clients in the cohort
+      row["attackers"] = int(m["attackers"])
     if "nonfinite_candidates" in m:  # ranked worst by the step's one rule (never applied)
       row["nonfinite_candidates"] = int(m["nonfinite_candidates"])
     if "consensus_distance" in m:  # decentralized: (1/m) sum_i ||x_i - x_bar||^2
@@ -319,7 +327,8 @@ class RunRecords:
     if self.latest_round() < r + 1:  # a sweep member may already hold this round
       self.ckpt.save(r + 1, state, {"queries": self.meter.state_dict(), "wall_seconds": wall})
     acc_text = f"acc {100 * row['test_accuracy']:.2f}%  " if "test_accuracy" in row else ""
-    self.log(f"round {r + 1}/{config.train.rounds}  {acc_text}train loss {train_loss:.4f}  "
+    loss_text = "n/a" if train_loss is None else f"{train_loss:.4f}"
+    self.log(f"round {r + 1}/{config.train.rounds}  {acc_text}train loss {loss_text}  "
              f"queries {self.meter.counts['bb_examples']:,}  {round_seconds:.1f}s")
     return row
 
@@ -359,6 +368,9 @@ class RunRecords:
       summary.update(final_task_metric=final["test_task_metric"],
                      task_metric_name=final["task_metric_name"])
     summary.update(exp.algorithm.summary)  # e.g. a topology's spectral gap
+    if config.server.get("aggregator", "weighted_mean") != "weighted_mean":
+      summary["aggregator"] = config.server.aggregator
+    summary.update(fault_summary(config, exp.num_clients))  # attack, malicious ids, dropout
     if self.privacy:
       summary.update(self.privacy.summary_fields(rows[-1]["round"]))
       if rows[-1]["round"] < config.train.rounds:  # server.dp.target_epsilon stopped the run

@@ -103,6 +103,11 @@ def check_members(configs: Sequence[ml_collections.ConfigDict]) -> list[str]:
         f"{' (and in ' + ', '.join(bad[1:]) + ')' if bad[1:] else ''}: "
         f"only {sorted(VMAPPABLE_FIELDS)} may differ within one compiled program; "
         "run these points separately")
+  if "seed" in diffs and configs[0].get("attack", {}).get("kind", "none") == "label_flip":
+    raise SweepMismatchError(
+        "config.attack.kind='label_flip' poisons the data of each seed's own malicious "
+        "clients at build time, and a vmapped sweep shares one data set: run the seeds "
+        "separately")
   backend = configs[0].parallel.backend
   if backend not in SWEEP_BACKENDS:
     raise SweepMismatchError(f"config.parallel.backend={backend!r}: a vmapped sweep needs one "

@@ -10,7 +10,7 @@ MODES = {
     "glue": (glue_roberta, ("", "smoke") + glue_roberta.GLUE_TASK_NAMES),
 }
 ALL_MODES = [(family, mode) for family, (_, modes) in MODES.items() for mode in modes]
-SECTIONS = ("server", "train", "baselines", "parallel", "decentralized")
+SECTIONS = ("server", "train", "baselines", "parallel", "decentralized", "attack")
 
 
 def _config(family, mode=""):

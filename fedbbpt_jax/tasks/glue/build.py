@@ -161,7 +161,7 @@ def build_glue_task(config: ml_collections.ConfigDict, options: BuildOptions) ->
   # Client parts index the whole train split; the packed rows follow ``few.train``.
   position = {int(i): j for j, i in enumerate(few.train)}
   parts = [np.asarray([position[int(i)] for i in part], np.int64) for part in few.parts]
-  clients = client_data(train_x, train_y, parts)
+  clients = options.clients(client_data(train_x, train_y, parts), num_classes)
 
   vocab_texts = (example_sentences([train_split.texts[i] for i in few.train])
                  if pcfg.vocabulary_texts == "clients" else example_sentences(train_split.texts))

@@ -80,7 +80,7 @@ def build_image_task(config: Any, options: BuildOptions) -> TaskBundle:
   split_size = len(test_y)
   test_x, test_y = test_subset(test_x, test_y, config.data.test_examples)
   parts = client_parts(train_y, config.data)
-  clients = client_data(train_x, train_y, parts)
+  clients = options.clients(client_data(train_x, train_y, parts), num_classes)
 
   blackbox = options.wrap(make_blackbox(config.blackbox))
   prompt_options: dict[str, Any] = {"epsilon": config.prompt.epsilon,

@@ -57,8 +57,9 @@ def build_text_task(config: Any, options: BuildOptions) -> TaskBundle:
                     verbalizers=verbalizers, task_fields=task_fields)
   prompted = TEXT_PROMPTS.get(pcfg.kind, "prompt.kind")(setup)
   class_names = list(ds.class_names)
+  clients = options.clients(client_data(train_x, train_y, parts), len(class_names))
   return TaskBundle(task=prompted.task, blackbox=prompted.blackbox,
-                    clients=client_data(train_x, train_y, parts), test_x=test_x, test_y=test_y,
+                    clients=clients, test_x=test_x, test_y=test_y,
                     init_prompt=prompted.init_prompt,
                     label_histograms=label_histograms(train_y, parts, len(class_names)),
                     test_split=describe_test_subset(dcfg.name, len(test_y), len(ds.test_labels)),
