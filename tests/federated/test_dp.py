@@ -247,10 +247,14 @@ def test_impossible_dp_combinations_are_refused():
     validate_config(dp_config(noise_multiplier=-1.0))
   with pytest.raises(ConfigError, match="below ε after one round"):
     validate_config(dp_config(noise_multiplier=0.5, target_epsilon=0.1))
-  for algorithm in ("dfedsam", "centralized", "fedone"):  # their servers ignore the aggregator
+  for algorithm in ("centralized", "fedone"):  # their servers ignore the aggregator
     config = with_overrides(dp_config(), server__algorithm=algorithm)
     with pytest.raises(ConfigError, match=f"server.algorithm='{algorithm}'.*fedbbpt"):
       validate_config(config)
+  # DFedSAM applies robust rules to its gossip, never DP's noisy sum.
+  with pytest.raises(ConfigError, match="server.algorithm='dfedsam' mixes neighbours with one "
+                                        "of \\['weighted_mean', 'median', 'trimmed_mean'\\]"):
+    validate_config(with_overrides(dp_config(), server__algorithm="dfedsam"))
   no_block = dp_config()
   del no_block.server["dp"]
   with pytest.raises(ConfigError, match="needs the config.server.dp block"):
