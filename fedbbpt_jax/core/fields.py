@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable
 
 
@@ -33,20 +34,46 @@ def check_choice(config: Any, field: str, allowed: Iterable[str]) -> None:
     raise ConfigError(f"config.{field}={value!r} is not one of {sorted(allowed)}")
 
 
+def range_text(low: float | None = None, high: float | None = None,
+               low_inclusive: bool = True) -> str:
+  """``'>= 0'``, ``'> 0'``, ``'<= 1'``, ``'in [0, 1]'`` or ``'in (0, 1]'``; ``''`` if unbounded."""
+  if low is not None and high is not None:
+    return f"in {'[' if low_inclusive else '('}{low}, {high}]"
+  if low is not None:
+    return f"{'>=' if low_inclusive else '>'} {low}"
+  return "" if high is None else f"<= {high}"
+
+
 def check_number(config: Any, field: str, *, low: float | None = None,
                  high: float | None = None, integer: bool = False,
                  low_inclusive: bool = True) -> None:
-  """``config.<field>`` must be a number (an integer if asked) in ``[low, high]``."""
+  """``config.<field>`` must be a finite number (an ``int`` if asked) in ``[low, high]``.
+
+  NaN and infinities are refused whatever the range (they would pass every comparison
+  or poison every sum); with ``integer`` a float such as ``5.0`` is refused too.
+  """
   value = get_field(config, field)
+  allowed = range_text(low, high, low_inclusive)
+  allowed = " " + allowed if allowed else ""
   if isinstance(value, bool) or not isinstance(value, (int, float)):
-    raise ConfigError(f"config.{field}={value!r} must be a number")
-  if integer and int(value) != value:
-    raise ConfigError(f"config.{field}={value!r} must be an integer")
+    raise ConfigError(f"config.{field}={value!r} must be "
+                      f"{'an integer' if integer else 'a number'}{allowed}")
+  if integer and not isinstance(value, int):
+    raise ConfigError(f"config.{field}={value!r} must be an integer{allowed}")
+  if isinstance(value, float) and not math.isfinite(value):  # ints are finite
+    raise ConfigError(f"config.{field}={value!r} must be a finite number{allowed}")
   if low is not None and (value < low if low_inclusive else value <= low):
     op = ">=" if low_inclusive else ">"
     raise ConfigError(f"config.{field}={value!r} must be {op} {low}")
   if high is not None and value > high:
     raise ConfigError(f"config.{field}={value!r} must be <= {high}")
+
+
+def check_bool(config: Any, field: str) -> None:
+  """``config.<field>`` must be ``True`` or ``False`` (not 0/1, not a string)."""
+  value = get_field(config, field)
+  if not isinstance(value, bool):
+    raise ConfigError(f"config.{field}={value!r} must be True or False")
 
 
 def check_string(config: Any, field: str, *, non_empty: bool = False, hint: str = "") -> None:
