@@ -15,7 +15,7 @@ from __future__ import annotations
 import ml_collections
 
 from fedbbpt_jax.blackbox.wire import WIRE_DTYPES
-from fedbbpt_jax.core import (ConfigError, check_bool, check_choice, check_number,
+from fedbbpt_jax.core import (MAX_SEED, ConfigError, check_bool, check_choice, check_number,
                               check_string, get_field)
 from fedbbpt_jax.data import PARTITIONS
 from fedbbpt_jax.federated import (AGGREGATORS, ALGORITHMS, CLIENT_OPTIMIZERS,
@@ -156,7 +156,7 @@ def check_loop(config: ml_collections.ConfigDict) -> None:
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises ``ConfigError`` naming the first invalid field of ``config``."""
-  check_number(config, "seed", low=0, integer=True)
+  check_number(config, "seed", low=0, high=MAX_SEED, integer=True)
   check_string(config, "task.family", non_empty=True)
   check_choice(config, "task.family", FAMILIES.names())
   check_partition(config)

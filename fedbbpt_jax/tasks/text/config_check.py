@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from fedbbpt_jax.blackbox.text_zoo import TEXT_MODELS
-from fedbbpt_jax.core import ConfigError, check_choice, check_number, check_string, get_field
+from fedbbpt_jax.core import (MAX_SEED, ConfigError, check_choice, check_number, check_string,
+                              get_field)
 from fedbbpt_jax.data.drug_reviews import TASKS
 from fedbbpt_jax.data.registry import DATASETS, TEXT
 from fedbbpt_jax.prompts import VOCABULARIES
@@ -60,7 +61,7 @@ def check_soft_fields(config: Any) -> None:
     check_string(config, "prompt.init_text", non_empty=True,
                  hint="its word embeddings are the soft prompt at z = 0")
   if soft or "projection_seed" in prompt:
-    check_number(config, "prompt.projection_seed", low=0, integer=True)
+    check_number(config, "prompt.projection_seed", low=0, high=MAX_SEED, integer=True)
   for field in ("projection_alpha", "projection_sigma"):
     if soft or field in prompt:
       check_number(config, f"prompt.{field}", low=0, low_inclusive=False)
