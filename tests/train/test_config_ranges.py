@@ -316,3 +316,22 @@ def test_validation_reads_no_file_and_needs_no_data(monkeypatch):
   monkeypatch.setattr(builtins, "open", no_files)
   for config in configs:
     validate_config(config)
+
+
+def test_a_user_algorithm_checks_its_own_fields_whichever_algorithm_runs():
+  from fedbbpt_jax.federated import ALGORITHMS, register_algorithm
+
+  def check_fields(config):
+    if "my_weight" in config.server:
+      check_number(config, "server.my_weight", low=0, high=1)
+
+  register_algorithm("my_algorithm", build=lambda ctx: None, check_fields=check_fields)
+  try:
+    config = loose("image", "smoke")  # runs fedbbpt, not my_algorithm
+    validate_config(with_value(config, "server.my_weight", 0.25))
+    with pytest.raises(ConfigError) as e:
+      validate_config(with_value(config, "server.my_weight", math.nan))
+    assert str(e.value) == "config.server.my_weight=nan must be a finite number in [0, 1]"
+  finally:
+    ALGORITHMS.unregister("my_algorithm")
+  validate_config(config)  # unregistered: its field is no longer read
