@@ -8,7 +8,11 @@ Example:
 
 from __future__ import annotations
 
+import math
 from typing import Any, Iterable
+
+
+MAX_SEED = 2**63 - 1  # jax.random.key takes a signed 64-bit seed (OverflowError above)
 
 
 class ConfigError(ValueError):
@@ -33,20 +37,57 @@ def check_choice(config: Any, field: str, allowed: Iterable[str]) -> None:
     raise ConfigError(f"config.{field}={value!r} is not one of {sorted(allowed)}")
 
 
+def range_text(low: float | None = None, high: float | None = None,
+               low_inclusive: bool = True, high_inclusive: bool = True) -> str:
+  """``'>= 0'``, ``'> 0'``, ``'<= 1'``, ``'< 1'``, ``'in [0, 1]'``, ``'in (0, 1)'`` ...;
+  ``''`` if unbounded."""
+  if low is not None and high is not None:
+    return (f"in {'[' if low_inclusive else '('}{low}, {high}"
+            f"{']' if high_inclusive else ')'}")
+  if low is not None:
+    return f"{'>=' if low_inclusive else '>'} {low}"
+  if high is not None:
+    return f"{'<=' if high_inclusive else '<'} {high}"
+  return ""
+
+
 def check_number(config: Any, field: str, *, low: float | None = None,
                  high: float | None = None, integer: bool = False,
-                 low_inclusive: bool = True) -> None:
-  """``config.<field>`` must be a number (an integer if asked) in ``[low, high]``."""
+                 low_inclusive: bool = True, high_inclusive: bool = True,
+                 hint: str = "") -> None:
+  """``config.<field>`` must be a finite number (an ``int`` if asked) between ``low`` and ``high``.
+
+  NaN and infinities are refused whatever the range (they would pass every comparison
+  or poison every sum); with ``integer`` a float such as ``5.0`` is refused too. A
+  value below ``low`` is told the lower bound (``must be >= 0``), one above an
+  inclusive ``high`` the upper bound (``must be <= 1``), one at or above an exclusive
+  ``high`` the whole range (``must be in [0, 1)``); ``hint`` (what the field means) is
+  appended in parentheses.
+  """
   value = get_field(config, field)
+  allowed = range_text(low, high, low_inclusive, high_inclusive)
+  allowed = " " + allowed if allowed else ""
+  why = f" ({hint})" if hint else ""
   if isinstance(value, bool) or not isinstance(value, (int, float)):
-    raise ConfigError(f"config.{field}={value!r} must be a number")
-  if integer and int(value) != value:
-    raise ConfigError(f"config.{field}={value!r} must be an integer")
+    raise ConfigError(f"config.{field}={value!r} must be "
+                      f"{'an integer' if integer else 'a number'}{allowed}{why}")
+  if integer and not isinstance(value, int):
+    raise ConfigError(f"config.{field}={value!r} must be an integer{allowed}{why}")
+  if isinstance(value, float) and not math.isfinite(value):  # ints are finite
+    raise ConfigError(f"config.{field}={value!r} must be a finite number{allowed}{why}")
   if low is not None and (value < low if low_inclusive else value <= low):
     op = ">=" if low_inclusive else ">"
-    raise ConfigError(f"config.{field}={value!r} must be {op} {low}")
-  if high is not None and value > high:
-    raise ConfigError(f"config.{field}={value!r} must be <= {high}")
+    raise ConfigError(f"config.{field}={value!r} must be {op} {low}{why}")
+  if high is not None and (value > high if high_inclusive else value >= high):
+    bound = f"<= {high}" if high_inclusive else allowed.strip()
+    raise ConfigError(f"config.{field}={value!r} must be {bound}{why}")
+
+
+def check_bool(config: Any, field: str) -> None:
+  """``config.<field>`` must be ``True`` or ``False`` (not 0/1, not a string)."""
+  value = get_field(config, field)
+  if not isinstance(value, bool):
+    raise ConfigError(f"config.{field}={value!r} must be True or False")
 
 
 def check_string(config: Any, field: str, *, non_empty: bool = False, hint: str = "") -> None:

@@ -18,8 +18,8 @@ A simulated round is ``select -> broadcast -> run_cohort(client_update) -> serve
 and ``server_update``. Simulated faults (Byzantine uploads, dropouts; ``faults.py``)
 act on the uploads between ``run_cohort`` and ``server_update`` (``with_faults``).
 Algorithms are registered by name in ``ALGORITHMS`` as an ``AlgorithmSpec``
-(``build(ctx) -> Algorithm`` and ``check(config)``); users register their own from
-their code.
+(``build(ctx) -> Algorithm``, ``check(config)`` and ``check_fields(config)``); users
+register their own from their code.
 """
 
 from __future__ import annotations
@@ -222,12 +222,27 @@ class AlgorithmContext:
     return str(self.config.client.get("schedule", "step"))
 
 
+def no_check(config: Any) -> None:
+  """The check of an algorithm that has nothing to check."""
+  del config
+
+
 class AlgorithmSpec(NamedTuple):
-  """A registered algorithm: ``build(ctx) -> Algorithm``; ``check(config)`` raises
-  ``ConfigError`` naming a field the algorithm cannot run with."""
+  """A registered algorithm.
+
+  Attributes:
+    build: ``build(ctx) -> Algorithm``.
+    check: ``check(config)`` raises ``ConfigError`` naming a field the algorithm cannot
+      run with; called when ``config.server.algorithm`` names this algorithm.
+    check_fields: ``check_fields(config)`` checks the values (ranges, choices) of the
+      fields this algorithm owns (e.g. DFedSAM's ``config.decentralized``) where the
+      config has them; called for EVERY config whichever algorithm it runs, so that a
+      bad value fails at load time, not when someone switches ``server.algorithm``.
+  """
 
   build: Callable[[AlgorithmContext], Algorithm]
-  check: Callable[[Any], None] = lambda config: None
+  check: Callable[[Any], None] = no_check
+  check_fields: Callable[[Any], None] = no_check
 
 
 ALGORITHMS: Registry[AlgorithmSpec] = Registry("federated algorithm")
@@ -235,10 +250,12 @@ ALGORITHMS: Registry[AlgorithmSpec] = Registry("federated algorithm")
 
 def register_algorithm(name: str, build: Callable[[AlgorithmContext], Algorithm],
                        check: Callable[[Any], None] | None = None, *, baseline: bool = False,
-                       applies_aggregator: bool = False, overwrite: bool = False) -> None:
+                       applies_aggregator: bool = False, overwrite: bool = False,
+                       check_fields: Callable[[Any], None] | None = None) -> None:
   """Registers an algorithm; ``baseline`` ones are not offered as ``server.algorithm``;
-  ``applies_aggregator``: its server combines the uploads with ``server.aggregator``."""
-  spec = AlgorithmSpec(build) if check is None else AlgorithmSpec(build, check)
+  ``applies_aggregator``: its server combines the uploads with ``server.aggregator``;
+  ``check``/``check_fields``: see ``AlgorithmSpec``."""
+  spec = AlgorithmSpec(build, check or no_check, check_fields or no_check)
   tags = ((BASELINE,) if baseline else ()) + ((APPLIES_AGGREGATOR,) if applies_aggregator else ())
   ALGORITHMS.register(name, spec, tags=tags, overwrite=overwrite)
 

@@ -99,9 +99,14 @@ def make_centralized(pooled_local_update: Callable[..., ClientOutput], num_clien
 POOLED_CLOCKS = ("client", "global")
 
 
-def check(config: Any) -> None:
+def check_fields(config: Any) -> None:
+  """``server.pooled_clock``, where the config has it (whichever algorithm runs)."""
   if "pooled_clock" in get_field(config, "server"):
     check_choice(config, "server.pooled_clock", POOLED_CLOCKS)
+
+
+def check(config: Any) -> None:
+  """The pooled client takes no simulated faults."""
   refuse_faults(config, "centralized", why=" (one pooled client, no uploads to corrupt or drop)")
 
 
@@ -114,4 +119,4 @@ def build(ctx: AlgorithmContext) -> Algorithm:
                           ctx.num_clients, ctx.project, cost, ctx.cohort_size)
 
 
-register_algorithm("centralized", build, check)
+register_algorithm("centralized", build, check, check_fields=check_fields)

@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fedbbpt_jax.core import ConfigError, check_choice, check_number, get_field
+from fedbbpt_jax.core import ConfigError, check_bool, check_choice, check_number, get_field
 from fedbbpt_jax.federated.aggregators import (DEFAULT_AGGREGATOR, Aggregator, aggregator_name,
                                                make_aggregator)
 from fedbbpt_jax.federated.algorithm import (Algorithm, AlgorithmContext, RoundCost,
@@ -145,8 +145,10 @@ def make_dfedsam(local_update, w_per_round: np.ndarray, gossip_steps: int, order
                         client_models=lambda state: state.params, summary=summary)
 
 
-def check(config: Any) -> None:
-  """The ``decentralized`` section and what DFedSAM needs of the rest."""
+def check_fields(config: Any) -> None:
+  """The values of the ``decentralized`` section, where the config has one (any algorithm)."""
+  if "decentralized" not in config:
+    return
   check_choice(config, "decentralized.topology", TOPOLOGIES.names())
   check_number(config, "decentralized.gossip_steps", low=1, integer=True)
   check_number(config, "decentralized.rho", low=0)
@@ -155,13 +157,17 @@ def check(config: Any) -> None:
   for field in ("rows", "cols", "degree", "topology_seed"):
     check_number(config, f"decentralized.{field}", low=0, integer=True)
   check_number(config, "decentralized.edge_probability", low=0, high=1, low_inclusive=False)
-  if not isinstance(get_field(config, "decentralized.time_varying"), bool):
-    raise ConfigError("config.decentralized.time_varying must be True or False")
+  check_bool(config, "decentralized.time_varying")
   topology = get_field(config, "decentralized.topology")
   if get_field(config, "decentralized.time_varying") and RANDOM not in TOPOLOGIES.tags(topology):
     raise ConfigError(f"config.decentralized.time_varying=True redraws a random graph every "
                       f"round; config.decentralized.topology={topology!r} is fixed (choose one "
                       f"of {list(TOPOLOGIES.names(RANDOM))})")
+
+
+def check(config: Any) -> None:
+  """What DFedSAM needs of the rest of the config (its section: ``check_fields``)."""
+  get_field(config, "decentralized")  # ConfigError naming it if the section is missing
   if get_field(config, "server.cohort_size") not in (0, get_field(config, "data.num_clients")):
     raise ConfigError(f"config.server.algorithm='dfedsam' trains every client every round: set "
                       f"config.server.cohort_size=0 (got {get_field(config, 'server.cohort_size')})")
@@ -219,4 +225,5 @@ def spectral_summary(ws: np.ndarray) -> dict[str, float]:
   return {"mixing_rate": lam, "spectral_gap": 1.0 - lam}
 
 
-register_algorithm("dfedsam", build, check, applies_aggregator=True)  # robust mixing
+register_algorithm("dfedsam", build, check, applies_aggregator=True,  # robust mixing
+                   check_fields=check_fields)

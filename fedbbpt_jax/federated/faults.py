@@ -93,19 +93,14 @@ def fault_summary(config: Any, num_clients: int) -> dict[str, Any]:
 def check(config: Any) -> None:
   """``config.attack`` and ``config.server.dropout`` (where the config has them)."""
   if "dropout" in get_field(config, "server"):
-    check_number(config, "server.dropout", low=0)
-    p = get_field(config, "server.dropout")
-    if p >= 1:
-      raise ConfigError(f"config.server.dropout={p!r} must be in [0, 1) (the probability "
-                        "that a sampled client fails to report)")
+    check_number(config, "server.dropout", low=0, high=1, high_inclusive=False,
+                 hint="the probability that a sampled client fails to report")
   if "attack" not in config:
     return
   check_choice(config, "attack.kind", ATTACK_KINDS)
-  check_number(config, "attack.fraction", low=0)
+  check_number(config, "attack.fraction", low=0, high=1, high_inclusive=False,
+               hint="the share of malicious clients")
   fraction = get_field(config, "attack.fraction")
-  if fraction >= 1:
-    raise ConfigError(f"config.attack.fraction={fraction!r} must be in [0, 1) (the share of "
-                      "malicious clients)")
   check_number(config, "attack.scale", low=0)
   check_number(config, "attack.noise_std", low=0)
   kind = get_field(config, "attack.kind")

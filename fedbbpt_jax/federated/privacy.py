@@ -243,14 +243,13 @@ def check_dp(config: Any, algorithms_with_aggregator: tuple[str, ...]) -> None:
     return
   check_number(config, "server.dp.clip_norm", low=0, low_inclusive=False)
   z = get_field(config, "server.dp.noise_multiplier")
-  check_number(config, "server.dp.noise_multiplier")
+  check_number(config, "server.dp.noise_multiplier",
+               hint=">= 0, or -1 to calibrate it to config.server.dp.target_epsilon")
   if z != CALIBRATE and z < 0:
     raise ConfigError(f"config.server.dp.noise_multiplier={z!r} must be >= 0, or -1 to "
                       "calibrate it to config.server.dp.target_epsilon over train.rounds")
-  check_number(config, "server.dp.delta", low=0, low_inclusive=False)
-  delta = get_field(config, "server.dp.delta")
-  if not delta < 1:
-    raise ConfigError(f"config.server.dp.delta={delta!r} must be in (0, 1)")
+  check_number(config, "server.dp.delta", low=0, high=1, low_inclusive=False,
+               high_inclusive=False)
   check_choice(config, "server.dp.accountant", ACCOUNTANTS)
   check_choice(config, "server.dp.sampling", SAMPLINGS)
   check_number(config, "server.dp.target_epsilon", low=0)

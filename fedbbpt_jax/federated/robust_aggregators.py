@@ -217,11 +217,8 @@ def check(config: Any, cohort_size: int) -> None:
   """
   server = get_field(config, "server")
   if "robust" in server:
-    check_number(config, "server.robust.trim_fraction", low=0)
-    beta = get_field(config, "server.robust.trim_fraction")
-    if beta >= 0.5:
-      raise ConfigError(f"config.server.robust.trim_fraction={beta!r} must be in [0, 0.5) "
-                        "(the fraction trimmed at EACH end)")
+    check_number(config, "server.robust.trim_fraction", low=0, high=0.5, high_inclusive=False,
+                 hint="the fraction trimmed at EACH end")
     check_number(config, "server.robust.norm_bound", low=0, low_inclusive=False)
     check_number(config, "server.robust.num_byzantine", low=0, integer=True)
     check_number(config, "server.robust.multi_krum_m", low=0, integer=True)

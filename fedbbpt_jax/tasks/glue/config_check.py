@@ -13,7 +13,7 @@ import os
 
 import ml_collections
 
-from fedbbpt_jax.core import ConfigError, check_choice, check_number, get_field
+from fedbbpt_jax.core import ConfigError, check_bool, check_choice, check_number, get_field
 from fedbbpt_jax.data.glue import GLUE_TASKS
 from fedbbpt_jax.data.registry import DATASETS, GLUE
 from fedbbpt_jax.prompts import VOCABULARIES
@@ -54,8 +54,7 @@ def check_glue_config(config: ml_collections.ConfigDict) -> None:
   check_choice(config, "prompt.vocabulary", VOCABULARIES)
   check_number(config, "prompt.vocabulary_size", low=1, integer=True)
   check_choice(config, "prompt.vocabulary_texts", VOCABULARY_TEXTS)
-  if not isinstance(get_field(config, "prompt.vocabulary_fill"), bool):
-    raise ConfigError("config.prompt.vocabulary_fill must be True or False")
+  check_bool(config, "prompt.vocabulary_fill")
   check_choice(config, "zo.estimator", ESTIMATORS.names(CATEGORICAL))
   check_number(config, "zo.num_directions", low=2, integer=True)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fedbbpt_jax.blackbox.zoo import IMAGE_MODELS
-from fedbbpt_jax.core import ConfigError, check_choice, check_number, get_field
+from fedbbpt_jax.core import ConfigError, check_choice, check_number, check_string, get_field
 from fedbbpt_jax.data.registry import DATASETS, IMAGE
 from fedbbpt_jax.prompts import PROMPTS
 from fedbbpt_jax.prompts.encoders import ENCODERS
@@ -19,6 +19,9 @@ REGIONS = ("frame", "full")
 def check_image_config(config: Any) -> None:
   """Raises ``ConfigError`` naming the first invalid image-family field of ``config``."""
   check_choice(config, "data.name", DATASETS.names(IMAGE))
+  for field in ("source_dir", "tfds_dir"):  # folders read by the dataset's loader ('' = none)
+    if field in get_field(config, "data"):
+      check_string(config, f"data.{field}", hint="a folder path, or ''")
   check_choice(config, "blackbox.model", IMAGE_MODELS.names())
   check_number(config, "blackbox.input_size", low=16, high=512, integer=True)
   check_number(config, "task.image_size", low=4, high=get_field(config, "blackbox.input_size"),

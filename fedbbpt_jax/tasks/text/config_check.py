@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from fedbbpt_jax.blackbox.text_zoo import TEXT_MODELS
-from fedbbpt_jax.core import ConfigError, check_choice, check_number, check_string, get_field
+from fedbbpt_jax.core import (MAX_SEED, ConfigError, check_choice, check_number, check_string,
+                              get_field)
 from fedbbpt_jax.data.drug_reviews import TASKS
 from fedbbpt_jax.data.registry import DATASETS, TEXT
 from fedbbpt_jax.prompts import VOCABULARIES
@@ -32,28 +33,47 @@ def check_text_config(config: Any) -> None:
   check_choice(config, "prompt.kind", TEXT_PROMPTS.names())
   check_number(config, "prompt.length", low=1, high=get_field(config, "blackbox.max_length") - 3,
                integer=True)
+  check_discrete_fields(config)
+  check_soft_fields(config)
   if get_field(config, "prompt.kind") == "soft":
     check_soft_prompt(config)
   else:
-    check_choice(config, "prompt.vocabulary", VOCABULARIES)
-    check_number(config, "prompt.vocabulary_size", low=1, integer=True)
     check_choice(config, "zo.estimator", ESTIMATORS.names(CATEGORICAL))
     check_number(config, "zo.num_directions", low=2, integer=True)
 
 
+def check_discrete_fields(config: Any) -> None:
+  """The discrete prompt's vocabulary, where the config has it (whichever prompt kind)."""
+  prompt = get_field(config, "prompt")
+  if "vocabulary" in prompt or prompt.get("kind") != "soft":
+    check_choice(config, "prompt.vocabulary", VOCABULARIES)
+  if "vocabulary_size" in prompt or prompt.get("kind") != "soft":
+    check_number(config, "prompt.vocabulary_size", low=1, integer=True)
+
+
+def check_soft_fields(config: Any) -> None:
+  """BBT's soft-prompt fields, where the config has them (whichever prompt kind)."""
+  prompt = get_field(config, "prompt")
+  soft = prompt.get("kind") == "soft"
+  if soft or "dim" in prompt:
+    check_number(config, "prompt.dim", low=1, high=10000, integer=True)
+  if soft or "init_text" in prompt:
+    check_string(config, "prompt.init_text", non_empty=True,
+                 hint="its word embeddings are the soft prompt at z = 0")
+  if soft or "projection_seed" in prompt:
+    check_number(config, "prompt.projection_seed", low=0, high=MAX_SEED, integer=True)
+  for field in ("projection_alpha", "projection_sigma"):
+    if soft or field in prompt:
+      check_number(config, f"prompt.{field}", low=0, low_inclusive=False)
+
+
 def check_soft_prompt(config: Any) -> None:
-  """Fields of BBT's soft prompt (``prompt.kind='soft'``) and its continuous search."""
+  """What BBT's soft prompt (``prompt.kind='soft'``) needs: the surrogate, a continuous search."""
   url = config.blackbox.get("url", "")
   if url:
     raise ConfigError(f"config.prompt.kind='soft' needs the local surrogate, but "
                       f"config.blackbox.url={url!r}: a provider API takes tokens, not input "
                       "embeddings; set config.blackbox.url='' or config.prompt.kind='discrete'")
-  check_number(config, "prompt.dim", low=1, high=10000, integer=True)
-  check_string(config, "prompt.init_text", non_empty=True,
-               hint="its word embeddings are the soft prompt at z = 0")
-  check_number(config, "prompt.projection_seed", low=0, integer=True)
-  check_number(config, "prompt.projection_alpha", low=0, low_inclusive=False)
-  check_number(config, "prompt.projection_sigma", low=0, low_inclusive=False)
   estimator = get_field(config, "zo.estimator")
   if estimator not in ESTIMATORS.names(CONTINUOUS):
     raise ConfigError(f"config.zo.estimator={estimator!r} is not a continuous estimator for "
