@@ -8,7 +8,8 @@ round and vs black-box queries, one line per method, mean over seeds) and
 ``client_spread.png`` (local-only per-client accuracies) into ``--out`` (default:
 the first DIR). Decentralized runs (one model per client) add a table of their
 clients' own models and consensus distance, and ``consensus_<task>.png`` (consensus
-distance against rounds). Zero-shot and local-only rows are read from the Fed-BBPT runs'
+distance against rounds). DP-FedAvg runs add accuracy against ε (table and
+``privacy_<task>.png``). Zero-shot and local-only rows are read from the Fed-BBPT runs'
 summaries, not from separate runs.
 """
 
@@ -19,6 +20,7 @@ import os
 from absl import app, flags
 
 from experiments.report_plots import write_plots
+from experiments.report_privacy import plot_privacy, privacy_table
 from experiments.report_records import read_runs
 from experiments.report_table import (build_cells, decentralized_table, markdown_tables,
                                       write_csv)
@@ -48,12 +50,14 @@ def write_report(dirs: list[str], out: str | None = None) -> list[str]:
   cells = build_cells(runs)
   csv_path = os.path.join(out, "report.csv")
   write_csv(cells, csv_path)
-  plots = write_plots(runs, out)
+  plots = write_plots(runs, out) + plot_privacy(runs, out)
   md_path = os.path.join(out, "report.md")
   with open(md_path, "w") as f:
     tables = markdown_tables(cells)
     if decentralized_table(runs):
       tables += "\n" + decentralized_table(runs)
+    if privacy_table(runs):
+      tables += "\n" + privacy_table(runs)
     f.write(report_markdown(dirs, tables, plots, len(runs)))
   return [md_path, csv_path] + plots
 

@@ -226,3 +226,39 @@ def test_image_prompts_sweep_changes_only_the_generator_and_the_seed():
     assert p.config.client.lr == base.client.lr and p.config.train.rounds == base.train.rounds
     assert p.config.zo.num_directions == base.zo.num_directions
     assert not p.config.baselines.local_only
+
+
+def test_dp_runs_get_an_accuracy_against_epsilon_table_and_plot(tmp_path):
+  def write_run(name, seed, accuracy, dp=None):
+    d = tmp_path / name
+    d.mkdir()
+    config = {"seed": seed, "data": {"name": "digits"}, "task": {"family": "image"},
+              "server": {"algorithm": "fedbbpt",
+                         "aggregator": "dp_gaussian" if dp else "weighted_mean",
+                         "dp": {"noise_multiplier": dp[0] if dp else 1.0}}}
+    summary = {"algorithm": "fedbbpt", "final_accuracy": accuracy, "final_macro_f1": 0.3,
+               "black_box_queries": 100, "zero_shot_accuracy": 0.2}
+    if dp:
+      summary.update(dp_epsilon=dp[1], dp_delta=1e-5, dp_noise_multiplier=dp[0],
+                     dp_clip_norm=1.0)
+    (d / "config.json").write_text(json.dumps(config))
+    (d / "summary.json").write_text(json.dumps(summary))
+    (d / "metrics.jsonl").write_text(json.dumps(
+        {"round": 1, "test_accuracy": accuracy, "bb_examples": 100,
+         **({"dp_clipped_fraction": 0.5 + seed / 4} if dp else {})}) + "\n")
+
+  for seed in (0, 1):
+    write_run(f"nodp_s{seed}", seed, 0.50 + seed / 100)
+    write_run(f"eps1_s{seed}", seed, 0.20 + seed / 100, dp=(8.0, 1.0))
+    write_run(f"eps10_s{seed}", seed, 0.40 + seed / 100, dp=(1.5, 10.0))
+  paths = write_report([str(tmp_path)])
+  assert os.path.join(str(tmp_path), "privacy_digits.png") in paths
+  report = open(tmp_path / "report.md").read()
+  assert "### Accuracy against privacy (DP-FedAvg): digits" in report
+  lines = report.splitlines()
+  rows = [line for line in lines if line.startswith("| DP (n=2)")]
+  assert rows[0].startswith("| DP (n=2) | 1 (1e-05) | 8 | 1 | 20.50 ± 0.71 |")  # ε ascending
+  assert rows[1].startswith("| DP (n=2) | 10 (1e-05) | 1.5 | 1 | 40.50 ± 0.71 |")
+  assert rows[0].endswith("| 0.62 ± 0.18 |")  # clipped share, last round, over seeds
+  assert any(line.startswith("| no DP (n=2) | ∞ | – | – | 50.50 ± 0.71 |") for line in lines)
+  assert "| zero-shot | – | – | – | 20.00 ± 0.00 |" in report
