@@ -85,3 +85,20 @@ def test_refused_combinations_name_the_fields(overrides, fields):
 def test_an_unknown_upload_mode_is_refused():
   with pytest.raises(ConfigError, match=r"config\.client\.upload='sparse'.*'dense'.*'seeds'"):
     validate_config(smoke("sparse"))
+
+
+def test_dp_and_attacks_act_on_the_replayed_deltas_as_on_dense_ones(tmp_path):
+  # DP-FedAvg clips and noises the replayed deltas; a sign-flip attacker flips its replayed
+  # delta: the same global params as the dense run (same keys for noise and attackers).
+  params = {}
+  for upload in ("dense", "seeds"):
+    config = smoke(upload, server__aggregator="dp_gaussian", attack__kind="sign_flip",
+                   attack__fraction=0.34)
+    with_overrides(config, server__dp__clip_norm=0.3, server__dp__noise_multiplier=1.0)
+    run(config, str(tmp_path / upload), log=lambda line: None)
+    params[upload], _ = RoundCheckpointer(str(tmp_path / upload)).restore(ROUNDS)
+    rows = rows_of(str(tmp_path / upload))
+    assert [r["attackers"] for r in rows] == [1] * ROUNDS and "dp_epsilon" in rows[-1]
+  for a, b in zip(jax.tree.leaves(params["dense"]["params"]),
+                  jax.tree.leaves(params["seeds"]["params"])):
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-6)
