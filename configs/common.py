@@ -74,6 +74,11 @@ def client_schedule(*, lr: float, lr_offset: float = 0.0, lr_decay: float = 0.0,
   s.schedule = schedule                  # 'step' | 'round': what the clock t counts
   s.local_steps = local_steps            # client optimizer steps per round
   s.batch_size = batch_size              # minibatch of examples per local step
+  # What a client uploads: 'dense' (its parameter delta, 4 x num_params bytes) or 'seeds'
+  # (its key and candidate losses, 4 x local_steps x candidates bytes + the key; the server
+  # replays the steps to the same delta). 'seeds': fedbbpt with spsa, spsa_gc, gaussian,
+  # gaussian_antithetic, sphere or coordinate.
+  s.upload = "dense"
   return s
 
 

@@ -12,7 +12,8 @@ from fedbbpt_jax.federated.aggregators import (AGGREGATORS, Aggregated, make_agg
                                                register_configured, weighted_mean)
 from fedbbpt_jax.federated.algorithm import (ALGORITHMS, Algorithm, AlgorithmContext,
                                              AlgorithmSpec, FederatedAlgorithm, RoundCost,
-                                             algorithms_applying_aggregator, make_algorithm,
+                                             algorithms_applying_aggregator,
+                                             algorithms_with_seed_uploads, make_algorithm,
                                              register_algorithm, server_algorithm_names,
                                              simulated_round, with_faults)
 from fedbbpt_jax.federated import robust_aggregators  # registers median, trimmed_mean, krum, ...
@@ -30,18 +31,21 @@ from fedbbpt_jax.federated.fedone import make_fedone
 from fedbbpt_jax.federated.local_only import make_local_only
 from fedbbpt_jax.federated.optimizers import (CLIENT_OPTIMIZERS, SERVER_OPTIMIZERS,
                                               make_client_optimizer, make_server_optimizer)
+from fedbbpt_jax.federated.seed_uploads import (SEED_ESTIMATORS, UPLOADS, SeedUpload,
+                                                make_seed_local_update)
 from fedbbpt_jax.federated.server import ServerState, sample_cohort
 from fedbbpt_jax.federated.topology import TOPOLOGIES
 
 __all__ = ["AGGREGATORS", "ALGORITHMS", "ATTACK_KINDS", "Aggregated", "Algorithm",
            "AlgorithmContext", "AlgorithmSpec", "CLIENT_OPTIMIZERS", "ClientData",
-           "ClientOutput", "FederatedAlgorithm", "RoundCost", "SCHEDULES", "SERVER_OPTIMIZERS",
-           "ServerState", "StepHooks", "TOPOLOGIES", "algorithms_applying_aggregator",
+           "ClientOutput", "FederatedAlgorithm", "RoundCost", "SCHEDULES", "SEED_ESTIMATORS",
+           "SERVER_OPTIMIZERS", "SeedUpload", "ServerState", "StepHooks", "TOPOLOGIES", "UPLOADS",
+           "algorithms_applying_aggregator", "algorithms_with_seed_uploads",
            "centralized_steps", "fault_summary", "fedbpt_candidates_per_client", "flip_labels",
            "label_flip_ids", "make_aggregator", "make_algorithm", "make_centralized",
            "make_client_optimizer", "make_dfedsam", "make_dp_gaussian", "make_fedbbpt",
            "make_fedbpt", "make_fedone", "make_local_only", "make_local_step",
-           "make_local_update", "make_server_optimizer", "make_upload_faults",
+           "make_local_update", "make_seed_local_update", "make_server_optimizer", "make_upload_faults",
            "nonfinite_as_worst", "register_algorithm", "register_configured",
            "robust_aggregators", "sample_cohort", "server_algorithm_names", "simulated_round",
            "small_client_warning", "weighted_mean", "with_faults"]

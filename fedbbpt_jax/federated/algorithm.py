@@ -9,13 +9,18 @@ An algorithm is five pure functions plus its exact black-box cost per round:
   one client's data and key in, its upload out;
 * ``server_update(state, uploads, ids, key) -> (state, metrics)``: an aggregator entry
   followed by the server step;
+* ``receive(received, uploads, hparams, round_idx) -> uploads`` (optional): how the
+  server decodes what clients sent before anything else sees it (e.g. replaying seed
+  uploads to dense deltas, ``seed_uploads.py``);
 * ``model(state) -> params``: the model the run reports (default ``state.params``; the
   clients' mean for decentralized algorithms), and ``client_models(state)`` (stacked)
   for algorithms whose clients keep their own.
 
-A simulated round is ``select -> broadcast -> run_cohort(client_update) -> server_update``
-(``simulated_round``); a deployment calls the same ``broadcast``, ``client_update``
-and ``server_update``. Simulated faults (Byzantine uploads, dropouts; ``faults.py``)
+A simulated round is ``select -> broadcast -> run_cohort(client_update) -> [receive] ->
+server_update`` (``simulated_round``); a deployment calls the same ``broadcast``,
+``client_update``, ``receive`` and ``server_update``. Every simulated round reports its
+traffic: ``upload_bytes`` (the cohort's ``payload()`` arrays, or whole uploads) and
+``download_bytes`` (the broadcast, once per cohort member). Simulated faults (Byzantine uploads, dropouts; ``faults.py``)
 act on the uploads between ``run_cohort`` and ``server_update`` (``with_faults``).
 Algorithms are registered by name in ``ALGORITHMS`` as an ``AlgorithmSpec``
 (``build(ctx) -> Algorithm``, ``check(config)`` and ``check_fields(config)``); users
@@ -41,6 +46,7 @@ from fedbbpt_jax.zo import Estimator, HParams
 PyTree = Any
 BASELINE = "baseline"  # tag of algorithms that run as a baseline, not as server.algorithm
 APPLIES_AGGREGATOR = "applies_aggregator"  # tag: the server combines uploads with server.aggregator
+SEED_UPLOADS = "seed_uploads"  # tag: runs with client.upload='seeds' (seed_uploads.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +99,7 @@ class Algorithm(NamedTuple):
   client_models: Callable[[ServerState], PyTree] | None = None
   summary: dict = {}
   backend: str = "vmap"
+  receive: Callable[..., Any] | None = None
 
 
 FederatedAlgorithm = Algorithm  # the earlier name
@@ -109,15 +116,39 @@ def keep_state_if(no_survivors: jnp.ndarray, new: ServerState, old: ServerState)
                      opt_state=jax.tree.map(keep, new.opt_state, old.opt_state))
 
 
+def tree_bytes(tree: Any) -> int:
+  """Bytes of a pytree's arrays (static: from shapes and dtypes)."""
+  return int(sum(a.size * jnp.dtype(a.dtype).itemsize for a in jax.tree.leaves(tree)))
+
+
+def traffic_metrics(received: Any, uploads: Any, cohort_size: int,
+                    per_client_state: bool) -> dict:
+  """``{"upload_bytes", "download_bytes"}`` of a round (cohort totals, int32 scalars).
+
+  ``uploads`` are stacked over the cohort; an upload's ``payload()`` (``ClientOutput``:
+  the delta; ``SeedUpload``: key data and losses) is what counts, else the whole upload.
+  ``received`` is the broadcast (already one per member when ``per_client_state``).
+  """
+  payload = uploads.payload() if hasattr(uploads, "payload") else uploads
+  down = tree_bytes(received) * (1 if per_client_state else cohort_size)
+  as_scalar = lambda n: jnp.asarray(n, jnp.int32 if n < 2**31 else jnp.float32)
+  return {"upload_bytes": as_scalar(tree_bytes(payload)), "download_bytes": as_scalar(down)}
+
+
 def simulated_round(select, broadcast, client_update, server_update, backend: str,
-                    per_client_state: bool = False, faults: Callable | None = None) -> Callable:
-  """One round in simulation: select -> broadcast -> run_cohort(client_update) -> server_update.
+                    per_client_state: bool = False, faults: Callable | None = None,
+                    receive: Callable | None = None) -> Callable:
+  """One round in simulation: select -> broadcast -> run_cohort(client_update) -> [receive]
+  -> server_update.
 
   With ``per_client_state`` the broadcast holds one entry per client (leading axis)
   and each selected client receives its own. ``faults(uploads, ids, root_key,
   round_key) -> (uploads, metrics)`` (optional) corrupts or drops uploads before the
   server sees them; its metrics join the round's, and if they hold ``no_survivors``
-  and it is true, the round keeps the parameters and optimizer state.
+  and it is true, the round keeps the parameters and optimizer state. ``receive(received,
+  uploads, hparams, round_idx) -> uploads`` (optional) decodes the uploads first (faults
+  then act on what the server decoded). The metrics hold the round's traffic
+  (``traffic_metrics``).
   """
   cohort_fn = run_cohort(client_update, backend, per_client_params=per_client_state)
 
@@ -128,15 +159,19 @@ def simulated_round(select, broadcast, client_update, server_update, backend: st
     if per_client_state:
       received = jax.tree.map(lambda a: a[ids], received)
     uploads = cohort_fn(received, cohort, client_keys(k_clients, ids), hparams, state.round)
+    traffic = traffic_metrics(received, uploads, ids.shape[0], per_client_state)
+    if receive is not None:
+      uploads = receive(received, uploads, hparams, state.round)
     server_key = jax.random.fold_in(k_sample, SERVER_KEY_FOLD)
     if faults is None:
-      return server_update(state, uploads, ids, server_key)
+      new_state, metrics = server_update(state, uploads, ids, server_key)
+      return new_state, {**metrics, **traffic}
     uploads, fault_metrics = faults(uploads, ids, key,
                                     jax.random.fold_in(k_sample, FAULTS_KEY_FOLD))
     new_state, metrics = server_update(state, uploads, ids, server_key)
     if NO_SURVIVORS in fault_metrics:
       new_state = keep_state_if(fault_metrics[NO_SURVIVORS], new_state, state)
-    return new_state, {**metrics, **fault_metrics}
+    return new_state, {**metrics, **fault_metrics, **traffic}
 
   return apply
 
@@ -148,7 +183,7 @@ def with_faults(algorithm: "Algorithm", faults: Callable | None) -> "Algorithm":
     return algorithm
   return algorithm._replace(apply=simulated_round(
       algorithm.select, algorithm.broadcast, algorithm.client_update, algorithm.server_update,
-      algorithm.backend, algorithm.per_client_state, faults))
+      algorithm.backend, algorithm.per_client_state, faults, algorithm.receive))
 
 
 def make_algorithm(name: str, cohort_size: int, round_cost: RoundCost, *, init, select,
@@ -156,19 +191,21 @@ def make_algorithm(name: str, cohort_size: int, round_cost: RoundCost, *, init, 
                    per_client_state: bool = False,
                    model: Callable[[ServerState], PyTree] | None = None,
                    client_models: Callable[[ServerState], PyTree] | None = None,
-                   summary: dict | None = None) -> Algorithm:
+                   summary: dict | None = None,
+                   receive: Callable[..., Any] | None = None) -> Algorithm:
   """An ``Algorithm`` whose ``apply`` is the simulated round of its functions.
 
   ``model``/``client_models``: see the module docstring; ``summary``: static entries
-  for the run's summary (e.g. a topology's spectral gap).
+  for the run's summary (e.g. a topology's spectral gap); ``receive``: see
+  ``simulated_round``.
   """
   apply = simulated_round(select, broadcast, client_update, server_update, backend,
-                          per_client_state)
+                          per_client_state, receive=receive)
   return Algorithm(name=name, cohort_size=cohort_size, round_cost=round_cost, init=init,
                    select=select, broadcast=broadcast, client_update=client_update,
                    server_update=server_update, apply=apply, per_client_state=per_client_state,
                    model=model or (lambda state: state.params), client_models=client_models,
-                   summary=dict(summary or {}), backend=backend)
+                   summary=dict(summary or {}), backend=backend, receive=receive)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -251,12 +288,15 @@ ALGORITHMS: Registry[AlgorithmSpec] = Registry("federated algorithm")
 def register_algorithm(name: str, build: Callable[[AlgorithmContext], Algorithm],
                        check: Callable[[Any], None] | None = None, *, baseline: bool = False,
                        applies_aggregator: bool = False, overwrite: bool = False,
-                       check_fields: Callable[[Any], None] | None = None) -> None:
+                       check_fields: Callable[[Any], None] | None = None,
+                       seed_uploads: bool = False) -> None:
   """Registers an algorithm; ``baseline`` ones are not offered as ``server.algorithm``;
   ``applies_aggregator``: its server combines the uploads with ``server.aggregator``;
+  ``seed_uploads``: it runs with ``client.upload='seeds'``;
   ``check``/``check_fields``: see ``AlgorithmSpec``."""
   spec = AlgorithmSpec(build, check or no_check, check_fields or no_check)
   tags = ((BASELINE,) if baseline else ()) + ((APPLIES_AGGREGATOR,) if applies_aggregator else ())
+  tags += (SEED_UPLOADS,) if seed_uploads else ()
   ALGORITHMS.register(name, spec, tags=tags, overwrite=overwrite)
 
 
@@ -268,3 +308,8 @@ def server_algorithm_names() -> tuple[str, ...]:
 def algorithms_applying_aggregator() -> tuple[str, ...]:
   """The algorithms whose server applies ``server.aggregator`` (the others ignore it)."""
   return ALGORITHMS.names(APPLIES_AGGREGATOR)
+
+
+def algorithms_with_seed_uploads() -> tuple[str, ...]:
+  """The algorithms that run with ``client.upload='seeds'`` (the others need 'dense')."""
+  return ALGORITHMS.names(SEED_UPLOADS)

@@ -53,6 +53,10 @@ class ClientOutput:
   num_examples: jnp.ndarray
   metrics: dict
 
+  def payload(self) -> PyTree:
+    """The arrays that go on the wire and count in ``upload_bytes``: the delta."""
+    return self.delta
+
 
 class StepHooks(NamedTuple):
   """Changes to the shared step body.

@@ -4,7 +4,9 @@ Per round: sample a cohort, run every member's local update from the global
 generator, combine the deltas with the configured aggregator (example-weighted mean
 by default), and apply the server optimizer to the pseudo-gradient ``-aggregate``;
 ``project`` (optional) maps the new global parameters back to their feasible set
-(e.g. the simplex).
+(e.g. the simplex). With ``client.upload='seeds'`` clients upload their key and
+candidate losses (``SeedUpload``) and the server replays each to its delta first
+(``seed_uploads.py``); everything after that is the same.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from fedbbpt_jax.federated.algorithm import (Algorithm, AlgorithmContext, RoundC
                                              make_algorithm, register_algorithm)
 from fedbbpt_jax.federated.client import ClientOutput
 from fedbbpt_jax.federated.optimizers import make_server_optimizer
+from fedbbpt_jax.federated.seed_uploads import make_seed_local_update, replay_cohort
 from fedbbpt_jax.federated.server import ServerState, sample_cohort
 
 PyTree = Any
@@ -83,30 +86,39 @@ def make_fedbbpt(local_update: Callable[..., ClientOutput],
                  cohort_size: int, backend: str = "vmap",
                  project: Callable[[PyTree], PyTree] | None = None,
                  aggregator: str | Aggregator = DEFAULT_AGGREGATOR,
-                 round_cost: RoundCost | None = None, name: str = "fedbbpt") -> Algorithm:
+                 round_cost: RoundCost | None = None, name: str = "fedbbpt",
+                 receive: Callable[..., ClientOutput] | None = None) -> Algorithm:
   """Builds Fed-BBPT from a local update (see the module docstring).
 
   ``aggregator``: a registered name (a configured rule takes its defaults) or the
   aggregate function itself (``aggregators.make_aggregator(name, config, cohort_size)``).
+  ``receive``: decodes the cohort's uploads into ``ClientOutput`` first (seed uploads:
+  ``seed_uploads.replay_cohort``); then ``local_update`` returns what it decodes.
   """
   aggregate = make_aggregator(aggregator) if isinstance(aggregator, str) else aggregator
   init, server_update = averaging_server(server_optimizer, aggregate, project)
   return make_algorithm(name, cohort_size, round_cost or RoundCost(cohort_size, 0, 0),
                         init=init, select=cohort_selector(num_clients, cohort_size),
                         broadcast=lambda state: state.params, client_update=local_update,
-                        server_update=server_update, backend=backend)
+                        server_update=server_update, backend=backend, receive=receive)
 
 
 def build(ctx: AlgorithmContext) -> Algorithm:
   """Fed-BBPT from the config: ``server.optimizer/lr/momentum/aggregator/cohort_size``
-  (and ``server.dp`` for ``aggregator='dp_gaussian'``)."""
+  (and ``server.dp`` for ``aggregator='dp_gaussian'``), ``client.upload``."""
   s = ctx.config.server
   cost = RoundCost(ctx.cohort_size, ctx.local_steps * ctx.estimator.num_candidates,
                    ctx.batch_size)
-  return make_fedbbpt(ctx.local_update(), make_server_optimizer(s.optimizer, s.lr, s.momentum),
+  local_update, receive = ctx.local_update(), None
+  if ctx.config.client.get("upload", "dense") == "seeds":
+    local_update, replay = make_seed_local_update(
+        ctx.candidate_losses, ctx.estimator, ctx.client_optimizer, ctx.local_steps,
+        ctx.batch_size, project=ctx.project, schedule=ctx.schedule)
+    receive = replay_cohort(replay)
+  return make_fedbbpt(local_update, make_server_optimizer(s.optimizer, s.lr, s.momentum),
                       ctx.num_clients, ctx.cohort_size, ctx.backend, project=ctx.project,
                       aggregator=make_aggregator(aggregator_name(s), ctx.config, ctx.cohort_size),
-                      round_cost=cost)
+                      round_cost=cost, receive=receive)
 
 
-register_algorithm("fedbbpt", build, applies_aggregator=True)
+register_algorithm("fedbbpt", build, applies_aggregator=True, seed_uploads=True)

@@ -19,8 +19,10 @@ from fedbbpt_jax.core import (MAX_SEED, ConfigError, check_bool, check_choice, c
                               check_string, get_field)
 from fedbbpt_jax.data import PARTITIONS
 from fedbbpt_jax.federated import (AGGREGATORS, ALGORITHMS, CLIENT_OPTIMIZERS,
-                                   SCHEDULES, SERVER_OPTIMIZERS, algorithms_applying_aggregator,
+                                   SCHEDULES, SERVER_OPTIMIZERS, UPLOADS,
+                                   algorithms_applying_aggregator, algorithms_with_seed_uploads,
                                    server_algorithm_names)
+from fedbbpt_jax.federated.seed_uploads import check_seed_upload
 from fedbbpt_jax.federated import faults, robust_aggregators
 from fedbbpt_jax.federated.privacy import check_dp
 from fedbbpt_jax.parallel import BACKENDS
@@ -112,6 +114,22 @@ def check_client(config: ml_collections.ConfigDict) -> None:
     check_choice(config, "client.schedule", SCHEDULES)
   check_number(config, "client.local_steps", low=1, integer=True)
   check_number(config, "client.batch_size", low=1, integer=True)
+  if "upload" in get_field(config, "client"):
+    check_choice(config, "client.upload", UPLOADS)
+    check_upload(config)
+
+
+def check_upload(config: ml_collections.ConfigDict) -> None:
+  """``client.upload='seeds'`` needs an algorithm and an estimator that can replay it."""
+  if get_field(config, "client.upload") != "seeds":
+    return
+  algorithm = get_field(config, "server.algorithm")
+  if algorithm not in algorithms_with_seed_uploads():
+    raise ConfigError(f"config.client.upload='seeds' is not supported by config.server."
+                      f"algorithm={algorithm!r} (those that support it: "
+                      f"{sorted(algorithms_with_seed_uploads())}); use "
+                      "config.client.upload='dense'")
+  check_seed_upload(get_field(config, "zo.estimator"))
 
 
 def check_server(config: ml_collections.ConfigDict) -> None:

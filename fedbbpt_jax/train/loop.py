@@ -298,6 +298,8 @@ class RunRecords:
       row["attackers"] = int(m["attackers"])
     if "nonfinite_candidates" in m:  # ranked worst by the step's one rule (never applied)
       row["nonfinite_candidates"] = int(m["nonfinite_candidates"])
+    if "upload_bytes" in m:  # the round's traffic, cohort totals (federated.traffic_metrics)
+      row.update(upload_bytes=int(m["upload_bytes"]), download_bytes=int(m["download_bytes"]))
     if "consensus_distance" in m:  # decentralized: (1/m) sum_i ||x_i - x_bar||^2
       row["consensus_distance"] = float(m["consensus_distance"])
     row.update({k: float(v) for k, v in m.get("aggregator", {}).items()})  # e.g. DP clipping
