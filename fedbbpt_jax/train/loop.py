@@ -271,15 +271,22 @@ class RunRecords:
     self.meter.check_budget(self.exp.train_examples_per_round())
 
   def record_round(self, r: int, state: Any, m: dict, round_seconds: float,
-                   evaluator: Evaluator, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                   evaluator: Evaluator, extra: dict[str, Any] | None = None,
+                   counters: dict[str, int] | None = None) -> dict[str, Any]:
     """Meters, evaluates (when due), appends the row of round ``r + 1`` (with ``extra``),
-    checkpoints it."""
+    checkpoints it.
+
+    ``counters``: the round's query-meter increments when they were measured (a
+    deployment sums what its nodes reported); default the algorithm's ``RoundCost``.
+    """
     config, exp = self.config, self.exp
     no_survivors = bool(m.get("no_survivors", False))
     train_loss = None if no_survivors else float(m["train_loss"])
     if no_survivors:  # dropouts: nobody reported; parameters and server state kept
-      self.log(f"round {r + 1}: no client of the cohort reported (config.server.dropout="
-               f"{config.server.dropout}); the model is unchanged")
+      cause = (f"config.server.dropout={config.server.dropout}" if counters is None
+               else "no node answered in time")
+      self.log(f"round {r + 1}: no client of the cohort reported ({cause}); the model is "
+               "unchanged")
     elif not np.isfinite(train_loss):
       raise FloatingPointError(f"round {r + 1}: training loss is {train_loss}; "
                                "lower config.client.lr or config.zo.sigma")
@@ -289,7 +296,8 @@ class RunRecords:
           f"round {r + 1}: the black box answered NaN or inf for all {scored} candidates of "
           f"the round, so no step moved; the round is not saved ({last_saved(r, self.workdir)})"
           ": check the black box, then rerun the same command to resume")
-    self.meter.add(**round_counters(exp))  # a dropped client still spent its queries
+    # A dropped client still spent its queries (it trained, then failed to report).
+    self.meter.add(**(round_counters(exp) if counters is None else counters))
     row = {"round": r + 1, "train_loss": train_loss, "cohort": np.asarray(m["cohort"]).tolist(),
            "round_seconds": round_seconds, **(extra or {})}
     if "survivors" in m:  # dropouts: clients that reported

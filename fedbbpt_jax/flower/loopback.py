@@ -1,0 +1,230 @@
+"""A whole deployment on one machine: a SuperLink, SuperNodes, ``flwr run``, as processes.
+
+Used by the integration tests and ``make flower-demo``; the same commands, with TLS
+and real addresses, are what a multi-machine run uses (README, "Deployment on
+Flower"). Every process is started in its own session and stopped by its PID (its
+whole process group: the ServerApp and ClientApp processes Flower spawns go with it).
+Flower's home directory (``FLWR_HOME``) is the one given; telemetry and the update
+check are off.
+
+Example::
+
+    with LoopbackFederation(home, [{"partition-id": 0}, {"partition-id": 1}]) as fed:
+      result = fed.run(APP_DIR, {"workdir": "/tmp/run1"})
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Any, Mapping, Sequence
+
+from fedbbpt_jax.serve.process import LOOPBACK, free_port
+
+APP_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "experiments", "flower_app")
+FEDERATION = "loopback"
+QUIET_FLOWER = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1"}
+
+
+def toml_items(values: Mapping[str, Any]) -> str:
+  """``k=v`` items in TOML syntax (strings quoted), space separated."""
+  def value(v):
+    if isinstance(v, bool):
+      return "true" if v else "false"
+    if isinstance(v, (int, float)):
+      return repr(v)
+    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+  return " ".join(f"{k}={value(v)}" for k, v in values.items())
+
+
+def flower_binary(name: str) -> str:
+  """A Flower command installed beside this Python (the project's environment)."""
+  path = os.path.join(os.path.dirname(sys.executable), name)
+  return path if os.path.exists(path) else name
+
+
+def wait_for_port(port: int, process: subprocess.Popen, log_path: str,
+                  timeout: float = 60.0) -> None:
+  deadline = time.monotonic() + timeout
+  while time.monotonic() < deadline:
+    if process.poll() is not None:
+      raise RuntimeError(f"process exited with code {process.returncode}; log {log_path}:\n"
+                         + tail(log_path))
+    with socket.socket() as s:
+      if s.connect_ex((LOOPBACK, port)) == 0:
+        return
+    time.sleep(0.1)
+  raise RuntimeError(f"nothing listens on {LOOPBACK}:{port} after {timeout:g} s; log "
+                     f"{log_path}:\n" + tail(log_path))
+
+
+def tail(path: str, lines: int = 30) -> str:
+  try:
+    with open(path, errors="replace") as f:
+      return "".join(f.readlines()[-lines:])
+  except OSError:
+    return ""
+
+
+def descendants(pid: int) -> list[int]:
+  """Every live descendant of ``pid`` (Flower detaches some children into new sessions)."""
+  children: dict[int, list[int]] = {}
+  for entry in os.listdir("/proc"):
+    if entry.isdigit():
+      try:
+        with open(f"/proc/{entry}/stat") as f:
+          ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+      except (OSError, IndexError, ValueError):
+        continue
+      children.setdefault(ppid, []).append(int(entry))
+  found, todo = [], [pid]
+  while todo:
+    for child in children.get(todo.pop(), []):
+      found.append(child)
+      todo.append(child)
+  return found
+
+
+def _alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  try:  # a zombie has exited
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+  except OSError:
+    return False
+
+
+def stop_group(process: subprocess.Popen | None, grace: float = 5.0) -> None:
+  """Stops ``process``, its process group and every descendant (TERM, then KILL after
+  ``grace`` seconds), by PID."""
+  if process is None:
+    return
+  pids = [process.pid, *descendants(process.pid)]
+  for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+    for pid in pids:
+      for kill in (os.killpg, os.kill):
+        try:
+          kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+          pass
+    deadline = time.monotonic() + wait
+    while True:
+      process.poll()
+      if not any(_alive(p) for p in pids) or time.monotonic() >= deadline:
+        break
+      time.sleep(0.1)
+    if not any(_alive(p) for p in pids):
+      return
+
+
+class LoopbackFederation:
+  """A SuperLink and one SuperNode per node config, on loopback (see module docstring).
+
+  Args:
+    home: Flower's home directory (``FLWR_HOME``): the CLI config, installed apps.
+    node_configs: one ``--node-config`` mapping per SuperNode.
+    env: extra environment variables for every process (e.g. API keys).
+  """
+
+  def __init__(self, home: str, node_configs: Sequence[Mapping[str, Any]],
+               env: Mapping[str, str] | None = None):
+    self.home = os.path.abspath(home)
+    self.node_configs = [dict(c) for c in node_configs]
+    bin_dir = os.path.dirname(sys.executable)  # Flower starts its helpers from PATH
+    self.env = {**os.environ, **QUIET_FLOWER, "FLWR_HOME": self.home, **(env or {}),
+                "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+    self.port = free_port()
+    self.superlink: subprocess.Popen | None = None
+    self.nodes: list[subprocess.Popen | None] = []
+    self.logs: dict[str, str] = {}
+
+  def _start(self, name: str, command: list[str]) -> subprocess.Popen:
+    path = os.path.join(self.home, f"{name}.log")
+    self.logs[name] = path
+    with open(path, "ab") as log:
+      return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                              cwd=self.home, start_new_session=True)
+
+  def start(self) -> "LoopbackFederation":
+    os.makedirs(self.home, exist_ok=True)
+    with open(os.path.join(self.home, "config.toml"), "w") as f:
+      f.write(f'[superlink]\ndefault = "{FEDERATION}"\n\n[superlink.{FEDERATION}]\n'
+              f'address = "{LOOPBACK}:{self.port}"\ninsecure = true\n')
+    self.superlink = self._start("superlink", [
+        flower_binary("flower-superlink"), "--insecure", "--host", LOOPBACK, "--port",
+        str(self.port), "--disable-runtime-dependency-installation"])
+    wait_for_port(self.port, self.superlink, self.logs["superlink"])
+    for i in range(len(self.node_configs)):
+      self.nodes.append(None)
+      self.start_node(i)
+    return self
+
+  def start_node(self, i: int) -> subprocess.Popen:
+    """(Re)starts SuperNode ``i`` (a restarted node registers under a new node id)."""
+    port = free_port()
+    self.nodes[i] = self._start(f"supernode{i}", [
+        flower_binary("flower-supernode"), "--insecure", "--superlink",
+        f"{LOOPBACK}:{self.port}", "--host", LOOPBACK, "--port", str(port), "--node-config",
+        toml_items(self.node_configs[i])])
+    wait_for_port(port, self.nodes[i], self.logs[f"supernode{i}"])
+    return self.nodes[i]
+
+  def kill_node(self, i: int) -> None:
+    """Kills SuperNode ``i`` and its ClientApp processes at once (SIGKILL)."""
+    stop_group(self.nodes[i], grace=0.0)
+
+  def run(self, run_config: Mapping[str, Any], app_dir: str = APP_DIR,
+          timeout: float = 600.0) -> subprocess.CompletedProcess:
+    """``flwr run APP_DIR loopback --stream --run-config ...``; waits for the run to end.
+
+    Raises:
+      RuntimeError: the command failed (its output attached).
+    """
+    command = [flower_binary("flwr"), "run", app_dir, FEDERATION, "--stream",
+               "--run-config", toml_items(run_config)]
+    result = subprocess.run(command, capture_output=True, text=True, env=self.env,
+                            cwd=self.home, timeout=timeout)
+    if result.returncode:
+      raise RuntimeError(f"flwr run exited with {result.returncode}:\n{result.stdout[-4000:]}"
+                         f"\n{result.stderr[-4000:]}")
+    return result
+
+  def start_run(self, run_config: Mapping[str, Any], app_dir: str = APP_DIR
+                ) -> subprocess.Popen:
+    """``flwr run`` in the background (e.g. to kill a node while the run goes on)."""
+    path = os.path.join(self.home, f"flwr_run_{len(self.logs)}.log")
+    self.logs[f"run{len(self.logs)}"] = path
+    with open(path, "ab") as log:
+      return subprocess.Popen([flower_binary("flwr"), "run", app_dir, FEDERATION, "--stream",
+                               "--run-config", toml_items(run_config)], stdout=log,
+                              stderr=subprocess.STDOUT, env=self.env, cwd=self.home,
+                              start_new_session=True)
+
+  def stop(self) -> None:
+    """Stops every SuperNode, then the SuperLink (each by its process group)."""
+    for node in self.nodes:
+      stop_group(node)
+    stop_group(self.superlink)
+
+  def pids(self) -> list[int]:
+    return [p.pid for p in [self.superlink, *self.nodes] if p is not None]
+
+  def __enter__(self) -> "LoopbackFederation":
+    try:
+      return self.start()
+    except BaseException:
+      self.stop()
+      raise
+
+  def __exit__(self, *exc) -> None:
+    self.stop()

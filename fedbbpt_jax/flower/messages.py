@@ -1,0 +1,20 @@
+"""The records a deployment's messages carry, by name (the wire protocol, both sides).
+
+Train message (server -> node), ``RecordDict``:
+  ``GLOBAL``: ``ArrayRecord`` of the broadcast (the global generator);
+  ``RUN``: ``ConfigRecord`` with ``config-json`` (the experiment config), ``round``
+  (0-based round index) and one ``file:<name>`` bytes entry per set-up file the server
+  derived before training (e.g. the image label mapping), so a node spends no query
+  on set-up and runs exactly the server's task.
+Train reply (node -> server):
+  ``UPLOAD``: ``ArrayRecord`` of the client's upload pytree (``ClientOutput`` or
+  ``SeedUpload``), checked against the server's expected structure;
+  ``REPORT``: ``MetricRecord`` with ``partition-id``, ``num-examples``, the query-meter
+  increments of its activation and ``train-seconds``.
+Query message (server -> node, discovery): empty; reply ``NODE`` with ``partition-id``.
+"""
+
+GLOBAL, RUN, UPLOAD, REPORT, NODE = "global", "run", "upload", "report", "node"
+CONFIG_JSON, ROUND, FILE_PREFIX = "config-json", "round", "file:"
+PARTITION_ID = "partition-id"
+TRAIN, QUERY = "train", "query"

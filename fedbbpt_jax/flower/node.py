@@ -1,0 +1,93 @@
+"""A deployed client's work: build its view of the experiment, run ``client_update``.
+
+The node runs the very ``client_update`` a simulated round maps over the cohort, with
+the very key a simulation gives client ``partition-id`` in that round (``round_keys``
+then ``client_keys``), on its own partition, against the black box its node config
+names. Its reply is the upload as the simulation would produce it, so a deployment
+reproduces a simulation with the same config and seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
+
+from fedbbpt_jax.core import ConfigError
+from fedbbpt_jax.federated.algorithm import RoundCost
+from fedbbpt_jax.federated.server import client_keys, round_keys
+from fedbbpt_jax.flower import messages as M
+from fedbbpt_jax.flower.codec import from_array_record, to_array_record
+from fedbbpt_jax.flower.settings import (NodeSettings, config_from_json, node_settings,
+                                         node_view)
+from fedbbpt_jax.train.build import Experiment, build_experiment
+from fedbbpt_jax.train.config_check import validate_config
+
+
+def run_directory(node: NodeSettings, config_json: str) -> str:
+  """The node's directory for one experiment config (its set-up files live there)."""
+  digest = hashlib.sha256(config_json.encode()).hexdigest()[:16]
+  return os.path.join(node.workdir, f"run-{digest}")
+
+
+def write_setup_files(directory: str, run: ConfigRecord) -> None:
+  """Writes the set-up files the server sent (``file:<name>`` entries) into ``directory``."""
+  os.makedirs(directory, exist_ok=True)
+  for key, value in run.items():
+    if key.startswith(M.FILE_PREFIX):
+      name = key.removeprefix(M.FILE_PREFIX)
+      if os.path.basename(name) != name:
+        raise ValueError(f"set-up file name {name!r} from the server is not a plain file name")
+      with open(os.path.join(directory, name), "wb") as f:
+        f.write(value)
+
+
+def node_experiment(node: NodeSettings, run: ConfigRecord) -> Experiment:
+  """The experiment as this node runs it (its config view, the server's set-up files)."""
+  config_json = str(run[M.CONFIG_JSON])
+  config = node_view(config_from_json(config_json), node)
+  validate_config(config)
+  num_clients = int(config.data.num_clients)
+  if node.partition_id >= num_clients:
+    raise ConfigError(f"node config 'partition-id'={node.partition_id} is not a client of "
+                      f"this run: config.data.num_clients={num_clients}")
+  directory = run_directory(node, config_json)
+  write_setup_files(directory, run)
+  return build_experiment(config, workdir=directory)
+
+
+def activation_counters(exp: Experiment) -> dict[str, int]:
+  """The query-meter increments of one client's activation in one round."""
+  cost = exp.round_cost
+  return RoundCost(1, cost.candidates_per_activation, cost.batch_size).counters()
+
+
+def train_reply(message: Message, node_config: Any) -> Message:
+  """Runs this node's ``client_update`` for the round the message names; the reply."""
+  node = node_settings(node_config)
+  run = message.content[M.RUN]
+  exp = node_experiment(node, run)
+  round_idx = int(run[M.ROUND])
+  if node.train_delay_seconds:
+    time.sleep(node.train_delay_seconds)
+  t0 = time.time()
+  received = from_array_record(message.content[M.GLOBAL],
+                               exp.algorithm.broadcast(exp.algorithm.init(exp.init_params)),
+                               what="the global model sent by the server")
+  own = jax.tree.map(lambda a: a[node.partition_id], exp.clients)
+  _, k_clients = round_keys(exp.root_key, round_idx)
+  key = client_keys(k_clients, jnp.asarray([node.partition_id]))[0]
+  upload = jax.jit(exp.algorithm.client_update)(received, own, key, exp.hparams,
+                                                jnp.asarray(round_idx, jnp.int32))
+  jax.block_until_ready(upload)
+  exp.bundle.blackbox.raise_pending_error()
+  report = {M.PARTITION_ID: node.partition_id, "num-examples": int(upload.num_examples),
+            "train-seconds": time.time() - t0, **activation_counters(exp)}
+  return Message(RecordDict({M.UPLOAD: to_array_record(upload),
+                             M.REPORT: MetricRecord(report)}), reply_to=message)
+

@@ -1,0 +1,152 @@
+"""The Flower ``ServerApp`` of a deployment (``fedbbpt_jax.flower.server_app:app``).
+
+``run_deployment`` drives a run as ``train.run`` drives a simulation, with the same
+records in the same workdir (``config.json``, ``metrics.jsonl``, checkpoints,
+``baselines.json``, ``summary.json``, plot): it builds the experiment (the server
+derives the task's set-up, e.g. the label mapping, and ships the files to the nodes),
+discovers which node holds which partition, restores the last complete round if the
+workdir has one, then for every round sends the cohort its work through
+``FedBBPTStrategy``, aggregates what came back within ``round-timeout``, evaluates on
+its test set and checkpoints. Rerunning ``flwr run`` with the same ``workdir`` resumes.
+
+What a deployment refuses, at load time: algorithms with per-client state (DFedSAM,
+local-only), simulated faults (``config.attack``, ``config.server.dropout``: real nodes
+fail for real), tasks that re-derive themselves during training (``task.remap_every``)
+and the local-only baseline (it needs every client's data at the server).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable
+
+import jax
+import ml_collections
+from flwr.app import Context, Message, RecordDict
+from flwr.serverapp import Grid, ServerApp
+
+from fedbbpt_jax.core import ConfigError
+from fedbbpt_jax.federated.faults import fault_options
+from fedbbpt_jax.flower import messages as M
+from fedbbpt_jax.flower.settings import RunSettings, load_config, run_settings
+from fedbbpt_jax.flower.strategy import FedBBPTStrategy
+from fedbbpt_jax.tasks.protocol import refreshes_task
+from fedbbpt_jax.train.loop import (RunRecords, _baselines, last_saved, prepare,
+                                    raise_blackbox_error)
+
+app = ServerApp()
+
+
+def check_deployable(config: ml_collections.ConfigDict) -> None:
+  """Raises ``ConfigError`` naming the field a Flower deployment cannot run with."""
+  opts = fault_options(config)
+  if opts.kind != "none":
+    raise ConfigError(f"config.attack.kind={opts.kind!r}: simulated attacks do not run in a "
+                      "deployment; set config.attack.kind='none'")
+  if opts.dropout:
+    raise ConfigError(f"config.server.dropout={opts.dropout}: simulated dropouts do not run "
+                      "in a deployment (nodes that do not answer within 'round-timeout' are "
+                      "the dropouts); set config.server.dropout=0")
+  if refreshes_task(config):
+    raise ConfigError("this config re-derives its task during training (e.g. "
+                      f"config.task.remap_every={config.task.get('remap_every')}), which a "
+                      "deployment does not support yet; set config.task.remap_every=0")
+  if config.baselines.get("local_only", False):
+    raise ConfigError("config.baselines.local_only=True needs every client's data at the "
+                      "server; set it to False in a deployment")
+
+
+def discover(grid: Grid, num_clients: int, known: dict[int, int], wait_for: int,
+             timeout: float, log: Callable[[str], None] = print) -> dict[int, int]:
+  """``{partition id: node id}`` of the connected nodes, asking only nodes not in
+  ``known`` (a node restarted under a new id is asked again; a node gone is dropped).
+
+  Waits until ``wait_for`` partitions are known or ``timeout`` seconds pass.
+  """
+  partitions = dict(known)
+  deadline = time.monotonic() + timeout
+  while True:
+    connected = set(grid.get_node_ids())
+    partitions = {p: n for p, n in partitions.items() if n in connected}
+    new = sorted(connected - set(partitions.values()))
+    if new:
+      asked = [Message(RecordDict(), dst_node_id=n, message_type=M.QUERY, group_id="discovery")
+               for n in new]
+      for reply in grid.send_and_receive(asked, timeout=max(1.0, deadline - time.monotonic())):
+        if reply.has_error():
+          log(f"discovery: node {reply.metadata.src_node_id}: {reply.error.reason}")
+          continue
+        pid = int(reply.content[M.NODE][M.PARTITION_ID])
+        if not 0 <= pid < num_clients:
+          log(f"discovery: node {reply.metadata.src_node_id} holds partition-id={pid}, not a "
+              f"client of this run (config.data.num_clients={num_clients}); ignored")
+          continue
+        if pid in partitions and partitions[pid] != reply.metadata.src_node_id:
+          log(f"discovery: partition {pid} now on node {reply.metadata.src_node_id} (was "
+              f"node {partitions[pid]})")
+        partitions[pid] = reply.metadata.src_node_id
+    if len(partitions) >= wait_for or time.monotonic() >= deadline:
+      return partitions
+    time.sleep(0.5)
+
+
+def setup_files(exp: Any, workdir: str) -> dict[str, bytes]:
+  """The set-up files the build wrote in the server's workdir (sent to every node)."""
+  files = {}
+  for name in exp.bundle.cache_files:
+    with open(os.path.join(workdir, name), "rb") as f:
+      files[name] = f.read()
+  return files
+
+
+def run_deployment(grid: Grid, config: ml_collections.ConfigDict, settings: RunSettings,
+                   log: Callable[[str], None] = print) -> dict[str, Any]:
+  """Runs (or resumes) ``config`` over the nodes of ``grid``; returns the summary."""
+  t_start = time.time()
+  check_deployable(config)
+  workdir = settings.workdir
+  exp, evaluator = prepare(config, [workdir], log=log)
+  baselines = _baselines(exp, evaluator, workdir,
+                         ("zero_shot",) if config.baselines.zero_shot else (), log)
+  if "zero_shot_accuracy" in baselines:
+    log(f"zero-shot accuracy {100 * baselines['zero_shot_accuracy']:.2f}%")
+  rec = RunRecords(exp, config, workdir, t_start, log)
+  state, start_round = rec.start(exp.algorithm.init(exp.init_params))
+
+  wait_for = settings.min_nodes or exp.num_clients
+  partitions = discover(grid, exp.num_clients, {}, wait_for, settings.discover_timeout, log)
+  if len(partitions) < wait_for:
+    raise RuntimeError(
+        f"only partitions {sorted(partitions)} of {exp.num_clients} connected within "
+        f"discover-timeout={settings.discover_timeout:g} s (min-nodes={wait_for}); "
+        f"{last_saved(start_round, workdir)}")
+  log(f"nodes: " + ", ".join(f"partition {p} -> node {n}" for p, n in sorted(partitions.items())))
+  strategy = FedBBPTStrategy(exp, state, partitions, setup_files(exp, workdir), log,
+                             message_ttl=settings.round_timeout + 60.0)
+  strategy.summary()
+  for r in range(start_round, config.train.rounds):
+    if not rec.may_run(r):
+      break
+    rec.check_budget()
+    t0 = time.time()
+    strategy.partitions = discover(grid, exp.num_clients, strategy.partitions, 0, 5.0, log)
+    replies = grid.send_and_receive(strategy.configure_train(r + 1, None, None, grid),
+                                    timeout=settings.round_timeout)
+    strategy.aggregate_train(r + 1, replies)
+    m = strategy.last_metrics
+    jax.block_until_ready(m["survivors"])
+    raise_blackbox_error(exp)
+    rec.record_round(r, strategy.state, m, time.time() - t0, evaluator,
+                     extra={"nodes_missing": len(strategy.cohort) - int(m["survivors"])},
+                     counters=strategy.last_counters)
+  return rec.finish(strategy.state, baselines, evaluator)
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+  settings = run_settings(context.run_config)
+  config = load_config(settings.config, settings.overrides)
+  summary = run_deployment(grid, config, settings, log=lambda s: print(s, flush=True))
+  print(f"final accuracy {100 * summary['final_accuracy']:.2f}% after {summary['rounds']} "
+        f"rounds; records in {settings.workdir}", flush=True)

@@ -1,0 +1,211 @@
+"""A deployment's round logic as a Flower ``Strategy``: the simulated round, split at the wire.
+
+A simulated round is ``select -> broadcast -> run_cohort(client_update) -> [receive]
+-> server_update`` (``federated.algorithm.simulated_round``). Here:
+
+* ``configure_train`` draws the cohort with the algorithm's own ``select`` from the
+  round key (as the simulation does, so a resumed server samples what an
+  uninterrupted one would) and sends each member's node the broadcast, the round
+  and the run's config and set-up files;
+* the nodes run ``client_update`` (``node.py``);
+* ``aggregate_train`` decodes every reply against the expected upload structure,
+  stacks the cohort in id order (a member whose node is missing, failed or timed
+  out enters with weight 0 and a zero delta: every aggregator then ignores it, the
+  dropout rule of ``federated/dropout.py``), runs ``receive`` (seed uploads replayed)
+  and ``server_update`` with the simulation's keys. A round nobody answered keeps
+  the parameters and the server optimizer state.
+
+The strategy holds the ``ServerState`` (parameters, server optimizer state, round);
+the ``ArrayRecord`` it returns is the new global generator.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
+
+from fedbbpt_jax.federated.algorithm import (NO_SURVIVORS, SERVER_KEY_FOLD, keep_state_if,
+                                             tree_bytes)
+from fedbbpt_jax.federated.server import ServerState, client_keys, round_keys
+from fedbbpt_jax.flower import messages as M
+from fedbbpt_jax.flower.codec import from_array_record, to_array_record
+from fedbbpt_jax.flower.settings import config_to_json
+from fedbbpt_jax.train.build import Experiment
+
+PyTree = Any
+
+
+def absent(uploads: Any, reported: jnp.ndarray) -> Any:
+  """``uploads`` with every member that did not report given weight 0 and a zero delta."""
+  weights = jnp.where(reported, uploads.num_examples, 0).astype(uploads.num_examples.dtype)
+  uploads = uploads.replace(num_examples=weights)
+  if hasattr(uploads, "delta"):
+    mask = lambda a: jnp.where(reported.reshape((-1,) + (1,) * (a.ndim - 1)), a, 0)
+    uploads = uploads.replace(delta=jax.tree.map(mask, uploads.delta))
+  return uploads
+
+
+def make_server_step(exp: Experiment) -> Callable:
+  """``step(state, uploads, ids, reported) -> (state, metrics)``: the server half of a
+  simulated round (same keys), with the members that did not report left out."""
+  algorithm = exp.algorithm
+
+  def step(state, uploads, ids, reported):
+    k_sample, _ = round_keys(exp.root_key, state.round)
+    if algorithm.receive is not None:
+      uploads = algorithm.receive(algorithm.broadcast(state), uploads, exp.hparams, state.round)
+    uploads = absent(uploads, reported)
+    new_state, metrics = algorithm.server_update(state, uploads, ids,
+                                                 jax.random.fold_in(k_sample, SERVER_KEY_FOLD))
+    nobody = ~jnp.any(reported)
+    new_state = keep_state_if(nobody, new_state, state)
+    return new_state, {**metrics, "survivors": jnp.sum(reported).astype(jnp.int32),
+                       NO_SURVIVORS: nobody}
+
+  return jax.jit(step)
+
+
+class FedBBPTStrategy(Strategy):
+  """Fed-BBPT (any server algorithm without per-client state) as a Flower strategy.
+
+  Args:
+    exp: the server's experiment (algorithm, keys, hyper-parameters, config).
+    state: the server state to start from (e.g. restored from a checkpoint).
+    partitions: ``{partition id: node id}`` of the connected nodes (``discovery``).
+    setup_files: ``{name: bytes}`` the server derived before training (sent along).
+    log: where per-round notes go (missing or failed nodes).
+  """
+
+  def __init__(self, exp: Experiment, state: ServerState, partitions: dict[int, int],
+               setup_files: dict[str, bytes] | None = None,
+               log: Callable[[str], None] = print, message_ttl: float | None = None):
+    if exp.algorithm.per_client_state:
+      raise ValueError(f"algorithm {exp.algorithm.name!r} keeps per-client state; a Flower "
+                       "deployment runs server algorithms only")
+    self.exp, self.state, self.partitions = exp, state, dict(partitions)
+    self.setup_files = dict(setup_files or {})
+    self.log, self.message_ttl = log, message_ttl
+    self.config_json = config_to_json(exp.config)
+    self._step = make_server_step(exp)
+    received = exp.algorithm.broadcast(exp.algorithm.init(exp.init_params))
+    one = jax.tree.map(lambda a: a[0], exp.clients)
+    self.upload_like = jax.eval_shape(exp.algorithm.client_update, received, one,
+                                      jax.random.key(0), exp.hparams, jnp.int32(0))
+    self.cohort: np.ndarray = np.zeros((0,), np.int32)
+    self.sent: dict[int, int] = {}  # partition id -> node id, this round
+    self.last_metrics: dict[str, Any] = {}
+    self.last_counters: dict[str, int] = {}
+    self.last_notes: list[str] = []
+
+  # -- the round, in Flower's terms ---------------------------------------------------
+
+  def sample(self, round_idx: int) -> np.ndarray:
+    """The cohort of 0-based round ``round_idx``: the algorithm's ``select`` on the
+    simulation's sampling key."""
+    k_sample, _ = round_keys(self.exp.root_key, round_idx)
+    ids, _ = self.exp.algorithm.select(k_sample, self.exp.clients)
+    return np.asarray(ids)
+
+  def configure_train(self, server_round: int, arrays: ArrayRecord | None,
+                      config: ConfigRecord | None, grid: Grid) -> Iterable[Message]:
+    """Messages for round ``server_round`` (1-based) to the cohort's nodes.
+
+    ``arrays``/``config`` are Flower's; the global model sent is the strategy's state
+    (``arrays``, if given, must be that state's broadcast).
+    """
+    round_idx = server_round - 1
+    if int(self.state.round) != round_idx:
+      raise ValueError(f"the strategy's state has completed {int(self.state.round)} rounds; "
+                       f"cannot configure round {server_round}")
+    self.cohort = self.sample(round_idx)
+    received = self.exp.algorithm.broadcast(self.state)
+    global_record = to_array_record(received)
+    run = ConfigRecord({M.CONFIG_JSON: self.config_json, M.ROUND: round_idx,
+                        **{M.FILE_PREFIX + k: v for k, v in self.setup_files.items()},
+                        **(dict(config) if config else {})})
+    self.sent, self.last_notes = {}, []
+    messages = []
+    for pid in self.cohort.tolist():
+      node = self.partitions.get(pid)
+      if node is None:
+        self.last_notes.append(f"partition {pid}: no node connected")
+        continue
+      self.sent[pid] = node
+      messages.append(Message(RecordDict({M.GLOBAL: global_record, M.RUN: run}),
+                              dst_node_id=node, message_type=M.TRAIN,
+                              group_id=str(server_round), ttl=self.message_ttl))
+    self._download_bytes = tree_bytes(received) * len(messages)
+    return messages
+
+  def decode_reply(self, reply: Message) -> tuple[int, Any, dict] | None:
+    """``(partition id, upload, report)`` of a reply, or None (logged) if unusable."""
+    node = reply.metadata.src_node_id
+    pids = [p for p, n in self.sent.items() if n == node]
+    where = f"node {node}" + (f" (partition {pids[0]})" if pids else "")
+    if reply.has_error():
+      self.last_notes.append(f"{where}: error {reply.error.code}: {reply.error.reason}")
+      return None
+    try:
+      report = dict(reply.content[M.REPORT])
+      pid = int(report[M.PARTITION_ID])
+      if pid not in self.sent or self.sent[pid] != node:
+        raise ValueError(f"it answered for partition {pid}, which was not asked of it")
+      upload = from_array_record(reply.content[M.UPLOAD], self.upload_like,
+                                 what=f"the upload of {where}")
+    except (KeyError, ValueError) as e:
+      self.last_notes.append(f"{where}: reply refused: {e}")
+      return None
+    return pid, upload, report
+
+  def aggregate_train(self, server_round: int, replies: Iterable[Message]
+                      ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+    """Aggregates the cohort's replies into the new state (see the module docstring)."""
+    got = {}
+    for reply in replies:
+      decoded = self.decode_reply(reply)
+      if decoded is not None:
+        got[decoded[0]] = decoded[1:]
+    for pid in self.sent:
+      if pid not in got and not any(f"partition {pid}" in n for n in self.last_notes):
+        self.last_notes.append(f"partition {pid}: no reply in time")
+    zeros = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), self.upload_like)
+    members = [got[pid][0] if pid in got else zeros for pid in self.cohort.tolist()]
+    uploads = jax.tree.map(lambda *xs: np.stack(xs), *members)
+    reported = np.asarray([pid in got for pid in self.cohort.tolist()])
+    self.state, metrics = self._step(self.state, uploads, jnp.asarray(self.cohort), reported)
+    payload = lambda u: u.payload() if hasattr(u, "payload") else u
+    metrics["upload_bytes"] = sum(tree_bytes(payload(got[p][0])) for p in got)
+    metrics["download_bytes"] = self._download_bytes
+    self.last_metrics = metrics
+    counters: dict[str, int] = {}
+    for _, report in got.values():
+      for k in ("bb_examples", "bb_calls", "candidates", "client_activations"):
+        counters[k] = counters.get(k, 0) + int(report[k])
+    self.last_counters = counters
+    for note in self.last_notes:
+      self.log(f"round {server_round}: {note}")
+    scalars = {k: float(v) for k, v in metrics.items()
+               if k not in ("cohort", "aggregator") and np.ndim(v) == 0}
+    return to_array_record(self.exp.algorithm.model(self.state)), MetricRecord(scalars)
+
+  def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                         grid: Grid) -> Iterable[Message]:
+    """No federated evaluation: the server evaluates on its test set."""
+    return []
+
+  def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]
+                         ) -> MetricRecord | None:
+    return None
+
+  def summary(self) -> None:
+    c = self.exp.config
+    self.log(f"{type(self).__name__}: algorithm {self.exp.algorithm.name}, cohort "
+             f"{self.exp.cohort_size} of {self.exp.num_clients}, aggregator "
+             f"{c.server.get('aggregator', 'weighted_mean')}, upload "
+             f"{c.client.get('upload', 'dense')}, {len(self.partitions)} partitions connected")
