@@ -44,7 +44,9 @@ PyTree = Any
 
 UPLOADS = ("dense", "seeds")  # the values of ``config.client.upload``
 # Estimators whose ``tell`` reads only key-derived directions, losses, parameters and state.
-SEED_ESTIMATORS = ("spsa", "spsa_gc", "gaussian", "gaussian_antithetic", "sphere", "coordinate")
+# BDPL's categorical samples are drawn from the key and the (replayed) probabilities.
+SEED_ESTIMATORS = ("spsa", "spsa_gc", "gaussian", "gaussian_antithetic", "sphere", "coordinate",
+                   "bdpl")
 
 __all__ = ["SEED_ESTIMATORS", "SeedUpload", "UPLOADS", "check_seed_upload", "key_data",
            "make_seed_local_update", "replay_cohort"]

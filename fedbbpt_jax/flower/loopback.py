@@ -149,7 +149,11 @@ class LoopbackFederation:
     self.logs: dict[str, str] = {}
 
   def _start(self, name: str, command: list[str]) -> subprocess.Popen:
-    path = os.path.join(self.home, f"{name}.log")
+    """Starts ``command``; its output goes to a new ``<name>[.<n>].log`` (``logs[name]``)."""
+    path, n = os.path.join(self.home, f"{name}.log"), 0
+    while os.path.exists(path):
+      n += 1
+      path = os.path.join(self.home, f"{name}.{n}.log")
     self.logs[name] = path
     with open(path, "ab") as log:
       return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env,

@@ -32,7 +32,7 @@ from flwr.serverapp.strategy import Strategy
 
 from fedbbpt_jax.federated.algorithm import (NO_SURVIVORS, SERVER_KEY_FOLD, keep_state_if,
                                              tree_bytes)
-from fedbbpt_jax.federated.server import ServerState, client_keys, round_keys
+from fedbbpt_jax.federated.server import ServerState, round_keys
 from fedbbpt_jax.flower import messages as M
 from fedbbpt_jax.flower.codec import from_array_record, to_array_record
 from fedbbpt_jax.flower.settings import config_to_json
@@ -98,6 +98,8 @@ class FedBBPTStrategy(Strategy):
     self.upload_like = jax.eval_shape(exp.algorithm.client_update, received, one,
                                       jax.random.key(0), exp.hparams, jnp.int32(0))
     self.cohort: np.ndarray = np.zeros((0,), np.int32)
+    self._messages: list[tuple[int, Message]] = []  # (partition id, message) this round
+    self._answered: set[int] = set()  # partitions whose node replied (maybe an error)
     self.sent: dict[int, int] = {}  # partition id -> node id, this round
     self.last_metrics: dict[str, Any] = {}
     self.last_counters: dict[str, int] = {}
@@ -129,7 +131,7 @@ class FedBBPTStrategy(Strategy):
     run = ConfigRecord({M.CONFIG_JSON: self.config_json, M.ROUND: round_idx,
                         **{M.FILE_PREFIX + k: v for k, v in self.setup_files.items()},
                         **(dict(config) if config else {})})
-    self.sent, self.last_notes = {}, []
+    self.sent, self.last_notes, self._messages = {}, [], []
     messages = []
     for pid in self.cohort.tolist():
       node = self.partitions.get(pid)
@@ -140,21 +142,27 @@ class FedBBPTStrategy(Strategy):
       messages.append(Message(RecordDict({M.GLOBAL: global_record, M.RUN: run}),
                               dst_node_id=node, message_type=M.TRAIN,
                               group_id=str(server_round), ttl=self.message_ttl))
+      self._messages.append((pid, messages[-1]))
     self._download_bytes = tree_bytes(received) * len(messages)
     return messages
 
-  def decode_reply(self, reply: Message) -> tuple[int, Any, dict] | None:
-    """``(partition id, upload, report)`` of a reply, or None (logged) if unusable."""
-    node = reply.metadata.src_node_id
-    pids = [p for p, n in self.sent.items() if n == node]
-    where = f"node {node}" + (f" (partition {pids[0]})" if pids else "")
+  def decode_reply(self, reply: Message, asked: dict[str, int]) -> tuple[int, Any, dict] | None:
+    """``(partition id, upload, report)`` of a reply, or None (logged) if unusable.
+
+    ``asked``: ``{message id: partition id}`` of the messages this round sent.
+    """
+    asked_pid = asked.get(reply.metadata.reply_to_message_id)
+    where = (f"partition {asked_pid} (node {self.sent[asked_pid]})" if asked_pid is not None
+             else f"node {reply.metadata.src_node_id}")
+    if asked_pid is not None:
+      self._answered.add(asked_pid)
     if reply.has_error():
       self.last_notes.append(f"{where}: error {reply.error.code}: {reply.error.reason}")
       return None
     try:
       report = dict(reply.content[M.REPORT])
       pid = int(report[M.PARTITION_ID])
-      if pid not in self.sent or self.sent[pid] != node:
+      if pid != asked_pid:
         raise ValueError(f"it answered for partition {pid}, which was not asked of it")
       upload = from_array_record(reply.content[M.UPLOAD], self.upload_like,
                                  what=f"the upload of {where}")
@@ -166,13 +174,14 @@ class FedBBPTStrategy(Strategy):
   def aggregate_train(self, server_round: int, replies: Iterable[Message]
                       ) -> tuple[ArrayRecord | None, MetricRecord | None]:
     """Aggregates the cohort's replies into the new state (see the module docstring)."""
-    got = {}
+    got, self._answered = {}, set()
+    asked = {message.metadata.message_id: pid for pid, message in self._messages}
     for reply in replies:
-      decoded = self.decode_reply(reply)
+      decoded = self.decode_reply(reply, asked)
       if decoded is not None:
         got[decoded[0]] = decoded[1:]
     for pid in self.sent:
-      if pid not in got and not any(f"partition {pid}" in n for n in self.last_notes):
+      if pid not in self._answered:
         self.last_notes.append(f"partition {pid}: no reply in time")
     zeros = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), self.upload_like)
     members = [got[pid][0] if pid in got else zeros for pid in self.cohort.tolist()]

@@ -11,6 +11,7 @@ from fedbbpt_jax.federated import (ClientData, make_client_optimizer, make_local
 from fedbbpt_jax.federated.algorithm import traffic_metrics
 from fedbbpt_jax.federated.client import ClientOutput
 from fedbbpt_jax.federated.seed_uploads import SeedUpload, check_seed_upload
+from fedbbpt_jax.prompts.discrete import project_tree
 from fedbbpt_jax.zo import HParams, make_estimator
 
 STEPS, BATCH, ROUND = 6, 4, 2
@@ -100,7 +101,31 @@ def test_upload_bytes_count_the_delta_or_the_key_and_losses():
   assert isinstance(out, ClientOutput) and isinstance(upload, SeedUpload)
 
 
-@pytest.mark.parametrize("name", ["cma_es", "bdpl", "open_es"])
+def test_bdpl_replays_its_categorical_samples_and_simplex_projection():
+  """BDPL: one-hot samples from the key and the current probabilities, a policy
+  gradient on the centred losses, a projection back onto the simplex every step."""
+  probs = {"tokens": jnp.full((3, 5), 0.2, jnp.float32)}
+  costs = jax.random.normal(jax.random.key(5), (3, 5))
+
+  def discrete_losses(candidates, batch):  # minibatch-dependent cost of the sampled tokens
+    picked = jnp.einsum("cij,ij->c", candidates["tokens"], costs)
+    return picked + 0.1 * jnp.mean(batch["x"][:, 0])
+
+  estimator = make_estimator("bdpl", 4)
+  opt = make_client_optimizer("sgd")
+  dense = make_local_update(discrete_losses, estimator, opt, STEPS, BATCH, project=project_tree)
+  record, replay = make_seed_local_update(discrete_losses, estimator, opt, STEPS, BATCH,
+                                          project=project_tree)
+  key, r = jax.random.key(9), jnp.asarray(ROUND, jnp.int32)
+  hp = HParams.create(lr=0.2, sigma=1.0)
+  out = jax.jit(dense)(probs, DATA, key, hp, r)
+  delta = jax.jit(replay)(probs, jax.jit(record)(probs, DATA, key, hp, r), hp, r)
+  assert float(jnp.abs(out.delta["tokens"]).max()) > 1e-3
+  np.testing.assert_allclose(np.asarray(delta["tokens"]), np.asarray(out.delta["tokens"]),
+                             rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["cma_es", "open_es"])
 def test_estimators_that_cannot_be_replayed_are_refused(name):
   with pytest.raises(ConfigError, match=rf"client\.upload='seeds'.*zo\.estimator='{name}'"):
     check_seed_upload(name)

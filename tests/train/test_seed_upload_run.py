@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from configs import fmnist_effnet
+from configs import drug_minilm, fmnist_effnet
 from fedbbpt_jax.core import ConfigError
 from fedbbpt_jax.train import run
 from fedbbpt_jax.train.checkpoint import RoundCheckpointer
@@ -68,6 +68,23 @@ def test_rows_report_the_exact_upload_and_download_bytes(runs):
   assert ratio == pytest.approx(4 * num_params / 56)
   assert num_params == 192  # the smoke run's frame prompt: 192 params -> 768 vs 56 bytes
   assert ratio > 1
+
+
+def test_text_bdpl_seed_uploads_end_at_the_dense_runs_prompt(tmp_path):
+  """The drug-review BDPL prompt (categorical samples, simplex projection): 2 rounds with
+  seed uploads give the dense run's probabilities exactly."""
+  params = {}
+  for upload in ("dense", "seeds"):
+    config = with_overrides(drug_minilm.get_config("smoke"), train__rounds=2,
+                            train__eval_every=10, baselines__zero_shot=False,
+                            baselines__local_only=False, client__upload=upload)
+    run(config, str(tmp_path / upload), log=lambda line: None)
+    params[upload], _ = RoundCheckpointer(str(tmp_path / upload)).restore(2)
+    cohort = config.server.cohort_size or config.data.num_clients
+    bytes_per_client = rows_of(str(tmp_path / upload))[0]["upload_bytes"] / cohort
+  assert bytes_per_client == 8 + 4 * config.client.local_steps * config.zo.num_directions
+  for a, b in zip(jax.tree.leaves(params["dense"]), jax.tree.leaves(params["seeds"])):
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("overrides, fields", [
