@@ -14,7 +14,7 @@ export MALLOC_ARENA_MAX ?= 1
 export MALLOC_MMAP_MAX_ ?= 0
 export MALLOC_TRIM_THRESHOLD_ ?= 10000000000
 
-.PHONY: venv data demo demo-text test bench serve clean
+.PHONY: venv data demo demo-text flower-demo test bench serve clean
 
 venv: $(STAMP)
 
@@ -41,6 +41,13 @@ demo: venv data
 demo-text: venv
 	$(PY) -m experiments.train --config=configs/drug_minilm.py --workdir=$(TEXT_WORKDIR)
 
+# A whole Flower deployment on loopback: provider service, SuperLink, one SuperNode per
+# client (each with its own API key), `flwr run`; every process stopped at the end.
+FLOWER_WORKDIR ?= flower_workdir
+flower-demo: venv data
+	$(PY) -m fedbbpt_jax.flower.loopback --config=configs/fmnist_effnet.py:smoke \
+	  --workdir=$(FLOWER_WORKDIR)
+
 test: venv data
 	$(PY) -m pytest -q --durations=15 tests
 
@@ -55,4 +62,4 @@ serve: venv
 	  --input_size=$(SERVE_INPUT_SIZE) --warmup $(if $(KEYS),--keys=$(KEYS))
 
 clean:
-	rm -rf $(WORKDIR) $(TEXT_WORKDIR) .pytest_cache
+	rm -rf $(WORKDIR) $(TEXT_WORKDIR) $(FLOWER_WORKDIR) .pytest_cache

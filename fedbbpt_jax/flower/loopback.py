@@ -232,3 +232,57 @@ class LoopbackFederation:
 
   def __exit__(self, *exc) -> None:
     self.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  """``python -m fedbbpt_jax.flower.loopback``: a whole deployment on this machine.
+
+  Starts the model provider service (one API key per node and one for the server), a
+  SuperLink and one SuperNode per client, runs the experiment with ``flwr run``, prints
+  its output and stops every process.
+  """
+  import argparse
+  import json
+  import tempfile
+
+  from fedbbpt_jax.flower.settings import load_config
+  from fedbbpt_jax.serve.process import ServiceProcess
+
+  parser = argparse.ArgumentParser(description=main.__doc__.split("\n")[0])
+  parser.add_argument("--config", default="configs/fmnist_effnet.py:smoke")
+  parser.add_argument("--overrides", default="", help='e.g. "client.upload=seeds"')
+  parser.add_argument("--workdir", required=True, help="the server's run directory")
+  parser.add_argument("--round_timeout", type=float, default=600.0)
+  args = parser.parse_args(argv)
+  config = load_config(args.config, args.overrides)
+  nodes = int(config.data.num_clients)
+  home = tempfile.mkdtemp(prefix="fedbbpt_flower_")
+  keys = {"server-key": None, **{f"node-key-{i}": None for i in range(nodes)}}
+  keys_path = os.path.join(home, "keys.json")
+  with open(keys_path, "w") as f:
+    json.dump(keys, f)
+  env = {"FEDBBPT_SERVER_KEY": "server-key",
+         **{f"FEDBBPT_NODE_KEY_{i}": f"node-key-{i}" for i in range(nodes)}}
+  size = int(config.blackbox.get("input_size", 64))
+  extra = (f"--max_length={config.blackbox.max_length}",) if "max_length" in config.blackbox \
+      else ()
+  with ServiceProcess(model=config.blackbox.model, input_size=size, keys_path=keys_path,
+                      max_batch=64, extra_args=extra) as service:
+    node_configs = [{"partition-id": i, "workdir": os.path.join(home, f"node{i}"),
+                     "blackbox-url": service.url, "api-key-env": f"FEDBBPT_NODE_KEY_{i}"}
+                    for i in range(nodes)]
+    print(f"provider {service.url}; Flower home {home}; {nodes} SuperNodes", flush=True)
+    t0 = time.time()
+    with LoopbackFederation(home, node_configs, env=env) as fed:
+      result = fed.run({"config": args.config, "workdir": os.path.abspath(args.workdir),
+                        "round-timeout": args.round_timeout,
+                        "overrides": f"{args.overrides} blackbox.url={service.url} "
+                                     "blackbox.api_key_env=FEDBBPT_SERVER_KEY"})
+    print("\n".join(line for line in result.stdout.splitlines()
+                    if "INFO" not in line and "DEBUG" not in line), flush=True)
+    print(f"loopback deployment: {time.time() - t0:.1f} s wall (processes started and "
+          "stopped)", flush=True)
+
+
+if __name__ == "__main__":
+  main()

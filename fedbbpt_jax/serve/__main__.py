@@ -2,6 +2,7 @@
 
     python -m fedbbpt_jax.serve --model=efficientnet_lite0 --host=127.0.0.1 --port=8000 \\
         [--keys=keys.json] [--input_size=64] [--max_batch=64] [--max_request_bytes=N] [--warmup]
+        [--ssl_certfile=cert.pem --ssl_keyfile=key.pem]   # HTTPS
     python -m fedbbpt_jax.serve --model=all_minilm_l6_v2 --max_length=64 --port=8001
 
 Without ``--keys`` the service is open (any or no bearer token; usage per token).
@@ -34,12 +35,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                       help="body size limit (0 = a full float32 batch plus header)")
   parser.add_argument("--warmup", action="store_true",
                       help="compile every batch bucket before accepting requests")
+  parser.add_argument("--ssl_certfile", default="",
+                      help="PEM certificate (chain): serve HTTPS instead of HTTP")
+  parser.add_argument("--ssl_keyfile", default="", help="PEM private key of --ssl_certfile")
   parser.add_argument("--log_level", default="warning")
   args = parser.parse_args(argv)
   if args.max_batch < 1:
     parser.error(f"--max_batch={args.max_batch} must be >= 1")
   if args.max_request_bytes < 0:
     parser.error(f"--max_request_bytes={args.max_request_bytes} must be >= 0")
+  if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
+    parser.error("--ssl_certfile and --ssl_keyfile go together (HTTPS needs both)")
   return args
 
 
@@ -69,9 +75,12 @@ def main(argv: list[str] | None = None) -> None:
   app = create_app(model, keys, max_batch=args.max_batch,
                    max_request_bytes=args.max_request_bytes or None, warmup=args.warmup)
   access = "open (no keys)" if keys.open else f"keys from {args.keys}"
-  print(f"serving {model.name} {list(model.input_shape)} on http://{args.host}:{args.port} "
+  scheme = "https" if args.ssl_certfile else "http"
+  print(f"serving {model.name} {list(model.input_shape)} on {scheme}://{args.host}:{args.port} "
         f"(max batch {args.max_batch}, {access})", flush=True)
-  uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+  tls = ({"ssl_certfile": args.ssl_certfile, "ssl_keyfile": args.ssl_keyfile}
+         if args.ssl_certfile else {})
+  uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, **tls)
 
 
 if __name__ == "__main__":

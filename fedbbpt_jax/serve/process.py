@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -39,17 +40,22 @@ class ServiceProcess:
     extra_args: more command-line options.
     env: extra environment variables (e.g. ``JAX_COMPILATION_CACHE_DIR``).
     start_timeout: seconds to wait for ``/v1/info`` to answer.
+    tls: ``(certfile, keyfile, ca_file)``: serve HTTPS with that certificate; ``/v1/info``
+      is polled verifying it against ``ca_file``.
   """
 
   def __init__(self, model: str = "efficientnet_lite0", input_size: int = 32,
                max_batch: int = 16, keys_path: str = "", port: int | None = None,
                extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None,
-               start_timeout: float = 120.0):
+               start_timeout: float = 120.0, tls: tuple[str, str, str] | None = None):
     self.port = port or free_port()
-    self.url = f"http://{LOOPBACK}:{self.port}"
+    self.url = f"{'https' if tls else 'http'}://{LOOPBACK}:{self.port}"
+    self.verify = ssl.create_default_context(cafile=tls[2]) if tls else True
     self.command = [sys.executable, "-m", "fedbbpt_jax.serve", f"--model={model}",
                     f"--host={LOOPBACK}", f"--port={self.port}", f"--input_size={input_size}",
                     f"--max_batch={max_batch}", *extra_args]
+    if tls:
+      self.command += [f"--ssl_certfile={tls[0]}", f"--ssl_keyfile={tls[1]}"]
     if keys_path:
       self.command.append(f"--keys={keys_path}")
     self.env = {**os.environ, **(env or {})}
@@ -73,7 +79,7 @@ class ServiceProcess:
         raise RuntimeError(f"service exited with code {self.process.returncode}:\n"
                            f"{self.log_tail()}")
       try:
-        if httpx.get(self.url + "/v1/info", timeout=2.0).status_code == 200:
+        if httpx.get(self.url + "/v1/info", timeout=2.0, verify=self.verify).status_code == 200:
           return self
       except httpx.TransportError:
         pass
