@@ -3,9 +3,10 @@
 Train message (server -> node), ``RecordDict``:
   ``GLOBAL``: ``ArrayRecord`` of the broadcast (the global generator);
   ``RUN``: ``ConfigRecord`` with ``config-json`` (the experiment config), ``round``
-  (0-based round index) and one ``file:<name>`` bytes entry per set-up file the server
-  derived before training (e.g. the image label mapping), so a node spends no query
-  on set-up and runs exactly the server's task.
+  (0-based round index), ``refresh-round`` (the round before which the task in force
+  was re-derived, -1 = none) and one ``file:<name>`` bytes entry per set-up file the
+  server derived (e.g. the image label mapping and the ILM refresh in force), so a node
+  spends no query on set-up and runs exactly the server's task.
 Train reply (node -> server):
   ``UPLOAD``: ``ArrayRecord`` of the client's upload pytree (``ClientOutput`` or
   ``SeedUpload``), checked against the server's expected structure;
@@ -15,6 +16,6 @@ Query message (server -> node, discovery): empty; reply ``NODE`` with ``partitio
 """
 
 GLOBAL, RUN, UPLOAD, REPORT, NODE = "global", "run", "upload", "report", "node"
-CONFIG_JSON, ROUND, FILE_PREFIX = "config-json", "round", "file:"
+CONFIG_JSON, ROUND, REFRESH_ROUND, FILE_PREFIX = "config-json", "round", "refresh-round", "file:"
 PARTITION_ID = "partition-id"
 TRAIN, QUERY = "train", "query"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +25,7 @@ from fedbbpt_jax.flower import messages as M
 from fedbbpt_jax.flower.codec import from_array_record, to_array_record
 from fedbbpt_jax.flower.settings import (NodeSettings, config_from_json, node_settings,
                                          node_view)
-from fedbbpt_jax.train.build import Experiment, build_experiment
+from fedbbpt_jax.train.build import Experiment, build_experiment, with_task
 from fedbbpt_jax.train.config_check import validate_config
 
 
@@ -47,8 +47,29 @@ def write_setup_files(directory: str, run: ConfigRecord) -> None:
         f.write(value)
 
 
-def node_experiment(node: NodeSettings, run: ConfigRecord) -> Experiment:
-  """The experiment as this node runs it (its config view, the server's set-up files)."""
+# Experiments this process built, by what they were built from: a SuperNode starts a fresh
+# process per message, but a long-lived ClientApp process (and the in-process tests)
+# trains many rounds on the same one. Keeps the last few.
+_BUILT: dict[tuple, tuple[Experiment, Callable]] = {}
+_KEEP = 4
+
+
+def node_experiment(node: NodeSettings, run: ConfigRecord) -> tuple[Experiment, Callable]:
+  """The experiment as this node runs it (its config view, the server's set-up files)
+  and its jitted ``client_update``."""
+  files = tuple(sorted((k, hashlib.sha256(v).hexdigest()) for k, v in run.items()
+                       if k.startswith(M.FILE_PREFIX)))
+  key = (str(run[M.CONFIG_JSON]), node, files, int(run.get(M.REFRESH_ROUND, -1)))
+  if key not in _BUILT:
+    while len(_BUILT) >= _KEEP:
+      _BUILT.pop(next(iter(_BUILT)))
+    exp = build_node_experiment(node, run)
+    _BUILT[key] = (exp, jax.jit(exp.algorithm.client_update))
+  return _BUILT[key]
+
+
+def build_node_experiment(node: NodeSettings, run: ConfigRecord) -> Experiment:
+  """Builds the experiment of ``node_experiment`` (no cache)."""
   config_json = str(run[M.CONFIG_JSON])
   config = node_view(config_from_json(config_json), node)
   validate_config(config)
@@ -58,7 +79,11 @@ def node_experiment(node: NodeSettings, run: ConfigRecord) -> Experiment:
                       f"this run: config.data.num_clients={num_clients}")
   directory = run_directory(node, config_json)
   write_setup_files(directory, run)
-  return build_experiment(config, workdir=directory)
+  exp = build_experiment(config, workdir=directory)
+  refresh_round = int(run.get(M.REFRESH_ROUND, -1))
+  if refresh_round >= 0:  # the task the server re-derived before that round (read back)
+    exp = with_task(exp, exp.bundle.refresh(None, refresh_round, None).task)
+  return exp
 
 
 def activation_counters(exp: Experiment) -> dict[str, int]:
@@ -71,7 +96,7 @@ def train_reply(message: Message, node_config: Any) -> Message:
   """Runs this node's ``client_update`` for the round the message names; the reply."""
   node = node_settings(node_config)
   run = message.content[M.RUN]
-  exp = node_experiment(node, run)
+  exp, client_update = node_experiment(node, run)
   round_idx = int(run[M.ROUND])
   if node.train_delay_seconds:
     time.sleep(node.train_delay_seconds)
@@ -82,8 +107,7 @@ def train_reply(message: Message, node_config: Any) -> Message:
   own = jax.tree.map(lambda a: a[node.partition_id], exp.clients)
   _, k_clients = round_keys(exp.root_key, round_idx)
   key = client_keys(k_clients, jnp.asarray([node.partition_id]))[0]
-  upload = jax.jit(exp.algorithm.client_update)(received, own, key, exp.hparams,
-                                                jnp.asarray(round_idx, jnp.int32))
+  upload = client_update(received, own, key, exp.hparams, jnp.asarray(round_idx, jnp.int32))
   jax.block_until_ready(upload)
   exp.bundle.blackbox.raise_pending_error()
   report = {M.PARTITION_ID: node.partition_id, "num-examples": int(upload.num_examples),

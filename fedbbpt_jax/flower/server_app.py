@@ -9,10 +9,13 @@ workdir has one, then for every round sends the cohort its work through
 ``FedBBPTStrategy``, aggregates what came back within ``round-timeout``, evaluates on
 its test set and checkpoints. Rerunning ``flwr run`` with the same ``workdir`` resumes.
 
+A task that re-derives itself during training (the image family's iterative label
+mapping, ``task.remap_every``) is refreshed by the server before the due rounds, as in
+``train.run``; the files of the refresh in force go to the nodes with every message.
+
 What a deployment refuses, at load time: algorithms with per-client state (DFedSAM,
 local-only), simulated faults (``config.attack``, ``config.server.dropout``: real nodes
-fail for real), tasks that re-derive themselves during training (``task.remap_every``)
-and the local-only baseline (it needs every client's data at the server).
+fail for real) and the local-only baseline (it needs every client's data at the server).
 """
 
 from __future__ import annotations
@@ -31,9 +34,8 @@ from fedbbpt_jax.federated.faults import fault_options
 from fedbbpt_jax.flower import messages as M
 from fedbbpt_jax.flower.settings import RunSettings, load_config, run_settings
 from fedbbpt_jax.flower.strategy import FedBBPTStrategy
-from fedbbpt_jax.tasks.protocol import refreshes_task
-from fedbbpt_jax.train.loop import (RunRecords, _baselines, last_saved, prepare,
-                                    raise_blackbox_error)
+from fedbbpt_jax.train.loop import (RunRecords, TaskSchedule, compute_baselines, last_saved,
+                                    prepare, raise_blackbox_error)
 
 app = ServerApp()
 
@@ -48,10 +50,6 @@ def check_deployable(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"config.server.dropout={opts.dropout}: simulated dropouts do not run "
                       "in a deployment (nodes that do not answer within 'round-timeout' are "
                       "the dropouts); set config.server.dropout=0")
-  if refreshes_task(config):
-    raise ConfigError("this config re-derives its task during training (e.g. "
-                      f"config.task.remap_every={config.task.get('remap_every')}), which a "
-                      "deployment does not support yet; set config.task.remap_every=0")
   if config.baselines.get("local_only", False):
     raise ConfigError("config.baselines.local_only=True needs every client's data at the "
                       "server; set it to False in a deployment")
@@ -91,10 +89,14 @@ def discover(grid: Grid, num_clients: int, known: dict[int, int], wait_for: int,
     time.sleep(0.5)
 
 
-def setup_files(exp: Any, workdir: str) -> dict[str, bytes]:
-  """The set-up files the build wrote in the server's workdir (sent to every node)."""
+def setup_files(exp: Any, workdir: str, tasks: TaskSchedule | None = None) -> dict[str, bytes]:
+  """The set-up files in the server's workdir that every node needs: what the build wrote
+  (e.g. the label mapping) and the files of the task refresh in force (``tasks``)."""
   files = {}
-  for name in exp.bundle.cache_files:
+  names = list(exp.bundle.cache_files)
+  if tasks is not None and tasks.in_force is not None:
+    names += list(tasks.in_force.files)
+  for name in names:
     with open(os.path.join(workdir, name), "rb") as f:
       files[name] = f.read()
   return files
@@ -107,12 +109,15 @@ def run_deployment(grid: Grid, config: ml_collections.ConfigDict, settings: RunS
   check_deployable(config)
   workdir = settings.workdir
   exp, evaluator = prepare(config, [workdir], log=log)
-  baselines = _baselines(exp, evaluator, workdir,
+  baselines = compute_baselines(exp, evaluator, workdir,
                          ("zero_shot",) if config.baselines.zero_shot else (), log)
   if "zero_shot_accuracy" in baselines:
     log(f"zero-shot accuracy {100 * baselines['zero_shot_accuracy']:.2f}%")
   rec = RunRecords(exp, config, workdir, t_start, log)
   state, start_round = rec.start(exp.algorithm.init(exp.init_params))
+  tasks = TaskSchedule(exp, evaluator, config.train.rounds)  # the baselines keep the first task
+  exp, evaluator = tasks.resumed(start_round)
+  rec.exp = exp
 
   wait_for = settings.min_nodes or exp.num_clients
   partitions = discover(grid, exp.num_clients, {}, wait_for, settings.discover_timeout, log)
@@ -121,13 +126,19 @@ def run_deployment(grid: Grid, config: ml_collections.ConfigDict, settings: RunS
         f"only partitions {sorted(partitions)} of {exp.num_clients} connected within "
         f"discover-timeout={settings.discover_timeout:g} s (min-nodes={wait_for}); "
         f"{last_saved(start_round, workdir)}")
-  log(f"nodes: " + ", ".join(f"partition {p} -> node {n}" for p, n in sorted(partitions.items())))
-  strategy = FedBBPTStrategy(exp, state, partitions, setup_files(exp, workdir), log,
-                             message_ttl=settings.round_timeout + 60.0)
+  log("nodes: " + ", ".join(f"partition {p} -> node {n}" for p, n in sorted(partitions.items())))
+  strategy = FedBBPTStrategy(exp, state, partitions, setup_files(exp, workdir, tasks), log,
+                             message_ttl=settings.round_timeout + 60.0,
+                             refresh_round=tasks.in_force_round)
   strategy.summary()
   for r in range(start_round, config.train.rounds):
     if not rec.may_run(r):
       break
+    extra = {}
+    if tasks.refreshes_before(r):  # e.g. ILM: the server re-derives the label mapping
+      exp, evaluator, extra = tasks.refresh(r, exp.algorithm.model(strategy.state), rec.meter)
+      rec.exp = exp
+      strategy.use_task(exp, setup_files(exp, workdir, tasks), tasks.in_force_round)
     rec.check_budget()
     t0 = time.time()
     strategy.partitions = discover(grid, exp.num_clients, strategy.partitions, 0, 5.0, log)
@@ -137,8 +148,8 @@ def run_deployment(grid: Grid, config: ml_collections.ConfigDict, settings: RunS
     m = strategy.last_metrics
     jax.block_until_ready(m["survivors"])
     raise_blackbox_error(exp)
-    rec.record_round(r, strategy.state, m, time.time() - t0, evaluator,
-                     extra={"nodes_missing": len(strategy.cohort) - int(m["survivors"])},
+    extra["nodes_missing"] = len(strategy.cohort) - int(m["survivors"])
+    rec.record_round(r, strategy.state, m, time.time() - t0, evaluator, extra=extra,
                      counters=strategy.last_counters)
   return rec.finish(strategy.state, baselines, evaluator)
 

@@ -84,15 +84,15 @@ class FedBBPTStrategy(Strategy):
 
   def __init__(self, exp: Experiment, state: ServerState, partitions: dict[int, int],
                setup_files: dict[str, bytes] | None = None,
-               log: Callable[[str], None] = print, message_ttl: float | None = None):
+               log: Callable[[str], None] = print, message_ttl: float | None = None,
+               refresh_round: int = -1):
     if exp.algorithm.per_client_state:
       raise ValueError(f"algorithm {exp.algorithm.name!r} keeps per-client state; a Flower "
                        "deployment runs server algorithms only")
-    self.exp, self.state, self.partitions = exp, state, dict(partitions)
-    self.setup_files = dict(setup_files or {})
+    self.state, self.partitions = state, dict(partitions)
     self.log, self.message_ttl = log, message_ttl
     self.config_json = config_to_json(exp.config)
-    self._step = make_server_step(exp)
+    self.use_task(exp, setup_files, refresh_round)
     received = exp.algorithm.broadcast(exp.algorithm.init(exp.init_params))
     one = jax.tree.map(lambda a: a[0], exp.clients)
     self.upload_like = jax.eval_shape(exp.algorithm.client_update, received, one,
@@ -104,6 +104,13 @@ class FedBBPTStrategy(Strategy):
     self.last_metrics: dict[str, Any] = {}
     self.last_counters: dict[str, int] = {}
     self.last_notes: list[str] = []
+
+  def use_task(self, exp: Experiment, setup_files: dict[str, bytes] | None,
+               refresh_round: int = -1) -> None:
+    """Runs the next rounds on ``exp`` (e.g. after a task refresh, ``refresh_round``
+    being the round before which it was derived; -1 = none) with these set-up files."""
+    self.exp, self.setup_files, self.refresh_round = exp, dict(setup_files or {}), refresh_round
+    self._step = make_server_step(exp)
 
   # -- the round, in Flower's terms ---------------------------------------------------
 
@@ -129,6 +136,7 @@ class FedBBPTStrategy(Strategy):
     received = self.exp.algorithm.broadcast(self.state)
     global_record = to_array_record(received)
     run = ConfigRecord({M.CONFIG_JSON: self.config_json, M.ROUND: round_idx,
+                        M.REFRESH_ROUND: self.refresh_round,
                         **{M.FILE_PREFIX + k: v for k, v in self.setup_files.items()},
                         **(dict(config) if config else {})})
     self.sent, self.last_notes, self._messages = {}, [], []

@@ -88,12 +88,14 @@ class TaskRefresh(NamedTuple):
   """A task re-derived from the current prompt, and the black-box work it cost.
 
   ``examples``/``calls`` are 0 when it was read back from the workdir (already paid
-  for and metered before a resume).
+  for and metered before a resume). ``files``: the workdir files that hold it (a
+  deployment ships them to its nodes, which read the refresh back with ``params=None``).
   """
 
   task: "Task"
   examples: int
   calls: int
+  files: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)

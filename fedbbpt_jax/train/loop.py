@@ -158,7 +158,7 @@ def write_baselines(workdir: str, baselines: dict[str, Any]) -> None:
   records.write_json(os.path.join(workdir, "baselines.json"), baselines)
 
 
-def _baselines(exp: Experiment, evaluator: Evaluator, workdir: str, which: tuple[str, ...],
+def compute_baselines(exp: Experiment, evaluator: Evaluator, workdir: str, which: tuple[str, ...],
                log: Callable[[str], None]) -> dict[str, Any]:
   """Computes (or reads back) the requested baselines, cached in ``baselines.json``."""
   cached = read_baselines(workdir)
@@ -413,7 +413,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   exp, evaluator = prepare(config, [workdir], log=log, wrap_blackbox=wrap_blackbox)
 
   # Zero-shot first (unless switched off: against a paid API it costs queries).
-  baselines = _baselines(exp, evaluator, workdir,
+  baselines = compute_baselines(exp, evaluator, workdir,
                          ("zero_shot",) if config.baselines.zero_shot else (), log)
   if "zero_shot_accuracy" in baselines:
     log(f"zero-shot accuracy {100 * baselines['zero_shot_accuracy']:.2f}%")
@@ -422,28 +422,18 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   state, start_round = rec.start(exp.algorithm.init(exp.init_params))
   state, clients = placed((state, exp.clients), config.parallel.backend)
 
-  base, base_evaluator = exp, evaluator  # the baselines stay on the task as first built
-  refresh_rounds = exp.bundle.refresh_rounds(config.train.rounds)
-  earlier = [q for q in refresh_rounds if q < start_round]
-  if earlier:  # resume: the task the last refresh before the start derived (read back)
-    exp, evaluator = refreshed(base, base_evaluator,
-                               base.bundle.refresh(None, earlier[-1], None))
+  tasks = TaskSchedule(exp, evaluator, config.train.rounds)  # the baselines keep the first task
+  exp, evaluator = tasks.resumed(start_round)
   rec.exp = exp
   step = _rounds_runner(exp.algorithm, config.parallel.backend)
   for r in range(start_round, config.train.rounds):
     if not rec.may_run(r):
       break
     extra = {}
-    if r in refresh_rounds:
-      t0 = time.time()
-      refresh = base.bundle.refresh(exp.algorithm.model(state), r, exp.task)
-      raise_blackbox_error(exp)
-      rec.meter.add(bb_examples=refresh.examples, bb_calls=refresh.calls)
-      exp, evaluator = refreshed(base, base_evaluator, refresh)
+    if tasks.refreshes_before(r):
+      exp, evaluator, extra = tasks.refresh(r, exp.algorithm.model(state), rec.meter)
       rec.exp = exp
       step = _rounds_runner(exp.algorithm, config.parallel.backend)
-      extra = {"task_refreshed": True, "refresh_bb_examples": refresh.examples,
-               "refresh_seconds": time.time() - t0}
     rec.check_budget()
     t0 = time.time()
     state, m = step(state, clients, exp.root_key, exp.hparams)
@@ -456,7 +446,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       raise
     rec.record_round(r, state, m, time.time() - t0, evaluator, extra)
 
-  baselines = _baselines(base, base_evaluator, workdir, requested_baselines(config), log)
+  baselines = compute_baselines(tasks.base, tasks.base_evaluator, workdir,
+                         requested_baselines(config), log)
   return rec.finish(state, baselines, evaluator)
 
 
@@ -464,3 +455,45 @@ def refreshed(base: Experiment, base_evaluator: Evaluator,
               refresh: TaskRefresh) -> tuple[Experiment, Evaluator]:
   """``base`` and its evaluator on a refreshed task (a new compiled round program)."""
   return with_task(base, refresh.task), base_evaluator.for_task(refresh.task)
+
+
+class TaskSchedule:
+  """The task in force in every round, for tasks that re-derive themselves
+  (``TaskBundle.refresh``, e.g. the image family's iterative label mapping).
+
+  ``base``/``base_evaluator`` are the experiment as first built (the baselines use
+  them); ``in_force`` is the last refresh applied (None before the first), whose
+  ``files`` a deployment ships to its nodes.
+  """
+
+  def __init__(self, base: Experiment, base_evaluator: Evaluator, rounds: int):
+    self.base, self.base_evaluator = base, base_evaluator
+    self.rounds = base.bundle.refresh_rounds(rounds)
+    self.in_force: TaskRefresh | None = None
+    self.in_force_round = -1
+
+  def refreshes_before(self, r: int) -> bool:
+    return r in self.rounds
+
+  def resumed(self, start_round: int) -> tuple[Experiment, Evaluator]:
+    """The experiment of round ``start_round``: the last refresh before it, read back."""
+    earlier = [q for q in self.rounds if q < start_round]
+    if not earlier:
+      return self.base, self.base_evaluator
+    self.in_force, self.in_force_round = self.base.bundle.refresh(None, earlier[-1], None), \
+        earlier[-1]
+    return refreshed(self.base, self.base_evaluator, self.in_force)
+
+  def refresh(self, r: int, params: Any, meter: QueryMeter
+              ) -> tuple[Experiment, Evaluator, dict[str, Any]]:
+    """Re-derives the task before round ``r`` from ``params`` (metered); returns the new
+    experiment, its evaluator and the metrics row's refresh entries."""
+    t0 = time.time()
+    current = self.in_force.task if self.in_force is not None else self.base.task
+    refresh = self.base.bundle.refresh(params, r, current)
+    raise_blackbox_error(self.base)
+    meter.add(bb_examples=refresh.examples, bb_calls=refresh.calls)
+    self.in_force, self.in_force_round = refresh, r
+    exp, evaluator = refreshed(self.base, self.base_evaluator, refresh)
+    return exp, evaluator, {"task_refreshed": True, "refresh_bb_examples": refresh.examples,
+                            "refresh_seconds": time.time() - t0}

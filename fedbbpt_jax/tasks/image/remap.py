@@ -106,11 +106,12 @@ def make_label_map_refresh(task: VisualReprogramming, clients: ClientData, cfg: 
         raise FileNotFoundError(f"cannot resume: the label mapping derived before round "
                                 f"{round_idx + 1} is missing ({path or 'no workdir'})")
       label_map, _, _ = cached_label_map(path, None)
-      return TaskRefresh(dataclasses.replace(task, label_map=jnp.asarray(label_map)), 0, 0)
+      return TaskRefresh(dataclasses.replace(task, label_map=jnp.asarray(label_map)), 0, 0,
+                         (refresh_file(round_idx),))
     in_force = np.asarray((current or task).label_map)
     label_map, queries, calls = cached_label_map(path, lambda: derive(params, in_force))
     return TaskRefresh(dataclasses.replace(task, label_map=jnp.asarray(label_map)), queries,
-                       calls)
+                       calls, (refresh_file(round_idx),) if path else ())
 
   return refresh
 

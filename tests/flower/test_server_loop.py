@@ -1,0 +1,97 @@
+"""The deployed server's whole loop (``run_deployment``) over an in-process Grid that
+calls the real ClientApp: with the iterative label mapping (the server re-derives it,
+the nodes read it back) it equals ``train.run``; a server stopped after round 2 and
+restarted ends where an uninterrupted one does; a connected node that never answers
+counts as dropped."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+from flwr.supercore.task_identity import TaskIdentity
+
+from configs.fmnist_effnet import get_config
+from fedbbpt_jax.flower.server_app import run_deployment
+from fedbbpt_jax.flower.settings import run_settings
+from fedbbpt_jax.train import run
+from fedbbpt_jax.train.build import build_experiment
+from fedbbpt_jax.train.checkpoint import RoundCheckpointer
+from tests.helpers.inprocess_grid import InProcessGrid
+
+ROUNDS = 3
+
+
+@pytest.fixture(autouse=True)
+def task_identity(monkeypatch):
+  for name in ("_run_id", "_node_id", "_task_id"):
+    monkeypatch.setattr(TaskIdentity, name, 1)
+
+
+def ilm_config(rounds=ROUNDS):
+  c = get_config("smoke")
+  c.baselines.local_only = False
+  c.task.remap_every = 1          # refreshes before rounds 2 and 3
+  c.train.rounds = rounds
+  return c
+
+
+def deploy(config, workdir, grid):
+  return run_deployment(grid, config, run_settings({"workdir": workdir, "round-timeout": 60}),
+                        log=lambda line: None)
+
+
+def rows(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+def params(workdir, config):
+  exp = build_experiment(config, workdir=workdir)
+  state, _ = RoundCheckpointer(workdir).restore(config.train.rounds,
+                                                exp.algorithm.init(exp.init_params))
+  return jax.tree.leaves(state.params)
+
+
+def test_ilm_deployment_stopped_and_resumed_equals_simulation(tmp_path):
+  """The server stops after round 2 (one refresh done) and is restarted: it reads the
+  refresh back, refreshes again before round 3, and ends at the simulation's model."""
+  config = ilm_config()
+  run(config, str(tmp_path / "sim"), log=lambda line: None)
+  workdir = str(tmp_path / "flower")
+  deploy(ilm_config(rounds=2), workdir, InProcessGrid(str(tmp_path / "nodes"), range(3)))
+  grid = InProcessGrid(str(tmp_path / "nodes"), range(3))
+  deploy(config, workdir, grid)
+
+  sim, got = rows(tmp_path / "sim"), rows(workdir)
+  assert [r.get("task_refreshed", False) for r in sim] == [False, True, True]
+  assert len(got) == ROUNDS
+  for d, s in zip(got, sim):
+    assert d["train_loss"] == pytest.approx(s["train_loss"], rel=1e-4)
+    assert d["test_accuracy"] == pytest.approx(s["test_accuracy"], abs=0.011)
+    for key in ("cohort", "bb_examples", "bb_calls", "upload_bytes", "download_bytes"):
+      assert d[key] == s[key], key
+    assert d.get("task_refreshed") == s.get("task_refreshed")
+  for a, b in zip(params(str(tmp_path / "sim"), config), params(workdir, config)):
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-5)
+  # The nodes got the refreshed mapping's file; discovery asked each node once; only
+  # round 3 was trained after the restart.
+  assert list((tmp_path / "nodes" / "node0").glob("run-*/label_map_r0002.npz"))
+  assert [t for t, _ in grid.sent] == ["query"] * 3 + ["train"] * 3
+
+
+def test_a_node_that_never_answers_is_dropped_every_round(tmp_path):
+  config = ilm_config(rounds=2)
+  config.task.remap_every = 0
+  grid = InProcessGrid(str(tmp_path / "nodes"), range(3), down=(1,))
+  strict = run_settings({"workdir": str(tmp_path / "strict"), "discover-timeout": 1.0})
+  with pytest.raises(RuntimeError, match=r"only partitions \[0, 2\] of 3 connected"):
+    run_deployment(grid, config, strict, log=lambda line: None)  # min-nodes 0 = every client
+  settings = run_settings({"workdir": str(tmp_path / "lenient"), "min-nodes": 2,
+                           "discover-timeout": 1.0})
+  summary = run_deployment(InProcessGrid(str(tmp_path / "nodes"), range(3), down=(1,)), config,
+                           settings, log=lambda line: None)
+  got = rows(tmp_path / "lenient")
+  assert [(r["survivors"], r["nodes_missing"]) for r in got] == [(2, 1), (2, 1)]
+  assert summary["final_accuracy"] > 0

@@ -1,0 +1,59 @@
+"""A Flower ``Grid`` that delivers messages to the real ``ClientApp`` in this process.
+
+The server's whole loop (``server_app.run_deployment``) runs against it unchanged: node
+ids, discovery queries, training messages and replies are real Flower objects; only
+the transport is a function call. ``down`` holds partitions whose node is connected but
+never answers (a dead node before its heartbeat expires).
+"""
+
+from flwr.app import Context, Message, RecordDict
+from flwr.serverapp import Grid
+from flwr.supercore.task_identity import TaskIdentity
+
+from fedbbpt_jax.flower.client_app import app as client_app
+
+
+class InProcessGrid(Grid):
+
+  def __init__(self, workdir, partitions, down=()):
+    self.nodes = {1000 + p: p for p in partitions}  # node id -> partition id
+    self.workdir, self.down = workdir, set(down)
+    self.sent = []  # (message type, partition) of every message delivered
+
+  def set_run(self, run):
+    self._run = run
+
+  @property
+  def run(self):
+    return self._run
+
+  def create_message(self, content, message_type, dst_node_id, group_id, ttl=None):
+    return Message(content, dst_node_id=dst_node_id, message_type=message_type,
+                   group_id=group_id, ttl=ttl)
+
+  def get_node_ids(self):
+    return list(self.nodes)
+
+  def push_messages(self, messages):
+    raise NotImplementedError("use send_and_receive")
+
+  def pull_messages(self, message_ids):
+    raise NotImplementedError("use send_and_receive")
+
+  def send_and_receive(self, messages, *, timeout=None):
+    replies = []
+    for message in messages:
+      message.metadata.__dict__["_message_id"] = message.object_id  # as push_messages does
+      node = message.metadata.dst_node_id
+      pid = self.nodes[node]
+      self.sent.append((message.metadata.message_type, pid))
+      if pid in self.down:
+        continue
+      context = Context(run_id=TaskIdentity.run_id, node_id=node,
+                        node_config={"partition-id": pid,
+                                     "workdir": f"{self.workdir}/node{pid}"},
+                        state=RecordDict(), run_config={})
+      reply = client_app(message, context)
+      reply.metadata.__dict__["_src_node_id"] = node
+      replies.append(reply)
+    return replies
