@@ -79,9 +79,13 @@ def simulated_rounds(exp, rounds):
   return state, metrics
 
 
-def test_strategy_round_equals_simulated_round(tmp_path):
-  """Dense uploads (seed uploads: the loopback test and tests/train/test_seed_upload_run)."""
-  exp, strategy, notes = deployed_rounds(smoke(), tmp_path, rounds=2)
+@pytest.mark.parametrize("aggregator", ["weighted_mean", "dp_gaussian", "median"])
+def test_strategy_round_equals_simulated_round(tmp_path, aggregator):
+  """Dense uploads (seed uploads: the loopback test and tests/train/test_seed_upload_run),
+  through the plain, the DP (same noise: the simulation's server key) and a robust rule."""
+  config = smoke(aggregator=aggregator)
+  config.server.dp.clip_norm = 0.05  # small enough to clip (asserted below)
+  exp, strategy, notes = deployed_rounds(config, tmp_path, rounds=2)
   state, metrics = simulated_rounds(exp, 2)
   assert notes == []
   assert int(strategy.state.round) == 2
@@ -95,6 +99,10 @@ def test_strategy_round_equals_simulated_round(tmp_path):
   assert int(m["upload_bytes"]) == int(metrics["upload_bytes"])
   assert int(m["download_bytes"]) == int(metrics["download_bytes"])
   assert strategy.last_counters["bb_examples"] == exp.round_cost.bb_examples
+  if aggregator == "dp_gaussian":
+    clipped = float(m["aggregator"]["dp_clipped_fraction"])
+    assert clipped == pytest.approx(float(metrics["aggregator"]["dp_clipped_fraction"]))
+    assert clipped > 0
 
 
 def test_missing_and_malformed_replies_count_as_dropped(tmp_path):
