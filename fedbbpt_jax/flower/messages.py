@@ -7,6 +7,10 @@ Train message (server -> node), ``RecordDict``:
   was re-derived, -1 = none) and one ``file:<name>`` bytes entry per set-up file the
   server derived (e.g. the image label mapping and the ILM refresh in force), so a node
   spends no query on set-up and runs exactly the server's task.
+  With the run config's ``download='seeds'`` (``seed_download.py``) a message carries,
+  instead of ``GLOBAL``, either ``STATE`` (the whole server state: a (re)sync) or
+  ``HISTORY`` (the recorded rounds since the node's state, ``RUN`` then holding
+  ``state-round`` and ``params-check``).
 Train reply (node -> server):
   ``UPLOAD``: ``ArrayRecord`` of the client's upload pytree (``ClientOutput`` or
   ``SeedUpload``), checked against the server's expected structure;
@@ -16,6 +20,7 @@ Query message (server -> node, discovery): empty; reply ``NODE`` with ``partitio
 """
 
 GLOBAL, RUN, UPLOAD, REPORT, NODE = "global", "run", "upload", "report", "node"
+STATE, HISTORY, STATE_ROUND, PARAMS_CHECK = "state", "history", "state-round", "params-check"
 CONFIG_JSON, ROUND, REFRESH_ROUND, FILE_PREFIX = "config-json", "round", "refresh-round", "file:"
 PARTITION_ID = "partition-id"
 TRAIN, QUERY = "train", "query"

@@ -23,6 +23,9 @@ from fedbbpt_jax.federated.algorithm import RoundCost
 from fedbbpt_jax.federated.server import client_keys, round_keys
 from fedbbpt_jax.flower import messages as M
 from fedbbpt_jax.flower.codec import from_array_record, to_array_record
+from fedbbpt_jax.flower.seed_download import (CHECK_RTOL, load_state, params_check,
+                                              replay_rounds, save_state)
+from fedbbpt_jax.flower.strategy import make_server_step
 from fedbbpt_jax.flower.settings import (NodeSettings, config_from_json, node_settings,
                                          node_view)
 from fedbbpt_jax.train.build import Experiment, build_experiment, with_task
@@ -92,6 +95,43 @@ def activation_counters(exp: Experiment) -> dict[str, int]:
   return RoundCost(1, cost.candidates_per_activation, cost.batch_size).counters()
 
 
+def global_model(message: Message, exp: Experiment, directory: str) -> Any:
+  """The broadcast this round trains from: sent as it is (``GLOBAL``), or rebuilt from the
+  whole server state (``STATE``) or from the state this node kept and the recorded
+  rounds since (``HISTORY``, ``seed_download.py``); a rebuilt state is kept for next time.
+
+  Raises:
+    RuntimeError: the kept state is not of the round the history starts from, or the
+      replayed parameters differ from the server's checksum (the server then sends the
+      whole state next time).
+  """
+  content, run = message.content, message.content[M.RUN]
+  init = exp.algorithm.init(exp.init_params)
+  if M.GLOBAL in content:
+    return from_array_record(content[M.GLOBAL], exp.algorithm.broadcast(init),
+                             what="the global model sent by the server")
+  if M.STATE in content:
+    state = from_array_record(content[M.STATE], init, what="the server state sent")
+  else:
+    start, stop = int(run[M.STATE_ROUND]), int(run[M.ROUND])
+    state = load_state(directory, init)
+    held = None if state is None else int(state.round)
+    if held != start:
+      raise RuntimeError(f"this node holds the server state of round {held}, but the history "
+                         f"sent starts at round {start}")
+    one = jax.tree.map(lambda a: a[0], exp.clients)
+    upload_like = jax.eval_shape(exp.algorithm.client_update, exp.algorithm.broadcast(init),
+                                 one, jax.random.key(0), exp.hparams, jnp.int32(0))
+    state = replay_rounds(make_server_step(exp), state, content[M.HISTORY], start, stop,
+                          upload_like)
+    want, got = float(run[M.PARAMS_CHECK]), params_check(state.params)
+    if not abs(got - want) <= CHECK_RTOL * abs(want):
+      raise RuntimeError(f"the replayed rounds {start + 1}..{stop} give parameters with "
+                         f"checksum {got!r}, the server's is {want!r}")
+  save_state(directory, state)
+  return exp.algorithm.broadcast(state)
+
+
 def train_reply(message: Message, node_config: Any) -> Message:
   """Runs this node's ``client_update`` for the round the message names; the reply."""
   node = node_settings(node_config)
@@ -101,9 +141,7 @@ def train_reply(message: Message, node_config: Any) -> Message:
   if node.train_delay_seconds:
     time.sleep(node.train_delay_seconds)
   t0 = time.time()
-  received = from_array_record(message.content[M.GLOBAL],
-                               exp.algorithm.broadcast(exp.algorithm.init(exp.init_params)),
-                               what="the global model sent by the server")
+  received = global_model(message, exp, run_directory(node, str(run[M.CONFIG_JSON])))
   own = jax.tree.map(lambda a: a[node.partition_id], exp.clients)
   _, k_clients = round_keys(exp.root_key, round_idx)
   key = client_keys(k_clients, jnp.asarray([node.partition_id]))[0]

@@ -32,6 +32,7 @@ from flwr.serverapp import Grid, ServerApp
 from fedbbpt_jax.core import ConfigError
 from fedbbpt_jax.federated.faults import fault_options
 from fedbbpt_jax.flower import messages as M
+from fedbbpt_jax.flower.seed_download import check_seed_download
 from fedbbpt_jax.flower.settings import RunSettings, load_config, run_settings
 from fedbbpt_jax.flower.strategy import FedBBPTStrategy
 from fedbbpt_jax.train.loop import (RunRecords, TaskSchedule, compute_baselines, last_saved,
@@ -107,6 +108,7 @@ def run_deployment(grid: Grid, config: ml_collections.ConfigDict, settings: RunS
   """Runs (or resumes) ``config`` over the nodes of ``grid``; returns the summary."""
   t_start = time.time()
   check_deployable(config)
+  check_seed_download(settings.download, config)
   workdir = settings.workdir
   exp, evaluator = prepare(config, [workdir], log=log)
   baselines = compute_baselines(exp, evaluator, workdir,
@@ -129,7 +131,7 @@ def run_deployment(grid: Grid, config: ml_collections.ConfigDict, settings: RunS
   log("nodes: " + ", ".join(f"partition {p} -> node {n}" for p, n in sorted(partitions.items())))
   strategy = FedBBPTStrategy(exp, state, partitions, setup_files(exp, workdir, tasks), log,
                              message_ttl=settings.round_timeout + 60.0,
-                             refresh_round=tasks.in_force_round)
+                             refresh_round=tasks.in_force_round, download=settings.download)
   strategy.summary()
   for r in range(start_round, config.train.rounds):
     if not rec.may_run(r):

@@ -8,7 +8,9 @@ experiment config on the wire.
   with the same workdir resumes), ``round-timeout`` (seconds to wait for a round's
   replies; a node that has not answered by then counts as dropped), ``min-nodes``
   (partitions that must be connected before round 1; 0 = every client) and
-  ``discover-timeout`` (seconds to wait for them).
+  ``discover-timeout`` (seconds to wait for them) and ``download`` (``'dense'``: the
+  global model; ``'seeds'``: the rounds' seed uploads, replayed by the node,
+  ``seed_download.py``).
 * **Node config** (``flower-supernode --node-config``), read by each client:
   ``partition-id`` (which client of ``config.data`` this node is; required),
   ``workdir`` (the node's cache directory), ``blackbox-url`` and ``api-key-env`` (the
@@ -35,7 +37,7 @@ from fedbbpt_jax.core import ConfigError
 
 RUN_CONFIG_DEFAULTS = {"config": "configs/fmnist_effnet.py:smoke", "overrides": "",
                        "workdir": "", "round-timeout": 600.0, "min-nodes": 0,
-                       "discover-timeout": 120.0}
+                       "discover-timeout": 120.0, "download": "dense"}
 # Fields a node may set for itself: where its data lie and how it reaches the provider.
 NODE_LOCAL_FIELDS = ("data.source_dir", "data.tfds_dir", "blackbox.url", "blackbox.api_key_env",
                      "blackbox.max_attempts", "blackbox.backoff_seconds",
@@ -149,6 +151,7 @@ class RunSettings:
   round_timeout: float
   min_nodes: int
   discover_timeout: float
+  download: str = "dense"
 
 
 def run_settings(run_config: Mapping[str, Any]) -> RunSettings:
@@ -162,7 +165,8 @@ def run_settings(run_config: Mapping[str, Any]) -> RunSettings:
                            workdir=os.path.abspath(os.path.expanduser(str(values["workdir"]))),
                            round_timeout=float(values["round-timeout"]),
                            min_nodes=int(values["min-nodes"]),
-                           discover_timeout=float(values["discover-timeout"]))
+                           discover_timeout=float(values["discover-timeout"]),
+                           download=str(values["download"]))
   except (TypeError, ValueError) as e:
     raise ConfigError(f"run config: {e}") from None
   if not settings.round_timeout > 0 or not settings.discover_timeout > 0:

@@ -16,7 +16,9 @@ A simulated round is ``select -> broadcast -> run_cohort(client_update) -> [rece
   the parameters and the server optimizer state.
 
 The strategy holds the ``ServerState`` (parameters, server optimizer state, round);
-the ``ArrayRecord`` it returns is the new global generator.
+the ``ArrayRecord`` it returns is the new global generator. With ``download='seeds'``
+it also keeps every round's seed uploads and sends nodes those instead of the model
+(``seed_download.py``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ from fedbbpt_jax.federated.algorithm import (NO_SURVIVORS, SERVER_KEY_FOLD, keep
 from fedbbpt_jax.federated.server import ServerState, round_keys
 from fedbbpt_jax.flower import messages as M
 from fedbbpt_jax.flower.codec import from_array_record, to_array_record
+from fedbbpt_jax.flower.seed_download import (RoundRecord, check_seed_download,
+                                              history_bytes, history_record, params_check,
+                                              record_of)
 from fedbbpt_jax.flower.settings import config_to_json
 from fedbbpt_jax.train.build import Experiment
 
@@ -85,12 +90,15 @@ class FedBBPTStrategy(Strategy):
   def __init__(self, exp: Experiment, state: ServerState, partitions: dict[int, int],
                setup_files: dict[str, bytes] | None = None,
                log: Callable[[str], None] = print, message_ttl: float | None = None,
-               refresh_round: int = -1):
+               refresh_round: int = -1, download: str = "dense"):
     if exp.algorithm.per_client_state:
       raise ValueError(f"algorithm {exp.algorithm.name!r} keeps per-client state; a Flower "
                        "deployment runs server algorithms only")
+    check_seed_download(download, exp.config)
     self.state, self.partitions = state, dict(partitions)
-    self.log, self.message_ttl = log, message_ttl
+    self.log, self.message_ttl, self.download = log, message_ttl, download
+    self.records: dict[int, RoundRecord] = {}  # download='seeds': every round since start
+    self.synced: dict[int, int] = {}  # partition -> round of the state its node holds
     self.config_json = config_to_json(exp.config)
     self.use_task(exp, setup_files, refresh_round)
     received = exp.algorithm.broadcast(exp.algorithm.init(exp.init_params))
@@ -134,12 +142,12 @@ class FedBBPTStrategy(Strategy):
                        f"cannot configure round {server_round}")
     self.cohort = self.sample(round_idx)
     received = self.exp.algorithm.broadcast(self.state)
-    global_record = to_array_record(received)
-    run = ConfigRecord({M.CONFIG_JSON: self.config_json, M.ROUND: round_idx,
-                        M.REFRESH_ROUND: self.refresh_round,
-                        **{M.FILE_PREFIX + k: v for k, v in self.setup_files.items()},
-                        **(dict(config) if config else {})})
+    run = {M.CONFIG_JSON: self.config_json, M.ROUND: round_idx,
+           M.REFRESH_ROUND: self.refresh_round,
+           **{M.FILE_PREFIX + k: v for k, v in self.setup_files.items()},
+           **(dict(config) if config else {})}
     self.sent, self.last_notes, self._messages = {}, [], []
+    self._download_bytes = 0
     messages = []
     for pid in self.cohort.tolist():
       node = self.partitions.get(pid)
@@ -147,12 +155,26 @@ class FedBBPTStrategy(Strategy):
         self.last_notes.append(f"partition {pid}: no node connected")
         continue
       self.sent[pid] = node
-      messages.append(Message(RecordDict({M.GLOBAL: global_record, M.RUN: run}),
-                              dst_node_id=node, message_type=M.TRAIN,
+      content = self.model_content(pid, round_idx, received, run)
+      messages.append(Message(content, dst_node_id=node, message_type=M.TRAIN,
                               group_id=str(server_round), ttl=self.message_ttl))
       self._messages.append((pid, messages[-1]))
-    self._download_bytes = tree_bytes(received) * len(messages)
     return messages
+
+  def model_content(self, pid: int, round_idx: int, received: Any, run: dict) -> RecordDict:
+    """What partition ``pid``'s node gets: the global model (``download='dense'``), or
+    the rounds since its state (``'seeds'``), or the whole state if it has none."""
+    if self.download == "dense":
+      self._download_bytes += tree_bytes(received)
+      return RecordDict({M.GLOBAL: to_array_record(received), M.RUN: ConfigRecord(run)})
+    start = self.synced.get(pid)
+    if start is not None and all(q in self.records for q in range(start, round_idx)):
+      self._download_bytes += history_bytes(self.records, start, round_idx)
+      return RecordDict({M.HISTORY: history_record(self.records, start, round_idx),
+                         M.RUN: ConfigRecord({**run, M.STATE_ROUND: start,
+                                              M.PARAMS_CHECK: params_check(self.state.params)})})
+    self._download_bytes += tree_bytes(self.state)
+    return RecordDict({M.STATE: to_array_record(self.state), M.RUN: ConfigRecord(run)})
 
   def decode_reply(self, reply: Message, asked: dict[str, int]) -> tuple[int, Any, dict] | None:
     """``(partition id, upload, report)`` of a reply, or None (logged) if unusable.
@@ -195,6 +217,14 @@ class FedBBPTStrategy(Strategy):
     members = [got[pid][0] if pid in got else zeros for pid in self.cohort.tolist()]
     uploads = jax.tree.map(lambda *xs: np.stack(xs), *members)
     reported = np.asarray([pid in got for pid in self.cohort.tolist()])
+    round_idx = int(self.state.round)
+    if self.download == "seeds":  # what a node needs to replay this round later
+      self.records[round_idx] = record_of(uploads, self.cohort, reported)
+      for pid in self.sent:
+        if pid in got:
+          self.synced[pid] = round_idx  # its node rebuilt the state of this round
+        else:
+          self.synced.pop(pid, None)  # unknown: the whole state next time
     self.state, metrics = self._step(self.state, uploads, jnp.asarray(self.cohort), reported)
     payload = lambda u: u.payload() if hasattr(u, "payload") else u
     metrics["upload_bytes"] = sum(tree_bytes(payload(got[p][0])) for p in got)

@@ -1,10 +1,11 @@
 """A real Flower deployment on loopback: SuperLink, 3 SuperNodes (one partition each,
 each with its own API key), the model provider service, ``flwr run``.
 
-* 2 rounds with dense and with seed-and-scalar uploads end at the generator of the
-  in-process simulation with the same config and seed (float tolerance), with the same
-  metrics, traffic and query counts; the provider charged each node's key exactly
-  that node's queries.
+* 2 rounds with dense and with seed-and-scalar uploads (and downloads: the nodes
+  replay round 1 themselves, keeping the state between their ClientApp processes) end
+  at the generator of the in-process simulation with the same config and seed (float
+  tolerance), with the same metrics, upload traffic and query counts; the provider
+  charged each node's key exactly that node's queries.
 * A SuperNode killed during a round: the round completes with the other two, the run
   goes on; a restarted server resumes from its checkpoint without losing a row.
 
@@ -87,7 +88,8 @@ def test_deployment_equals_simulation(federation, service, tmp_path, monkeypatch
   before = [usage(service, f"node-key-{i}") for i in range(NODES)]
   t0 = time.time()
   out = federation.run({"config": "configs/fmnist_effnet.py:smoke", "overrides": overrides,
-                        "workdir": str(tmp_path / "flower"), "round-timeout": 300.0})
+                        "workdir": str(tmp_path / "flower"), "round-timeout": 300.0,
+                        "download": upload})  # seeds: nodes replay the rounds themselves
   wall = time.time() - t0
   assert "final accuracy" in out.stdout, out.stdout[-3000:]
   used = [usage(service, f"node-key-{i}") - before[i] for i in range(NODES)]
@@ -101,9 +103,15 @@ def test_deployment_equals_simulation(federation, service, tmp_path, monkeypatch
     assert d["cohort"] == s["cohort"]
     assert d["train_loss"] == pytest.approx(s["train_loss"], rel=1e-5)
     assert d["test_accuracy"] == pytest.approx(s["test_accuracy"], abs=1 / 192)
-    for key in ("upload_bytes", "download_bytes", "bb_examples", "bb_calls"):
+    for key in ("upload_bytes", "bb_examples", "bb_calls"):
       assert d[key] == s[key], key
     assert d["nodes_missing"] == 0 and d["survivors"] == NODES
+  # Downloads: the global model (192 float32) to 3 nodes; with seeds, the whole state
+  # (+ its round, 772 B) the first time, then round 1's record: keys 3 x 8, losses
+  # 3 x 3 x 4 x 4, counts, ids, flags 3 x (4 + 4 + 1) = 195 B to each node.
+  want = [3 * 768] * 2 if upload == "dense" else [3 * 772, 3 * 195]
+  assert [r["download_bytes"] for r in deployed] == want
+  assert [r["download_bytes"] for r in simulated] == [3 * 768] * 2
   a = final_params(config, str(tmp_path / "sim"), 2)
   b = final_params(config, str(tmp_path / "flower"), 2)
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):

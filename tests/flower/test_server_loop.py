@@ -95,3 +95,37 @@ def test_a_node_that_never_answers_is_dropped_every_round(tmp_path):
   got = rows(tmp_path / "lenient")
   assert [(r["survivors"], r["nodes_missing"]) for r in got] == [(2, 1), (2, 1)]
   assert summary["final_accuracy"] > 0
+
+
+def test_seed_download_rebuilds_the_dense_runs_models(tmp_path):
+  """download='seeds' (cohort 2 of 3: nodes miss rounds and catch up on several): every
+  node trains from the model it replayed, so the run equals the dense-download run; the
+  first message to each node carries the whole state, later ones only the rounds since."""
+  config = ilm_config(rounds=4)
+  config.task.remap_every = 0
+  config.client.upload = "seeds"
+  config.server.cohort_size = 2
+  grids = {}
+  for download in ("dense", "seeds"):
+    grids[download] = InProcessGrid(str(tmp_path / f"nodes_{download}"), range(3))
+    settings = run_settings({"workdir": str(tmp_path / download), "download": download})
+    run_deployment(grids[download], config, settings, log=lambda line: None)
+  dense, seeds = rows(tmp_path / "dense"), rows(tmp_path / "seeds")
+  assert [r["cohort"] for r in dense] == [r["cohort"] for r in seeds]
+  assert [r["train_loss"] for r in dense] == [r["train_loss"] for r in seeds]
+  for a, b in zip(params(str(tmp_path / "dense"), config), params(str(tmp_path / "seeds"), config)):
+    np.testing.assert_array_equal(np.asarray(b), np.asarray(a))
+  # Bytes: dense sends 2 x 768 B a round (192 float32 each). Seeds: a node's first
+  # message holds the whole state (params 768 B + round 4 B; plain SGD keeps no server
+  # optimizer state), later ones 130 B per round since its last one (the cohort's keys
+  # 2 x 8, losses 2 x 3 steps x 4 candidates x 4, counts 8, ids 8, report flags 2).
+  assert [r["download_bytes"] for r in dense] == [2 * 768] * 4
+  last, want = {}, []
+  for r, row in enumerate(seeds):
+    want.append(sum(772 if p not in last else 130 * (r - last[p]) for p in row["cohort"]))
+    last.update({p: r for p in row["cohort"]})
+  assert [r["download_bytes"] for r in seeds] == want
+  assert sum(want[1:]) < sum(r["download_bytes"] for r in dense[1:])
+  with pytest.raises(Exception, match="needs config.client.upload='seeds'"):
+    run_deployment(grids["dense"], ilm_config(), run_settings({"workdir": str(tmp_path / "x"),
+                                                               "download": "seeds"}))
