@@ -48,8 +48,9 @@ flower-demo: venv data
 	$(PY) -m fedbbpt_jax.flower.loopback --config=configs/fmnist_effnet.py:smoke \
 	  --workdir=$(FLOWER_WORKDIR)
 
+# One pytest worker per core, each test file on one worker (its module fixtures built once).
 test: venv data
-	$(PY) -m pytest -q --durations=15 tests
+	$(PY) -m pytest -q -n auto --dist loadfile --durations=15 tests
 
 bench: venv data
 	$(PY) -m benchmarks.run

