@@ -35,8 +35,8 @@ from fedbbpt_jax.flower import messages as M
 from fedbbpt_jax.flower.seed_download import check_seed_download
 from fedbbpt_jax.flower.settings import RunSettings, load_config, run_settings
 from fedbbpt_jax.flower.strategy import FedBBPTStrategy
-from fedbbpt_jax.train.loop import (RunRecords, TaskSchedule, compute_baselines, last_saved,
-                                    prepare, raise_blackbox_error)
+from fedbbpt_jax.train.loop import (RunRecords, TaskSchedule, last_saved, prepare,
+                                    raise_blackbox_error, zero_shot_first)
 
 app = ServerApp()
 
@@ -111,10 +111,7 @@ def run_deployment(grid: Grid, config: ml_collections.ConfigDict, settings: RunS
   check_seed_download(settings.download, config)
   workdir = settings.workdir
   exp, evaluator = prepare(config, [workdir], log=log)
-  baselines = compute_baselines(exp, evaluator, workdir,
-                         ("zero_shot",) if config.baselines.zero_shot else (), log)
-  if "zero_shot_accuracy" in baselines:
-    log(f"zero-shot accuracy {100 * baselines['zero_shot_accuracy']:.2f}%")
+  baselines = zero_shot_first(exp, evaluator, workdir, log)
   rec = RunRecords(exp, config, workdir, t_start, log)
   state, start_round = rec.start(exp.algorithm.init(exp.init_params))
   tasks = TaskSchedule(exp, evaluator, config.train.rounds)  # the baselines keep the first task

@@ -174,6 +174,17 @@ def compute_baselines(exp: Experiment, evaluator: Evaluator, workdir: str, which
   return cached
 
 
+def zero_shot_first(exp: Experiment, evaluator: Evaluator, workdir: str,
+                    log: Callable[[str], None]) -> dict[str, Any]:
+  """The zero-shot baseline, computed (and logged) before training unless
+  ``baselines.zero_shot`` is off (against a paid API it costs queries)."""
+  baselines = compute_baselines(exp, evaluator, workdir,
+                                ("zero_shot",) if exp.config.baselines.zero_shot else (), log)
+  if "zero_shot_accuracy" in baselines:
+    log(f"zero-shot accuracy {100 * baselines['zero_shot_accuracy']:.2f}%")
+  return baselines
+
+
 def requested_baselines(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   return tuple(name for name in ("zero_shot", "local_only") if config.baselines[name])
 
@@ -412,12 +423,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   t_start = time.time()
   exp, evaluator = prepare(config, [workdir], log=log, wrap_blackbox=wrap_blackbox)
 
-  # Zero-shot first (unless switched off: against a paid API it costs queries).
-  baselines = compute_baselines(exp, evaluator, workdir,
-                         ("zero_shot",) if config.baselines.zero_shot else (), log)
-  if "zero_shot_accuracy" in baselines:
-    log(f"zero-shot accuracy {100 * baselines['zero_shot_accuracy']:.2f}%")
-
+  baselines = zero_shot_first(exp, evaluator, workdir, log)
   rec = RunRecords(exp, config, workdir, t_start, log)
   state, start_round = rec.start(exp.algorithm.init(exp.init_params))
   state, clients = placed((state, exp.clients), config.parallel.backend)
@@ -447,7 +453,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     rec.record_round(r, state, m, time.time() - t0, evaluator, extra)
 
   baselines = compute_baselines(tasks.base, tasks.base_evaluator, workdir,
-                         requested_baselines(config), log)
+                                requested_baselines(config), log)
   return rec.finish(state, baselines, evaluator)
 
 
