@@ -29,6 +29,7 @@ APP_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), "experiments", "flower_app")
 FEDERATION = "loopback"
 QUIET_FLOWER = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1"}
+SERVERAPP_FAILED = "An unhandled exception occurred in the ServerApp"
 
 
 def toml_items(values: Mapping[str, Any]) -> str:
@@ -198,9 +199,11 @@ class LoopbackFederation:
                "--run-config", toml_items(run_config)]
     result = subprocess.run(command, capture_output=True, text=True, env=self.env,
                             cwd=self.home, timeout=timeout)
-    if result.returncode:
-      raise RuntimeError(f"flwr run exited with {result.returncode}:\n{result.stdout[-4000:]}"
-                         f"\n{result.stderr[-4000:]}")
+    # `flwr run --stream` exits 0 even when the ServerApp raised: read its streamed log.
+    failed = SERVERAPP_FAILED in result.stdout or SERVERAPP_FAILED in result.stderr
+    if result.returncode or failed:
+      raise RuntimeError(f"flwr run {'failed' if failed else f'exited with {result.returncode}'}"
+                         f":\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result
 
   def start_run(self, run_config: Mapping[str, Any], app_dir: str = APP_DIR

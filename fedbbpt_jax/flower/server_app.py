@@ -14,8 +14,9 @@ mapping, ``task.remap_every``) is refreshed by the server before the due rounds,
 ``train.run``; the files of the refresh in force go to the nodes with every message.
 
 What a deployment refuses, at load time: algorithms with per-client state (DFedSAM,
-local-only), simulated faults (``config.attack``, ``config.server.dropout``: real nodes
-fail for real) and the local-only baseline (it needs every client's data at the server).
+local-only) and simulated faults (``config.attack``, ``config.server.dropout``: real
+nodes fail for real). It skips, with a logged line, the local-only baseline (it needs
+every client's data at the server).
 """
 
 from __future__ import annotations
@@ -51,9 +52,6 @@ def check_deployable(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"config.server.dropout={opts.dropout}: simulated dropouts do not run "
                       "in a deployment (nodes that do not answer within 'round-timeout' are "
                       "the dropouts); set config.server.dropout=0")
-  if config.baselines.get("local_only", False):
-    raise ConfigError("config.baselines.local_only=True needs every client's data at the "
-                      "server; set it to False in a deployment")
 
 
 def discover(grid: Grid, num_clients: int, known: dict[int, int], wait_for: int,
@@ -111,6 +109,9 @@ def run_deployment(grid: Grid, config: ml_collections.ConfigDict, settings: RunS
   check_seed_download(settings.download, config)
   workdir = settings.workdir
   exp, evaluator = prepare(config, [workdir], log=log)
+  if config.baselines.get("local_only", False):
+    log("local-only baseline skipped: in a deployment it would need every client's data at "
+        "the server (config.baselines.local_only is ignored)")
   baselines = zero_shot_first(exp, evaluator, workdir, log)
   rec = RunRecords(exp, config, workdir, t_start, log)
   state, start_round = rec.start(exp.algorithm.init(exp.init_params))

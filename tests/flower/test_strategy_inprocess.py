@@ -137,7 +137,6 @@ def test_round_without_any_reply_keeps_the_model(tmp_path):
 @pytest.mark.parametrize("field, value, message", [
     ("attack.kind", "sign_flip", "simulated attacks do not run in a deployment"),
     ("server.dropout", 0.2, "nodes that do not answer within 'round-timeout'"),
-    ("baselines.local_only", True, "needs every client's data at the server"),
 ])
 def test_deployment_refuses_simulation_only_settings(field, value, message):
   config = smoke()
