@@ -20,7 +20,8 @@ A simulated round is ``select -> broadcast -> run_cohort(client_update) -> [rece
 server_update`` (``simulated_round``); a deployment calls the same ``broadcast``,
 ``client_update``, ``receive`` and ``server_update``. Every simulated round reports its
 traffic: ``upload_bytes`` (the cohort's ``payload()`` arrays, or whole uploads) and
-``download_bytes`` (the broadcast, once per cohort member). Simulated faults (Byzantine uploads, dropouts; ``faults.py``)
+``download_bytes`` (the broadcast, once per cohort member); with dropouts only the
+survivors' uploads count. Simulated faults (Byzantine uploads, dropouts; ``faults.py``)
 act on the uploads between ``run_cohort`` and ``server_update`` (``with_faults``).
 Algorithms are registered by name in ``ALGORITHMS`` as an ``AlgorithmSpec``
 (``build(ctx) -> Algorithm``, ``check(config)`` and ``check_fields(config)``); users
@@ -171,6 +172,9 @@ def simulated_round(select, broadcast, client_update, server_update, backend: st
     new_state, metrics = server_update(state, uploads, ids, server_key)
     if NO_SURVIVORS in fault_metrics:
       new_state = keep_state_if(fault_metrics[NO_SURVIVORS], new_state, state)
+    if "survivors" in fault_metrics:  # a dropped client trained but sent nothing
+      per_client = traffic["upload_bytes"] // ids.shape[0]
+      traffic = {**traffic, "upload_bytes": per_client * fault_metrics["survivors"]}
     return new_state, {**metrics, **fault_metrics, **traffic}
 
   return apply

@@ -81,6 +81,9 @@ def test_a_round_without_survivors_keeps_params_and_optimizer_state():
 
   state1, m1 = step(state0, clients, key, hp)
   assert int(m1["survivors"]) == first.sum() and not bool(m1["no_survivors"])
+  # Traffic: every member got the model; only the survivors' deltas were sent.
+  assert int(m1["upload_bytes"]) == first.sum() * 4 * DIM
+  assert int(m1["download_bytes"]) == NUM_CLIENTS * 4 * DIM
   # By hand: the example-weighted mean of the survivors' deltas; momentum's first step is
   # plain SGD with learning rate 1.
   _, k_clients = round_keys(key, 0)
@@ -93,6 +96,7 @@ def test_a_round_without_survivors_keeps_params_and_optimizer_state():
 
   state2, m2 = step(state1, clients, key, hp)
   assert int(m2["survivors"]) == 0 and bool(m2["no_survivors"])
+  assert int(m2["upload_bytes"]) == 0
   assert int(state2.round) == 2  # the counter still advances
   for a, b in zip(jax.tree.leaves((state2.params, state2.opt_state)),
                   jax.tree.leaves((state1.params, state1.opt_state)), strict=True):
