@@ -132,6 +132,12 @@ class KeyStore:
       account.used += examples
       account.requests += 1
 
+  def give_back(self, key: str, units: int) -> None:
+    """Returns the unused part of a reservation (e.g. tokens not generated); the request
+    still counts."""
+    with self._lock:
+      self._accounts[key].used -= max(int(units), 0)
+
   def refund(self, key: str, examples: int) -> None:
     """Takes back a charge whose request failed on the server's side."""
     with self._lock:

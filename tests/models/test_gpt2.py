@@ -12,6 +12,7 @@ import pytest
 
 from fedbbpt_jax.models.gpt2 import greedy_generate, load_gpt2, token_embeddings
 from tests.helpers.glue_roberta import write_safetensors
+from tests.helpers.tiny_gpt2 import tiny_state_dict as helper_state_dict
 
 V, P, D, H, L = 50, 32, 16, 2, 2
 CONFIG = {"vocab_size": V, "n_positions": P, "n_embd": D, "n_layer": L, "n_head": H,
@@ -19,20 +20,7 @@ CONFIG = {"vocab_size": V, "n_positions": P, "n_embd": D, "n_layer": L, "n_head"
 
 
 def tiny_state_dict(seed=0):
-  rng = np.random.default_rng(seed)
-  r = lambda *s: (0.3 * rng.standard_normal(s)).astype(np.float32)
-  sd = {"transformer.wte.weight": r(V, D), "transformer.wpe.weight": r(P, D),
-        "transformer.ln_f.weight": 1 + r(D), "transformer.ln_f.bias": r(D)}
-  for i in range(L):
-    p = f"transformer.h.{i}."
-    sd.update({p + "ln_1.weight": 1 + r(D), p + "ln_1.bias": r(D),
-               p + "attn.c_attn.weight": r(D, 3 * D), p + "attn.c_attn.bias": r(3 * D),
-               p + "attn.c_proj.weight": r(D, D), p + "attn.c_proj.bias": r(D),
-               p + "ln_2.weight": 1 + r(D), p + "ln_2.bias": r(D),
-               p + "mlp.c_fc.weight": r(D, 4 * D), p + "mlp.c_fc.bias": r(4 * D),
-               p + "mlp.c_proj.weight": r(4 * D, D), p + "mlp.c_proj.bias": r(D)})
-  sd["lm_head.weight"] = sd["transformer.wte.weight"]
-  return sd
+  return helper_state_dict(CONFIG, seed)
 
 
 @pytest.fixture(scope="module")
