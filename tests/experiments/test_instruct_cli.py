@@ -1,0 +1,49 @@
+"""``python -m experiments.instruct`` on a tiny GPT-2 made in the test (generator and
+black-box LLM): every method runs and writes its summary; missing models are named."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from configs.instruction import get_config
+from experiments.instruct import run
+from fedbbpt_jax.core import ConfigError
+from tests.helpers.tiny_gpt2 import write_tiny_gpt2
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+  return write_tiny_gpt2(tmp_path_factory.mktemp("tiny_gpt2"))
+
+
+@pytest.mark.parametrize("method", ["federated", "local_only", "bo"])
+def test_every_method_writes_its_summary(model_dir, tmp_path, method):
+  c = get_config("smoke")
+  c.method = method
+  c.generator.model_dir = c.blackbox.model_dir = model_dir
+  s = run(c, str(tmp_path))
+  assert json.loads((tmp_path / "summary.json").read_text()) == s
+  assert s["true_definition"] == "Write the first letter of the word."
+  assert 0 <= s["test_score"] <= 1 and s["test_queries"] in (0, 4, 8)
+  assert len(s["train_history"]) == 2 and s["generations"] >= 1
+
+
+def test_missing_models_are_named(tmp_path):
+  c = get_config("smoke")
+  with pytest.raises(ConfigError, match="config.generator.model_dir is empty"):
+    run(c, str(tmp_path))
+  c.generator.model_dir = "x"
+  with pytest.raises(ConfigError, match="url and config.blackbox.model_dir are both empty"):
+    run(c, str(tmp_path))
+
+
+def test_the_command_line_prints_the_result(model_dir, tmp_path):
+  out = subprocess.run([sys.executable, "-m", "experiments.instruct",
+                        "--config=configs/instruction.py:smoke", f"--workdir={tmp_path}",
+                        f"--config.generator.model_dir={model_dir}",
+                        f"--config.blackbox.model_dir={model_dir}"],
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "federated on first_word_letter: instruction" in out.stdout
