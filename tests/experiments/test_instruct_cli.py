@@ -1,4 +1,4 @@
-"""``python -m experiments.instruct`` on a tiny GPT-2 made in the test (generator and
+"""``experiments.instruct`` (and the library run behind it) on a tiny GPT-2 made in the test (generator and
 black-box LLM): every method runs and writes its summary; missing models are named."""
 
 import json
@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from configs.instruction import get_config
-from experiments.instruct import run
+from fedbbpt_jax.tasks.instruction.experiment import run_instruction as run
 from fedbbpt_jax.core import ConfigError
 from tests.helpers.tiny_gpt2 import write_tiny_gpt2
 

@@ -1,0 +1,97 @@
+"""One instruction-optimisation run from its config (``configs/instruction.py``): the task
+split into exemplars, client parts and a test set; the generator and the black-box LLM;
+the chosen search; the found instruction scored on the test set against the zero-shot
+instruction (the one found at ``z = 0``). ``experiments.instruct`` is its command line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from fedbbpt_jax.blackbox.llm_local import LocalChatLLM
+from fedbbpt_jax.blackbox.llm_remote import ChatClient
+from fedbbpt_jax.core import ConfigError
+from fedbbpt_jax.models.gpt2 import load_gpt2
+from fedbbpt_jax.tasks.instruction.execution import InstructionScorer
+from fedbbpt_jax.tasks.instruction.generator import InstructionGenerator
+from fedbbpt_jax.tasks.instruction.rule_tasks import load_induction_json, rule_task
+from fedbbpt_jax.tasks.instruction.search import (centralized_bo, federated_search,
+                                                  local_only_search)
+from fedbbpt_jax.zo import HParams, make_estimator
+
+METHODS = ("federated", "local_only", "bo")
+
+
+def black_box(config):
+  b = config.blackbox
+  if b.url:
+    return ChatClient(b.url, model=b.model, api_key_env=b.api_key_env,
+                      budget_tokens=b.budget_tokens)
+  if not b.model_dir:
+    raise ConfigError("config.blackbox.url and config.blackbox.model_dir are both empty: "
+                      "name an OpenAI-compatible endpoint or a local model folder")
+  return LocalChatLLM(b.model_dir)
+
+
+def run_instruction(config, workdir: str) -> dict:
+  """Runs ``config.method`` and returns (and writes) the summary."""
+  if config.method not in METHODS:
+    raise ConfigError(f"config.method={config.method!r} is not one of {list(METHODS)}")
+  if not config.generator.model_dir:
+    raise ConfigError("config.generator.model_dir is empty: no causal LM ships offline; name "
+                      "a GPT-2 family folder (config.json, model.safetensors, tokenizer.json)")
+  llm = black_box(config)
+  t = config.task
+  need = t.exemplars + t.num_clients * t.examples_per_client + t.test_examples
+  task = (load_induction_json(t.json_path, scorer=t.scorer) if t.json_path
+          else rule_task(t.name, need, seed=config.seed))
+  if len(task.examples) < need:
+    raise ConfigError(f"task {task.name!r} has {len(task.examples)} examples; the config needs "
+                      f"{need} (exemplars + clients x examples_per_client + test_examples)")
+  ex = task.examples
+  exemplars = ex[:t.exemplars]
+  parts = [ex[t.exemplars + i * t.examples_per_client:t.exemplars + (i + 1) *
+              t.examples_per_client] for i in range(t.num_clients)]
+  test = ex[t.exemplars + t.num_clients * t.examples_per_client:need]
+  g = config.generator
+  model, variables = load_gpt2(g.model_dir)
+  generator = InstructionGenerator(model, variables,
+                                   Tokenizer.from_file(os.path.join(g.model_dir, "tokenizer.json")),
+                                   exemplars, intrinsic_dim=g.intrinsic_dim,
+                                   num_soft_tokens=g.num_soft_tokens,
+                                   max_new_tokens=g.max_new_tokens,
+                                   projection_seed=g.projection_seed)
+  scorer = lambda examples: InstructionScorer(llm, examples, t.scorer, exemplars=exemplars,
+                                              max_tokens=config.blackbox.max_tokens)
+  estimator = make_estimator(config.zo.estimator, config.zo.num_directions)
+  hp = HParams.create(lr=config.zo.lr, sigma=config.zo.sigma)
+  z0 = np.zeros(g.intrinsic_dim, np.float32)
+  if config.method == "federated":
+    result = federated_search(generator, [scorer(p) for p in parts], estimator, hp,
+                              config.train.rounds, config.train.local_steps, z0, config.seed)
+  elif config.method == "local_only":
+    result = local_only_search(generator, scorer(parts[0]), estimator, hp, config.train.rounds,
+                               config.train.local_steps, z0, config.seed)
+  else:
+    pooled = tuple(e for p in parts for e in p)
+    result = centralized_bo(generator, scorer(pooled), g.intrinsic_dim, config.bo.initial,
+                            config.bo.iterations, config.bo.batch, config.seed)
+  test_scorer = scorer(test)
+  zero_shot = generator.generate(z0[None])[0]
+  found, baseline = test_scorer.score([result.instruction, zero_shot])
+  summary = {"method": config.method, "task": task.name, "true_definition": task.definition,
+             "instruction": result.instruction, "test_score": found.mean,
+             "zero_shot_instruction": zero_shot, "zero_shot_test_score": baseline.mean,
+             "train_history": result.history, "generations": result.generations,
+             "train_queries": result.queries, "test_queries": test_scorer.queries,
+             "z": result.z.tolist()}
+  if hasattr(llm, "meter"):
+    summary["black_box_tokens"] = llm.meter.total_tokens
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, "summary.json"), "w") as f:
+    json.dump(summary, f, indent=1)
+  return summary
