@@ -23,11 +23,10 @@ from __future__ import annotations
 import tempfile
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from configs import drug_minilm, fmnist_effnet
-from fedbbpt_jax.federated.algorithm import tree_bytes
+from fedbbpt_jax.federated.algorithm import payload_of, tree_bytes
 from fedbbpt_jax.flower.codec import to_array_record
 from fedbbpt_jax.train.build import build_experiment
 
@@ -44,11 +43,8 @@ def client_traffic(config) -> tuple[int, int, int, int, int, int]:
   with tempfile.TemporaryDirectory() as workdir:
     exp = build_experiment(config, workdir=workdir)
   received = exp.algorithm.broadcast(exp.algorithm.init(exp.init_params))
-  one = jax.tree.map(lambda a: a[0], exp.clients)
-  like = jax.eval_shape(exp.algorithm.client_update, received, one, jax.random.key(0),
-                        exp.hparams, jnp.int32(0))
-  upload = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), like)
-  payload = tree_bytes(upload.payload() if hasattr(upload, "payload") else upload)
+  upload = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), exp.upload_structure())
+  payload = tree_bytes(payload_of(upload))
   wire = sum(len(a.data) for a in to_array_record(upload).values())
   params = sum(int(np.size(a)) for a in jax.tree.leaves(exp.init_params))
   cohort = exp.cohort_size

@@ -122,6 +122,12 @@ def tree_bytes(tree: Any) -> int:
   return int(sum(a.size * jnp.dtype(a.dtype).itemsize for a in jax.tree.leaves(tree)))
 
 
+def payload_of(upload: Any) -> Any:
+  """What of an upload goes on the wire and counts in ``upload_bytes``: its ``payload()``
+  (``ClientOutput``: the delta; ``SeedUpload``: key data and losses), else all of it."""
+  return upload.payload() if hasattr(upload, "payload") else upload
+
+
 def traffic_metrics(received: Any, uploads: Any, cohort_size: int,
                     per_client_state: bool) -> dict:
   """``{"upload_bytes", "download_bytes"}`` of a round (cohort totals, int32 scalars).
@@ -130,7 +136,7 @@ def traffic_metrics(received: Any, uploads: Any, cohort_size: int,
   the delta; ``SeedUpload``: key data and losses) is what counts, else the whole upload.
   ``received`` is the broadcast (already one per member when ``per_client_state``).
   """
-  payload = uploads.payload() if hasattr(uploads, "payload") else uploads
+  payload = payload_of(uploads)
   down = tree_bytes(received) * (1 if per_client_state else cohort_size)
   as_scalar = lambda n: jnp.asarray(n, jnp.int32 if n < 2**31 else jnp.float32)
   return {"upload_bytes": as_scalar(tree_bytes(payload)), "download_bytes": as_scalar(down)}

@@ -119,11 +119,8 @@ def global_model(message: Message, exp: Experiment, directory: str) -> Any:
     if held != start:
       raise RuntimeError(f"this node holds the server state of round {held}, but the history "
                          f"sent starts at round {start}")
-    one = jax.tree.map(lambda a: a[0], exp.clients)
-    upload_like = jax.eval_shape(exp.algorithm.client_update, exp.algorithm.broadcast(init),
-                                 one, jax.random.key(0), exp.hparams, jnp.int32(0))
     state = replay_rounds(make_server_step(exp), state, content[M.HISTORY], start, stop,
-                          upload_like)
+                          exp.upload_structure())
     want, got = float(run[M.PARAMS_CHECK]), params_check(state.params)
     if not abs(got - want) <= CHECK_RTOL * abs(want):
       raise RuntimeError(f"the replayed rounds {start + 1}..{stop} give parameters with "

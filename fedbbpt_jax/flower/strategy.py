@@ -33,7 +33,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from fedbbpt_jax.federated.algorithm import (NO_SURVIVORS, SERVER_KEY_FOLD, keep_state_if,
-                                             tree_bytes)
+                                             payload_of, tree_bytes)
 from fedbbpt_jax.federated.server import ServerState, round_keys
 from fedbbpt_jax.flower import messages as M
 from fedbbpt_jax.flower.codec import from_array_record, to_array_record
@@ -101,10 +101,7 @@ class FedBBPTStrategy(Strategy):
     self.synced: dict[int, int] = {}  # partition -> round of the state its node holds
     self.config_json = config_to_json(exp.config)
     self.use_task(exp, setup_files, refresh_round)
-    received = exp.algorithm.broadcast(exp.algorithm.init(exp.init_params))
-    one = jax.tree.map(lambda a: a[0], exp.clients)
-    self.upload_like = jax.eval_shape(exp.algorithm.client_update, received, one,
-                                      jax.random.key(0), exp.hparams, jnp.int32(0))
+    self.upload_like = exp.upload_structure()
     self.cohort: np.ndarray = np.zeros((0,), np.int32)
     self._messages: list[tuple[int, Message]] = []  # (partition id, message) this round
     self._answered: set[int] = set()  # partitions whose node replied (maybe an error)
@@ -226,8 +223,7 @@ class FedBBPTStrategy(Strategy):
         else:
           self.synced.pop(pid, None)  # unknown: the whole state next time
     self.state, metrics = self._step(self.state, uploads, jnp.asarray(self.cohort), reported)
-    payload = lambda u: u.payload() if hasattr(u, "payload") else u
-    metrics["upload_bytes"] = sum(tree_bytes(payload(got[p][0])) for p in got)
+    metrics["upload_bytes"] = sum(tree_bytes(payload_of(got[p][0])) for p in got)
     metrics["download_bytes"] = self._download_bytes
     self.last_metrics = metrics
     counters: dict[str, int] = {}

@@ -30,6 +30,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from fedbbpt_jax.blackbox.llm_local import ChatLLM, chat_prompt
+from fedbbpt_jax.serve.app import error_response
 from fedbbpt_jax.serve.keys import AccessError, KeyStore
 
 MAX_TOKENS_DEFAULT = 64
@@ -66,8 +67,7 @@ def create_chat_app(llm: ChatLLM, keys: KeyStore) -> FastAPI:
   @app.exception_handler(AccessError)
   async def access_error(request: Request, error: AccessError) -> JSONResponse:
     del request
-    return JSONResponse(status_code=error.status,
-                        content={"error": error.code, "message": error.message, **error.details})
+    return error_response(error)
 
   @app.get("/v1/models")
   async def models() -> dict:

@@ -91,6 +91,14 @@ class Experiment:
   def round_cost(self):
     return self.algorithm.round_cost
 
+  def upload_structure(self) -> Any:
+    """Shapes and dtypes (``jax.ShapeDtypeStruct``s) of one client's upload: what a
+    deployment decodes replies against and counts traffic with."""
+    received = self.algorithm.broadcast(self.algorithm.init(self.init_params))
+    one = jax.tree.map(lambda a: a[0], self.clients)
+    return jax.eval_shape(self.algorithm.client_update, received, one, jax.random.key(0),
+                          self.hparams, jax.numpy.int32(0))
+
   def train_examples_per_round(self, local_only: bool = False) -> int:
     """Black-box examples one round of the algorithm (or of the local-only baseline) costs."""
     return (self.local_only if local_only else self.algorithm).round_cost.bb_examples
