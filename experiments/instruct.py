@@ -1,11 +1,14 @@
 """Runs instruction optimisation (``configs/instruction.py``) and writes its summary.
 
     python -m experiments.instruct --config=configs/instruction.py[:smoke] --workdir=DIR \\
-        --config.generator.model_dir=... [--config.blackbox.url=... | --config.blackbox.model_dir=...]
+        [--config.generator.model_path=...] [--config.blackbox.url=... | --config.blackbox.model_path=...]
 
 Prints the found instruction, its test score, the zero-shot score (the instruction
 found at z = 0, before any search) and every party's cost, and writes
-``DIR/summary.json`` (``fedbbpt_jax.tasks.instruction.experiment``).
+``DIR/summary.json`` (``fedbbpt_jax.tasks.instruction.experiment``). Both models
+default to SmolLM2-135M-Instruct, which ships offline; ``config.server.aggregator``
+picks the federated server's rule from the ``federated`` registry. Running again with
+the same workdir resumes after the last complete round.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 from absl import app, flags
 from ml_collections import config_flags
 
+from fedbbpt_jax.federated.aggregators import make_aggregator
 from fedbbpt_jax.tasks.instruction.experiment import run_instruction
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "instruction config file[:mode]")
@@ -22,7 +26,11 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
   del argv
-  s = run_instruction(_CONFIG.value, _WORKDIR.value)
+  config = _CONFIG.value
+  aggregator = make_aggregator(config.server.aggregator, config, config.task.num_clients)
+  s = run_instruction(config, _WORKDIR.value, aggregator)
+  if s["stopped"]:
+    print(f"stopped early: {s['stopped']}", flush=True)
   print(f"{s['method']} on {s['task']}: instruction {s['instruction']!r} scores "
         f"{100 * s['test_score']:.1f}% on the test examples (zero-shot instruction "
         f"{100 * s['zero_shot_test_score']:.1f}%); {s['generations']} generations, "

@@ -1,15 +1,18 @@
-"""A black-box LLM as chat completions: the interface, and the local Flax backend.
+"""A black-box LLM as chat completions: the interface, and the local JAX backend.
 
 ``ChatLLM.complete(conversations, max_tokens) -> [Completion]`` is what the
 instruction track calls, whichever backend answers: this module's ``LocalChatLLM``
-(a GPT-2 family model from a local folder, greedy decoding) or ``llm_remote.ChatClient``
-(any OpenAI-compatible ``/v1/chat/completions`` endpoint, e.g. ``serve.chat`` serving a
+(a local causal LM, ``models.causal_lm``: SmolLM2-135M-Instruct offline by default,
+GPT-2 / Llama folders, GGUF files; greedy decoding) or ``llm_remote.ChatClient`` (any
+OpenAI-compatible ``/v1/chat/completions`` endpoint, e.g. ``serve.chat`` serving a
 ``LocalChatLLM``). A conversation is a list of ``{"role", "content"}`` messages; the
-local backend renders it with ``chat_prompt`` (one ``role: content`` line per message,
-then ``assistant:``) and stops at the end-of-text token or after ``max_tokens``.
+local backend renders it with the model's chat template (or a plain ``role: content``
+transcript for a base model) and stops at an end-of-text/turn token or after
+``max_tokens``.
 
-Prompts are left-padded to a multiple of ``PROMPT_BUCKET`` tokens and the batch to a
-power of two, so a long run compiles a handful of programs, not one per request.
+Requests are answered ``max_batch`` at a time; prompts are left-padded to a multiple
+of ``PROMPT_BUCKET`` tokens and each chunk to a power of two rows, so a long run
+compiles a handful of programs, not one per request.
 """
 
 from __future__ import annotations
@@ -21,9 +24,8 @@ from typing import Protocol, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tokenizers import Tokenizer
 
-from fedbbpt_jax.models.gpt2 import GPT2LM, greedy_generate, load_gpt2, token_embeddings
+from fedbbpt_jax.models.causal_lm import CausalLM, load_causal_lm
 
 PROMPT_BUCKET = 16
 Message = dict  # {"role": str, "content": str}
@@ -48,54 +50,50 @@ class ChatLLM(Protocol):
                max_tokens: int) -> list[Completion]: ...
 
 
-def chat_prompt(messages: Sequence[Message]) -> str:
-  """The plain-text prompt of a conversation for a base (non-chat) causal LM."""
-  for m in messages:
-    if set(m) - {"role", "content", "name"} or not isinstance(m.get("content"), str):
-      raise ValueError(f"a message is {{'role': str, 'content': str}}, got {m!r}")
-  return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
-
-
 class LocalChatLLM:
-  """A GPT-2 family model from ``model_dir`` with its ``tokenizer.json``, greedy.
+  """A local causal LM answering chats greedily (see the module docstring).
 
   Args:
-    model_dir: ``config.json`` + ``model.safetensors`` (``models.gpt2.load_gpt2``).
-    tokenizer_file: a ``tokenizers`` JSON file (default ``model_dir/tokenizer.json``).
-    eos_token: the end-of-text token (generation stops there).
-    name: what ``/v1/models`` reports.
+    lm: a loaded ``CausalLM``, or what ``load_causal_lm`` takes (a bundled model name,
+      a ``.gguf`` file, a model folder).
+    name: what ``/v1/models`` reports (default: the model's name).
+    max_batch: requests generated together (memory and padding waste grow with it).
   """
 
-  def __init__(self, model_dir: str, tokenizer_file: str | None = None,
-               eos_token: str = "<|endoftext|>", name: str = "local-gpt2"):
-    self.model, self.variables = load_gpt2(model_dir)
-    self.tokenizer = Tokenizer.from_file(tokenizer_file or f"{model_dir}/tokenizer.json")
-    self.eos_id = self.tokenizer.token_to_id(eos_token)
-    if self.eos_id is None:
-      raise ValueError(f"end-of-text token {eos_token!r} is not in the tokenizer's vocabulary")
-    self.name = name
-    self._generate = jax.jit(self._generate_ids, static_argnums=(2,))
+  def __init__(self, lm: CausalLM | str, name: str | None = None, max_batch: int = 32):
+    self.lm = load_causal_lm(lm) if isinstance(lm, str) else lm
+    if max_batch < 1:
+      raise ValueError(f"max_batch={max_batch} must be >= 1")
+    self.name = name or self.lm.name
+    self.max_batch = max_batch
     self._lock = threading.Lock()  # one generation at a time (a service calls from threads)
 
   @property
   def max_positions(self) -> int:
-    return self.model.config.n_positions
-
-  def _generate_ids(self, ids: jnp.ndarray, mask: jnp.ndarray, max_tokens: int) -> jnp.ndarray:
-    embeds = token_embeddings(self.model, self.variables, ids)
-    return greedy_generate(self.model, self.variables, embeds, mask, max_tokens)
+    return self.lm.max_positions
 
   def encode(self, text: str) -> list[int]:
-    return self.tokenizer.encode(text).ids
+    return self.lm.tokenizer.encode(text).ids
+
+  def prompt(self, messages: Sequence[Message]) -> str:
+    """The text the model continues for this conversation."""
+    return self.lm.render(messages)
 
   def complete(self, conversations: Sequence[Sequence[Message]],
                max_tokens: int) -> list[Completion]:
-    """Greedy answers to every conversation (one batched generation).
+    """Greedy answers to every conversation (batched ``max_batch`` at a time).
 
     Raises:
-      ValueError: a prompt plus ``max_tokens`` exceeds the model's positions.
+      ValueError: a malformed message, or a prompt plus ``max_tokens`` exceeding the
+        model's positions.
     """
-    prompts = [self.encode(chat_prompt(c)) for c in conversations]
+    prompts = [self.encode(self.prompt(c)) for c in conversations]
+    completions = []
+    for lo in range(0, len(prompts), self.max_batch):
+      completions += self._complete_ids(prompts[lo:lo + self.max_batch], int(max_tokens))
+    return completions
+
+  def _complete_ids(self, prompts: list[list[int]], max_tokens: int) -> list[Completion]:
     longest = max(len(p) for p in prompts)
     length = -(-longest // PROMPT_BUCKET) * PROMPT_BUCKET
     if length + max_tokens > self.max_positions:
@@ -110,13 +108,11 @@ class LocalChatLLM:
       ids[i, length - len(p):], mask[i, length - len(p):] = p, True
     mask[len(prompts):, -1] = True  # padding rows: one real token, outputs discarded
     with self._lock:
-      out = np.asarray(self._generate(jnp.asarray(ids), jnp.asarray(mask), int(max_tokens)))
+      embeds = self.lm.embed(jnp.asarray(ids))
+      out = np.asarray(self.lm.generate(embeds, jnp.asarray(mask), max_tokens))
     completions = []
     for p, row in zip(prompts, out):
-      row = row.tolist()
-      stop = row.index(self.eos_id) if self.eos_id in row else None
-      tokens = row if stop is None else row[:stop]
-      completions.append(Completion(self.tokenizer.decode(tokens), len(p),
-                                    len(tokens) + (stop is not None),
-                                    "length" if stop is None else "stop"))
+      tokens, stopped = self.lm.cut(row.tolist())
+      completions.append(Completion(self.lm.tokenizer.decode(tokens), len(p),
+                                    len(tokens) + stopped, "stop" if stopped else "length"))
     return completions

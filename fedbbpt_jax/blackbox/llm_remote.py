@@ -94,6 +94,8 @@ class ChatClient:
         message = response.json().get("message") or response.text
       except ValueError:
         message = response.text
+      if status == 402:  # the provider's budget for this key is spent
+        raise QueryBudgetExceeded(f"{endpoint}: HTTP 402 ({message})")
       if status not in RETRIED_STATUSES:
         raise RemoteBlackBoxError(endpoint, status, message)
     raise RemoteBlackBoxError(endpoint, status, message, attempts=self.retry.max_attempts)

@@ -1,7 +1,7 @@
 """An OpenAI-compatible chat endpoint serving a local causal LM (a real HTTP service
 for the instruction track's black-box LLM, on loopback in tests).
 
-    python -m fedbbpt_jax.serve.chat --model_dir=/models/tiny-gpt2 --port=8100 \\
+    python -m fedbbpt_jax.serve.chat [--model=smollm2-135m-instruct] --port=8100 \\
         [--keys=keys.json] [--ssl_certfile=cert.pem --ssl_keyfile=key.pem]
 
 Endpoints (errors are JSON ``{"error": code, "message": text, ...}``):
@@ -29,7 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from fedbbpt_jax.blackbox.llm_local import ChatLLM, chat_prompt
+from fedbbpt_jax.blackbox.llm_local import ChatLLM
 from fedbbpt_jax.serve.app import error_response
 from fedbbpt_jax.serve.keys import AccessError, KeyStore
 
@@ -85,7 +85,7 @@ def create_chat_app(llm: ChatLLM, keys: KeyStore) -> FastAPI:
     except ValueError:
       raise AccessError(400, "invalid_request", "the body is not valid JSON") from None
     messages, max_tokens = _request_fields(body, llm.name)
-    prompt_tokens = len(llm.encode(chat_prompt(messages)))
+    prompt_tokens = len(llm.encode(llm.prompt(messages)))
     if prompt_tokens + max_tokens > llm.max_positions:
       raise AccessError(400, "context_length_exceeded",
                         f"prompt of {prompt_tokens} tokens + max_tokens={max_tokens} exceeds the "
@@ -112,9 +112,10 @@ def main(argv: list[str] | None = None) -> None:
   """Builds the local LLM and serves it until interrupted."""
   parser = argparse.ArgumentParser(prog="python -m fedbbpt_jax.serve.chat",
                                    description="Serve a local causal LM as chat completions.")
-  parser.add_argument("--model_dir", required=True, help="config.json + model.safetensors")
-  parser.add_argument("--tokenizer", default="", help="tokenizer.json (default in model_dir)")
-  parser.add_argument("--name", default="local-gpt2", help="the model id clients send")
+  parser.add_argument("--model", default="smollm2-135m-instruct",
+                      help="a bundled model name, a .gguf file, or a model folder "
+                           "(config.json + model.safetensors + tokenizer.json)")
+  parser.add_argument("--name", default="", help="the model id clients send (default: --model)")
   parser.add_argument("--host", default="127.0.0.1")
   parser.add_argument("--port", type=int, default=8100)
   parser.add_argument("--keys", default="", help="JSON {key: budget in tokens or null}")
@@ -124,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
   import uvicorn  # pylint: disable=import-outside-toplevel
 
   from fedbbpt_jax.blackbox.llm_local import LocalChatLLM  # pylint: disable=import-outside-toplevel
-  llm = LocalChatLLM(args.model_dir, args.tokenizer or None, name=args.name)
+  llm = LocalChatLLM(args.model, name=args.name or None)
   tls = ({"ssl_certfile": args.ssl_certfile, "ssl_keyfile": args.ssl_keyfile}
          if args.ssl_certfile else {})
   print(f"serving {llm.name} chat completions on {'https' if tls else 'http'}://{args.host}:"

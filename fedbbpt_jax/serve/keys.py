@@ -145,6 +145,16 @@ class KeyStore:
       account.used -= examples
       account.requests -= 1
 
+  def set_budget(self, key: str, budget: int | None) -> None:
+    """Gives ``key`` a new total budget (``None`` = unlimited); what it used stays used."""
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int)
+                               or budget < 0):
+      raise ValueError(f"a budget is an integer >= 0 or None, got {budget!r}")
+    with self._lock:
+      if key not in self._accounts:
+        raise KeyError(f"unknown API key {mask_key(key)!r}")
+      self._accounts[key].budget = budget
+
   def usage(self, key: str) -> dict:
     """Returns ``{key_id, used, budget, remaining, requests, refused_requests}``."""
     with self._lock:

@@ -12,7 +12,7 @@ import pytest
 import uvicorn
 
 from fedbbpt_jax.blackbox import QueryBudgetExceeded, RemoteBlackBoxError, RetryPolicy
-from fedbbpt_jax.blackbox.llm_local import LocalChatLLM, chat_prompt
+from fedbbpt_jax.blackbox.llm_local import LocalChatLLM
 from fedbbpt_jax.blackbox.llm_remote import ChatClient
 from fedbbpt_jax.serve.chat import create_chat_app
 from fedbbpt_jax.serve.keys import KeyStore
@@ -52,7 +52,7 @@ def test_local_answers_do_not_depend_on_the_batch(llm):
   alone = [llm.complete([c], max_tokens=6)[0] for c in CONVERSATIONS]
   assert together == alone
   for c, answer in zip(CONVERSATIONS, together):
-    assert answer.prompt_tokens == len(llm.encode(chat_prompt(c)))
+    assert answer.prompt_tokens == len(llm.encode(llm.prompt(c)))
     assert answer.completion_tokens <= 6 and answer.finish_reason in ("stop", "length")
     assert (answer.finish_reason == "length") == (answer.completion_tokens == 6 and
                                                   "<|endoftext|>" not in answer.text)
@@ -81,7 +81,8 @@ def test_budgets_and_bad_requests_are_named(llm, service, monkeypatch):
   usage = httpx.get(service + "/v1/usage", headers=headers).json()
   assert usage["used"] == first.prompt_tokens + first.completion_tokens  # unused part back
   # A request whose prompt + max_tokens is one token more than what is left: refused.
-  with pytest.raises(RemoteBlackBoxError, match=r"HTTP 402: query budget spent"):
+  # (HTTP 402 is the provider's budget: QueryBudgetExceeded, as the client's own budget.)
+  with pytest.raises(QueryBudgetExceeded, match=r"HTTP 402 \(query budget spent"):
     client.complete(one, max_tokens=usage["remaining"] - first.prompt_tokens + 1)
   assert httpx.get(service + "/v1/usage", headers=headers).json()["used"] == usage["used"]
   # The client's own token budget stops it before sending.

@@ -1,5 +1,6 @@
 """``experiments.instruct`` (and the library run behind it) on a tiny GPT-2 made in the test (generator and
-black-box LLM): every method runs and writes its summary; missing models are named."""
+black-box LLM): every method runs and writes its summary; a second run resumes; the
+server's aggregator comes from the config; missing models are named."""
 
 import json
 import subprocess
@@ -22,28 +23,41 @@ def model_dir(tmp_path_factory):
 def test_every_method_writes_its_summary(model_dir, tmp_path, method):
   c = get_config("smoke")
   c.method = method
-  c.generator.model_dir = c.blackbox.model_dir = model_dir
+  c.generator.model_path = c.blackbox.model_path = model_dir
   s = run(c, str(tmp_path))
   assert json.loads((tmp_path / "summary.json").read_text()) == s
   assert s["true_definition"] == "Write the first letter of the word."
   assert 0 <= s["test_score"] <= 1 and s["test_queries"] in (0, 4, 8)
   assert len(s["train_history"]) == 2 and s["generations"] >= 1
+  assert s["stopped"] is None
+  if method != "bo":  # a finished search resumes to the same result without new queries
+    again = run(c, str(tmp_path))
+    assert again["train_history"] == s["train_history"] and again["z"] == s["z"]
+    assert again["train_queries"] == s["train_queries"]
 
 
-def test_missing_models_are_named(tmp_path):
+def test_missing_models_and_unresolved_aggregators_are_named(tmp_path, model_dir):
   c = get_config("smoke")
-  with pytest.raises(ConfigError, match="config.generator.model_dir is empty"):
+  c.generator.model_path = ""
+  with pytest.raises(ConfigError, match="config.generator.model_path is empty"):
     run(c, str(tmp_path))
-  c.generator.model_dir = "x"
-  with pytest.raises(ConfigError, match="url and config.blackbox.model_dir are both empty"):
+  c.generator.model_path = str(tmp_path / "nowhere")
+  with pytest.raises(ConfigError, match=r"config.generator.model_path=.*nowhere"):
+    run(c, str(tmp_path))
+  c.generator.model_path, c.blackbox.model_path = model_dir, ""
+  with pytest.raises(ConfigError, match="url and config.blackbox.model_path are both empty"):
+    run(c, str(tmp_path))
+  c.server.aggregator = "median"
+  with pytest.raises(ConfigError, match="config.server.aggregator='median' needs"):
     run(c, str(tmp_path))
 
 
 def test_the_command_line_prints_the_result(model_dir, tmp_path):
   out = subprocess.run([sys.executable, "-m", "experiments.instruct",
                         "--config=configs/instruction.py:smoke", f"--workdir={tmp_path}",
-                        f"--config.generator.model_dir={model_dir}",
-                        f"--config.blackbox.model_dir={model_dir}"],
+                        f"--config.generator.model_path={model_dir}",
+                        f"--config.blackbox.model_path={model_dir}",
+                        "--config.server.aggregator=median"],
                        capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-2000:]
   assert "federated on first_word_letter: instruction" in out.stdout

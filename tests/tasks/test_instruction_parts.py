@@ -7,10 +7,9 @@ import json
 import jax
 import numpy as np
 import pytest
-from tokenizers import Tokenizer
 
 from fedbbpt_jax.blackbox.llm_local import LocalChatLLM
-from fedbbpt_jax.models.gpt2 import load_gpt2
+from fedbbpt_jax.models.causal_lm import load_causal_lm
 from fedbbpt_jax.tasks.instruction.execution import InstructionScorer, execution_messages
 from fedbbpt_jax.tasks.instruction.generator import InstructionGenerator, degenerate
 from fedbbpt_jax.tasks.instruction.rule_tasks import (RULES, load_induction_json, number_words,
@@ -60,32 +59,36 @@ def test_scorers_golden_values():
   assert contains("it is forty twofold", "forty two") == 0.0
   assert f1("red blue green", "blue green yellow") == pytest.approx(2 / 3)
   assert f1("", "") == 1.0 and f1("x", "") == 0.0
+  # An expected output that is only an article ("a", the first letter of "apple") is
+  # compared with articles kept; elsewhere articles are dropped.
+  assert exact_match("A.", "a") == 1.0 and exact_match("b", "a") == 0.0
+  assert contains('The first letter is "a".', "a") == 1.0
+  assert contains("The first letter is b.", "a") == 0.0
+  assert contains("the box", "box") == 1.0 and exact_match("the box", "box") == 1.0
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
   path = write_tiny_gpt2(tmp_path_factory.mktemp("tiny_gpt2"))
-  model, variables = load_gpt2(path)
-  return path, model, variables, Tokenizer.from_file(f"{path}/tokenizer.json")
+  return path, load_causal_lm(path)
 
 
 EXEMPLARS = (("cat", "c"), ("dog", "d"))
 
 
 def test_generator_projection_cache_and_determinism(tiny):
-  _, model, variables, tok = tiny
-  gen = InstructionGenerator(model, variables, tok, EXEMPLARS, max_new_tokens=8)
+  _, lm = tiny
+  gen = InstructionGenerator(lm, EXEMPLARS, max_new_tokens=8)
   assert gen.projection.shape == (10, 5 * 16)
   assert gen.projection.min() >= -1 and gen.projection.max() <= 1
   # The default scale gives soft tokens the token embeddings' spread.
   zs = np.asarray(jax.random.uniform(jax.random.key(0), (64, 10), minval=-1, maxval=1))
-  wte = np.asarray(variables["params"]["wte"]["embedding"])
-  assert float(np.std(gen.soft_tokens(zs))) == pytest.approx(float(wte.std()), rel=0.25)
+  assert float(np.std(gen.soft_tokens(zs))) == pytest.approx(lm.embedding_std, rel=0.25)
   first = gen.generate(zs[:4])
   assert gen.generations == 4 and gen.cache_hits == 0
   again = gen.generate(np.concatenate([zs[:4], zs[1:2]]))  # cached, a repeat inside the batch
   assert again == first + [first[1]] and gen.generations == 4 and gen.cache_hits == 5
-  fresh = InstructionGenerator(model, variables, tok, EXEMPLARS, max_new_tokens=8)
+  fresh = InstructionGenerator(lm, EXEMPLARS, max_new_tokens=8)
   assert fresh.generate(zs[:4]) == first  # same seed and z -> same instructions
   assert len(set(first)) > 1  # z steers the generator
 
@@ -98,8 +101,8 @@ def test_degenerate_instructions_are_named():
 
 
 def test_instruction_scores_come_from_the_llm_answers_and_are_cached(tiny):
-  path, *_ = tiny
-  llm = LocalChatLLM(path)
+  _, lm = tiny
+  llm = LocalChatLLM(lm)
   examples = rule_task("first_word_letter", 4).examples
   scorer = InstructionScorer(llm, examples, "contains", exemplars=EXEMPLARS, max_tokens=4)
   instructions = ["write the first letter", "say one word", "", "write the first letter"]

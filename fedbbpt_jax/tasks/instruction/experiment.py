@@ -1,7 +1,11 @@
 """One instruction-optimisation run from its config (``configs/instruction.py``): the task
-split into exemplars, client parts and a test set; the generator and the black-box LLM;
+split into exemplars, client parts and a test set; the generator and the black-box LLM
+(both SmolLM2-135M-Instruct offline by default, one copy when they are the same model);
 the chosen search; the found instruction scored on the test set against the zero-shot
 instruction (the one found at ``z = 0``). ``experiments.instruct`` is its command line.
+
+The federated and local-only searches keep ``workdir/search_state.json`` after every
+round: running again with the same workdir resumes after the last complete round.
 """
 
 from __future__ import annotations
@@ -9,13 +13,14 @@ from __future__ import annotations
 import json
 import os
 
+from typing import Callable
+
 import numpy as np
-from tokenizers import Tokenizer
 
 from fedbbpt_jax.blackbox.llm_local import LocalChatLLM
 from fedbbpt_jax.blackbox.llm_remote import ChatClient
 from fedbbpt_jax.core import ConfigError
-from fedbbpt_jax.models.gpt2 import load_gpt2
+from fedbbpt_jax.models.causal_lm import CausalLM, load_causal_lm
 from fedbbpt_jax.tasks.instruction.execution import InstructionScorer
 from fedbbpt_jax.tasks.instruction.generator import InstructionGenerator
 from fedbbpt_jax.tasks.instruction.rule_tasks import load_induction_json, rule_task
@@ -26,25 +31,50 @@ from fedbbpt_jax.zo import HParams, make_estimator
 METHODS = ("federated", "local_only", "bo")
 
 
-def black_box(config):
+STATE_FILE = "search_state.json"
+
+
+def black_box(config, generator_lm: CausalLM | None = None):
+  """The black-box LLM the config names: an endpoint, or a local model (the generator's
+  own copy when it is the same model)."""
   b = config.blackbox
   if b.url:
     return ChatClient(b.url, model=b.model, api_key_env=b.api_key_env,
                       budget_tokens=b.budget_tokens)
-  if not b.model_dir:
-    raise ConfigError("config.blackbox.url and config.blackbox.model_dir are both empty: "
-                      "name an OpenAI-compatible endpoint or a local model folder")
-  return LocalChatLLM(b.model_dir)
+  if not b.model_path:
+    raise ConfigError("config.blackbox.url and config.blackbox.model_path are both empty: "
+                      "name an OpenAI-compatible endpoint or a local model")
+  if generator_lm is not None and b.model_path == config.generator.model_path:
+    return LocalChatLLM(generator_lm, max_batch=b.max_batch)
+  return LocalChatLLM(b.model_path, max_batch=b.max_batch)
 
 
-def run_instruction(config, workdir: str) -> dict:
-  """Runs ``config.method`` and returns (and writes) the summary."""
+def _load(path: str, field: str) -> CausalLM:
+  try:
+    return load_causal_lm(path)
+  except FileNotFoundError as e:
+    raise ConfigError(f"config.{field}={path!r}: {e}") from e
+
+
+def run_instruction(config, workdir: str, aggregator: Callable | None = None) -> dict:
+  """Runs ``config.method`` and returns (and writes) the summary.
+
+  Args:
+    aggregator: the server's rule for the federated search (``experiments.instruct``
+      resolves ``config.server.aggregator`` with ``federated.make_aggregator``); None
+      is the example-weighted mean.
+  """
   if config.method not in METHODS:
     raise ConfigError(f"config.method={config.method!r} is not one of {list(METHODS)}")
-  if not config.generator.model_dir:
-    raise ConfigError("config.generator.model_dir is empty: no causal LM ships offline; name "
-                      "a GPT-2 family folder (config.json, model.safetensors, tokenizer.json)")
-  llm = black_box(config)
+  if aggregator is None and config.server.aggregator != "weighted_mean":
+    raise ConfigError(f"config.server.aggregator={config.server.aggregator!r} needs the "
+                      "aggregate function: run it through experiments.instruct")
+  if not config.generator.model_path:
+    raise ConfigError("config.generator.model_path is empty: name a model "
+                      "('smollm2-135m-instruct' ships offline), a .gguf file or a model folder")
+  g = config.generator
+  lm = _load(g.model_path, "generator.model_path")
+  llm = black_box(config, lm)
   t = config.task
   need = t.exemplars + t.num_clients * t.examples_per_client + t.test_examples
   task = (load_induction_json(t.json_path, scorer=t.scorer) if t.json_path
@@ -57,25 +87,25 @@ def run_instruction(config, workdir: str) -> dict:
   parts = [ex[t.exemplars + i * t.examples_per_client:t.exemplars + (i + 1) *
               t.examples_per_client] for i in range(t.num_clients)]
   test = ex[t.exemplars + t.num_clients * t.examples_per_client:need]
-  g = config.generator
-  model, variables = load_gpt2(g.model_dir)
-  generator = InstructionGenerator(model, variables,
-                                   Tokenizer.from_file(os.path.join(g.model_dir, "tokenizer.json")),
-                                   exemplars, intrinsic_dim=g.intrinsic_dim,
+  generator = InstructionGenerator(lm, exemplars, intrinsic_dim=g.intrinsic_dim,
                                    num_soft_tokens=g.num_soft_tokens,
                                    max_new_tokens=g.max_new_tokens,
                                    projection_seed=g.projection_seed)
   scorer = lambda examples: InstructionScorer(llm, examples, t.scorer, exemplars=exemplars,
+                                              demos=exemplars[:t.demos],
                                               max_tokens=config.blackbox.max_tokens)
   estimator = make_estimator(config.zo.estimator, config.zo.num_directions)
   hp = HParams.create(lr=config.zo.lr, sigma=config.zo.sigma)
   z0 = np.zeros(g.intrinsic_dim, np.float32)
+  os.makedirs(workdir, exist_ok=True)
+  state_file = os.path.join(workdir, STATE_FILE)
   if config.method == "federated":
     result = federated_search(generator, [scorer(p) for p in parts], estimator, hp,
-                              config.train.rounds, config.train.local_steps, z0, config.seed)
+                              config.train.rounds, config.train.local_steps, z0, config.seed,
+                              aggregator=aggregator, state_file=state_file)
   elif config.method == "local_only":
     result = local_only_search(generator, scorer(parts[0]), estimator, hp, config.train.rounds,
-                               config.train.local_steps, z0, config.seed)
+                               config.train.local_steps, z0, config.seed, state_file=state_file)
   else:
     pooled = tuple(e for p in parts for e in p)
     result = centralized_bo(generator, scorer(pooled), g.intrinsic_dim, config.bo.initial,
@@ -88,10 +118,10 @@ def run_instruction(config, workdir: str) -> dict:
              "zero_shot_instruction": zero_shot, "zero_shot_test_score": baseline.mean,
              "train_history": result.history, "generations": result.generations,
              "train_queries": result.queries, "test_queries": test_scorer.queries,
+             "stopped": result.stopped, "selected_round": result.selected_round,
              "z": result.z.tolist()}
   if hasattr(llm, "meter"):
     summary["black_box_tokens"] = llm.meter.total_tokens
-  os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, "summary.json"), "w") as f:
     json.dump(summary, f, indent=1)
   return summary

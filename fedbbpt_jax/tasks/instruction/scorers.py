@@ -1,7 +1,9 @@
 """How an answer is scored against the expected output (instruction-induction metrics).
 
 Both strings are normalised first: lower case, punctuation removed (hyphens inside
-words kept: ``twenty-one``), articles ``a/an/the`` dropped, whitespace collapsed.
+words kept: ``twenty-one``), articles ``a/an/the`` dropped, whitespace collapsed. An
+expected output that is itself only articles (``"a"``, the first letter of ``"apple"``)
+is compared with articles kept, on both sides.
 
 * ``exact_match``: 1 if the normalised strings are equal;
 * ``contains``: 1 if the normalised expected output occurs in the answer as whole words;
@@ -18,23 +20,30 @@ from typing import Callable
 _PUNCT = set(string.punctuation) - {"-"}
 
 
-def normalise(text: str) -> str:
+def normalise(text: str, drop_articles: bool = True) -> str:
   text = "".join(" " if c in _PUNCT else c for c in text.lower())
   text = re.sub(r"(?<!\w)-|-(?!\w)", " ", text)  # a hyphen that does not join two words
-  return " ".join(w for w in text.split() if w not in ("a", "an", "the"))
+  return " ".join(w for w in text.split() if not drop_articles or w not in ("a", "an", "the"))
+
+
+def _pair(answer: str, expected: str) -> tuple[str, str]:
+  """Both normalised; articles kept when the expected output is nothing but articles."""
+  keep = not normalise(expected) and bool(normalise(expected, drop_articles=False))
+  return normalise(answer, not keep), normalise(expected, not keep)
 
 
 def exact_match(answer: str, expected: str) -> float:
-  return float(normalise(answer) == normalise(expected))
+  got, want = _pair(answer, expected)
+  return float(got == want)
 
 
 def contains(answer: str, expected: str) -> float:
-  want = normalise(expected)
-  return float(bool(want) and f" {want} " in f" {normalise(answer)} ")
+  got, want = _pair(answer, expected)
+  return float(bool(want) and f" {want} " in f" {got} ")
 
 
 def f1(answer: str, expected: str) -> float:
-  got, want = normalise(answer).split(), normalise(expected).split()
+  got, want = (t.split() for t in _pair(answer, expected))
   if not got or not want:
     return float(got == want)
   common = sum((collections.Counter(got) & collections.Counter(want)).values())
