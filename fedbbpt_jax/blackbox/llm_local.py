@@ -80,24 +80,38 @@ class LocalChatLLM:
     return self.lm.render(messages)
 
   def complete(self, conversations: Sequence[Sequence[Message]],
-               max_tokens: int) -> list[Completion]:
+               max_tokens: int | Sequence[int]) -> list[Completion]:
     """Greedy answers to every conversation (batched ``max_batch`` at a time).
+
+    ``max_tokens`` is one limit for all, or one per conversation (a batch decodes to its
+    largest; greedy rows do not depend on each other, so each answer equals the one
+    asked alone).
 
     Raises:
       ValueError: a malformed message, or a prompt plus ``max_tokens`` exceeding the
         model's positions.
     """
+    limits = ([int(max_tokens)] * len(conversations) if isinstance(max_tokens, (int, np.integer))
+              else [int(m) for m in max_tokens])
+    if len(limits) != len(conversations) or min(limits, default=1) < 1:
+      raise ValueError(f"max_tokens must be >= 1, one for all or one per conversation; got "
+                       f"{max_tokens!r} for {len(conversations)} conversations")
     prompts = [self.encode(self.prompt(c)) for c in conversations]
     completions = []
     for lo in range(0, len(prompts), self.max_batch):
-      completions += self._complete_ids(prompts[lo:lo + self.max_batch], int(max_tokens))
+      completions += self._complete_ids(prompts[lo:lo + self.max_batch],
+                                        limits[lo:lo + self.max_batch])
     return completions
 
-  def _complete_ids(self, prompts: list[list[int]], max_tokens: int) -> list[Completion]:
+  def _complete_ids(self, prompts: list[list[int]], limits: list[int]) -> list[Completion]:
+    max_tokens = max(limits)
     longest = max(len(p) for p in prompts)
     length = -(-longest // PROMPT_BUCKET) * PROMPT_BUCKET
     if length + max_tokens > self.max_positions:
       length = longest  # no room for the bucket's padding: the exact length
+    if length + max_tokens > self.max_positions and len(prompts) > 1:
+      # Together they do not fit (a long prompt with another's long limit): one at a time.
+      return [c for p, m in zip(prompts, limits) for c in self._complete_ids([p], [m])]
     if length + max_tokens > self.max_positions:
       raise ValueError(f"prompt of {longest} tokens + max_tokens={max_tokens} exceeds the "
                        f"model's {self.max_positions} positions")
@@ -111,8 +125,8 @@ class LocalChatLLM:
       embeds = self.lm.embed(jnp.asarray(ids))
       out = np.asarray(self.lm.generate(embeds, jnp.asarray(mask), max_tokens))
     completions = []
-    for p, row in zip(prompts, out):
-      tokens, stopped = self.lm.cut(row.tolist())
+    for p, row, limit in zip(prompts, out, limits):
+      tokens, stopped = self.lm.cut(row.tolist()[:limit])
       completions.append(Completion(self.lm.tokenizer.decode(tokens), len(p),
                                     len(tokens) + stopped, "stop" if stopped else "length"))
     return completions

@@ -30,6 +30,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from fedbbpt_jax.blackbox.llm_local import ChatLLM
+from fedbbpt_jax.serve.chat_batching import RequestBatcher
 from fedbbpt_jax.serve.app import error_response
 from fedbbpt_jax.serve.keys import AccessError, KeyStore
 
@@ -60,9 +61,17 @@ def _request_fields(body: object, model_name: str) -> tuple[list[dict], int]:
   return [{"role": m["role"], "content": m["content"]} for m in messages], max_tokens
 
 
-def create_chat_app(llm: ChatLLM, keys: KeyStore) -> FastAPI:
-  """The chat service's FastAPI app for ``llm`` (a ``LocalChatLLM``)."""
+def create_chat_app(llm: ChatLLM, keys: KeyStore, max_batch: int = 32,
+                    window_s: float = 0.01) -> FastAPI:
+  """The chat service's FastAPI app for ``llm`` (a ``LocalChatLLM``).
+
+  Concurrent requests are answered together, up to ``max_batch`` arriving within
+  ``window_s`` of each other (``chat_batching.RequestBatcher``, ``app.state.batcher``);
+  ``max_batch=1`` answers one at a time.
+  """
   app = FastAPI(title=f"fedbbpt_jax chat service ({llm.name})")
+  batcher = RequestBatcher(llm, max_batch=max_batch, window_s=window_s)
+  app.state.batcher = batcher
 
   @app.exception_handler(AccessError)
   async def access_error(request: Request, error: AccessError) -> JSONResponse:
@@ -92,7 +101,7 @@ def create_chat_app(llm: ChatLLM, keys: KeyStore) -> FastAPI:
                         f"model's {llm.max_positions} positions")
     keys.charge(key, prompt_tokens + max_tokens)  # reserved; the unused part comes back
     try:
-      (answer,) = await run_in_threadpool(llm.complete, [messages], max_tokens)
+      answer = await run_in_threadpool(batcher.submit, messages, max_tokens)
     except Exception:
       keys.refund(key, prompt_tokens + max_tokens)
       raise
@@ -119,6 +128,8 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument("--host", default="127.0.0.1")
   parser.add_argument("--port", type=int, default=8100)
   parser.add_argument("--keys", default="", help="JSON {key: budget in tokens or null}")
+  parser.add_argument("--max_batch", type=int, default=32,
+                      help="concurrent requests answered in one generation")
   parser.add_argument("--ssl_certfile", default="")
   parser.add_argument("--ssl_keyfile", default="")
   args = parser.parse_args(sys.argv[1:] if argv is None else argv)
@@ -130,7 +141,8 @@ def main(argv: list[str] | None = None) -> None:
          if args.ssl_certfile else {})
   print(f"serving {llm.name} chat completions on {'https' if tls else 'http'}://{args.host}:"
         f"{args.port}", flush=True)
-  uvicorn.run(create_chat_app(llm, KeyStore.from_file(args.keys or None)), host=args.host,
+  app = create_chat_app(llm, KeyStore.from_file(args.keys or None), max_batch=args.max_batch)
+  uvicorn.run(app, host=args.host,
               port=args.port, log_level="warning", **tls)
 
 

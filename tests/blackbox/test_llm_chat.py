@@ -15,6 +15,7 @@ from fedbbpt_jax.blackbox import QueryBudgetExceeded, RemoteBlackBoxError, Retry
 from fedbbpt_jax.blackbox.llm_local import LocalChatLLM
 from fedbbpt_jax.blackbox.llm_remote import ChatClient
 from fedbbpt_jax.serve.chat import create_chat_app
+from fedbbpt_jax.serve.chat_batching import RequestBatcher
 from fedbbpt_jax.serve.keys import KeyStore
 from fedbbpt_jax.serve.process import LOOPBACK, free_port
 from tests.helpers.tiny_gpt2 import write_tiny_gpt2
@@ -57,6 +58,33 @@ def test_local_answers_do_not_depend_on_the_batch(llm):
     assert (answer.finish_reason == "length") == (answer.completion_tokens == 6 and
                                                   "<|endoftext|>" not in answer.text)
   assert len({a.text for a in together}) > 1  # the prompt matters
+  # One limit per conversation: each answer equals the one asked alone with its limit.
+  limits = [2, 6, 4]
+  mixed = llm.complete(CONVERSATIONS, max_tokens=limits)
+  assert mixed == [llm.complete([c], max_tokens=m)[0] for c, m in zip(CONVERSATIONS, limits)]
+  with pytest.raises(ValueError, match="one for all or one per conversation"):
+    llm.complete(CONVERSATIONS, max_tokens=[2, 3])
+
+
+def test_queued_requests_are_answered_in_one_batch_with_their_own_answers(llm):
+  batcher = RequestBatcher(llm, max_batch=8, window_s=0.05, start=False)
+  limits = [3, 6, 5]
+  results = [None] * 3
+  threads = [threading.Thread(target=lambda i=i: results.__setitem__(
+      i, batcher.submit(CONVERSATIONS[i], limits[i]))) for i in range(3)]
+  for t in threads:
+    t.start()
+  while batcher._queue.qsize() < 3:  # all three wait before the worker starts
+    time.sleep(0.01)
+  batcher.start()
+  for t in threads:
+    t.join(timeout=60)
+  assert results == [llm.complete([c], max_tokens=m)[0] for c, m in zip(CONVERSATIONS, limits)]
+  assert (batcher.batches, batcher.requests) == (1, 3)
+  # A failing batch fails its request with the model's error, and the worker lives on.
+  with pytest.raises(ValueError, match="exceeds the model's"):
+    batcher.submit(CONVERSATIONS[0], 10_000)
+  assert batcher.submit(CONVERSATIONS[1], 6) == results[1]
 
 
 def test_the_service_answers_like_the_local_model_and_meters_agree(llm, service, monkeypatch):
