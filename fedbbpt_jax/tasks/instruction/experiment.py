@@ -21,6 +21,7 @@ from fedbbpt_jax.blackbox.llm_local import LocalChatLLM
 from fedbbpt_jax.blackbox.llm_remote import ChatClient
 from fedbbpt_jax.core import ConfigError
 from fedbbpt_jax.models.causal_lm import CausalLM, load_causal_lm
+from fedbbpt_jax.tasks.instruction.config_check import check_instruction_config
 from fedbbpt_jax.tasks.instruction.execution import InstructionScorer
 from fedbbpt_jax.tasks.instruction.generator import InstructionGenerator
 from fedbbpt_jax.tasks.instruction.rule_tasks import load_induction_json, rule_task
@@ -28,7 +29,6 @@ from fedbbpt_jax.tasks.instruction.search import (centralized_bo, federated_sear
                                                   local_only_search)
 from fedbbpt_jax.zo import HParams, make_estimator
 
-METHODS = ("federated", "local_only", "bo")
 
 
 STATE_FILE = "search_state.json"
@@ -64,8 +64,7 @@ def run_instruction(config, workdir: str, aggregator: Callable | None = None) ->
       resolves ``config.server.aggregator`` with ``federated.make_aggregator``); None
       is the example-weighted mean.
   """
-  if config.method not in METHODS:
-    raise ConfigError(f"config.method={config.method!r} is not one of {list(METHODS)}")
+  check_instruction_config(config)
   if aggregator is None and config.server.aggregator != "weighted_mean":
     raise ConfigError(f"config.server.aggregator={config.server.aggregator!r} needs the "
                       "aggregate function: run it through experiments.instruct")
