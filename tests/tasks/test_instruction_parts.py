@@ -11,11 +11,13 @@ import pytest
 from fedbbpt_jax.blackbox.llm_local import LocalChatLLM
 from fedbbpt_jax.models.causal_lm import load_causal_lm
 from fedbbpt_jax.tasks.instruction.execution import InstructionScorer, execution_messages
-from fedbbpt_jax.tasks.instruction.generator import InstructionGenerator, degenerate
+from fedbbpt_jax.tasks.instruction.generator import (InstructionGenerator, degenerate,
+                                                      exemplar_prompt)
 from fedbbpt_jax.tasks.instruction.rule_tasks import (RULES, load_induction_json, number_words,
                                                       plural, rule_task)
 from fedbbpt_jax.tasks.instruction.scorers import contains, exact_match, f1
 from tests.helpers.tiny_gpt2 import write_tiny_gpt2
+from tests.helpers.tiny_llama import write_llama_gguf
 
 
 def test_rule_tasks_follow_their_definitions():
@@ -115,3 +117,27 @@ def test_instruction_scores_come_from_the_llm_answers_and_are_cached(tiny):
                                 [contains(a.text, y) for a, (_, y) in zip(answers, examples)])
   scorer.score(instructions[:2])
   assert scorer.queries == 2 * len(examples)
+
+
+def test_a_chat_model_is_asked_in_its_template_and_its_answer_started(tmp_path):
+  """On a chat-tuned model (a tiny Llama GGUF with a ChatML template) the demonstrations
+  and the question are the user's turn and the answer starts "The instruction was to";
+  the instruction is the continuation up to its first line break."""
+  lm = load_causal_lm(write_llama_gguf(str(tmp_path / "tiny.gguf")))
+  prompt = exemplar_prompt(EXEMPLARS, lm)
+  assert prompt == ("<|im_start|>user\nInput: cat\nOutput: c\n\nInput: dog\nOutput: d\n\n"
+                    "What was the instruction?<|im_end|>\n<|im_start|>assistant\n"
+                    "The instruction was to")
+  gen = InstructionGenerator(lm, EXEMPLARS, intrinsic_dim=3, num_soft_tokens=2,
+                             max_new_tokens=6)
+  zs = np.asarray([[0.0, 0.0, 0.0], [0.5, -0.5, 1.0]], np.float32)
+  ids = lm.tokenizer.encode(prompt).ids
+  embeds = np.concatenate([np.asarray(gen.soft_tokens(zs)),
+                           np.repeat(np.asarray(lm.embed(np.asarray([ids]))), 2, 0)], 1)
+  rows = np.asarray(lm.generate(embeds, np.ones(embeds.shape[:2], bool), 6))
+  expected = [lm.tokenizer.decode(lm.cut(r.tolist())[0]).strip().split("\n", 1)[0].strip()
+              for r in rows]
+  assert gen.generate(zs) == expected
+  # A base model (no template) continues the plain demonstrations.
+  assert exemplar_prompt(EXEMPLARS) == "Input: cat\nOutput: c\n\nInput: dog\nOutput: d\n\n" \
+      "The instruction was to"
