@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from configs.instruction import get_config
-from fedbbpt_jax.tasks.instruction.experiment import run_instruction as run
+from fedbbpt_jax.tasks.instruction.experiment import metrics_writer, run_instruction as run
 from fedbbpt_jax.core import ConfigError
 from tests.helpers.tiny_gpt2 import write_tiny_gpt2
 
@@ -31,9 +31,15 @@ def test_every_method_writes_its_summary(model_dir, tmp_path, method):
   assert len(s["train_history"]) == 2 and s["generations"] >= 1
   assert s["stopped"] is None
   if method != "bo":  # a finished search resumes to the same result without new queries
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["round"] for r in rows] == [1, 2]
+    assert [r["score"] for r in rows] == s["train_history"]
+    assert rows[-1]["queries"] == s["train_queries"]
     again = run(c, str(tmp_path))
     assert again["train_history"] == s["train_history"] and again["z"] == s["z"]
     assert again["train_queries"] == s["train_queries"]
+    assert (tmp_path / "metrics.jsonl").read_text().splitlines() == [
+        json.dumps(r) for r in rows]  # nothing repeated, nothing lost
 
 
 def test_missing_models_and_unresolved_aggregators_are_named(tmp_path, model_dir):
@@ -61,3 +67,17 @@ def test_the_command_line_prints_the_result(model_dir, tmp_path):
                        capture_output=True, text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-2000:]
   assert "federated on first_word_letter: instruction" in out.stdout
+
+
+def test_rows_past_the_saved_round_are_dropped_on_resume(tmp_path):
+  """A crash after a round's metrics row but before its state: the row is written again
+  by the resumed run, not duplicated."""
+  (tmp_path / "search_state.json").write_text(json.dumps({"rounds_done": 2}))
+  (tmp_path / "metrics.jsonl").write_text(
+      "".join(json.dumps({"round": r, "score": 0.1 * r}) + "\n" for r in (1, 2, 3)))
+  write = metrics_writer(str(tmp_path))
+  write({"round": 3, "score": 0.5})
+  rounds = [json.loads(line)["round"] for line in
+            (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert rounds == [1, 2, 3]
+  assert json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])["score"] == 0.5

@@ -5,7 +5,10 @@ the chosen search; the found instruction scored on the test set against the zero
 instruction (the one found at ``z = 0``). ``experiments.instruct`` is its command line.
 
 The federated and local-only searches keep ``workdir/search_state.json`` after every
-round: running again with the same workdir resumes after the last complete round.
+round: running again with the same workdir resumes after the last complete round. Each
+round appends a row to ``workdir/metrics.jsonl`` (round, training score of the global
+point, its instruction, generations and queries so far); a resumed run drops rows past
+the saved round before continuing.
 """
 
 from __future__ import annotations
@@ -32,6 +35,25 @@ from fedbbpt_jax.zo import HParams, make_estimator
 
 
 STATE_FILE = "search_state.json"
+METRICS_FILE = "metrics.jsonl"
+
+
+def metrics_writer(workdir: str):
+  """``on_round`` hook appending rows to ``workdir/metrics.jsonl``, after dropping rows of
+  rounds the saved state does not hold (a crash between the row and the state)."""
+  path, state = os.path.join(workdir, METRICS_FILE), os.path.join(workdir, STATE_FILE)
+  done = json.load(open(state))["rounds_done"] if os.path.exists(state) else 0
+  rows = []
+  if os.path.exists(path):
+    with open(path) as f:
+      rows = [line for line in f if line.strip() and json.loads(line)["round"] <= done]
+  with open(path, "w") as f:
+    f.writelines(rows)
+
+  def write(row: dict) -> None:
+    with open(path, "a") as f:
+      f.write(json.dumps(row) + "\n")
+  return write
 
 
 def black_box(config, generator_lm: CausalLM | None = None):
@@ -101,10 +123,12 @@ def run_instruction(config, workdir: str, aggregator: Callable | None = None) ->
   if config.method == "federated":
     result = federated_search(generator, [scorer(p) for p in parts], estimator, hp,
                               config.train.rounds, config.train.local_steps, z0, config.seed,
-                              aggregator=aggregator, state_file=state_file)
+                              aggregator=aggregator, state_file=state_file,
+                              on_round=metrics_writer(workdir))
   elif config.method == "local_only":
     result = local_only_search(generator, scorer(parts[0]), estimator, hp, config.train.rounds,
-                               config.train.local_steps, z0, config.seed, state_file=state_file)
+                               config.train.local_steps, z0, config.seed, state_file=state_file,
+                               on_round=metrics_writer(workdir))
   else:
     pooled = tuple(e for p in parts for e in p)
     result = centralized_bo(generator, scorer(pooled), g.intrinsic_dim, config.bo.initial,

@@ -125,10 +125,15 @@ def _save(state_file: str | None, p: _Progress) -> None:
   os.replace(tmp, state_file)
 
 
+RoundHook = Callable[[dict], None]
+
+
 def _rounds(progress: _Progress, rounds: int, one_round: Callable[[int, np.ndarray], tuple],
             generator: InstructionGenerator, scorers: Sequence[InstructionScorer],
-            state_file: str | None) -> SearchResult:
-  """Runs ``one_round(r, z) -> (z, score)`` from the saved progress, saving after each."""
+            state_file: str | None, on_round: RoundHook | None = None) -> SearchResult:
+  """Runs ``one_round(r, z) -> (z, score)`` from the saved progress, saving after each;
+  ``on_round`` gets ``{round, score, instruction, generations, queries}`` after each
+  (before the state is saved, so a crash in between repeats the row, never loses it)."""
   base_generations, base_queries = progress.generations, progress.queries
   cost = lambda: (base_generations + generator.generations,
                   base_queries + sum(s.queries for s in scorers))
@@ -144,6 +149,10 @@ def _rounds(progress: _Progress, rounds: int, one_round: Callable[[int, np.ndarr
     if progress.best_z is None or score >= progress.history[progress.best_round - 1]:
       progress.best_z, progress.best_round = z, r + 1
     progress.generations, progress.queries = cost()
+    if on_round is not None:
+      on_round({"round": r + 1, "score": float(score),
+                "instruction": generator.generate(np.asarray(z)[None])[0],
+                "generations": progress.generations, "queries": progress.queries})
     _save(state_file, progress)
   generations, queries = cost()
   z = progress.z if progress.best_z is None else progress.best_z
@@ -154,7 +163,8 @@ def _rounds(progress: _Progress, rounds: int, one_round: Callable[[int, np.ndarr
 def federated_search(generator: InstructionGenerator, client_scorers: Sequence[InstructionScorer],
                      estimator: Estimator, hparams: HParams, rounds: int, steps: int,
                      z0: np.ndarray, seed: int = 0, aggregator: Callable | None = None,
-                     state_file: str | None = None) -> SearchResult:
+                     state_file: str | None = None,
+                     on_round: RoundHook | None = None) -> SearchResult:
   """Fed-BBPT over ``z`` (see the module docstring); ``history`` holds the global
   point's example-weighted score after every round."""
   weights = np.asarray([len(s.examples) for s in client_scorers], np.float64)
@@ -179,13 +189,14 @@ def federated_search(generator: InstructionGenerator, client_scorers: Sequence[I
     return z, score
 
   return _rounds(_load(state_file, z0), rounds, one_round, generator, client_scorers,
-                 state_file)
+                 state_file, on_round)
 
 
 def local_only_search(generator: InstructionGenerator, scorer: InstructionScorer,
                       estimator: Estimator, hparams: HParams, rounds: int, steps: int,
                       z0: np.ndarray, seed: int = 0, client: int = 0,
-                      state_file: str | None = None) -> SearchResult:
+                      state_file: str | None = None,
+                      on_round: RoundHook | None = None) -> SearchResult:
   """One client alone for ``rounds`` x ``steps`` steps (its own keys)."""
   root = jax.random.key(seed)
 
@@ -194,7 +205,8 @@ def local_only_search(generator: InstructionGenerator, scorer: InstructionScorer
     z = local_steps(z, generator, scorer, estimator, hparams, key, steps, r * steps + 1)
     return z, scores_of(generator, scorer, z[None])[0][0]
 
-  return _rounds(_load(state_file, z0), rounds, one_round, generator, [scorer], state_file)
+  return _rounds(_load(state_file, z0), rounds, one_round, generator, [scorer], state_file,
+                 on_round)
 
 
 def centralized_bo(generator: InstructionGenerator, scorer: InstructionScorer, dim: int,
