@@ -1,0 +1,58 @@
+"""A real Flower deployment on loopback (``tests/helpers/flower_loopback.py``): a
+SuperNode killed during a round; the round completes with the other two and the run goes
+on; a restarted server resumes from its checkpoint without losing a row. (Its own file,
+so that it runs on another pytest worker than ``test_deployment.py``.)
+"""
+
+import time
+
+import numpy as np
+import pytest
+
+from fedbbpt_jax.train.checkpoint import RoundCheckpointer
+from tests.helpers.flower_loopback import (BASE, NODES, PER_STEP, STEPS, federation,  # noqa: F401
+                                           rows, service)
+
+
+def test_killed_node_and_server_resume(federation, service, tmp_path):
+  workdir = str(tmp_path / "flower")
+  overrides = f"{BASE} blackbox.url={service.url}"
+  slow = dict(federation.node_configs[2], **{"train-delay-seconds": 600.0})
+  federation.node_configs[2] = slow
+  federation.kill_node(2)
+  federation.start_node(2)  # partition 2 now hangs in training: killed mid-round below
+  run_config = {"config": "configs/fmnist_effnet.py:smoke", "overrides": overrides,
+                "workdir": workdir, "round-timeout": 40.0, "min-nodes": NODES}
+  background = federation.start_run(run_config)
+  try:
+    log = federation.logs["supernode2"]
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:  # node 2 has received its round-1 work
+      if "train message" in open(log, errors="replace").read().lower():
+        break
+      time.sleep(0.5)
+    else:
+      pytest.fail("node 2 never received its training message")
+    federation.kill_node(2)
+    background.wait(timeout=300)
+  finally:
+    if background.poll() is None:
+      background.kill()
+  first = rows(workdir)
+  assert [r["round"] for r in first] == [1, 2]
+  assert [(r["survivors"], r["nodes_missing"]) for r in first] == [(2, 1), (2, 1)]
+  assert all(np.isfinite(r["train_loss"]) for r in first)
+  # The meter counts what the nodes that answered reported: the label mapping
+  # (3 clients x 10 images), then 2 nodes x 3 steps x 32 examples a round.
+  assert [r["bb_examples"] for r in first] == [30 + 2 * STEPS * PER_STEP,
+                                               30 + 4 * STEPS * PER_STEP]
+
+  # A restarted server (a new `flwr run`, same workdir) resumes after round 2.
+  run_config.update(overrides=overrides.replace("train.rounds=2", "train.rounds=3"),
+                    **{"min-nodes": 2, "round-timeout": 60.0})
+  out = federation.run(run_config)
+  assert "resuming after round 2" in out.stdout, out.stdout[-3000:]
+  after = rows(workdir)
+  assert after[:2] == first  # nothing written before is lost
+  assert after[2]["round"] == 3 and after[2]["survivors"] == 2
+  assert RoundCheckpointer(workdir).rounds() == [1, 2, 3]

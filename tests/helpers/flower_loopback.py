@@ -1,0 +1,69 @@
+"""The loopback Flower deployment the tests in ``tests/flower/test_deployment*.py`` share:
+the model provider service and a federation of 3 SuperNodes (module-scoped fixtures:
+each test file starts its own, so the files run on different workers), and readers of a
+run's rows and checkpoints. Every process is stopped by its PID when the module ends,
+also when a test fails (the fixture asserts none is left).
+"""
+
+import json
+import os
+
+import httpx
+import pytest
+
+from fedbbpt_jax.flower.loopback import LoopbackFederation
+from fedbbpt_jax.serve.process import ServiceProcess
+from fedbbpt_jax.train.build import build_experiment
+from fedbbpt_jax.train.checkpoint import RoundCheckpointer
+
+NODES = 3
+BASE = ("train.rounds=2 data.test_examples=192 train.eval_batch_size=96 "
+        "baselines.local_only=false blackbox.api_key_env=FEDBBPT_SERVER_KEY "
+        "blackbox.backoff_seconds=0.05")
+KEYS = {"server-key": None, **{f"node-key-{i}": None for i in range(NODES)}}
+ENV = {"FEDBBPT_SERVER_KEY": "server-key",
+       **{f"FEDBBPT_NODE_KEY_{i}": f"node-key-{i}" for i in range(NODES)}}
+PER_STEP = 4 * 8  # candidates x batch of one client step
+STEPS = 3
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+  keys = tmp_path_factory.mktemp("keys") / "keys.json"
+  keys.write_text(json.dumps(KEYS))
+  with ServiceProcess(input_size=32, max_batch=16, keys_path=str(keys)) as s:
+    yield s
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory, service):
+  home = tmp_path_factory.mktemp("flwr_home")
+  nodes = [{"partition-id": i, "workdir": str(home / f"node{i}"), "blackbox-url": service.url,
+            "api-key-env": f"FEDBBPT_NODE_KEY_{i}"} for i in range(NODES)]
+  fed = LoopbackFederation(str(home), nodes, env=ENV)
+  try:
+    fed.start()
+    yield fed
+  finally:
+    pids = fed.pids()
+    fed.stop()
+    assert not [p for p in pids if os.path.exists(f"/proc/{p}")
+                and open(f"/proc/{p}/stat").read().split(")")[-1].split()[0] != "Z"]
+
+
+def usage(service, key):
+  return httpx.get(service.url + "/v1/usage", headers={"Authorization": f"Bearer {key}"},
+                   timeout=10).json()["used"]
+
+
+def rows(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+def final_params(config, workdir, round_idx):
+  exp = build_experiment(config, workdir=workdir)
+  state, _ = RoundCheckpointer(workdir).restore(round_idx, exp.algorithm.init(exp.init_params))
+  return state.params
+
+
