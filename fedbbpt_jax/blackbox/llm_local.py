@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fedbbpt_jax.models.causal_lm import CausalLM, load_causal_lm
+from fedbbpt_jax.models.causal_lm import CausalLM, left_pad, load_causal_lm
 
 PROMPT_BUCKET = 16
 Message = dict  # {"role": str, "content": str}
@@ -116,11 +116,8 @@ class LocalChatLLM:
       raise ValueError(f"prompt of {longest} tokens + max_tokens={max_tokens} exceeds the "
                        f"model's {self.max_positions} positions")
     rows = 1 << (len(prompts) - 1).bit_length()
-    ids = np.zeros((rows, length), np.int32)
-    mask = np.zeros((rows, length), bool)
-    for i, p in enumerate(prompts):
-      ids[i, length - len(p):], mask[i, length - len(p):] = p, True
-    mask[len(prompts):, -1] = True  # padding rows: one real token, outputs discarded
+    ids, mask = left_pad(list(prompts) + [[0]] * (rows - len(prompts)), length)
+    # (padding rows: one real token, outputs discarded)
     with self._lock:
       embeds = self.lm.embed(jnp.asarray(ids))
       out = np.asarray(self.lm.generate(embeds, jnp.asarray(mask), max_tokens))

@@ -82,6 +82,19 @@ class CausalLM:
     return row, False
 
 
+def left_pad(rows: Sequence[Sequence[int]], length: int) -> tuple[np.ndarray, np.ndarray]:
+  """``(ids [N, length] int32, mask [N, length] bool)`` of token rows, LEFT-padded (each
+  row's tokens end at the last position; what every model here expects)."""
+  ids = np.zeros((len(rows), length), np.int32)
+  mask = np.zeros((len(rows), length), bool)
+  for i, row in enumerate(rows):
+    if len(row) > length:
+      raise ValueError(f"row {i} has {len(row)} tokens, more than the length {length}")
+    if len(row):
+      ids[i, length - len(row):], mask[i, length - len(row):] = row, True
+  return ids, mask
+
+
 _TEMPLATES: dict[str, object] = {}
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from fedbbpt_jax.models.gpt2 import greedy_generate, load_gpt2, token_embeddings
+from fedbbpt_jax.models.causal_lm import left_pad
 from tests.helpers.glue_roberta import write_safetensors
 from tests.helpers.tiny_gpt2 import tiny_state_dict as helper_state_dict
 
@@ -61,10 +62,7 @@ def numpy_logits(sd, ids):
 
 
 def left_padded(rows, length):
-  ids = np.zeros((len(rows), length), np.int32)
-  mask = np.zeros((len(rows), length), bool)
-  for i, row in enumerate(rows):
-    ids[i, length - len(row):], mask[i, length - len(row):] = row, True
+  ids, mask = left_pad(rows, length)
   return jnp.asarray(ids), jnp.asarray(mask)
 
 

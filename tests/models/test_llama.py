@@ -18,6 +18,7 @@ import pytest
 from fedbbpt_jax.models import llama
 from fedbbpt_jax.models.causal_lm import SMOLLM2, load_causal_lm
 from fedbbpt_jax.models.gguf_file import gguf_tokenizer, read_gguf
+from fedbbpt_jax.models.causal_lm import left_pad
 from tests.helpers.tiny_llama import (CHATML, CONFIG, gguf_tensors, permute_rotary_rows,
                                       tiny_state_dict, write_llama_folder, write_llama_gguf)
 
@@ -87,10 +88,7 @@ def numpy_greedy(g, row, n):
 
 
 def left_padded(rows, length):
-  ids = np.zeros((len(rows), length), np.int32)
-  mask = np.zeros((len(rows), length), bool)
-  for i, row in enumerate(rows):
-    ids[i, length - len(row):], mask[i, length - len(row):] = row, True
+  ids, mask = left_pad(rows, length)
   return jnp.asarray(ids), jnp.asarray(mask)
 
 
