@@ -9,7 +9,7 @@ ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
 # Lower numbers are lower layers; a module may import its own layer or lower ones.
 LAYERS = {"core": 0, "data": 1, "models": 1, "blackbox": 2, "prompts": 3, "zo": 3,
           "parallel": 3, "serve": 3, "tasks": 4, "federated": 4, "train": 5, "flower": 6}
-FAMILIES = ("image", "text", "glue")
+FAMILIES = ("image", "text", "glue", "instruction")
 
 
 def _modules():

@@ -2,10 +2,10 @@
 
 ``protocol`` defines the ``Task`` protocol, the ``TaskBundle`` a family builds and the
 ``FAMILIES`` registry; importing this package registers the built-in families
-(``image``, ``text``, ``glue``), each a package of its own.
+(``image``, ``text``, ``glue``, ``instruction``), each a package of its own.
 """
 
-from fedbbpt_jax.tasks import glue, image, text
+from fedbbpt_jax.tasks import glue, image, instruction, text
 from fedbbpt_jax.tasks.evaluation import Evaluator
 from fedbbpt_jax.tasks.image import (MAPPINGS, SEMANTIC_FASHION_MNIST, VisualReprogramming,
                                      fixed_mapping, frequency_mapping, prediction_counts)
@@ -18,5 +18,5 @@ from fedbbpt_jax.tasks.text import (SoftPromptTextClassification, TextClassifica
 __all__ = ["BuildOptions", "Evaluator", "FAMILIES", "MAPPINGS", "SEMANTIC_FASHION_MNIST",
            "SoftPromptTextClassification", "Task", "TaskBundle", "TaskFamily", "TaskRefresh",
            "TextClassification", "VisualReprogramming", "fixed_mapping", "frequency_mapping",
-           "glue", "image", "prediction_counts", "predictions", "refreshes_task", "register_family",
+           "glue", "image", "instruction", "prediction_counts", "predictions", "refreshes_task", "register_family",
            "review_pieces", "text"]

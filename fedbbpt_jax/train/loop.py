@@ -91,7 +91,8 @@ def prepare(config: ml_collections.ConfigDict, workdirs: list[str],
   evaluator = Evaluator(exp.task, exp.test_x, exp.test_y, config.train.eval_batch_size,
                         exp.bundle.task_metric)
   log(f"clients {exp.num_clients} (examples {np.asarray(exp.clients.num_examples).tolist()}), "
-      f"prompt '{config.prompt.kind}' with {num_params(exp.init_params)} parameters, "
+      f"prompt '{config.get('prompt', {}).get('kind', config.task.family)}' with "
+      f"{num_params(exp.init_params)} parameters, "
       f"estimator {config.zo.estimator} ({exp.num_candidates} candidates/step), "
       f"test set {exp.bundle.test_split}")
   small = small_client_warning(np.asarray(exp.clients.num_examples), config.client.batch_size)
@@ -406,7 +407,8 @@ class RunRecords:
     method = method_name(summary)
     plot_accuracy(rows, os.path.join(self.workdir, "accuracy.png"),
                   summary["zero_shot_accuracy"], summary["local_only_accuracy"],
-                  title=f"{method}, {config.data.name}, {exp.num_clients} clients",
+                  title=f"{method}, {config.data.get('name', config.task.family)}, "
+                      f"{exp.num_clients} clients",
                   method=method)
     return summary
 

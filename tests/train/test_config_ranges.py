@@ -17,15 +17,17 @@ import re
 import ml_collections
 import pytest
 
-from configs import drug_minilm, fmnist_effnet, glue_roberta
+from configs import drug_minilm, fmnist_effnet, glue_roberta, instruction_train
 from fedbbpt_jax.core import MAX_SEED, ConfigError, check_number, range_text
 from fedbbpt_jax.train import validate_config
 
-CONFIGS = {"image": fmnist_effnet, "text": drug_minilm, "glue": glue_roberta}
+CONFIGS = {"image": fmnist_effnet, "text": drug_minilm, "glue": glue_roberta,
+           "instruction": instruction_train}
 MODES = {
     "image": ("", "smoke", "dfedsam"),
     "text": ("", "sentiment", "smoke", "soft", "soft_smoke", "dfedsam"),
     "glue": ("", "smoke") + glue_roberta.GLUE_TASK_NAMES,
+    "instruction": ("", "smoke"),
 }
 ALL_MODES = [(family, mode) for family, modes in MODES.items() for mode in modes]
 
@@ -38,6 +40,13 @@ FREE_TEXT = {
     "blackbox.model_dir": "a local model folder (its contents are checked by the GLUE builder)",
     "blackbox.api_key_env": "the name of any environment variable (letters, digits, '_')",
     "prompt.init_text": "any non-empty text (its word embeddings start the soft prompt)",
+    "task.json_path": "an instruction-induction JSON file ('' = the rule task task.name)",
+    "generator.model_path": "a bundled model name, a .gguf file or a model folder (checked "
+                            "when loaded)",
+    "llm.model": "the model id an OpenAI-compatible endpoint serves",
+    "llm.api_key_env": "the name of any environment variable (letters, digits, '_')",
+    "llm.model_path": "a bundled model name, a .gguf file or a model folder (checked when "
+                      "loaded)",
 }
 # Numeric fields for which NaN/inf or -10**9 would be legitimate: none. Every float
 # must be finite and every integer (counts, sizes, seeds) is >= 0. Keep it that way:
@@ -149,6 +158,19 @@ CASES = [
     ("image", "smoke", "parallel.backend", "pmap",
      "config.parallel.backend='pmap' is not one of ['loop', 'shard', 'vmap']"),
     ("text", "smoke", "parallel.cpu_devices", -1, "config.parallel.cpu_devices=-1 must be >= 0"),
+    ("instruction", "", "data.partition", "dirichlet",
+     "config.data.partition='dirichlet' is not one of ['iid']"),
+    ("instruction", "", "data.train_examples", 0, "config.data.train_examples=0 must be >= 1"),
+    ("instruction", "", "task.name", "antonyms", "config.task.name='antonyms' is not one of"),
+    ("instruction", "", "task.demos", 9,
+     "config.task.demos=9 must be <= 5 (demonstrations are taken from the exemplars)"),
+    ("instruction", "smoke", "generator.intrinsic_dim", 0,
+     "config.generator.intrinsic_dim=0 must be >= 1"),
+    ("instruction", "", "llm.url", "localhost:8100",
+     "config.llm.url='localhost:8100' must be '' (the local model_path) or an http://"),
+    ("instruction", "", "llm.budget_tokens", -5,
+     "config.llm.budget_tokens=-5 must be >= 0 (0 = unlimited)"),
+    ("instruction", "", "zo.estimator", "bdpl", "config.zo.estimator='bdpl' is not one of"),
 ]
 
 

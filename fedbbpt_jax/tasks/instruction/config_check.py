@@ -1,8 +1,11 @@
-"""Checks every field of an instruction config (``configs/instruction.py``) before anything
-is loaded: each failure a ``ConfigError`` naming the field, its value and the allowed range.
+"""Checks every field of an instruction config before anything is loaded: each failure a
+``ConfigError`` naming the field, its value and the allowed range.
 
-``server.aggregator`` is checked where it is resolved (``experiments.instruct``, with the
-``federated`` registry); the model paths when the models are loaded.
+``check_instruction_config``: the host-side searches' config (``configs/instruction.py``,
+``experiments.instruct``; ``server.aggregator`` is checked where it is resolved, with
+the ``federated`` registry). ``check_instruction_family_config``: the family's own fields
+in an ``experiments.train`` config (``configs/instruction_train.py``). Model paths are
+checked when the models are loaded.
 """
 
 from __future__ import annotations
@@ -54,3 +57,38 @@ def check_instruction_config(config: Any) -> None:
   check_number(config, "bo.initial", low=2, integer=True, hint="the GP needs two points")
   check_number(config, "bo.iterations", low=0, integer=True)
   check_number(config, "bo.batch", low=1, integer=True)
+
+
+def check_instruction_family_config(config: Any) -> None:
+  """The instruction family's own fields of a ``experiments.train`` config
+  (``configs/instruction_train.py``; the generic fields are checked by ``train``)."""
+  check_choice(config, "data.partition", ("iid",))  # every label is 1: label skew is void
+  check_number(config, "data.train_examples", low=1, integer=True)
+  check_number(config, "data.test_examples", low=1, integer=True,
+               hint="the family's test examples follow its training examples")
+  check_number(config, "data.task_seed", low=0, integer=True)
+  check_string(config, "task.json_path")
+  if not get_field(config, "task.json_path"):
+    check_choice(config, "task.name", RULES)
+  check_choice(config, "task.scorer", SCORERS)
+  check_number(config, "task.exemplars", low=1, integer=True)
+  check_number(config, "task.demos", low=0, high=get_field(config, "task.exemplars"),
+               integer=True, hint="demonstrations are taken from the exemplars")
+  check_string(config, "generator.model_path", non_empty=True)
+  for field in ("generator.intrinsic_dim", "generator.num_soft_tokens",
+                "generator.max_new_tokens"):
+    check_number(config, field, low=1, integer=True)
+  check_number(config, "generator.projection_seed", low=0, integer=True)
+  for field in ("llm.url", "llm.model", "llm.api_key_env", "llm.model_path"):
+    check_string(config, field)
+  url = get_field(config, "llm.url")
+  if url and not url.startswith(("http://", "https://")):
+    raise ConfigError(f"config.llm.url={url!r} must be '' (the local model_path) or an "
+                      "http:// or https:// OpenAI-compatible endpoint")
+  if not url and not get_field(config, "llm.model_path"):
+    raise ConfigError("config.llm.url and config.llm.model_path are both empty: name an "
+                      "OpenAI-compatible endpoint or a local model")
+  for field in ("llm.max_tokens", "llm.max_batch", "llm.max_concurrency"):
+    check_number(config, field, low=1, integer=True)
+  check_number(config, "llm.budget_tokens", low=0, integer=True, hint="0 = unlimited")
+  check_choice(config, "zo.estimator", ESTIMATORS.names(CONTINUOUS))

@@ -1,0 +1,107 @@
+"""Builds the instruction family's ``TaskBundle`` (``task.family='instruction'``), so that
+``experiments.train`` runs federated instruction optimisation with every algorithm,
+estimator, aggregator, DP setting, checkpoint/resume and sweep of the generic layers.
+
+Data flow: the task's examples (a rule task generated offline, or an instruction-induction
+JSON file) -> the first ``task.exemplars`` are the generator's demonstrations (never
+trained or tested on) -> the next ``data.train_examples`` are split over the clients
+(``data.partition``, IID; every example's label is 1, "answered right") -> the last
+``data.test_examples`` are the test set. The generator (``generator.*``) and the
+black-box LLM (``llm.*``: an OpenAI-compatible endpoint, or a local model, the same copy
+when it is the generator's model) are built once; the prompt is ``{"z": zeros(d)}``,
+i.e. training starts from the zero-shot instruction, and every step is projected back
+into ``[-1, 1]^d``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+
+from fedbbpt_jax.blackbox.llm_local import LocalChatLLM
+from fedbbpt_jax.blackbox.llm_remote import ChatClient
+from fedbbpt_jax.core import ConfigError
+from fedbbpt_jax.data import client_data, client_parts, label_histograms
+from fedbbpt_jax.models.causal_lm import load_causal_lm
+from fedbbpt_jax.tasks.instruction.execution_task import InstructionExecution
+from fedbbpt_jax.tasks.instruction.generator import InstructionGenerator
+from fedbbpt_jax.tasks.instruction.llm_blackbox import InstructionBlackBox
+from fedbbpt_jax.tasks.instruction.rule_tasks import load_induction_json, rule_task
+from fedbbpt_jax.tasks.protocol import BuildOptions, TaskBundle
+
+_MODELS: dict[str, Any] = {}  # one copy of each local model per process (sweeps, baselines)
+
+
+def _model(path: str, field: str):
+  if path not in _MODELS:
+    try:
+      _MODELS[path] = load_causal_lm(path)
+    except FileNotFoundError as e:
+      raise ConfigError(f"config.{field}={path!r}: {e}") from e
+  return _MODELS[path]
+
+
+def _llm(config: Any):
+  l = config.llm
+  if l.url:
+    return ChatClient(l.url, model=l.model, api_key_env=l.api_key_env,
+                      budget_tokens=l.budget_tokens, max_concurrency=l.max_concurrency)
+  if not l.model_path:
+    raise ConfigError("config.llm.url and config.llm.model_path are both empty: name an "
+                      "OpenAI-compatible endpoint or a local model")
+  return LocalChatLLM(_model(l.model_path, "llm.model_path"), max_batch=l.max_batch)
+
+
+def task_examples(config: Any) -> tuple[str, tuple[tuple[str, str], ...], str | None]:
+  """``(name, examples, true definition)`` of ``config.task``, exactly as many as needed."""
+  t, d = config.task, config.data
+  need = t.exemplars + d.train_examples + d.test_examples
+  task = (load_induction_json(t.json_path, scorer=t.scorer) if t.json_path
+          else rule_task(t.name, need, seed=d.task_seed))
+  if len(task.examples) < need:
+    raise ConfigError(f"task {task.name!r} has {len(task.examples)} examples; the config needs "
+                      f"{need} (task.exemplars + data.train_examples + data.test_examples)")
+  return task.name, task.examples[:need], task.definition
+
+
+def build_instruction_task(config: Any, options: BuildOptions) -> TaskBundle:
+  """The bundle (see the module docstring)."""
+  t, d, g = config.task, config.data, config.generator
+  name, examples, definition = task_examples(config)
+  exemplars = examples[:t.exemplars]
+  generator = InstructionGenerator(_model(g.model_path, "generator.model_path"), exemplars,
+                                   intrinsic_dim=g.intrinsic_dim,
+                                   num_soft_tokens=g.num_soft_tokens,
+                                   max_new_tokens=g.max_new_tokens,
+                                   projection_seed=g.projection_seed)
+  blackbox = InstructionBlackBox(generator, _llm(config), examples, t.scorer,
+                                 demos=exemplars[:t.demos], max_tokens=config.llm.max_tokens)
+  blackbox = options.wrap(blackbox)
+  train_x = np.arange(t.exemplars, t.exemplars + d.train_examples, dtype=np.int32)
+  train_y = np.ones(len(train_x), np.int32)
+  test_x = np.arange(t.exemplars + d.train_examples, len(examples), dtype=np.int32)
+  parts = client_parts(train_y, d)
+  clients = options.clients(client_data(train_x, train_y, parts), 2)
+  task = InstructionExecution(blackbox, g.intrinsic_dim)
+  inner = blackbox if isinstance(blackbox, InstructionBlackBox) else blackbox.inner
+
+  def describe(params) -> dict:
+    z = np.zeros(g.intrinsic_dim, np.float32) if params is None else np.asarray(params["z"])
+    return {"task": name, "true_definition": definition,
+            "instruction": inner.instruction(z), "zero_shot_instruction": inner.instruction(
+                np.zeros(g.intrinsic_dim, np.float32)),
+            "llm_requests": inner.llm_requests, "generations": generator.generations}
+
+  return TaskBundle(
+      task=task, blackbox=blackbox, clients=clients, test_x=test_x,
+      test_y=np.ones(len(test_x), np.int32),
+      init_prompt=lambda key: {"z": jnp.zeros((g.intrinsic_dim,), jnp.float32)},
+      label_histograms=label_histograms(train_y, parts, 2),
+      test_split=f"{name}: examples {test_x[0]}-{test_x[-1]} ({len(test_x)}), after "
+                 f"{t.exemplars} exemplars and {d.train_examples} training examples",
+      project=lambda params: {"z": jnp.clip(params["z"], -1.0, 1.0)},
+      describe=describe)
+
+

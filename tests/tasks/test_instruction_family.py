@@ -1,0 +1,166 @@
+"""The instruction family through the generic training loop (``task.family='instruction'``,
+``configs/instruction_train.py``) on a tiny GPT-2 made in the test as generator and
+black-box LLM: the black box scores exactly as the host-side scorer does, once per
+(instruction, example); traced (jit + vmap over clients) equals eager; a run trains,
+describes its instruction, resumes bit-exactly; a spent token budget at the provider
+(the chat service on loopback) stops the run after its last complete round."""
+
+import json
+import threading
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import uvicorn
+
+from configs.instruction_train import get_config
+from fedbbpt_jax.blackbox import QueryBudgetExceeded
+from fedbbpt_jax.blackbox.llm_local import LocalChatLLM
+from fedbbpt_jax.models.causal_lm import load_causal_lm
+from fedbbpt_jax.serve.chat import create_chat_app
+from fedbbpt_jax.serve.keys import KeyStore
+from fedbbpt_jax.serve.process import LOOPBACK, free_port
+from fedbbpt_jax.tasks.instruction import InstructionBlackBox, InstructionExecution
+from fedbbpt_jax.tasks.instruction.execution import InstructionScorer
+from fedbbpt_jax.tasks.instruction.generator import InstructionGenerator
+from fedbbpt_jax.tasks.instruction.rule_tasks import rule_task
+from fedbbpt_jax.train import run
+from tests.helpers.tiny_gpt2 import write_tiny_gpt2
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+  return write_tiny_gpt2(tmp_path_factory.mktemp("tiny_gpt2"))
+
+
+@pytest.fixture(scope="module")
+def words_task(tmp_path_factory):
+  """An instruction-induction JSON task over the tiny GPT-2's own words, whose outputs it
+  does say under some instructions (it scores 0 on every rule task), so losses vary
+  with z."""
+  inputs = ["cat", "dog", "apple", "banana", "red", "blue", "one", "two", "three"] * 2
+  outputs = ["system:", "numbers"]
+  examples = {str(i + 1): {"input": x, "output": outputs[i % 2]} for i, x in enumerate(inputs)}
+  path = tmp_path_factory.mktemp("task") / "words.json"
+  path.write_text(json.dumps({"examples": examples}))
+  return str(path)
+
+
+def smoke(model, **changes):
+  c = get_config("smoke")
+  c.generator.model_path = c.llm.model_path = str(model)
+  for dotted, value in changes.items():
+    node = c
+    *parents, leaf = dotted.split("__")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return c
+
+
+def rows(workdir):
+  return [json.loads(line) for line in open(f"{workdir}/metrics.jsonl")]
+
+
+def test_black_box_scores_like_the_scorer_and_asks_each_pair_once(model):
+  lm = load_causal_lm(str(model))
+  task = rule_task("first_word_letter", 10, seed=3)
+  generator = InstructionGenerator(lm, task.examples[:2], intrinsic_dim=3, num_soft_tokens=2,
+                                   max_new_tokens=4)
+  llm = LocalChatLLM(lm)
+  bb = InstructionBlackBox(generator, llm, task.examples, "contains", max_tokens=3)
+  zs = np.asarray([[0.0, 0.0, 0.0], [0.9, -0.4, 0.2], [-1.0, 1.0, 0.5]], np.float32)
+  idx = np.arange(2, 10)
+  rows_in = np.concatenate([np.repeat(zs, len(idx), 0), np.tile(idx, 3)[:, None]], 1)
+  scores = bb.predict(rows_in).reshape(3, len(idx))
+  scorer = InstructionScorer(llm, task.examples[2:10], "contains",
+                             exemplars=task.examples[:2], max_tokens=3)
+  expected = np.stack([r.per_example for r in scorer.score(generator.generate(zs))])
+  np.testing.assert_array_equal(scores, expected)
+  distinct = {t for t in generator.generate(zs)
+              if scorer.cache[t].degenerate is None}
+  assert bb.llm_requests == len(distinct) * len(idx)
+  bb.predict(rows_in)  # asked before: no new request
+  assert bb.llm_requests == len(distinct) * len(idx)
+  # Traced: candidate losses of 2 clients x 2 candidates under jit + vmap, one host call.
+  task_ = InstructionExecution(bb, 3)
+  batch = {"x": jnp.asarray([[2, 3, 4], [5, 6, 7]]), "y": jnp.ones((2, 3), jnp.int32)}
+  cands = {"z": jnp.asarray([zs[:2], zs[1:]])}
+  traced = jax.jit(jax.vmap(task_.candidate_losses))(cands, batch)
+  eager = np.asarray([[1 - expected[k, np.asarray(batch["x"][c]) - 2].mean()
+                       for k in (c, c + 1)] for c in range(2)])
+  np.testing.assert_allclose(np.asarray(traced), eager, atol=1e-6)
+  with pytest.raises(IndexError, match="outside the task's 10 examples"):
+    bb.predict(np.asarray([[0, 0, 0, 10]], np.float32))
+
+
+def test_rule_tasks_are_described_with_their_definition(model, tmp_path):
+  s = run(smoke(model, train__rounds=1), str(tmp_path))
+  assert s["task"] == "first_word_letter"
+  assert s["true_definition"] == "Write the first letter of the word."
+  assert isinstance(s["instruction"], str) and s["llm_requests"] > 0
+  assert s["black_box_queries"] == 2 * 2 * 3  # clients x candidates x batch
+
+
+def test_a_run_moves_the_instruction_and_resumes_bit_exactly(model, words_task, tmp_path):
+  changes = dict(task__json_path=words_task, data__train_examples=10, data__test_examples=6,
+                 client__batch_size=5, train__rounds=3, zo__sigma=0.5, client__lr=2.0)
+  straight = run(smoke(model, **changes), str(tmp_path / "straight"))
+  losses = [r["train_loss"] for r in rows(tmp_path / "straight")]
+  assert straight["task"] == "words" and straight["true_definition"] is None
+  assert min(losses) < 1.0  # the instruction matters for these outputs
+  # Training moved z to another instruction that scores better on the test examples.
+  assert straight["instruction"] != straight["zero_shot_instruction"]
+  assert straight["final_loss"] < straight["zero_shot_loss"]
+  assert straight["black_box_queries"] == 3 * 2 * 2 * 5  # rounds x clients x cands x batch
+  first = run(smoke(model, **dict(changes, train__rounds=1)), str(tmp_path / "resumed"))
+  assert first["rounds"] == 1 and len(rows(tmp_path / "resumed")) == 1
+  resumed = run(smoke(model, **changes), str(tmp_path / "resumed"))
+  volatile = ("round_seconds", "wall_seconds")
+  strip = lambda rs: [{k: v for k, v in r.items() if k not in volatile} for r in rs]
+  assert strip(rows(tmp_path / "resumed")) == strip(rows(tmp_path / "straight"))
+  for key in ("instruction", "final_loss", "final_accuracy", "black_box_queries"):
+    assert resumed[key] == straight[key]
+
+
+def test_any_registered_aggregator_combines_the_clients(model, tmp_path):
+  s = run(smoke(model, server__aggregator="median", train__rounds=1), str(tmp_path))
+  assert s["rounds"] == 1 and isinstance(s["instruction"], str)
+
+
+@pytest.fixture(scope="module")
+def service(model):
+  keys = KeyStore({"run-key": None})
+  llm = LocalChatLLM(str(model), name="tiny")
+  port = free_port()
+  server = uvicorn.Server(uvicorn.Config(create_chat_app(llm, keys), host=LOOPBACK, port=port,
+                                         log_level="warning"))
+  thread = threading.Thread(target=server.run, daemon=True)
+  thread.start()
+  while not server.started:
+    time.sleep(0.05)
+  yield f"http://{LOOPBACK}:{port}", keys
+  server.should_exit = True
+  thread.join(timeout=10)
+
+
+def test_a_spent_provider_budget_stops_after_the_last_complete_round(model, service, tmp_path,
+                                                                     monkeypatch):
+  url, keys = service
+  monkeypatch.setenv("RUN_KEY", "run-key")
+  config = smoke(model, llm__url=url, llm__model="tiny", llm__api_key_env="RUN_KEY",
+                 train__rounds=3, baselines__zero_shot=False)
+  one = run(smoke(model, llm__url=url, llm__model="tiny", llm__api_key_env="RUN_KEY",
+                  train__rounds=1, baselines__zero_shot=False), str(tmp_path / "one"))
+  spent = keys.usage("run-key")["used"]  # round 1 and the final evaluation
+  keys.set_budget("run-key", 2 * spent + 1)  # a second run's round 1 fits, round 2 does not
+  with pytest.raises(QueryBudgetExceeded) as error:
+    run(config, str(tmp_path / "budget"))
+  assert "rerun the same command to resume" in "".join(getattr(error.value, "__notes__", []))
+  kept = rows(tmp_path / "budget")
+  assert [r["round"] for r in kept] == [1]
+  assert kept[0]["train_loss"] == rows(tmp_path / "one")[0]["train_loss"]
+  assert keys.usage("run-key")["used"] <= keys.usage("run-key")["budget"]
+  del one
