@@ -65,5 +65,7 @@ def classification_report(labels: np.ndarray, predictions: np.ndarray, losses: n
       "per_class_recall": [None if np.isnan(r) else float(r) for r in recall],
       "prediction_counts": [int(c) for c in counts],
       "max_prediction_share": share,
-      "collapsed_to_majority": bool(share > COLLAPSE_SHARE),
+      # Only a test set with more than one class can collapse onto one of them (the
+      # instruction family's examples are all label 1, "answered right").
+      "collapsed_to_majority": bool(share > COLLAPSE_SHARE and len(np.unique(labels)) > 1),
   }

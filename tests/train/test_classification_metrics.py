@@ -18,3 +18,6 @@ def test_report_matches_scikit_learn_and_flags_collapse():
   assert rep["accuracy"] == np.mean(y == pred) and not rep["collapsed_to_majority"]
   collapsed = classification_report(y, np.where(np.arange(200) < 185, 2, y), np.ones(200), 5)
   assert collapsed["collapsed_to_majority"] and collapsed["max_prediction_share"] > 0.9
+  # One class in the labels (the instruction family): nothing to collapse onto.
+  single = classification_report(np.ones(50, int), np.ones(50, int), np.zeros(50), 2)
+  assert single["max_prediction_share"] == 1.0 and not single["collapsed_to_majority"]
