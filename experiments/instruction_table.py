@@ -3,7 +3,7 @@ black-box queries, on rule tasks, over seeds, with SmolLM2-135M-Instruct offline
 the generator and the black-box LLM.
 
     python -m experiments.instruction_table --workdir=/tmp/instruction_table \\
-        [--tasks=first_word_letter,singular_to_plural,letters_list] [--seeds=0,1,2]
+        [--tasks=first_word_letter,singular_to_plural,letters_list] [--seeds=0,1,2] [--demos=3]
 
 Every run is ``run_instruction`` on ``configs/instruction.py:table`` (one process, so the
 model is loaded and compiled once). Equal queries: the federated search's training
@@ -29,6 +29,8 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "where results.json and table.md
 _TASKS = flags.DEFINE_list("tasks", ["first_word_letter", "singular_to_plural", "letters_list"],
                            "rule tasks")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "seeds (task examples, projection, search)")
+_DEMOS = flags.DEFINE_integer("demos", 0, "few-shot demonstrations in every execution query "
+                              "(task.demos; InstructZero's execution uses 5)")
 _METHODS = ("federated", "bo", "local_only")
 flags.mark_flag_as_required("workdir")
 
@@ -37,6 +39,7 @@ def config_for(task: str, seed: int, method: str):
   c = get_config("table")
   c.task.name, c.seed, c.method = task, seed, method
   c.generator.projection_seed = seed
+  c.task.demos = _DEMOS.value
   if method == "local_only":  # one client, as many queries as the whole federation
     c.train.rounds *= c.task.num_clients
   return c
