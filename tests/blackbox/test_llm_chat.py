@@ -9,7 +9,6 @@ import time
 
 import httpx
 import pytest
-import uvicorn
 
 from fedbbpt_jax.blackbox import QueryBudgetExceeded, RemoteBlackBoxError, RetryPolicy
 from fedbbpt_jax.blackbox.llm_local import LocalChatLLM
@@ -17,7 +16,7 @@ from fedbbpt_jax.blackbox.llm_remote import ChatClient
 from fedbbpt_jax.serve.chat import create_chat_app
 from fedbbpt_jax.serve.chat_batching import RequestBatcher
 from fedbbpt_jax.serve.keys import KeyStore
-from fedbbpt_jax.serve.process import LOOPBACK, free_port
+from tests.helpers.threaded_server import serving
 from tests.helpers.tiny_gpt2 import write_tiny_gpt2
 
 CONVERSATIONS = [
@@ -35,17 +34,8 @@ def llm(tmp_path_factory):
 @pytest.fixture(scope="module")
 def service(llm):
   keys = KeyStore({"team-key": None, "small-key": 60})
-  port = free_port()
-  server = uvicorn.Server(uvicorn.Config(create_chat_app(llm, keys), host=LOOPBACK, port=port,
-                                         log_level="warning"))
-  thread = threading.Thread(target=server.run, daemon=True)
-  thread.start()
-  deadline = time.monotonic() + 30
-  while not server.started and time.monotonic() < deadline:
-    time.sleep(0.05)
-  yield f"http://{LOOPBACK}:{port}"
-  server.should_exit = True
-  thread.join(timeout=10)
+  with serving(create_chat_app(llm, keys)) as url:
+    yield url
 
 
 def test_local_answers_do_not_depend_on_the_batch(llm):

@@ -51,7 +51,10 @@ def test_every_mode_passes_and_every_numeric_field_refuses_nan_and_strings(mode)
     ("task.name", "antonyms", "config.task.name='antonyms' is not one of"),
     ("task.scorer", "bleu", "config.task.scorer='bleu' is not one of ['contains', 'exact_match', 'f1']"),
     ("task.num_clients", 0, "config.task.num_clients=0 must be >= 1"),
-    ("task.demos", 6, "config.task.demos=6 must be <= config.task.exemplars=5"),
+    ("task.demos", 6, "config.task.demos=6 must be <= 5 (demonstrations are taken from the "
+                      "exemplars)"),
+    ("blackbox.url", "localhost:1", "config.blackbox.url='localhost:1' must be '' (the local "
+                                    "model_path) or an http://"),
     ("generator.intrinsic_dim", 2.5, "config.generator.intrinsic_dim=2.5 must be an integer >= 1"),
     ("blackbox.budget_tokens", -1, "config.blackbox.budget_tokens=-1 must be >= 0 (0 = unlimited)"),
     ("zo.estimator", "bdpl", "config.zo.estimator='bdpl' is not one of"),

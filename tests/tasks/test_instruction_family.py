@@ -6,14 +6,11 @@ describes its instruction, resumes bit-exactly; a spent token budget at the prov
 (the chat service on loopback) stops the run after its last complete round."""
 
 import json
-import threading
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import uvicorn
 
 from configs.instruction_train import get_config
 from fedbbpt_jax.blackbox import QueryBudgetExceeded
@@ -21,12 +18,13 @@ from fedbbpt_jax.blackbox.llm_local import LocalChatLLM
 from fedbbpt_jax.models.causal_lm import load_causal_lm
 from fedbbpt_jax.serve.chat import create_chat_app
 from fedbbpt_jax.serve.keys import KeyStore
-from fedbbpt_jax.serve.process import LOOPBACK, free_port
 from fedbbpt_jax.tasks.instruction import InstructionBlackBox, InstructionExecution
 from fedbbpt_jax.tasks.instruction.execution import InstructionScorer
 from fedbbpt_jax.tasks.instruction.generator import InstructionGenerator
 from fedbbpt_jax.tasks.instruction.rule_tasks import rule_task
 from fedbbpt_jax.train import run
+from tests.helpers.overrides import with_overrides
+from tests.helpers.threaded_server import serving
 from tests.helpers.tiny_gpt2 import write_tiny_gpt2
 
 
@@ -51,13 +49,7 @@ def words_task(tmp_path_factory):
 def smoke(model, **changes):
   c = get_config("smoke")
   c.generator.model_path = c.llm.model_path = str(model)
-  for dotted, value in changes.items():
-    node = c
-    *parents, leaf = dotted.split("__")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
-  return c
+  return with_overrides(c, **changes)
 
 
 def rows(workdir):
@@ -134,16 +126,8 @@ def test_any_registered_aggregator_combines_the_clients(model, tmp_path):
 def service(model):
   keys = KeyStore({"run-key": None})
   llm = LocalChatLLM(str(model), name="tiny")
-  port = free_port()
-  server = uvicorn.Server(uvicorn.Config(create_chat_app(llm, keys), host=LOOPBACK, port=port,
-                                         log_level="warning"))
-  thread = threading.Thread(target=server.run, daemon=True)
-  thread.start()
-  while not server.started:
-    time.sleep(0.05)
-  yield f"http://{LOOPBACK}:{port}", keys
-  server.should_exit = True
-  thread.join(timeout=10)
+  with serving(create_chat_app(llm, keys)) as url:
+    yield url, keys
 
 
 def test_a_spent_provider_budget_stops_after_the_last_complete_round(model, service, tmp_path,

@@ -3,13 +3,10 @@ loopback (black-box LLM, real HTTP): federated zero-order, local-only and centra
 BO run, count every party's cost exactly, and repeat with the same seed."""
 
 import json
-import threading
-import time
 
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 
 from fedbbpt_jax.blackbox.llm_local import LocalChatLLM
 from fedbbpt_jax.blackbox.llm_remote import ChatClient
@@ -17,13 +14,13 @@ from fedbbpt_jax.federated.aggregators import make_aggregator
 from fedbbpt_jax.models.causal_lm import load_causal_lm
 from fedbbpt_jax.serve.chat import create_chat_app
 from fedbbpt_jax.serve.keys import KeyStore
-from fedbbpt_jax.serve.process import LOOPBACK, free_port
 from fedbbpt_jax.tasks.instruction.execution import InstructionScorer
 from fedbbpt_jax.tasks.instruction.generator import InstructionGenerator
 from fedbbpt_jax.tasks.instruction.rule_tasks import rule_task
 from fedbbpt_jax.tasks.instruction.search import (centralized_bo, federated_search,
                                                   local_only_search)
 from fedbbpt_jax.zo import HParams, make_estimator
+from tests.helpers.threaded_server import serving
 from tests.helpers.tiny_gpt2 import write_tiny_gpt2
 
 HP = HParams.create(lr=0.5, sigma=0.3)
@@ -35,16 +32,8 @@ def parts(tmp_path_factory):
   lm = load_causal_lm(path)
   llm = LocalChatLLM(lm, name="local-gpt2")
   keys = KeyStore({f"{who}-{i}": None for i in range(2) for who in ("client", "small")})
-  port = free_port()
-  server = uvicorn.Server(uvicorn.Config(create_chat_app(llm, keys), host=LOOPBACK, port=port,
-                                         log_level="warning"))
-  thread = threading.Thread(target=server.run, daemon=True)
-  thread.start()
-  while not server.started:
-    time.sleep(0.05)
-  yield path, lm, f"http://{LOOPBACK}:{port}", keys
-  server.should_exit = True
-  thread.join(timeout=10)
+  with serving(create_chat_app(llm, keys)) as url:
+    yield path, lm, url, keys
 
 
 def make_generator(parts):

@@ -21,33 +21,50 @@ from fedbbpt_jax.zo import CONTINUOUS, ESTIMATORS
 METHODS = ("federated", "local_only", "bo")
 
 
-def check_instruction_config(config: Any) -> None:
-  """Raises ``ConfigError`` for the first field out of range (see the module docstring)."""
-  check_choice(config, "method", METHODS)
-  check_number(config, "seed", low=0, integer=True)
+def check_task_fields(config: Any) -> None:
+  """``task.*``: the task, its scorer, the exemplars and the execution demonstrations."""
   check_string(config, "task.json_path")
   if not get_field(config, "task.json_path"):
     check_choice(config, "task.name", RULES)
   check_choice(config, "task.scorer", SCORERS)
-  for field in ("task.exemplars", "task.examples_per_client", "task.num_clients",
-                "task.test_examples"):
-    check_number(config, field, low=1, integer=True)
-  check_number(config, "task.demos", low=0, integer=True)
-  if config.task.demos > config.task.exemplars:
-    raise ConfigError(f"config.task.demos={config.task.demos} must be <= config.task.exemplars="
-                      f"{config.task.exemplars} (the demonstrations are taken from the exemplars)")
-  check_string(config, "generator.model_path")
+  check_number(config, "task.exemplars", low=1, integer=True)
+  check_number(config, "task.demos", low=0, high=get_field(config, "task.exemplars"),
+               integer=True, hint="demonstrations are taken from the exemplars")
+
+
+def check_generator_fields(config: Any, *, path_required: bool) -> None:
+  """``generator.*``: the open LLM and its soft prompt."""
+  check_string(config, "generator.model_path", non_empty=path_required)
   for field in ("generator.intrinsic_dim", "generator.num_soft_tokens",
                 "generator.max_new_tokens"):
     check_number(config, field, low=1, integer=True)
   check_number(config, "generator.projection_seed", low=0, integer=True)
-  for field in ("blackbox.url", "blackbox.model", "blackbox.api_key_env", "blackbox.model_path"):
-    check_string(config, field)
-  for field in ("blackbox.max_tokens", "blackbox.max_batch"):
+
+
+def check_llm_fields(config: Any, section: str) -> None:
+  """The black-box LLM's fields in ``config.<section>`` (an endpoint or a local model)."""
+  for field in ("url", "model", "api_key_env", "model_path"):
+    check_string(config, f"{section}.{field}")
+  url = get_field(config, f"{section}.url")
+  if url and not url.startswith(("http://", "https://")):
+    raise ConfigError(f"config.{section}.url={url!r} must be '' (the local model_path) or an "
+                      "http:// or https:// OpenAI-compatible endpoint")
+  for field in ("max_tokens", "max_batch") + (("max_concurrency",) if section == "llm" else ()):
+    check_number(config, f"{section}.{field}", low=1, integer=True)
+  check_number(config, f"{section}.budget_tokens", low=0, integer=True, hint="0 = unlimited")
+
+
+def check_instruction_config(config: Any) -> None:
+  """The host-side searches' config: raises ``ConfigError`` for the first field out of
+  range (see the module docstring)."""
+  check_choice(config, "method", METHODS)
+  check_number(config, "seed", low=0, integer=True)
+  check_task_fields(config)
+  for field in ("task.examples_per_client", "task.num_clients", "task.test_examples"):
     check_number(config, field, low=1, integer=True)
-  check_number(config, "blackbox.budget_tokens", low=0, integer=True, hint="0 = unlimited")
-  check_choice(config, "zo.estimator",
-               [n for n in ESTIMATORS.names() if CONTINUOUS in ESTIMATORS.tags(n)])
+  check_generator_fields(config, path_required=False)
+  check_llm_fields(config, "blackbox")
+  check_choice(config, "zo.estimator", ESTIMATORS.names(CONTINUOUS))
   check_number(config, "zo.num_directions", low=1, integer=True)
   check_number(config, "zo.sigma", low=0, low_inclusive=False)
   check_number(config, "zo.lr", low=0, low_inclusive=False)
@@ -67,28 +84,10 @@ def check_instruction_family_config(config: Any) -> None:
   check_number(config, "data.test_examples", low=1, integer=True,
                hint="the family's test examples follow its training examples")
   check_number(config, "data.task_seed", low=0, integer=True)
-  check_string(config, "task.json_path")
-  if not get_field(config, "task.json_path"):
-    check_choice(config, "task.name", RULES)
-  check_choice(config, "task.scorer", SCORERS)
-  check_number(config, "task.exemplars", low=1, integer=True)
-  check_number(config, "task.demos", low=0, high=get_field(config, "task.exemplars"),
-               integer=True, hint="demonstrations are taken from the exemplars")
-  check_string(config, "generator.model_path", non_empty=True)
-  for field in ("generator.intrinsic_dim", "generator.num_soft_tokens",
-                "generator.max_new_tokens"):
-    check_number(config, field, low=1, integer=True)
-  check_number(config, "generator.projection_seed", low=0, integer=True)
-  for field in ("llm.url", "llm.model", "llm.api_key_env", "llm.model_path"):
-    check_string(config, field)
-  url = get_field(config, "llm.url")
-  if url and not url.startswith(("http://", "https://")):
-    raise ConfigError(f"config.llm.url={url!r} must be '' (the local model_path) or an "
-                      "http:// or https:// OpenAI-compatible endpoint")
-  if not url and not get_field(config, "llm.model_path"):
+  check_task_fields(config)
+  check_generator_fields(config, path_required=True)
+  check_llm_fields(config, "llm")
+  if not get_field(config, "llm.url") and not get_field(config, "llm.model_path"):
     raise ConfigError("config.llm.url and config.llm.model_path are both empty: name an "
                       "OpenAI-compatible endpoint or a local model")
-  for field in ("llm.max_tokens", "llm.max_batch", "llm.max_concurrency"):
-    check_number(config, field, low=1, integer=True)
-  check_number(config, "llm.budget_tokens", low=0, integer=True, hint="0 = unlimited")
   check_choice(config, "zo.estimator", ESTIMATORS.names(CONTINUOUS))
