@@ -41,10 +41,26 @@ class Completion:
   finish_reason: str  # 'stop' (end-of-text) | 'length' (max_tokens reached)
 
 
+@dataclasses.dataclass
+class ChatMeter:
+  """What a black-box LLM was asked: requests, retries (endpoints) and tokens (as the
+  server reported them, or as the local model counted them)."""
+
+  requests: int = 0
+  retries: int = 0
+  prompt_tokens: int = 0
+  completion_tokens: int = 0
+
+  @property
+  def total_tokens(self) -> int:
+    return self.prompt_tokens + self.completion_tokens
+
+
 class ChatLLM(Protocol):
   """A black-box LLM answering conversations (see the module docstring)."""
 
   name: str
+  meter: ChatMeter
 
   def complete(self, conversations: Sequence[Sequence[Message]],
                max_tokens: int) -> list[Completion]: ...
@@ -66,6 +82,7 @@ class LocalChatLLM:
       raise ValueError(f"max_batch={max_batch} must be >= 1")
     self.name = name or self.lm.name
     self.max_batch = max_batch
+    self.meter = ChatMeter()
     self._lock = threading.Lock()  # one generation at a time (a service calls from threads)
 
   @property
@@ -101,6 +118,10 @@ class LocalChatLLM:
     for lo in range(0, len(prompts), self.max_batch):
       completions += self._complete_ids(prompts[lo:lo + self.max_batch],
                                         limits[lo:lo + self.max_batch])
+    with self._lock:
+      self.meter.requests += len(completions)
+      self.meter.prompt_tokens += sum(c.prompt_tokens for c in completions)
+      self.meter.completion_tokens += sum(c.completion_tokens for c in completions)
     return completions
 
   def _complete_ids(self, prompts: list[list[int]], limits: list[int]) -> list[Completion]:

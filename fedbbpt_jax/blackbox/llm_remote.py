@@ -18,7 +18,6 @@ Example:
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import os
 import threading
 import time
@@ -26,23 +25,9 @@ from typing import Sequence
 
 import httpx
 
-from fedbbpt_jax.blackbox.llm_local import Completion, Message
+from fedbbpt_jax.blackbox.llm_local import ChatMeter, Completion, Message
 from fedbbpt_jax.blackbox.meter import QueryBudgetExceeded
 from fedbbpt_jax.blackbox.remote import RETRIED_STATUSES, RemoteBlackBoxError, RetryPolicy
-
-
-@dataclasses.dataclass
-class ChatMeter:
-  """What a ``ChatClient`` spent (token counts as the server reported them)."""
-
-  requests: int = 0
-  retries: int = 0
-  prompt_tokens: int = 0
-  completion_tokens: int = 0
-
-  @property
-  def total_tokens(self) -> int:
-    return self.prompt_tokens + self.completion_tokens
 
 
 class ChatClient:

@@ -39,7 +39,10 @@ def service(llm):
 
 
 def test_local_answers_do_not_depend_on_the_batch(llm):
+  before = (llm.meter.requests, llm.meter.total_tokens)
   together = llm.complete(CONVERSATIONS, max_tokens=6)
+  assert (llm.meter.requests, llm.meter.total_tokens) == (
+      before[0] + 3, before[1] + sum(a.prompt_tokens + a.completion_tokens for a in together))
   alone = [llm.complete([c], max_tokens=6)[0] for c in CONVERSATIONS]
   assert together == alone
   for c, answer in zip(CONVERSATIONS, together):
