@@ -3,7 +3,8 @@ black-box queries, on rule tasks, over seeds, with SmolLM2-135M-Instruct offline
 the generator and the black-box LLM.
 
     python -m experiments.instruction_table --workdir=/tmp/instruction_table \\
-        [--tasks=first_word_letter,singular_to_plural,letters_list] [--seeds=0,1,2] [--demos=3]
+        [--tasks=first_word_letter,singular_to_plural,letters_list] [--seeds=0,1,2] [--demos=3] \\
+        [--methods=federated,bo,local_only] [--sigma=0.2]
 
 Every run is ``run_instruction`` on ``configs/instruction.py:table`` (one process, so the
 model is loaded and compiled once). Equal queries: the federated search's training
@@ -32,6 +33,9 @@ _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "seeds (task examples, proj
 _DEMOS = flags.DEFINE_integer("demos", 0, "few-shot demonstrations in every execution query "
                               "(task.demos; InstructZero's execution uses 5)")
 _METHODS = ("federated", "bo", "local_only")
+_ONLY = flags.DEFINE_list("methods", list(_METHODS), "methods to run")
+_SIGMA = flags.DEFINE_float("sigma", None, "zo.sigma of the zero-order searches (default: the "
+                            "config's)")
 flags.mark_flag_as_required("workdir")
 
 
@@ -40,6 +44,8 @@ def config_for(task: str, seed: int, method: str):
   c.task.name, c.seed, c.method = task, seed, method
   c.generator.projection_seed = seed
   c.task.demos = _DEMOS.value
+  if _SIGMA.value is not None:
+    c.zo.sigma = _SIGMA.value
   if method == "local_only":  # one client, as many queries as the whole federation
     c.train.rounds *= c.task.num_clients
   return c
@@ -71,7 +77,7 @@ def main(argv):
   done = {(r["task"], r["seed"], r["method"]) for r in rows}
   for task in _TASKS.value:
     for seed in map(int, _SEEDS.value):
-      for method in _METHODS:
+      for method in _ONLY.value:
         if (task, seed, method) in done:
           continue
         start = time.time()
