@@ -148,3 +148,22 @@ def test_a_spent_provider_budget_stops_after_the_last_complete_round(model, serv
   assert kept[0]["train_loss"] == rows(tmp_path / "one")[0]["train_loss"]
   assert keys.usage("run-key")["used"] <= keys.usage("run-key")["budget"]
   del one
+
+
+@pytest.mark.parametrize("changes", [
+    dict(server__algorithm="fedone"),
+    dict(server__algorithm="centralized"),
+    dict(server__algorithm="dfedsam"),
+    dict(server__aggregator="dp_gaussian", server__dp__noise_multiplier=0.5),
+    dict(baselines__local_only=True),
+    dict(zo__estimator="gaussian_antithetic", zo__num_directions=2, client__optimizer="adam"),
+], ids=["fedone", "centralized", "dfedsam", "dp_gaussian", "local_only", "antithetic_adam"])
+def test_every_algorithm_runs_the_family(model, words_task, tmp_path, changes):
+  s = run(smoke(model, task__json_path=words_task, data__train_examples=10,
+                data__test_examples=6, train__rounds=1, **changes), str(tmp_path))
+  assert s["rounds"] == 1 and isinstance(s["instruction"], str)
+  assert 0.0 <= s["final_loss"] <= 1.0
+  if changes.get("baselines__local_only"):
+    assert s["local_only_accuracy"] is not None
+  if changes.get("server__aggregator") == "dp_gaussian":
+    assert s["dp_epsilon"] > 0
