@@ -20,49 +20,19 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from fedbbpt_jax.blackbox.llm_local import LocalChatLLM
-from fedbbpt_jax.blackbox.llm_remote import ChatClient
-from fedbbpt_jax.core import ConfigError
 from fedbbpt_jax.data import client_data, client_parts, label_histograms
-from fedbbpt_jax.models.causal_lm import load_causal_lm
 from fedbbpt_jax.tasks.instruction.execution_task import InstructionExecution
 from fedbbpt_jax.tasks.instruction.generator import InstructionGenerator
 from fedbbpt_jax.tasks.instruction.llm_blackbox import InstructionBlackBox
-from fedbbpt_jax.tasks.instruction.rule_tasks import load_induction_json, rule_task
+from fedbbpt_jax.tasks.instruction.llms import chat_llm, load_model, load_task
 from fedbbpt_jax.tasks.protocol import BuildOptions, TaskBundle
-
-_MODELS: dict[str, Any] = {}  # one copy of each local model per process (sweeps, baselines)
-
-
-def _model(path: str, field: str):
-  if path not in _MODELS:
-    try:
-      _MODELS[path] = load_causal_lm(path)
-    except FileNotFoundError as e:
-      raise ConfigError(f"config.{field}={path!r}: {e}") from e
-  return _MODELS[path]
-
-
-def _llm(config: Any):
-  l = config.llm
-  if l.url:
-    return ChatClient(l.url, model=l.model, api_key_env=l.api_key_env,
-                      budget_tokens=l.budget_tokens, max_concurrency=l.max_concurrency)
-  if not l.model_path:
-    raise ConfigError("config.llm.url and config.llm.model_path are both empty: name an "
-                      "OpenAI-compatible endpoint or a local model")
-  return LocalChatLLM(_model(l.model_path, "llm.model_path"), max_batch=l.max_batch)
-
 
 def task_examples(config: Any) -> tuple[str, tuple[tuple[str, str], ...], str | None]:
   """``(name, examples, true definition)`` of ``config.task``, exactly as many as needed."""
   t, d = config.task, config.data
   need = t.exemplars + d.train_examples + d.test_examples
-  task = (load_induction_json(t.json_path, scorer=t.scorer) if t.json_path
-          else rule_task(t.name, need, seed=d.task_seed))
-  if len(task.examples) < need:
-    raise ConfigError(f"task {task.name!r} has {len(task.examples)} examples; the config needs "
-                      f"{need} (task.exemplars + data.train_examples + data.test_examples)")
+  task = load_task(config, need, d.task_seed,
+                   "task.exemplars + data.train_examples + data.test_examples")
   return task.name, task.examples[:need], task.definition
 
 
@@ -71,12 +41,12 @@ def build_instruction_task(config: Any, options: BuildOptions) -> TaskBundle:
   t, d, g = config.task, config.data, config.generator
   name, examples, definition = task_examples(config)
   exemplars = examples[:t.exemplars]
-  generator = InstructionGenerator(_model(g.model_path, "generator.model_path"), exemplars,
+  generator = InstructionGenerator(load_model(g.model_path, "generator.model_path"), exemplars,
                                    intrinsic_dim=g.intrinsic_dim,
                                    num_soft_tokens=g.num_soft_tokens,
                                    max_new_tokens=g.max_new_tokens,
                                    projection_seed=g.projection_seed)
-  blackbox = InstructionBlackBox(generator, _llm(config), examples, t.scorer,
+  blackbox = InstructionBlackBox(generator, chat_llm(config, "llm"), examples, t.scorer,
                                  demos=exemplars[:t.demos], max_tokens=config.llm.max_tokens)
   blackbox = options.wrap(blackbox)
   train_x = np.arange(t.exemplars, t.exemplars + d.train_examples, dtype=np.int32)

@@ -20,14 +20,11 @@ from typing import Callable
 
 import numpy as np
 
-from fedbbpt_jax.blackbox.llm_local import LocalChatLLM
-from fedbbpt_jax.blackbox.llm_remote import ChatClient
 from fedbbpt_jax.core import ConfigError
-from fedbbpt_jax.models.causal_lm import CausalLM, load_causal_lm
 from fedbbpt_jax.tasks.instruction.config_check import check_instruction_config
 from fedbbpt_jax.tasks.instruction.execution import InstructionScorer
 from fedbbpt_jax.tasks.instruction.generator import InstructionGenerator
-from fedbbpt_jax.tasks.instruction.rule_tasks import load_induction_json, rule_task
+from fedbbpt_jax.tasks.instruction.llms import chat_llm, load_model, load_task
 from fedbbpt_jax.tasks.instruction.search import (centralized_bo, federated_search,
                                                   local_only_search)
 from fedbbpt_jax.zo import HParams, make_estimator
@@ -56,28 +53,6 @@ def metrics_writer(workdir: str):
   return write
 
 
-def black_box(config, generator_lm: CausalLM | None = None):
-  """The black-box LLM the config names: an endpoint, or a local model (the generator's
-  own copy when it is the same model)."""
-  b = config.blackbox
-  if b.url:
-    return ChatClient(b.url, model=b.model, api_key_env=b.api_key_env,
-                      budget_tokens=b.budget_tokens)
-  if not b.model_path:
-    raise ConfigError("config.blackbox.url and config.blackbox.model_path are both empty: "
-                      "name an OpenAI-compatible endpoint or a local model")
-  if generator_lm is not None and b.model_path == config.generator.model_path:
-    return LocalChatLLM(generator_lm, max_batch=b.max_batch)
-  return LocalChatLLM(b.model_path, max_batch=b.max_batch)
-
-
-def _load(path: str, field: str) -> CausalLM:
-  try:
-    return load_causal_lm(path)
-  except FileNotFoundError as e:
-    raise ConfigError(f"config.{field}={path!r}: {e}") from e
-
-
 def run_instruction(config, workdir: str, aggregator: Callable | None = None) -> dict:
   """Runs ``config.method`` and returns (and writes) the summary.
 
@@ -94,15 +69,12 @@ def run_instruction(config, workdir: str, aggregator: Callable | None = None) ->
     raise ConfigError("config.generator.model_path is empty: name a model "
                       "('smollm2-135m-instruct' ships offline), a .gguf file or a model folder")
   g = config.generator
-  lm = _load(g.model_path, "generator.model_path")
-  llm = black_box(config, lm)
+  lm = load_model(g.model_path, "generator.model_path")
+  llm = chat_llm(config, "blackbox", lm)
   t = config.task
   need = t.exemplars + t.num_clients * t.examples_per_client + t.test_examples
-  task = (load_induction_json(t.json_path, scorer=t.scorer) if t.json_path
-          else rule_task(t.name, need, seed=config.seed))
-  if len(task.examples) < need:
-    raise ConfigError(f"task {task.name!r} has {len(task.examples)} examples; the config needs "
-                      f"{need} (exemplars + clients x examples_per_client + test_examples)")
+  task = load_task(config, need, config.seed,
+                   "exemplars + clients x examples_per_client + test_examples")
   ex = task.examples
   exemplars = ex[:t.exemplars]
   parts = [ex[t.exemplars + i * t.examples_per_client:t.exemplars + (i + 1) *
