@@ -2,6 +2,7 @@
 
     python -m fedbbpt_jax.serve --model=efficientnet_lite0 --host=127.0.0.1 --port=8000 \\
         [--keys=keys.json] [--input_size=64] [--max_batch=64] [--max_request_bytes=N] [--warmup]
+        [--body_timeout_s=30]
         [--ssl_certfile=cert.pem --ssl_keyfile=key.pem]   # HTTPS
     python -m fedbbpt_jax.serve --model=all_minilm_l6_v2 --max_length=64 --port=8001
 
@@ -14,6 +15,7 @@ import argparse
 import logging
 import sys
 
+from fedbbpt_jax.serve.app import BODY_TIMEOUT_S
 from fedbbpt_jax.serve.models import SERVED_MODELS, ModelOptions
 
 
@@ -33,6 +35,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   parser.add_argument("--max_batch", type=int, default=64, help="most examples per request")
   parser.add_argument("--max_request_bytes", type=int, default=0,
                       help="body size limit (0 = a full float32 batch plus header)")
+  parser.add_argument("--body_timeout_s", type=float, default=BODY_TIMEOUT_S,
+                      help="seconds a request body may take to arrive (408 after)")
   parser.add_argument("--warmup", action="store_true",
                       help="compile every batch bucket before accepting requests")
   parser.add_argument("--ssl_certfile", default="",
@@ -44,6 +48,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.error(f"--max_batch={args.max_batch} must be >= 1")
   if args.max_request_bytes < 0:
     parser.error(f"--max_request_bytes={args.max_request_bytes} must be >= 0")
+  if not args.body_timeout_s > 0:
+    parser.error(f"--body_timeout_s={args.body_timeout_s} must be > 0")
   if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
     parser.error("--ssl_certfile and --ssl_keyfile go together (HTTPS needs both)")
   return args
@@ -73,7 +79,8 @@ def main(argv: list[str] | None = None) -> None:
   model = build_served_model(args.model, ModelOptions(input_size=args.input_size,
                                                              max_length=args.max_length))
   app = create_app(model, keys, max_batch=args.max_batch,
-                   max_request_bytes=args.max_request_bytes or None, warmup=args.warmup)
+                   max_request_bytes=args.max_request_bytes or None, warmup=args.warmup,
+                   body_timeout_s=args.body_timeout_s)
   access = "open (no keys)" if keys.open else f"keys from {args.keys}"
   scheme = "https" if args.ssl_certfile else "http"
   print(f"serving {model.name} {list(model.input_shape)} on {scheme}://{args.host}:{args.port} "

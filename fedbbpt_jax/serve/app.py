@@ -13,19 +13,27 @@ Endpoints (all errors are JSON ``{"error": code, "message": text, ...}``):
   ``max_request_bytes`` or ``n > max_batch``, 400 malformed body, wrong shape or
   dtype, empty batch, NaN or inf, a value outside the model's input range (refused,
   never clipped: the message names the range), 402 budget spent (the request is
-  refused whole), 500 model failure or NaN/inf outputs (``non_finite_output``, with
-  the rows): nothing charged.
+  refused whole), 408 body not complete within ``body_timeout_s``
+  (``request_timeout``), 500 model failure (``model_error``) or NaN/inf outputs
+  (``non_finite_output``, with the rows): nothing charged.
 * ``GET /v1/usage``: ``{key_id, used, budget, remaining, requests, refused_requests}``
   for the calling key.
 
 A client that disconnects before its body is complete is logged in one line (no
-traceback) and charged nothing.
+traceback) and charged nothing. A client that stops sending mid-body is answered 408
+``request_timeout`` once ``body_timeout_s`` (default 30 s, ``--body_timeout_s``) has
+passed since the handler started reading, logged in one line and charged nothing; an
+answer given before the body was read whole (408, 413, 400 ``bad_content_length``)
+closes the connection. (uvicorn has no body timeout of its own: ``timeout_keep_alive``
+only closes idle connections between requests.)
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
+import re
 
 import numpy as np
 from fastapi import FastAPI, Request
@@ -40,6 +48,7 @@ from fedbbpt_jax.serve.keys import AccessError, KeyStore
 from fedbbpt_jax.serve.models import ServedModel
 
 NPY_HEADER_ALLOWANCE = 4096
+BODY_TIMEOUT_S = 30.0
 logger = logging.getLogger("fedbbpt_jax.serve")
 
 
@@ -49,8 +58,11 @@ def default_max_request_bytes(model: ServedModel, max_batch: int) -> int:
 
 
 def error_response(error: AccessError) -> JSONResponse:
+  """The JSON answer of a refused request (``Connection: close`` when the body was left
+  unread: the connection cannot carry another request)."""
   return JSONResponse(status_code=error.status,
-                      content={"error": error.code, "message": error.message, **error.details})
+                      content={"error": error.code, "message": error.message, **error.details},
+                      headers={"Connection": "close"} if error.close_connection else None)
 
 
 def check_inputs(array: np.ndarray, model: ServedModel, max_batch: int) -> np.ndarray:
@@ -116,39 +128,58 @@ class ClientGone(Exception):
   """The client disconnected before its request body was complete."""
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
+async def read_body(request: Request, max_bytes: int,
+                    timeout_s: float | None = BODY_TIMEOUT_S) -> bytes:
   """Reads the body, refusing (413) anything over ``max_bytes`` before reading it all.
 
+  Args:
+    request: the request whose body is read.
+    max_bytes: the largest body accepted.
+    timeout_s: seconds the whole body may take to arrive (None: no limit).
+
   Raises:
-    AccessError: 400 for a malformed Content-Length, 413 for a body over ``max_bytes``.
+    AccessError: 400 for a malformed Content-Length, 413 for a body over ``max_bytes``,
+      408 when the body is not complete within ``timeout_s`` (logged here, in one line).
     ClientGone: the client disconnected mid-body (logged here, in one line).
   """
   too_large = AccessError(413, "request_too_large",
-                          f"request body exceeds the limit of {max_bytes} bytes")
+                          f"request body exceeds the limit of {max_bytes} bytes",
+                          close_connection=True)
   declared = request.headers.get("content-length")
   if declared is not None:
-    if not declared.isdigit():
-      raise AccessError(400, "bad_content_length", f"invalid Content-Length {declared!r}")
+    if not re.fullmatch(r"[0-9]+", declared):
+      raise AccessError(400, "bad_content_length", f"invalid Content-Length {declared!r}",
+                        close_connection=True)
     if int(declared) > max_bytes:
       raise too_large
   chunks, size = [], 0
+  host = request.client.host if request.client else "unknown"
   try:
-    async for chunk in request.stream():
-      size += len(chunk)
-      if size > max_bytes:
-        raise too_large
-      chunks.append(chunk)
+    async with asyncio.timeout(timeout_s):
+      async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+          raise too_large
+        chunks.append(chunk)
   except ClientDisconnect:
-    host = request.client.host if request.client else "unknown"
     logger.warning("client %s disconnected after sending %d of %s body bytes of %s %s; "
                    "request dropped, nothing charged", host, size, declared or "?",
                    request.method, request.url.path)
     raise ClientGone() from None
+  except TimeoutError:
+    logger.warning("client %s sent %d of %s body bytes of %s %s in %g s; answered 408, "
+                   "nothing charged", host, size, declared or "?", request.method,
+                   request.url.path, timeout_s)
+    raise AccessError(408, "request_timeout",
+                      f"the request body did not arrive within {timeout_s:g} s (got {size} of "
+                      f"{declared or 'an undeclared number of'} bytes); nothing was charged",
+                      close_connection=True) from None
   return b"".join(chunks)
 
 
 def create_app(model: ServedModel, keys: KeyStore, max_batch: int = 64,
-               max_request_bytes: int | None = None, warmup: bool = False) -> FastAPI:
+               max_request_bytes: int | None = None, warmup: bool = False,
+               body_timeout_s: float | None = BODY_TIMEOUT_S) -> FastAPI:
   """Returns the service's FastAPI app for ``model``.
 
   Args:
@@ -157,7 +188,10 @@ def create_app(model: ServedModel, keys: KeyStore, max_batch: int = 64,
     max_batch: most examples per request; forwards are padded to ``batch_buckets``.
     max_request_bytes: body size limit (default: a full float32 batch plus header).
     warmup: compile every batch bucket before the app is built.
+    body_timeout_s: seconds a request body may take to arrive (408 after; None: no limit).
   """
+  if body_timeout_s is not None and not body_timeout_s > 0:
+    raise ValueError(f"body_timeout_s={body_timeout_s} must be > 0 (or None: no limit)")
   forward = BucketedForward(model.forward, model.input_shape, max_batch, model.input_dtype)
   if warmup:
     forward.warmup()
@@ -202,7 +236,7 @@ def create_app(model: ServedModel, keys: KeyStore, max_batch: int = 64,
     if content_type != NPY_CONTENT_TYPE:
       raise AccessError(415, "unsupported_media_type", f"Content-Type {content_type!r} is not "
                         f"supported; send a .npy body as {NPY_CONTENT_TYPE}")
-    body = await read_body(request, max_bytes)
+    body = await read_body(request, max_bytes, body_timeout_s)
     try:
       array = decode_array(body)
     except WireFormatError as e:
