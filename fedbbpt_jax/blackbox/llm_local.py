@@ -18,6 +18,7 @@ compiles a handful of programs, not one per request.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 from typing import Protocol, Sequence
 
@@ -26,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedbbpt_jax.models.causal_lm import CausalLM, left_pad, load_causal_lm
+from fedbbpt_jax.models.token_bytes import TokenLowerBound, token_lower_bound
 
 PROMPT_BUCKET = 16
 Message = dict  # {"role": str, "content": str}
@@ -88,6 +90,12 @@ class LocalChatLLM:
   @property
   def max_positions(self) -> int:
     return self.lm.max_positions
+
+  @functools.cached_property
+  def token_bound(self) -> TokenLowerBound | None:
+    """A lower bound on a text's token count without tokenizing it (None: the tokenizer
+    proves none; see ``models.token_bytes``)."""
+    return token_lower_bound(self.lm.tokenizer)
 
   def encode(self, text: str) -> list[int]:
     return self.lm.tokenizer.encode(text).ids

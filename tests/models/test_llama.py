@@ -317,3 +317,21 @@ def test_bundled_smollm2_tokenizes_and_answers(smollm2):
   out = np.asarray(lm.generate(lm.embed(ids), jnp.ones(ids.shape, bool), 12))[0]
   answer = tok.decode(lm.cut(out)[0])
   assert "Paris" in answer, answer
+
+
+def test_bundled_smollm2_token_count_lower_bound_holds_and_is_reached(smollm2):
+  from fedbbpt_jax.models.token_bytes import token_lower_bound  # pylint: disable=import-outside-toplevel
+  tok = smollm2.tokenizer
+  bound = token_lower_bound(tok)
+  # 81 = '\n' and 80 spaces in one token; 21 byte values have no token and are dropped.
+  assert bound.max_bytes == 81 and len(tok.encode("\n" + " " * 80).ids) == 1
+  assert bound.dropped_bytes == bytes([0x04, 0x06, 0x13, 0x14, 0x16, 0x1d, 0xc0, 0xc1, 0xf1,
+                                       0xf2] + list(range(0xf5, 0x100)))
+  assert tok.encode("\x04\x06" * 40).ids == [] and bound.min_tokens("\x04\x06" * 40) == 0
+  rng = np.random.default_rng(0)
+  pieces = [" ", "\n", "\t", "a", "é", "漢", "😀", "7", "\x04", "\U00040000", "<|im_start|>",
+            " the", "-", "\u0301"]
+  for _ in range(200):
+    text = "".join(pieces[i] * int(n) for i, n in zip(rng.integers(0, len(pieces), 10),
+                                                       rng.integers(1, 90, 10)))
+    assert len(tok.encode(text).ids) >= bound.min_tokens(text), text
