@@ -1,6 +1,6 @@
 """A tiny GPT-2 folder made in the test (random weights, Hugging Face names) and a
-word-level ``tokenizer.json`` for it: the real loaders run on it (no GPT-2 weights ship
-offline)."""
+word-level ``tokenizer.json`` for it (or a given tokenizer): the real loaders run on it
+(no GPT-2 weights ship offline)."""
 
 import json
 
@@ -37,13 +37,17 @@ def tiny_state_dict(config=CONFIG, seed=0):
   return sd
 
 
-def write_tiny_gpt2(path, config=CONFIG, seed=0):
-  """``config.json``, ``model.safetensors`` and ``tokenizer.json`` in ``path``."""
+def write_tiny_gpt2(path, config=CONFIG, seed=0, tokenizer=None):
+  """``config.json``, ``model.safetensors`` and ``tokenizer.json`` in ``path``: the
+  word-level tokenizer over ``WORDS``, or ``tokenizer`` (``config['vocab_size']`` must be
+  its size)."""
   path.mkdir(parents=True, exist_ok=True)
   with open(path / "config.json", "w") as f:
     json.dump(config, f)
   write_safetensors(str(path / "model.safetensors"), tiny_state_dict(config, seed))
-  tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
-  tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+  tok = tokenizer
+  if tok is None:
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
   tok.save(str(path / "tokenizer.json"))
   return str(path)
