@@ -24,8 +24,9 @@ traceback) and charged nothing. A client that stops sending mid-body is answered
 ``request_timeout`` once ``body_timeout_s`` (default 30 s, ``--body_timeout_s``) has
 passed since the handler started reading, logged in one line and charged nothing; an
 answer given before the body was read whole (408, 413, 400 ``bad_content_length``)
-closes the connection. (uvicorn has no body timeout of its own: ``timeout_keep_alive``
-only closes idle connections between requests.)
+closes the connection. (uvicorn has no body timeout of its own, nor one for headers:
+``timeout_keep_alive`` only closes connections idle between requests, so a client that
+stops mid-headers is held until it leaves; ``limit_concurrency`` caps how many are.)
 """
 
 from __future__ import annotations

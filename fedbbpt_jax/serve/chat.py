@@ -33,7 +33,9 @@ a refused request):
   model's tokenizer covers (``models.token_bytes``; SmolLM2: 81); when that bound plus
   ``max_tokens`` already exceeds ``max_positions`` the answer is 400
   ``context_length_exceeded`` without tokenizing. Then the exact count, same check.
-  (A tokenizer that proves no bound, e.g. a word-level one, is always tokenized.)
+  (A tokenizer that proves no bound, e.g. a word-level one, is always tokenized. With
+  SmolLM2 the bound refuses prompts over ``(8192 - max_tokens) * 81`` bytes: below the
+  default body limit only for ``max_tokens`` over about 900.)
   Rendering and tokenizing run on a worker thread, never on the event loop.
 """
 
