@@ -6,7 +6,7 @@ optimizers) is looked up in a ``Registry`` by the name a config gives. Config
 validation takes the allowed names from the registry, so a user's entry is valid
 the moment it is registered.
 
-An entry may also declare the config fields it alone reads, with their defaults
+An entry may also declare the config fields only it and its kin read, with their defaults
 (``reads``): a run whose chosen entry does not read such a field refuses it when it
 is set to another value (``core.fields.refuse_unread``, the rule of
 ``train/config_check.py``).
@@ -51,7 +51,8 @@ class Registry(Generic[T]):
     """Registers ``entry`` as ``name``; without ``entry``, returns a decorator.
 
     ``reads``: the config fields (dotted, e.g. ``'server.dp.clip_norm'``) that this
-    entry reads and the other entries of the registry do not, each with its default.
+    entry reads and some other entries of the registry do not, each with its default
+    (e.g. Krum and Multi-Krum both declare ``'server.robust.num_byzantine'``).
 
     Raises:
       ValueError: ``name`` is taken and ``overwrite`` is false.
