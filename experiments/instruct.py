@@ -8,14 +8,17 @@ found at z = 0, before any search) and every party's cost, and writes
 ``DIR/summary.json`` (``fedbbpt_jax.tasks.instruction.experiment``). Both models
 default to SmolLM2-135M-Instruct, which ships offline; ``config.server.aggregator``
 picks the federated server's rule from the ``federated`` registry. Running again with
-the same workdir resumes after the last complete round.
+the same workdir resumes after the last complete round. A refused config ends in one
+line ``error: <message>`` and exit status 2 (``config_cli``).
 """
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
+from experiments import config_cli
+from fedbbpt_jax.core import ConfigError, UnknownNameError
 from fedbbpt_jax.federated.aggregators import make_aggregator
 from fedbbpt_jax.tasks.instruction.experiment import run_instruction
 
@@ -27,7 +30,10 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   del argv
   config = _CONFIG.value
-  aggregator = make_aggregator(config.server.aggregator, config, config.task.num_clients)
+  try:
+    aggregator = make_aggregator(config.server.aggregator, config, config.task.num_clients)
+  except UnknownNameError as e:  # names config.server.aggregator and the registered ones
+    raise ConfigError(str(e)) from e
   s = run_instruction(config, _WORKDIR.value, aggregator)
   if s["stopped"]:
     print(f"stopped early: {s['stopped']}", flush=True)
@@ -38,4 +44,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  config_cli.run(main)

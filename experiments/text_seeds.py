@@ -13,10 +13,12 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
-from fedbbpt_jax.train import run
+from experiments import config_cli
+
+from fedbbpt_jax.train import run, validate_config
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "text config file[:mode]",
                                           lock_config=False)
@@ -65,10 +67,14 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   seeds = [int(s) for s in _SEEDS.value]
-  summaries = []
-  for seed in seeds:
+  configs = []
+  for seed in seeds:  # every seed's config is validated before the first run starts
     config = _CONFIG.value.copy_and_resolve_references()
     config.seed = seed
+    validate_config(config)
+    configs.append(config)
+  summaries = []
+  for seed, config in zip(seeds, configs):
     workdir = os.path.join(_WORKDIR.value, f"seed_{seed}")
     print(f"--- seed {seed} -> {workdir}", flush=True)
     summaries.append(run(config, workdir, log=lambda s: print(s, flush=True)))
@@ -76,4 +82,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  config_cli.run(main)

@@ -5,13 +5,16 @@
 
 Rerunning the same command continues from the last complete round. At the end it
 prints a table (zero-shot, local-only, Fed-BBPT, queries, wall time) and writes
-DIR/summary.json and DIR/accuracy.png.
+DIR/summary.json and DIR/accuracy.png. An unknown config field or a refused config
+value ends in one line ``error: <message>`` and exit status 2 (``config_cli``).
 """
 
 from __future__ import annotations
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
+
+from experiments import config_cli
 
 from fedbbpt_jax.train import run
 from fedbbpt_jax.train.summary_table import format_summary
@@ -30,4 +33,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  config_cli.run(main)

@@ -3,9 +3,12 @@
 Nothing here imports from the rest of the package.
 """
 
-from fedbbpt_jax.core.fields import (MAX_SEED, ConfigError, check_bool, check_choice,
-                                     check_number, check_string, get_field, range_text)
+from fedbbpt_jax.core.fields import (MAX_SEED, ConfigError, assignment, check_bool,
+                                     check_choice, check_number, check_string, get_field,
+                                     has_field, ignored_error, is_set, range_text,
+                                     refuse_unread)
 from fedbbpt_jax.core.registry import Registry, UnknownNameError
 
-__all__ = ["MAX_SEED", "ConfigError", "Registry", "UnknownNameError", "check_bool",
-           "check_choice", "check_number", "check_string", "get_field", "range_text"]
+__all__ = ["MAX_SEED", "ConfigError", "Registry", "UnknownNameError", "assignment",
+           "check_bool", "check_choice", "check_number", "check_string", "get_field",
+           "has_field", "ignored_error", "is_set", "range_text", "refuse_unread"]

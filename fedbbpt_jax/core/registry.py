@@ -6,6 +6,11 @@ optimizers) is looked up in a ``Registry`` by the name a config gives. Config
 validation takes the allowed names from the registry, so a user's entry is valid
 the moment it is registered.
 
+An entry may also declare the config fields only it and its kin read, with their defaults
+(``reads``): a run whose chosen entry does not read such a field refuses it when it
+is set to another value (``core.fields.refuse_unread``, the rule of
+``train/config_check.py``).
+
 Example:
     >>> AGGREGATORS = Registry("aggregator")
     >>> @AGGREGATORS.register("weighted_mean")
@@ -16,7 +21,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Generic, Iterable, TypeVar
+from typing import Any, Generic, Iterable, Mapping, TypeVar
 
 T = TypeVar("T")
 
@@ -39,10 +44,15 @@ class Registry(Generic[T]):
     self.kind = kind
     self._entries: dict[str, T] = {}
     self._tags: dict[str, frozenset[str]] = {}
+    self._reads: dict[str, dict[str, Any]] = {}
 
   def register(self, name: str, entry: T | None = None, *, tags: Iterable[str] = (),
-               overwrite: bool = False):
+               overwrite: bool = False, reads: Mapping[str, Any] | None = None):
     """Registers ``entry`` as ``name``; without ``entry``, returns a decorator.
+
+    ``reads``: the config fields (dotted, e.g. ``'server.dp.clip_norm'``) that this
+    entry reads and some other entries of the registry do not, each with its default
+    (e.g. Krum and Multi-Krum both declare ``'server.robust.num_byzantine'``).
 
     Raises:
       ValueError: ``name`` is taken and ``overwrite`` is false.
@@ -56,6 +66,7 @@ class Registry(Generic[T]):
                          "to replace it")
       self._entries[name] = value
       self._tags[name] = frozenset(tags)
+      self._reads[name] = dict(reads or {})
       return value
 
     if entry is None:
@@ -66,6 +77,7 @@ class Registry(Generic[T]):
     """Removes ``name`` (tests that register temporary entries clean up with this)."""
     self._entries.pop(name, None)
     self._tags.pop(name, None)
+    self._reads.pop(name, None)
 
   def get(self, name: str, field: str | None = None) -> T:
     """The entry registered as ``name``.
@@ -91,6 +103,15 @@ class Registry(Generic[T]):
   def tags(self, name: str) -> frozenset[str]:
     self.get(name)
     return self._tags[name]
+
+  def reads(self, name: str) -> dict[str, Any]:
+    """The fields ``name`` declared it reads, with their defaults (``{}``: none)."""
+    self.get(name)
+    return dict(self._reads[name])
+
+  def all_reads(self) -> dict[str, dict[str, Any]]:
+    """``{name: reads(name)}`` for every registered name (sorted)."""
+    return {name: dict(self._reads[name]) for name in self.names()}
 
   def __contains__(self, name: object) -> bool:
     return name in self._entries

@@ -11,6 +11,7 @@ from fedbbpt_jax.data.fashion_mnist import (
 )
 from fedbbpt_jax.data.idx import read_idx
 from fedbbpt_jax.data.partition import (
+    PARTITION_READS,
     PARTITIONS,
     PackedClients,
     k_shot_per_class,
@@ -28,6 +29,7 @@ __all__ = [
     "CLASS_NAMES",
     "ClientData",
     "DATASETS",
+    "PARTITION_READS",
     "PARTITIONS",
     "FashionMnistDebian",
     "PackedClients",

@@ -16,6 +16,12 @@ PARTITIONS: Final[tuple[str, ...]] = ("iid", "dirichlet", "shards")
 DEFAULT_ALPHA: Final[float] = 0.5
 DEFAULT_SHARDS_PER_CLIENT: Final[int] = 2
 DEFAULT_MAX_ATTEMPTS: Final[int] = 100
+# The config fields (``config.data``) each partition reads beside the shared ones, with
+# their defaults; a run with another partition refuses them when set.
+PARTITION_READS: Final[dict[str, dict[str, float | int]]] = {
+    "dirichlet": {"data.dirichlet_alpha": DEFAULT_ALPHA},
+    "shards": {"data.shards_per_client": DEFAULT_SHARDS_PER_CLIENT},
+}
 
 
 def _as_labels(labels: np.ndarray) -> np.ndarray:

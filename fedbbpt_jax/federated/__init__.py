@@ -12,6 +12,7 @@ from fedbbpt_jax.federated.aggregators import (AGGREGATORS, Aggregated, make_agg
                                                register_configured, weighted_mean)
 from fedbbpt_jax.federated.algorithm import (ALGORITHMS, Algorithm, AlgorithmContext,
                                              AlgorithmSpec, FederatedAlgorithm, RoundCost,
+                                             aggregators_of, algorithms_applying,
                                              algorithms_applying_aggregator,
                                              algorithms_with_seed_uploads, make_algorithm,
                                              register_algorithm, server_algorithm_names,
@@ -40,7 +41,8 @@ __all__ = ["AGGREGATORS", "ALGORITHMS", "ATTACK_KINDS", "Aggregated", "Algorithm
            "AlgorithmContext", "AlgorithmSpec", "CLIENT_OPTIMIZERS", "ClientData",
            "ClientOutput", "FederatedAlgorithm", "RoundCost", "SCHEDULES", "SEED_ESTIMATORS",
            "SERVER_OPTIMIZERS", "SeedUpload", "ServerState", "StepHooks", "TOPOLOGIES", "UPLOADS",
-           "algorithms_applying_aggregator", "algorithms_with_seed_uploads",
+           "aggregators_of", "algorithms_applying", "algorithms_applying_aggregator",
+           "algorithms_with_seed_uploads",
            "centralized_steps", "fault_summary", "fedbpt_candidates_per_client", "flip_labels",
            "label_flip_ids", "make_aggregator", "make_algorithm", "make_centralized",
            "make_client_optimizer", "make_dfedsam", "make_dp_gaussian", "make_fedbbpt",

@@ -12,7 +12,8 @@ shapes stay fixed (absent clients are masked, never removed), so the rules jit a
 Two optional extensions, both backward compatible:
 
 * a rule with hyper-parameters is registered as a *factory* ``make(config,
-  cohort_size) -> aggregate`` with ``register_configured`` (tag ``CONFIGURED``):
+  cohort_size) -> aggregate`` with ``register_configured`` (tag ``CONFIGURED``; its
+  ``reads`` declares the config fields it reads, with their defaults):
   ``config`` is the experiment config (``None``: the rule's defaults, where it has
   them), ``cohort_size`` the clients sampled per round; ``make_aggregator`` builds
   either kind;
@@ -22,7 +23,7 @@ Two optional extensions, both backward compatible:
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -77,9 +78,15 @@ def example_weighted_mean(deltas: PyTree, weights: jnp.ndarray, key: jax.Array) 
   return weighted_mean(deltas, weights)
 
 
-def register_configured(name: str, make: AggregatorFactory, *, overwrite: bool = False) -> None:
-  """Registers ``make(config, cohort_size) -> aggregate``, a rule that reads the config."""
-  AGGREGATORS.register(name, make, tags=(CONFIGURED,), overwrite=overwrite)
+def register_configured(name: str, make: AggregatorFactory, *, overwrite: bool = False,
+                        reads: Mapping[str, Any] | None = None) -> None:
+  """Registers ``make(config, cohort_size) -> aggregate``, a rule that reads the config.
+
+  ``reads``: the config fields this rule reads (dotted, with their defaults), e.g.
+  ``{'server.robust.trim_fraction': 0.1}``; a run with another aggregator refuses them
+  when they are set (``core.fields.refuse_unread``).
+  """
+  AGGREGATORS.register(name, make, tags=(CONFIGURED,), overwrite=overwrite, reads=reads)
 
 
 def make_aggregator(name: str, config: Any = None, cohort_size: int | None = None) -> Aggregator:

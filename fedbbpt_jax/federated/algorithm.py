@@ -24,14 +24,16 @@ traffic: ``upload_bytes`` (the cohort's ``payload()`` arrays, or whole uploads) 
 survivors' uploads count. Simulated faults (Byzantine uploads, dropouts; ``faults.py``)
 act on the uploads between ``run_cohort`` and ``server_update`` (``with_faults``).
 Algorithms are registered by name in ``ALGORITHMS`` as an ``AlgorithmSpec``
-(``build(ctx) -> Algorithm``, ``check(config)`` and ``check_fields(config)``); users
-register their own from their code.
+(``build(ctx) -> Algorithm``, ``check(config)`` and ``check_fields(config)``, the
+aggregators it applies) with the config fields only it reads; users register their own
+from their code. ``aggregators_of`` / ``algorithms_applying`` say which algorithms and
+aggregators work together, computed from the registries.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -39,6 +41,7 @@ import optax
 
 from fedbbpt_jax.core import Registry
 from fedbbpt_jax.data.clients import ClientData
+from fedbbpt_jax.federated.aggregators import AGGREGATORS, DEFAULT_AGGREGATOR
 from fedbbpt_jax.federated.client import CandidateLosses, make_local_update
 from fedbbpt_jax.federated.server import ServerState, client_keys, round_keys
 from fedbbpt_jax.parallel import run_cohort
@@ -274,6 +277,9 @@ def no_check(config: Any) -> None:
   del config
 
 
+DEFAULT_ROLE = "combines the uploads"  # what an algorithm does with server.aggregator
+
+
 class AlgorithmSpec(NamedTuple):
   """A registered algorithm.
 
@@ -285,11 +291,17 @@ class AlgorithmSpec(NamedTuple):
       fields this algorithm owns (e.g. DFedSAM's ``config.decentralized``) where the
       config has them; called for EVERY config whichever algorithm it runs, so that a
       bad value fails at load time, not when someone switches ``server.algorithm``.
+    aggregators: the ``server.aggregator`` values an algorithm tagged
+      ``applies_aggregator`` applies (``None``: every registered aggregator).
+    aggregator_role: what it does with the aggregator, for messages (DFedSAM: "mixes
+      neighbours").
   """
 
   build: Callable[[AlgorithmContext], Algorithm]
   check: Callable[[Any], None] = no_check
   check_fields: Callable[[Any], None] = no_check
+  aggregators: tuple[str, ...] | None = None
+  aggregator_role: str = DEFAULT_ROLE
 
 
 ALGORITHMS: Registry[AlgorithmSpec] = Registry("federated algorithm")
@@ -299,15 +311,21 @@ def register_algorithm(name: str, build: Callable[[AlgorithmContext], Algorithm]
                        check: Callable[[Any], None] | None = None, *, baseline: bool = False,
                        applies_aggregator: bool = False, overwrite: bool = False,
                        check_fields: Callable[[Any], None] | None = None,
-                       seed_uploads: bool = False) -> None:
+                       seed_uploads: bool = False, aggregators: Sequence[str] | None = None,
+                       aggregator_role: str = DEFAULT_ROLE,
+                       reads: Mapping[str, Any] | None = None) -> None:
   """Registers an algorithm; ``baseline`` ones are not offered as ``server.algorithm``;
-  ``applies_aggregator``: its server combines the uploads with ``server.aggregator``;
-  ``seed_uploads``: it runs with ``client.upload='seeds'``;
-  ``check``/``check_fields``: see ``AlgorithmSpec``."""
-  spec = AlgorithmSpec(build, check or no_check, check_fields or no_check)
+  ``applies_aggregator``: its server combines the uploads with ``server.aggregator``
+  (``aggregators``: only these ones; implies ``applies_aggregator``); ``seed_uploads``:
+  it runs with ``client.upload='seeds'``; ``reads``: the config fields only this
+  algorithm reads (dotted, with their defaults: a run with another algorithm refuses
+  them when set); ``check``/``check_fields``/``aggregator_role``: see ``AlgorithmSpec``."""
+  applies_aggregator = applies_aggregator or aggregators is not None
+  spec = AlgorithmSpec(build, check or no_check, check_fields or no_check,
+                       None if aggregators is None else tuple(aggregators), aggregator_role)
   tags = ((BASELINE,) if baseline else ()) + ((APPLIES_AGGREGATOR,) if applies_aggregator else ())
   tags += (SEED_UPLOADS,) if seed_uploads else ()
-  ALGORITHMS.register(name, spec, tags=tags, overwrite=overwrite)
+  ALGORITHMS.register(name, spec, tags=tags, overwrite=overwrite, reads=reads)
 
 
 def server_algorithm_names() -> tuple[str, ...]:
@@ -318,6 +336,21 @@ def server_algorithm_names() -> tuple[str, ...]:
 def algorithms_applying_aggregator() -> tuple[str, ...]:
   """The algorithms whose server applies ``server.aggregator`` (the others ignore it)."""
   return ALGORITHMS.names(APPLIES_AGGREGATOR)
+
+
+def aggregators_of(algorithm: str) -> tuple[str, ...]:
+  """The ``server.aggregator`` values ``algorithm`` applies: those it declared, every
+  registered aggregator, or only the default one when its server does not use
+  ``server.aggregator`` (any other value would be ignored)."""
+  if APPLIES_AGGREGATOR not in ALGORITHMS.tags(algorithm):
+    return (DEFAULT_AGGREGATOR,)
+  declared = ALGORITHMS.get(algorithm).aggregators
+  return AGGREGATORS.names() if declared is None else declared
+
+
+def algorithms_applying(aggregator: str) -> tuple[str, ...]:
+  """The ``server.algorithm`` values that apply ``aggregator`` (from the registries)."""
+  return tuple(name for name in server_algorithm_names() if aggregator in aggregators_of(name))
 
 
 def algorithms_with_seed_uploads() -> tuple[str, ...]:

@@ -119,4 +119,5 @@ def build(ctx: AlgorithmContext) -> Algorithm:
                           ctx.num_clients, ctx.project, cost, ctx.cohort_size)
 
 
-register_algorithm("centralized", build, check, check_fields=check_fields)
+register_algorithm("centralized", build, check, check_fields=check_fields,
+                   reads={"server.pooled_clock": POOLED_CLOCKS[0]})

@@ -38,7 +38,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fedbbpt_jax.core import ConfigError, check_bool, check_choice, check_number, get_field
+from fedbbpt_jax.core import (ConfigError, check_bool, check_choice, check_number, get_field,
+                              refuse_unread)
 from fedbbpt_jax.federated.aggregators import (DEFAULT_AGGREGATOR, Aggregator, aggregator_name,
                                                make_aggregator)
 from fedbbpt_jax.federated.algorithm import (Algorithm, AlgorithmContext, RoundCost,
@@ -55,6 +56,12 @@ from fedbbpt_jax.zo import ESTIMATORS, EVOLUTION
 ORDERS = ("train_then_mix", "mix_then_train")
 MIXING_RULES = (DEFAULT_AGGREGATOR, "median", "trimmed_mean")  # server.aggregator values
 RANDOM = "random"  # topology tag: may be redrawn every round
+# The config.decentralized section and its defaults (configs/common.py decentralized()):
+# only DFedSAM reads it, a run with another algorithm refuses a field set to another value.
+DECENTRALIZED_DEFAULTS = {"topology": "ring", "gossip_steps": 1, "rho": 0.05,
+                          "order": "train_then_mix", "weights": "metropolis_hastings",
+                          "time_varying": False, "rows": 0, "cols": 0, "degree": 4,
+                          "edge_probability": 0.5, "topology_seed": 0}
 
 
 def topology_options(cfg: Any) -> dict[str, Any]:
@@ -166,16 +173,15 @@ def check_fields(config: Any) -> None:
 
 
 def check(config: Any) -> None:
-  """What DFedSAM needs of the rest of the config (its section: ``check_fields``)."""
+  """What DFedSAM needs of the rest of the config (its section: ``check_fields``; its
+  mixing rules ``MIXING_RULES``: the registration's ``aggregators``). A graph option
+  the chosen topology does not read (``TOPOLOGIES`` entries declare theirs) is refused
+  when set."""
   get_field(config, "decentralized")  # ConfigError naming it if the section is missing
   if get_field(config, "server.cohort_size") not in (0, get_field(config, "data.num_clients")):
     raise ConfigError(f"config.server.algorithm='dfedsam' trains every client every round: set "
                       f"config.server.cohort_size=0 (got {get_field(config, 'server.cohort_size')})")
-  rule = aggregator_name(get_field(config, "server"))
-  if rule not in MIXING_RULES:
-    raise ConfigError(f"config.server.aggregator={rule!r}: config.server.algorithm='dfedsam' "
-                      f"mixes neighbours with one of {list(MIXING_RULES)} ('weighted_mean' = "
-                      "the mixing matrix)")
+  refuse_unread(config, "decentralized.topology", TOPOLOGIES.all_reads())  # e.g. degree
   refuse_faults(config, "dfedsam", model_poisoning=False,
                 why=" (no server waits for the clients)")
   estimator = get_field(config, "zo.estimator")
@@ -225,5 +231,7 @@ def spectral_summary(ws: np.ndarray) -> dict[str, float]:
   return {"mixing_rate": lam, "spectral_gap": 1.0 - lam}
 
 
-register_algorithm("dfedsam", build, check, applies_aggregator=True,  # robust mixing
-                   check_fields=check_fields)
+register_algorithm("dfedsam", build, check, aggregators=MIXING_RULES,  # robust mixing
+                   aggregator_role="mixes neighbours", check_fields=check_fields,
+                   reads={f"decentralized.{field}": value
+                          for field, value in DECENTRALIZED_DEFAULTS.items()})

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from fedbbpt_jax.federated.aggregators import Aggregated, Aggregator, register_configured
-from fedbbpt_jax.federated.privacy import DP_AGGREGATOR, dp_settings
+from fedbbpt_jax.federated.privacy import DP_AGGREGATOR, DP_DEFAULTS, dp_settings
 
 PyTree = Any
 
@@ -102,4 +102,5 @@ def build_from_config(config: Any, cohort_size: int | None) -> Aggregator:
   return make_dp_gaussian(settings.clip_norm, settings.noise_multiplier, cohort_size)
 
 
-register_configured(DP_AGGREGATOR, build_from_config)
+register_configured(DP_AGGREGATOR, build_from_config,
+                    reads={f"server.dp.{field}": value for field, value in DP_DEFAULTS.items()})

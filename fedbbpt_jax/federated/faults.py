@@ -18,7 +18,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax.numpy as jnp
 
-from fedbbpt_jax.core import ConfigError, check_choice, check_number, get_field
+from fedbbpt_jax.core import ConfigError, check_choice, check_number, get_field, refuse_unread
 from fedbbpt_jax.federated.algorithm import NO_SURVIVORS
 from fedbbpt_jax.federated.attacks import (ATTACK_KINDS, MODEL_POISONING, corrupt_uploads,
                                            malicious_mask, num_malicious, seed_malicious_ids)
@@ -90,8 +90,20 @@ def fault_summary(config: Any, num_clients: int) -> dict[str, Any]:
   return out
 
 
+def attack_reads() -> dict[str, dict[str, Any]]:
+  """``{attack.kind: {attack field it reads: default}}``: every attack reads its fraction,
+  ``sign_flip``/``scaled`` their scale, ``gaussian`` its noise std."""
+  d = FaultOptions()
+  reads = {kind: {"attack.fraction": d.fraction} for kind in ATTACK_KINDS if kind != "none"}
+  for kind in ("sign_flip", "scaled"):
+    reads[kind]["attack.scale"] = d.scale
+  reads["gaussian"]["attack.noise_std"] = d.noise_std
+  return reads
+
+
 def check(config: Any) -> None:
-  """``config.attack`` and ``config.server.dropout`` (where the config has them)."""
+  """``config.attack`` and ``config.server.dropout`` (where the config has them); an
+  attack field the chosen ``attack.kind`` does not read is refused when set."""
   if "dropout" in get_field(config, "server"):
     check_number(config, "server.dropout", low=0, high=1, high_inclusive=False,
                  hint="the probability that a sampled client fails to report")
@@ -110,6 +122,7 @@ def check(config: Any) -> None:
                       f"of config.data.num_clients={clients} gives no malicious client "
                       f"(round(fraction * num_clients) = 0): raise the fraction or set "
                       "config.attack.kind='none'")
+  refuse_unread(config, "attack.kind", attack_reads())
 
 
 def refuse_faults(config: Any, algorithm: str, *, dropout: bool = True,

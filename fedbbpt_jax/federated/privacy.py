@@ -40,6 +40,10 @@ from dp_accounting import pld, rdp
 from fedbbpt_jax.core import ConfigError, check_choice, check_number, get_field
 
 DP_AGGREGATOR = "dp_gaussian"     # the server.aggregator that turns DP on
+# The server.dp fields and their defaults (configs/common.py dp()); dp_gaussian reads them,
+# and a run without DP refuses them when set (``core.fields.refuse_unread``).
+DP_DEFAULTS = {"clip_norm": 1.0, "noise_multiplier": 1.0, "delta": 1e-5, "accountant": "rdp",
+               "sampling": "poisson", "target_epsilon": 0.0}
 ACCOUNTANTS = ("rdp", "pld")
 SAMPLINGS = ("poisson", "fixed")
 CALIBRATE = -1.0                  # server.dp.noise_multiplier: calibrate to target_epsilon
@@ -227,13 +231,11 @@ def dp_settings(config: Any) -> DpSettings | None:
                     num_clients=population)
 
 
-def check_dp(config: Any, algorithms_with_aggregator: tuple[str, ...]) -> None:
+def check_dp(config: Any) -> None:
   """Validates ``server.dp`` (when present or DP is on), naming the faulty field.
 
-  Args:
-    config: the experiment config.
-    algorithms_with_aggregator: the algorithms whose server applies
-      ``server.aggregator``; DP with any other is refused (it would not be applied).
+  Whether the algorithm applies ``dp_gaussian`` at all, and ``server.dp`` fields set in a
+  run without DP, are checked with every aggregator (``train/config_check.py``).
   """
   server = get_field(config, "server")
   if "dp" not in server:
@@ -255,11 +257,6 @@ def check_dp(config: Any, algorithms_with_aggregator: tuple[str, ...]) -> None:
   check_number(config, "server.dp.target_epsilon", low=0)
   if not dp_active(config):
     return
-  algorithm = get_field(config, "server.algorithm")
-  if algorithm not in algorithms_with_aggregator:
-    raise ConfigError(f"config.server.aggregator={DP_AGGREGATOR!r} is not applied by "
-                      f"config.server.algorithm={algorithm!r} (its server does not use "
-                      f"server.aggregator); DP runs with one of {sorted(algorithms_with_aggregator)}")
   accountant, sampling = config.server.dp.accountant, config.server.dp.sampling
   if not supports(accountant, sampling):
     raise ConfigError(f"config.server.dp.accountant={accountant!r} cannot account for "

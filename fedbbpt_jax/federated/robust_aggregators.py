@@ -41,7 +41,7 @@ PyTree = Any
 __all__ = ["KRUM_RULES", "ROBUST_AGGREGATORS", "RobustOptions", "check", "clip_to_norm",
            "coordinate_median", "coordinate_trimmed_mean", "global_norms", "krum",
            "krum_neighbours", "krum_scores", "multi_krum", "pairwise_sq_distances",
-           "robust_options", "trimmed_count"]
+           "robust_options", "robust_reads", "trimmed_count"]
 ROBUST_AGGREGATORS = ("median", "trimmed_mean", "norm_bounded_mean", "krum", "multi_krum")
 KRUM_RULES = ("krum", "multi_krum")
 _FLOOR_SLACK = 1e-5  # floor(beta * n) is exact for beta given to 5 decimals
@@ -203,10 +203,21 @@ def make_multi_krum(config: Any, cohort_size: int | None = None) -> Aggregator:
                                                  opts.multi_krum_m)
 
 
+# The server.robust fields each rule reads (the others refuse them when set).
+_ROBUST_FIELDS = {"median": (), "trimmed_mean": ("trim_fraction",),
+                  "norm_bounded_mean": ("norm_bound",), "krum": ("num_byzantine",),
+                  "multi_krum": ("num_byzantine", "multi_krum_m")}
+
+
+def robust_reads(name: str) -> dict[str, Any]:
+  """``{'server.robust.<field>': default}`` of the fields robust rule ``name`` reads."""
+  return {f"server.robust.{f}": getattr(RobustOptions(), f) for f in _ROBUST_FIELDS[name]}
+
+
 for _name, _make in zip(ROBUST_AGGREGATORS, (make_median, make_trimmed_mean,
                                              make_norm_bounded_mean, make_krum,
                                              make_multi_krum)):
-  register_configured(_name, _make)
+  register_configured(_name, _make, reads=robust_reads(_name))
 
 
 def check(config: Any, cohort_size: int) -> None:

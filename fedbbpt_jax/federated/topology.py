@@ -15,7 +15,9 @@ undirected graph.
 Graph builders return a symmetric boolean adjacency ``[m, m]`` with a False diagonal and
 are pure functions of their arguments (random graphs take a ``seed``). ``TOPOLOGIES`` maps
 a name to ``build(num_clients, options) -> adjacency``; users add graphs with
-``TOPOLOGIES.register(name, build)`` (tag it ``'random'`` to allow ``time_varying``).
+``TOPOLOGIES.register(name, build)`` (tag it ``'random'`` to allow ``time_varying``; declare
+the ``config.decentralized`` options it reads with ``reads={'decentralized.degree': 4}``:
+DFedSAM refuses an option set that the chosen topology does not read).
 ``mixing_matrix`` turns a name into ``W``; ``gossip`` applies ``W`` to a pytree whose leaves
 carry a leading client axis.
 
@@ -341,18 +343,24 @@ def _seed(options: Any) -> int:
   return int(_option(options, "seed", 0))
 
 
+# The config fields (``config.decentralized``) each topology reads, with their defaults;
+# DFedSAM refuses one the chosen topology does not read when it is set.
+_SHAPE_FIELDS = {"decentralized.rows": 0, "decentralized.cols": 0}
+_SEED_FIELD = {"decentralized.topology_seed": 0}
+
+
 @TOPOLOGIES.register("ring")
 def _build_ring(num_clients: int, options: Any) -> np.ndarray:
   del options
   return ring(num_clients)
 
 
-@TOPOLOGIES.register("torus")
+@TOPOLOGIES.register("torus", reads=_SHAPE_FIELDS)
 def _build_torus(num_clients: int, options: Any) -> np.ndarray:
   return torus(*_shape("torus", num_clients, options, low=3))
 
 
-@TOPOLOGIES.register("grid")
+@TOPOLOGIES.register("grid", reads=_SHAPE_FIELDS)
 def _build_grid(num_clients: int, options: Any) -> np.ndarray:
   return grid(*_shape("grid", num_clients, options, low=1))
 
@@ -363,12 +371,14 @@ def _build_exponential(num_clients: int, options: Any) -> np.ndarray:
   return exponential(num_clients)
 
 
-@TOPOLOGIES.register("k_regular", tags=("random",))
+@TOPOLOGIES.register("k_regular", tags=("random",),
+                     reads={"decentralized.degree": 4, **_SEED_FIELD})
 def _build_k_regular(num_clients: int, options: Any) -> np.ndarray:
   return k_regular(num_clients, int(_option(options, "degree", 4)), _seed(options))
 
 
-@TOPOLOGIES.register("erdos_renyi", tags=("random",))
+@TOPOLOGIES.register("erdos_renyi", tags=("random",),
+                     reads={"decentralized.edge_probability": 0.5, **_SEED_FIELD})
 def _build_erdos_renyi(num_clients: int, options: Any) -> np.ndarray:
   return erdos_renyi(num_clients, float(_option(options, "edge_probability", 0.5)),
                      _seed(options))

@@ -1,7 +1,8 @@
 """A whole deployment on one machine: a SuperLink, SuperNodes, ``flwr run``, as processes.
 
-Used by the integration tests and ``make flower-demo``; the same commands, with TLS
-and real addresses, are what a multi-machine run uses (README, "Deployment on
+Used by the integration tests and ``make flower-demo`` (``main``, whose temporary Flower
+home, API keys included, is removed at the end, also on failure); the same commands,
+with TLS and real addresses, are what a multi-machine run uses (README, "Deployment on
 Flower"). Every process is started in its own session and stopped by its PID (its
 whole process group: the ServerApp and ClientApp processes Flower spawns go with it).
 Flower's home directory (``FLWR_HOME``) is the one given; telemetry and the update
@@ -15,13 +16,17 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from fedbbpt_jax.serve.process import LOOPBACK, free_port
 
@@ -237,16 +242,38 @@ class LoopbackFederation:
     self.stop()
 
 
+@contextlib.contextmanager
+def demo_home(nodes: int) -> Iterator[tuple[str, str, dict[str, str]]]:
+  """A fresh temporary Flower home holding the provider's API keys (``keys.json``: one
+  key per node and one for the server, readable by the owner only), for ``main``.
+
+  Yields ``(home, keys_path, env)``, ``env`` naming each party's key variable. The home,
+  the keys file and everything the deployment wrote there (logs, the nodes' workdirs)
+  are removed when the block ends, also when it raises.
+  """
+  home = tempfile.mkdtemp(prefix="fedbbpt_flower_")
+  try:
+    keys = {"server-key": None, **{f"node-key-{i}": None for i in range(nodes)}}
+    keys_path = os.path.join(home, "keys.json")
+    with os.fdopen(os.open(keys_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+      json.dump(keys, f)
+    env = {"FEDBBPT_SERVER_KEY": "server-key",
+           **{f"FEDBBPT_NODE_KEY_{i}": f"node-key-{i}" for i in range(nodes)}}
+    yield home, keys_path, env
+  finally:
+    shutil.rmtree(home, ignore_errors=True)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
   """``python -m fedbbpt_jax.flower.loopback``: a whole deployment on this machine.
 
   Starts the model provider service (one API key per node and one for the server), a
   SuperLink and one SuperNode per client, runs the experiment with ``flwr run``, prints
-  its output and stops every process.
+  its output and stops every process. The temporary Flower home with the keys file is
+  removed at the end, also when the run fails (``demo_home``); the server's
+  ``--workdir`` stays.
   """
   import argparse
-  import json
-  import tempfile
 
   from fedbbpt_jax.flower.settings import load_config
   from fedbbpt_jax.serve.process import ServiceProcess
@@ -259,22 +286,17 @@ def main(argv: Sequence[str] | None = None) -> None:
   args = parser.parse_args(argv)
   config = load_config(args.config, args.overrides)
   nodes = int(config.data.num_clients)
-  home = tempfile.mkdtemp(prefix="fedbbpt_flower_")
-  keys = {"server-key": None, **{f"node-key-{i}": None for i in range(nodes)}}
-  keys_path = os.path.join(home, "keys.json")
-  with open(keys_path, "w") as f:
-    json.dump(keys, f)
-  env = {"FEDBBPT_SERVER_KEY": "server-key",
-         **{f"FEDBBPT_NODE_KEY_{i}": f"node-key-{i}" for i in range(nodes)}}
   size = int(config.blackbox.get("input_size", 64))
   extra = (f"--max_length={config.blackbox.max_length}",) if "max_length" in config.blackbox \
       else ()
-  with ServiceProcess(model=config.blackbox.model, input_size=size, keys_path=keys_path,
-                      max_batch=64, extra_args=extra) as service:
+  with demo_home(nodes) as (home, keys_path, env), ServiceProcess(
+      model=config.blackbox.model, input_size=size, keys_path=keys_path, max_batch=64,
+      extra_args=extra) as service:
     node_configs = [{"partition-id": i, "workdir": os.path.join(home, f"node{i}"),
                      "blackbox-url": service.url, "api-key-env": f"FEDBBPT_NODE_KEY_{i}"}
                     for i in range(nodes)]
-    print(f"provider {service.url}; Flower home {home}; {nodes} SuperNodes", flush=True)
+    print(f"provider {service.url}; Flower home {home} (removed at the end); {nodes} "
+          "SuperNodes", flush=True)
     t0 = time.time()
     with LoopbackFederation(home, node_configs, env=env) as fed:
       result = fed.run({"config": args.config, "workdir": os.path.abspath(args.workdir),

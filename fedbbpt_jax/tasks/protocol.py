@@ -115,6 +115,14 @@ class TaskBundle:
     project: map back to the feasible parameter set after every step (or None).
     task_metric: ``(name, metric(labels, predictions))`` reported beside accuracy (or None).
     describe: ``params -> dict`` of summary entries (e.g. the learned prompt as text).
+    counters: ``() -> {name: count}``, work the family's own parts did in this process
+      (e.g. the instruction family's generations and LLM requests), cumulative; the loop
+      saves them with every checkpoint and carries them over a resume like the query
+      meter, and their carried totals replace ``describe``'s entries of the same names.
+    cache_state: ``() -> JSON-able``, the family's host-side caches (e.g. instructions
+      generated, scores asked), saved with every checkpoint; ``load_cache_state(state)``
+      adds one back on resume, so that a resumed run repeats no work already done and
+      its counters equal an uninterrupted run's.
     cache_files: files the build wrote in ``options.workdir`` (copied to sweep members).
     refresh_every: re-derive the task every this many rounds (0 = never).
     refresh: ``(params, round, current_task) -> TaskRefresh``: the task for rounds
@@ -137,6 +145,9 @@ class TaskBundle:
   project: Callable[[PyTree], PyTree] | None = None
   task_metric: tuple[str, TaskMetric] | None = None
   describe: Callable[[PyTree], dict] = lambda params: {}
+  counters: Callable[[], dict[str, int]] = lambda: {}
+  cache_state: Callable[[], Any] = lambda: {}
+  load_cache_state: Callable[[Any], None] = lambda state: None
   cache_files: tuple[str, ...] = ()
   refresh_every: int = 0
   refresh: Callable[[PyTree | None, int, Any], TaskRefresh] | None = None

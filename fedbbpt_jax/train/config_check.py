@@ -8,6 +8,30 @@ fields it owns (``ALGORITHMS[name].check_fields``, e.g. ``config.decentralized``
 the chosen algorithm what it needs (``ALGORITHMS[config.server.algorithm].check``).
 Nothing is loaded or built: validating a config takes about a millisecond.
 Allowed names always come from the registries, so a user's registered entry is valid.
+
+**Settings the run would ignore are refused.** Some fields are read only when a choice
+selects them: ``server.dp.*`` by ``server.aggregator='dp_gaussian'``, ``server.robust.*``
+by the robust aggregator that uses each one, ``decentralized.*`` by
+``server.algorithm='dfedsam'`` (and the graph options by the topology that uses each
+one), ``server.pooled_clock`` by ``'centralized'``, ``attack.fraction``/``scale``/
+``noise_std`` by the ``attack.kind`` that uses them, ``data.dirichlet_alpha``/
+``shards_per_client`` by ``data.partition``, ``server.aggregator`` itself by the
+algorithms that apply it (``aggregators_of``) and ``client.upload='seeds'`` by those that
+replay seeds. The rule: a field counts as *set* when its value differs from its
+default, and the default is the value the shared block of ``configs/common.py`` gives
+it (``common.dp()``, ``common.robust()``, ``common.decentralized()``, ``common.attack()``,
+``common.partition()``, ``common.server()``; the library holds the same values, declared
+by each reader with ``reads={field: default}`` when it is registered, and a test pins
+them to ``configs/common.py``). A set field that the chosen entry does not read is
+refused with a ``ConfigError`` naming the field, its value, what reads it and what to
+set to apply it (``core.fields.refuse_unread``), e.g. ``config.server.dp.
+noise_multiplier=2.0 would be ignored: it is read only when config.server.aggregator=
+'dp_gaussian' (this run: 'weighted_mean'); set config.server.aggregator='dp_gaussian' to
+apply it, or leave it at its default 1.0``. A value at its default is never refused: a
+config file may carry every block whichever choice it makes. Which algorithms and
+aggregators work together is computed from the registries (``algorithms_applying``),
+so a message's suggestion is never refused by a later check. The range checks run
+first, so a bad value is told its range whether or not it would be read.
 """
 
 from __future__ import annotations
@@ -15,13 +39,15 @@ from __future__ import annotations
 import ml_collections
 
 from fedbbpt_jax.blackbox.wire import WIRE_DTYPES
-from fedbbpt_jax.core import (MAX_SEED, ConfigError, check_bool, check_choice, check_number,
-                              check_string, get_field)
-from fedbbpt_jax.data import PARTITIONS
+from fedbbpt_jax.core import (MAX_SEED, ConfigError, assignment, check_bool, check_choice,
+                              check_number, check_string, get_field, ignored_error,
+                              refuse_unread)
+from fedbbpt_jax.data import PARTITION_READS, PARTITIONS
 from fedbbpt_jax.federated import (AGGREGATORS, ALGORITHMS, CLIENT_OPTIMIZERS,
-                                   SCHEDULES, SERVER_OPTIMIZERS, UPLOADS,
-                                   algorithms_applying_aggregator, algorithms_with_seed_uploads,
-                                   server_algorithm_names)
+                                   SCHEDULES, SERVER_OPTIMIZERS, UPLOADS, aggregators_of,
+                                   algorithms_applying, algorithms_applying_aggregator,
+                                   algorithms_with_seed_uploads, server_algorithm_names)
+from fedbbpt_jax.federated.aggregators import DEFAULT_AGGREGATOR
 from fedbbpt_jax.federated.seed_uploads import check_seed_upload
 from fedbbpt_jax.federated import faults, robust_aggregators
 from fedbbpt_jax.federated.privacy import check_dp
@@ -76,6 +102,7 @@ def check_partition(config: ml_collections.ConfigDict) -> None:
   check_number(config, "data.examples_per_client", low=0, integer=True)
   check_number(config, "data.test_examples", low=0, integer=True)
   check_number(config, "data.partition_seed", low=0, integer=True)
+  refuse_unread(config, "data.partition", PARTITION_READS)
 
 
 def check_estimator(config: ml_collections.ConfigDict) -> None:
@@ -126,37 +153,73 @@ def check_upload(config: ml_collections.ConfigDict) -> None:
   algorithm = get_field(config, "server.algorithm")
   if algorithm not in algorithms_with_seed_uploads():
     raise ConfigError(f"config.client.upload='seeds' is not supported by config.server."
-                      f"algorithm={algorithm!r} (those that support it: "
-                      f"{sorted(algorithms_with_seed_uploads())}); use "
-                      "config.client.upload='dense'")
+                      f"algorithm={algorithm!r} (its server cannot replay seed uploads); set "
+                      f"{assignment('server.algorithm', algorithms_with_seed_uploads())} to "
+                      "apply it, or use config.client.upload='dense'")
   check_seed_upload(get_field(config, "zo.estimator"))
+
+
+def check_aggregator_applies(config: ml_collections.ConfigDict) -> None:
+  """``server.aggregator`` is one the algorithm applies (``federated.aggregators_of``);
+  the message names the algorithms that apply it (``federated.algorithms_applying``)."""
+  aggregator = get_field(config, "server").get("aggregator", DEFAULT_AGGREGATOR)
+  algorithm = get_field(config, "server.algorithm")
+  applied = aggregators_of(algorithm)
+  if aggregator in applied:
+    return
+  users = algorithms_applying(aggregator)
+  fix = (f"set {assignment('server.algorithm', users)} to apply {aggregator!r}" if users
+         else f"no registered algorithm applies {aggregator!r}")
+  if algorithm not in algorithms_applying_aggregator():
+    raise ignored_error("server.aggregator", aggregator, DEFAULT_AGGREGATOR,
+                        f"config.server.algorithm={algorithm!r} does not combine uploads with "
+                        "server.aggregator", fix)
+  role = ALGORITHMS.get(algorithm).aggregator_role
+  raise ConfigError(f"config.server.aggregator={aggregator!r}: config.server.algorithm="
+                    f"{algorithm!r} {role} with one of {list(applied)}; {fix}")
+
+
+def refuse_unread_server_fields(config: ml_collections.ConfigDict) -> None:
+  """Fields only another algorithm (``decentralized.*``, ``server.pooled_clock``) or
+  another aggregator (``server.dp.*``, ``server.robust.*``) reads, set (module docstring)."""
+  refuse_unread(config, "server.algorithm", ALGORITHMS.all_reads())
+  if "aggregator" not in get_field(config, "server"):
+    return
+  algorithm = get_field(config, "server.algorithm")
+
+  def fix(readers: list[str]) -> str:
+    usable = [name for name in readers if name in aggregators_of(algorithm)]
+    if usable:
+      return f"set {assignment('server.aggregator', usable)} to apply it"
+    users = sorted({a for name in readers for a in algorithms_applying(name)})
+    return (f"set {assignment('server.aggregator', readers)} and "
+            f"{assignment('server.algorithm', users)} to apply it")
+
+  refuse_unread(config, "server.aggregator", AGGREGATORS.all_reads(), fix)
 
 
 def check_server(config: ml_collections.ConfigDict) -> None:
   """The algorithm (and what it needs), server optimizer, aggregator (its ``server.robust``
-  and ``server.dp`` blocks), cohort size, and the simulated faults (``attack``,
-  ``server.dropout``)."""
+  and ``server.dp`` blocks), cohort size, the simulated faults (``attack``,
+  ``server.dropout``), and the fields the chosen algorithm and aggregator would ignore."""
   check_choice(config, "server.algorithm", server_algorithm_names())
   check_choice(config, "server.optimizer", SERVER_OPTIMIZERS.names())
   if "aggregator" in get_field(config, "server"):
     check_choice(config, "server.aggregator", AGGREGATORS.names())
   check_number(config, "server.lr", low=0, low_inclusive=False)
   check_number(config, "server.momentum", low=0, high=1)
-  check_number(config, "server.cohort_size", low=0, high=get_field(config, "data.num_clients"),
-               integer=True)
-  check_dp(config, algorithms_applying_aggregator())
-  aggregator = get_field(config, "server").get("aggregator", "weighted_mean")
-  algorithm = get_field(config, "server.algorithm")
-  if aggregator != "weighted_mean" and algorithm not in algorithms_applying_aggregator():
-    raise ConfigError(f"config.server.aggregator={aggregator!r} would be ignored: "
-                      f"config.server.algorithm={algorithm!r} does not combine uploads with "
-                      f"server.aggregator (those that do: {sorted(algorithms_applying_aggregator())})")
+  num_clients = get_field(config, "data.num_clients")
+  check_number(config, "server.cohort_size", low=0, high=num_clients, integer=True,
+               hint=f"config.data.num_clients={num_clients}; 0 = every client")
+  check_aggregator_applies(config)
+  check_dp(config)
   robust_aggregators.check(config, get_field(config, "server.cohort_size")
                            or get_field(config, "data.num_clients"))
   faults.check(config)
   for name in ALGORITHMS.names():  # every algorithm's own fields, whichever one runs
     ALGORITHMS.get(name).check_fields(config)
   ALGORITHMS.get(get_field(config, "server.algorithm")).check(config)
+  refuse_unread_server_fields(config)
 
 
 def check_loop(config: ml_collections.ConfigDict) -> None:

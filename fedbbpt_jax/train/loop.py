@@ -206,6 +206,11 @@ class RunRecords:
     self.ckpt = RoundCheckpointer(workdir)
     self.metrics_log = records.MetricsLog(workdir)
     self.prior_seconds = 0.0
+    # The family's own work counters (TaskBundle.counters): the totals saved at the round
+    # resumed from, and the process's counts then (the meter's rule: what this process did
+    # before the restore is not counted, what it does after is).
+    self.carried_counters: dict[str, int] = {}
+    self.counters_at_restore: dict[str, int] = {}
     self._restored: tuple[int, Any, dict] | None = None  # what ``readable_round`` read
     # Client-level DP (server.aggregator='dp_gaussian'): ε is a pure function of the
     # config and the rounds done; a target ε ends the run before the round exceeding it.
@@ -272,12 +277,21 @@ class RunRecords:
         state, meta = self.ckpt.restore(start_round, like_state)
       self.meter.load_state_dict(meta["queries"])
       self.prior_seconds = meta["wall_seconds"]
+      self.exp.bundle.load_cache_state(meta.get("task_cache", {}))
+      self.carried_counters = {k: int(v) for k, v in meta.get("task_counters", {}).items()}
+      self.counters_at_restore = self.exp.bundle.counters()
       self.log(f"resuming after round {start_round}")
     else:
       self.meter.add(bb_examples=self.exp.bundle.setup_examples,
                      bb_calls=self.exp.bundle.setup_calls)
     self.metrics_log.truncate(start_round)
     return state, start_round
+
+  def task_counters(self) -> dict[str, int]:
+    """The family's work counters over the whole run, resumes included."""
+    now = self.exp.bundle.counters()
+    return {k: self.carried_counters.get(k, 0) + int(v) - self.counters_at_restore.get(k, 0)
+            for k, v in now.items()}
 
   def check_budget(self) -> None:
     self.meter.check_budget(self.exp.train_examples_per_round())
@@ -347,7 +361,9 @@ class RunRecords:
     row.update(wall_seconds=wall, **self.meter.state_dict())
     self.metrics_log.append(row)
     if self.latest_round() < r + 1:  # a sweep member may already hold this round
-      self.ckpt.save(r + 1, state, {"queries": self.meter.state_dict(), "wall_seconds": wall})
+      self.ckpt.save(r + 1, state, {"queries": self.meter.state_dict(), "wall_seconds": wall,
+                                    "task_counters": self.task_counters(),
+                                    "task_cache": self.exp.bundle.cache_state()})
     acc_text = f"acc {100 * row['test_accuracy']:.2f}%  " if "test_accuracy" in row else ""
     loss_text = "n/a" if train_loss is None else f"{train_loss:.4f}"
     self.log(f"round {r + 1}/{config.train.rounds}  {acc_text}train loss {loss_text}  "
@@ -401,6 +417,7 @@ class RunRecords:
       if key in rows[-1]:
         summary["final_" + key.removeprefix("test_")] = rows[-1][key]
     summary.update(exp.bundle.describe(exp.algorithm.model(state)))  # e.g. the learned prompt
+    summary.update(self.task_counters())  # after describe: its own work counts too
     summary.setdefault("zero_shot_accuracy", None)
     summary.setdefault("local_only_accuracy", None)
     records.write_json(os.path.join(self.workdir, "summary.json"), summary)

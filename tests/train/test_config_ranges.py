@@ -2,7 +2,9 @@
 
 ``CASES`` is a table of bad values, one per row, each with the exact fragment of
 the ``ConfigError`` (field, value, allowed range or set) it must raise; it spans
-every config section and the three task families, and the README's table of
+every config section and the task families, the settings a run would ignore (a field
+set while the choice that reads it is off: ``tests/train/test_ignored_settings.py``
+tests that rule), and the README's table of
 allowed values (docs/privacy_robustness/config_ranges.md) is generated from it.
 The exhaustive tests then set EVERY leaf of every config mode to a value no run can
 use (NaN or inf for a float, -10**9 or 0.5 for an integer, 1 for a bool, 3 for a
@@ -109,7 +111,8 @@ CASES = [
     ("image", "smoke", "server.lr", 0.0, "config.server.lr=0.0 must be > 0"),
     ("image", "smoke", "server.momentum", math.nan,
      "config.server.momentum=nan must be a finite number in [0, 1]"),
-    ("glue", "smoke", "server.cohort_size", 3, "config.server.cohort_size=3 must be <= 2"),
+    ("glue", "smoke", "server.cohort_size", 3,
+     "config.server.cohort_size=3 must be <= 2 (config.data.num_clients=2; 0 = every client)"),
     ("image", "smoke", "server.pooled_clock", "rounds",  # centralized's field, fedbbpt run
      "config.server.pooled_clock='rounds' is not one of ['client', 'global']"),
     # server.robust / server.dp / server.dropout
@@ -158,6 +161,55 @@ CASES = [
     ("image", "smoke", "parallel.backend", "pmap",
      "config.parallel.backend='pmap' is not one of ['loop', 'shard', 'vmap']"),
     ("text", "smoke", "parallel.cpu_devices", -1, "config.parallel.cpu_devices=-1 must be >= 0"),
+    # Settings the run would ignore: set (not at their configs/common.py default) while the
+    # choice that reads them is off (the rule: fedbbpt_jax/train/config_check.py).
+    ("image", "smoke", "server.dp.noise_multiplier", 2.0,
+     "config.server.dp.noise_multiplier=2.0 would be ignored: it is read only when "
+     "config.server.aggregator='dp_gaussian' (this run: 'weighted_mean'); set "
+     "config.server.aggregator='dp_gaussian' to apply it, or leave it at its default 1.0"),
+    ("text", "smoke", "server.dp.target_epsilon", 1.0,
+     "config.server.dp.target_epsilon=1.0 would be ignored: it is read only when "
+     "config.server.aggregator='dp_gaussian'"),
+    ("instruction", "smoke", "server.dp.clip_norm", 0.5,
+     "config.server.dp.clip_norm=0.5 would be ignored: it is read only when "
+     "config.server.aggregator='dp_gaussian'"),
+    ("image", "smoke", "server.robust.trim_fraction", 0.2,
+     "config.server.robust.trim_fraction=0.2 would be ignored: it is read only when "
+     "config.server.aggregator='trimmed_mean' (this run: 'weighted_mean'); set "
+     "config.server.aggregator='trimmed_mean' to apply it, or leave it at its default 0.1"),
+    ("glue", "smoke", "server.robust.num_byzantine", 2,
+     "config.server.robust.num_byzantine=2 would be ignored: it is read only when "
+     "config.server.aggregator is one of ['krum', 'multi_krum'] (this run: 'weighted_mean')"),
+    ("image", "dfedsam", "server.aggregator", "dp_gaussian",
+     "config.server.aggregator='dp_gaussian': config.server.algorithm='dfedsam' mixes "
+     "neighbours with one of ['weighted_mean', 'median', 'trimmed_mean']; set "
+     "config.server.algorithm='fedbbpt' to apply 'dp_gaussian'"),
+    ("image", "smoke", "server.pooled_clock", "global",
+     "config.server.pooled_clock='global' would be ignored: it is read only when "
+     "config.server.algorithm='centralized' (this run: 'fedbbpt'); set "
+     "config.server.algorithm='centralized' to apply it, or leave it at its default 'client'"),
+    ("image", "smoke", "decentralized.topology", "torus",
+     "config.decentralized.topology='torus' would be ignored: it is read only when "
+     "config.server.algorithm='dfedsam' (this run: 'fedbbpt'); set "
+     "config.server.algorithm='dfedsam' to apply it, or leave it at its default 'ring'"),
+    ("text", "dfedsam", "decentralized.degree", 6,
+     "config.decentralized.degree=6 would be ignored: it is read only when "
+     "config.decentralized.topology='k_regular' (this run: 'ring'); set "
+     "config.decentralized.topology='k_regular' to apply it, or leave it at its default 4"),
+    ("image", "dfedsam", "decentralized.edge_probability", 0.3,
+     "config.decentralized.edge_probability=0.3 would be ignored: it is read only when "
+     "config.decentralized.topology='erdos_renyi' (this run: 'torus')"),
+    ("image", "smoke", "attack.scale", 5.0,
+     "config.attack.scale=5.0 would be ignored: it is read only when config.attack.kind is "
+     "one of ['scaled', 'sign_flip'] (this run: 'none'); set config.attack.kind to one of "
+     "['scaled', 'sign_flip'] to apply it, or leave it at its default 1.0"),
+    ("text", "smoke", "attack.fraction", 0.4,
+     "config.attack.fraction=0.4 would be ignored: it is read only when config.attack.kind "
+     "is one of ['gaussian', 'label_flip', 'scaled', 'sign_flip'] (this run: 'none')"),
+    ("image", "smoke", "data.shards_per_client", 3,
+     "config.data.shards_per_client=3 would be ignored: it is read only when "
+     "config.data.partition='shards' (this run: 'dirichlet'); set "
+     "config.data.partition='shards' to apply it, or leave it at its default 2"),
     ("instruction", "", "data.partition", "dirichlet",
      "config.data.partition='dirichlet' is not one of ['iid']"),
     ("instruction", "", "data.train_examples", 0, "config.data.train_examples=0 must be >= 1"),

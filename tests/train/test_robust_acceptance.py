@@ -34,9 +34,11 @@ ROUNDS = 6
 @pytest.fixture(scope="module")
 def accuracies():
   """``(zero-shot accuracy, [rule, seed] final accuracies)``."""
+  # server.aggregator='trimmed_mean' is the rule that reads trim_fraction (a config with
+  # another one refuses it as ignored); every rule of RULES is built below from this config.
   config = with_overrides(get_config("smoke"), data__num_clients=5, attack__kind="sign_flip",
                           attack__fraction=0.2, attack__scale=10.0,
-                          server__robust__trim_fraction=0.2)
+                          server__aggregator="trimmed_mean", server__robust__trim_fraction=0.2)
   validate_config(config)
   exp = build_experiment(config)
   alg, server = exp.algorithm, config.server

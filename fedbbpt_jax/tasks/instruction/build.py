@@ -57,12 +57,21 @@ def build_instruction_task(config: Any, options: BuildOptions) -> TaskBundle:
   task = InstructionExecution(blackbox, g.intrinsic_dim)
   inner = blackbox if isinstance(blackbox, InstructionBlackBox) else blackbox.inner
 
+  def counters() -> dict[str, int]:  # carried over a resume by the loop
+    return {"llm_requests": inner.llm_requests, "generations": generator.generations}
+
+  def cache_state() -> dict:  # saved with every checkpoint: a resume repeats no work
+    return {"instructions": generator.cache_state(), "scores": inner.cache_state()}
+
+  def load_cache_state(state: dict) -> None:
+    generator.load_cache_state(state.get("instructions", {}))
+    inner.load_cache_state(state.get("scores", []))
+
   def describe(params) -> dict:
     z = np.zeros(g.intrinsic_dim, np.float32) if params is None else np.asarray(params["z"])
     return {"task": name, "true_definition": definition,
             "instruction": inner.instruction(z), "zero_shot_instruction": inner.instruction(
-                np.zeros(g.intrinsic_dim, np.float32)),
-            "llm_requests": inner.llm_requests, "generations": generator.generations}
+                np.zeros(g.intrinsic_dim, np.float32)), **counters()}
 
   return TaskBundle(
       task=task, blackbox=blackbox, clients=clients, test_x=test_x,
@@ -72,6 +81,7 @@ def build_instruction_task(config: Any, options: BuildOptions) -> TaskBundle:
       test_split=f"{name}: examples {test_x[0]}-{test_x[-1]} ({len(test_x)}), after "
                  f"{t.exemplars} exemplars and {d.train_examples} training examples",
       project=lambda params: {"z": jnp.clip(params["z"], -1.0, 1.0)},
-      describe=describe)
+      describe=describe, counters=counters, cache_state=cache_state,
+      load_cache_state=load_cache_state)
 
 

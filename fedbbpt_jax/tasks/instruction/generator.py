@@ -98,6 +98,14 @@ class InstructionGenerator:
     self.generations = 0
     self.cache_hits = 0
 
+  def cache_state(self) -> dict[str, str]:
+    """The instruction cache as JSON (``z``'s float32 bytes in hex -> instruction)."""
+    return {key.hex(): text for key, text in self.cache.items()}
+
+  def load_cache_state(self, state: dict[str, str]) -> None:
+    """Adds a ``cache_state`` to the cache (a resumed run generates none of it again)."""
+    self.cache.update({bytes.fromhex(key): text for key, text in state.items()})
+
   def soft_tokens(self, zs: np.ndarray) -> jnp.ndarray:
     """``[N, num_soft_tokens, hidden]`` soft embeddings of the points ``zs [N, d]``."""
     flat = self.projection_scale * (jnp.asarray(zs, jnp.float32) @ self.projection)

@@ -64,6 +64,16 @@ class InstructionBlackBox(BlackBox):
     self._lock = threading.Lock()
     self._pending_error: Exception | None = None
 
+  def cache_state(self) -> list[list]:
+    """The scores asked so far as JSON: ``[[instruction, example index, score], ...]``."""
+    with self._lock:
+      return [[text, i, score] for (text, i), score in self.scores.items()]
+
+  def load_cache_state(self, state: list[list]) -> None:
+    """Adds a ``cache_state`` to the scores (a resumed run asks none of them again)."""
+    with self._lock:
+      self.scores.update({(str(text), int(i)): float(score) for text, i, score in state})
+
   def instruction(self, z: np.ndarray) -> str:
     return self.generator.generate(np.asarray(z, np.float32)[None])[0]
 
