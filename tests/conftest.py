@@ -1,19 +1,63 @@
-"""Test-session setup: a persistent XLA compilation cache shared by all tests.
+"""Test-session setup: one XLA compilation cache per test run, heaviest files first, tiers.
 
-Many tests build the same frozen black box and round functions; the cache makes
-every compile after the first a disk read. It lives in a fresh temporary folder (one
-per pytest process), removed when the process exits: each session writes up to ~2 GB,
-and left behind they once filled a 250 GB disk.
+* **One compile cache for the whole run.** The first process of a run (the pytest
+  controller, or a plain ``pytest``) makes a temporary folder and exports it as
+  ``JAX_COMPILATION_CACHE_DIR``; every pytest-xdist worker and every subprocess a test
+  starts (CLI runs, model services, Flower SuperNodes) inherits it, so a program compiled
+  once anywhere in the run is a disk read everywhere else. The folder is removed when
+  that first process exits (left behind, they once filled a 250 GB disk). Set
+  ``FEDBBPT_TEST_XLA_CACHE=DIR`` to keep one across runs (edit-test loops).
+* **Heaviest files first.** ``make test`` gives each worker whole files
+  (``--dist loadfile``) in collection order; the files are ordered by their measured
+  worker-seconds (``tests/durations.json``, refreshed by ``python -m
+  tests.helpers.durations``), so the long files start at once and the short ones fill
+  the tail.
+* **Tiers** (markers, ``pytest.ini``): ``slow`` (deployments, multi-process runs, CLI
+  subprocesses, real-model learning runs) is left out by ``make test-quick``;
+  ``demo`` (the demo configuration on three seeds) runs in ``make test-extended`` only.
+* **Perturbed learning mode.** ``FEDBBPT_TEST_PERTURB=1`` makes every ``learning``
+  test run its seeds as another CPU would (``perturbation()``): relative noise of 1e-6
+  on the initial prompt parameters and other seeds; ``make test-extended`` runs the
+  learning tests that way.
 """
 
 import atexit
+import json
+import os
 import shutil
 import tempfile
 
-import jax
+_CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
+if os.environ.get("FEDBBPT_TEST_XLA_CACHE"):
+  os.environ[_CACHE_ENV] = os.environ["FEDBBPT_TEST_XLA_CACHE"]
+elif not os.environ.get(_CACHE_ENV):
+  _cache_dir = tempfile.mkdtemp(prefix="fedbbpt_xla_cache_")
+  os.environ[_CACHE_ENV] = _cache_dir
+  atexit.register(shutil.rmtree, _cache_dir, ignore_errors=True)
+# Read by JAX at import, here and in every subprocess: cache every compilation.
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
-CACHE_DIR = tempfile.mkdtemp(prefix="fedbbpt_xla_cache_")
-atexit.register(shutil.rmtree, CACHE_DIR, ignore_errors=True)
-jax.config.update("jax_compilation_cache_dir", CACHE_DIR)
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+import jax  # pylint: disable=wrong-import-position
+
+jax.config.update("jax_compilation_cache_dir", os.environ[_CACHE_ENV])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+_DURATIONS = os.path.join(os.path.dirname(__file__), "durations.json")
+_UNKNOWN_FILE_SECONDS = 10.0  # a file not yet measured goes among the medium ones
+
+
+def pytest_collection_modifyitems(config, items):
+  """Orders the files by measured worker-seconds, heaviest first (stable within a file)."""
+  del config
+  try:
+    with open(_DURATIONS) as f:
+      seconds = json.load(f)
+  except (OSError, ValueError):
+    return
+  order = {}
+  for item in items:
+    path = item.nodeid.split("::")[0]
+    order.setdefault(path, (-seconds.get(path, _UNKNOWN_FILE_SECONDS), len(order)))
+  items.sort(key=lambda item: order[item.nodeid.split("::")[0]])

@@ -14,6 +14,7 @@ import dataclasses
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -41,9 +42,30 @@ def hparams_from_config(config: ml_collections.ConfigDict) -> HParams:
                         momentum=z.get("momentum", 0.0))
 
 
-def initial_params(bundle: TaskBundle, seed: int) -> Any:
-  """The prompt generator's initial parameters for ``seed``."""
-  return bundle.init_prompt(jax.random.fold_in(jax.random.key(seed), INIT_KEY_FOLD))
+def initial_params(bundle: TaskBundle, seed: int, noise: float = 0.0) -> Any:
+  """The prompt generator's initial parameters for ``seed``.
+
+  ``noise`` > 0 (``config.train.init_noise``) adds ``noise * N(0, 1) * max(|p|, s)`` to
+  every float parameter ``p`` (``s`` the leaf's RMS, or 1 for an all-zero leaf), drawn
+  from its own key: a relative perturbation of the size another CPU's float rounding
+  makes after a few operations. A learning result should not depend on it.
+  """
+  key = jax.random.fold_in(jax.random.key(seed), INIT_KEY_FOLD)
+  params = bundle.init_prompt(key)
+  if not noise:
+    return params
+  leaves, treedef = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.fold_in(key, 1), max(len(leaves), 1))
+
+  def perturb(p, k):
+    p = jnp.asarray(p)
+    if not jnp.issubdtype(p.dtype, jnp.floating):
+      return p
+    rms = jnp.sqrt(jnp.mean(jnp.square(p))) if p.size else 0.0
+    scale = jnp.maximum(jnp.abs(p), jnp.where(rms > 0, rms, 1.0))
+    return p + (noise * jax.random.normal(k, p.shape) * scale).astype(p.dtype)
+
+  return jax.tree.unflatten(treedef, [perturb(p, k) for p, k in zip(leaves, keys)])
 
 
 @dataclasses.dataclass
@@ -133,7 +155,8 @@ def build_experiment(config: ml_collections.ConfigDict, workdir: str | None = No
   root_key = jax.random.key(config.seed)
   return Experiment(config=config, bundle=bundle, algorithm=algorithm, local_only=local_only,
                     hparams=hparams_from_config(config), root_key=root_key,
-                    init_params=initial_params(bundle, config.seed),
+                    init_params=initial_params(bundle, config.seed,
+                                               config.train.get("init_noise", 0.0)),
                     num_candidates=estimator.num_candidates)
 
 

@@ -227,6 +227,9 @@ def check_loop(config: ml_collections.ConfigDict) -> None:
   check_number(config, "train.rounds", low=1, integer=True)
   check_number(config, "train.eval_every", low=1, integer=True)
   check_number(config, "train.eval_batch_size", low=1, integer=True)
+  if "init_noise" in get_field(config, "train"):
+    check_number(config, "train.init_noise", low=0, high=0.1,
+                 hint="relative noise on the initial prompt parameters")
   check_choice(config, "parallel.backend", BACKENDS)
   if "cpu_devices" in get_field(config, "parallel"):
     check_number(config, "parallel.cpu_devices", low=0, integer=True)

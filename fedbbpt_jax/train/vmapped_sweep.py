@@ -155,7 +155,8 @@ def member_keys_and_params(exp: Any, configs: Sequence[ml_collections.ConfigDict
     return keys, jax.tree.map(lambda a: jnp.broadcast_to(a, (s,) + a.shape), exp.init_params)
   keys = jnp.stack([jax.random.key(c.seed) for c in configs])
   params = jax.tree.map(lambda *xs: jnp.stack(xs),
-                        *[initial_params(exp.bundle, c.seed) for c in configs])
+                        *[initial_params(exp.bundle, c.seed, c.train.get("init_noise", 0.0))
+                          for c in configs])
   return keys, params
 
 
