@@ -9,14 +9,14 @@ import os
 import jax
 import numpy as np
 import pytest
-from flwr.app import ConfigRecord, Context, RecordDict
+from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.common.constant import ErrorCode
 from flwr.supercore.task_identity import TaskIdentity
 
 from configs.fmnist_effnet import get_config
 from fedbbpt_jax.flower import messages as M
 from fedbbpt_jax.flower.node import run_directory, write_setup_files
-from fedbbpt_jax.flower.seed_download import STATE_FILE, load_state, save_state
+from fedbbpt_jax.flower.seed_download import STATE_FILE, load_state, params_check, save_state
 from fedbbpt_jax.flower.server_app import run_deployment, setup_files
 from fedbbpt_jax.flower.settings import config_to_json, node_settings, run_settings
 from fedbbpt_jax.flower.strategy import FedBBPTStrategy
@@ -68,43 +68,34 @@ def test_set_up_files_whose_names_are_paths_are_refused_and_nothing_is_written(n
   assert os.listdir(tmp_path) == []  # not even the plain-named file
 
 
-def test_a_message_with_a_path_like_file_gets_error_replies_the_server_counts_as_dropped(
-    tmp_path):
-  """Through the ClientApp: each node answers an error reply naming the file, and the
-  strategy records every member as dropped with that reason (the model is kept)."""
-  (tmp_path / "server").mkdir()
-  exp = build_experiment(smoke(), workdir=str(tmp_path / "server"))
-  files = {**setup_files(exp, str(tmp_path / "server")), "../escaped.npz": b"evil"}
-  notes = []
-  strategy = FedBBPTStrategy(exp, exp.algorithm.init(exp.init_params), NODE_IDS, files,
-                             log=notes.append)
-  replies, reasons = [], []
-  for pid, message in enumerate(strategy.configure_train(1, None, None, grid=None)):
-    message.metadata.__dict__["_message_id"] = message.object_id  # as Grid.push_messages
-    replies.append(client_reply(message, node_context(pid, tmp_path / f"node{pid}")))
-    node_dir = run_directory(node_settings({"partition-id": pid,
-                                            "workdir": str(tmp_path / f"node{pid}")}),
-                             config_to_json(exp.config))
-    reasons.append("<class 'ValueError'>:<'the server sent set-up files whose names are not "
-                   "plain file names: ['../escaped.npz']; a node writes set-up files only "
-                   f"inside its run directory {node_dir}; nothing was written'>")
-    assert replies[-1].has_error()
-    assert (replies[-1].error.code, replies[-1].error.reason) == (RAISED, reasons[-1])
-  assert sorted(os.listdir(tmp_path)) == ["server"]  # no node wrote anything, anywhere
-  strategy.aggregate_train(1, replies)
-  assert notes == [f"round 1: partition {pid} (node {NODE_IDS[pid]}): error {RAISED}: "
-                   f"{reasons[pid]}" for pid in range(3)]
-  assert bool(strategy.last_metrics["no_survivors"]) and strategy.last_counters == {}
-  for a, b in zip(jax.tree.leaves(exp.init_params), jax.tree.leaves(strategy.state.params)):
-    np.testing.assert_array_equal(np.asarray(b), np.asarray(a))
+def test_a_train_message_with_a_path_like_file_gets_an_error_reply_naming_it(tmp_path):
+  """Through the ClientApp: the node answers the error reply a SuperNode sends for a
+  raising ClientApp, naming the file; nothing is written (the server's side of an error
+  reply: the next test)."""
+  run = ConfigRecord({M.CONFIG_JSON: config_to_json(smoke()), M.ROUND: 0, M.REFRESH_ROUND: -1,
+                      M.FILE_PREFIX + "label_map.npz": b"fine",
+                      M.FILE_PREFIX + "../escaped.npz": b"evil"})
+  message = Message(RecordDict({M.RUN: run}), dst_node_id=NODE_IDS[1], message_type=M.TRAIN,
+                    group_id="1")
+  message.metadata.__dict__["_message_id"] = message.object_id  # as Grid.push_messages
+  reply = client_reply(message, node_context(1, tmp_path / "node1"))
+  node_dir = run_directory(node_settings({"partition-id": 1, "workdir": str(tmp_path / "node1")}),
+                           config_to_json(smoke()))
+  assert reply.has_error() and reply.error.code == RAISED
+  assert reply.error.reason == (
+      "<class 'ValueError'>:<'the server sent set-up files whose names are not plain file "
+      f"names: ['../escaped.npz']; a node writes set-up files only inside its run directory "
+      f"{node_dir}; nothing was written'>")
+  assert reply.metadata.reply_to_message_id == message.metadata.message_id
+  assert os.listdir(tmp_path) == []
 
 
 # -- (b) a failing node: error reply, member dropped, round goes on ----------------------
 
 def test_a_node_whose_provider_is_down_is_recorded_dropped_and_the_round_goes_on(tmp_path):
-  """Node 1 reaches no black box (its 'blackbox-url' is a closed port): every round its
-  ClientApp raises, the error reply comes back, and the server records the member as
-  dropped; the other two train. The run equals one in which node 1 is down throughout."""
+  """Node 1 reaches no black box (its 'blackbox-url' is a closed port): its ClientApp
+  raises, the error reply comes back, and the server records the member as dropped; the
+  other two train. The round equals one in which node 1 is down."""
   dead = f"http://{LOOPBACK}:{free_port()}"
   failing = {1: {"blackbox-url": dead, "overrides": "blackbox.max_attempts=1"}}
   logs = {"failing": [], "silent": []}
@@ -113,24 +104,25 @@ def test_a_node_whose_provider_is_down_is_recorded_dropped_and_the_round_goes_on
                      ("silent", InProcessGrid(str(tmp_path / "nodes"), range(3), down=(1,)))]:
     settings = run_settings({"workdir": str(tmp_path / case), "min-nodes": 2,
                              "discover-timeout": 1.0})
-    run_deployment(grid, smoke(), settings, log=logs[case].append)
+    run_deployment(grid, smoke(rounds=1), settings, log=logs[case].append)
   reason = (f"<class 'fedbbpt_jax.blackbox.remote.RemoteBlackBoxError'>:<'remote black box "
             f"{dead}/v1/info failed: no HTTP response: ConnectError: [Errno 111] Connection "
             "refused'>")
   member_notes = lambda log: [line for line in log if line.startswith("round ")
                               and "partition" in line]
   assert member_notes(logs["failing"]) == [
-      f"round {r}: partition 1 (node {NODE_IDS[1]}): error {RAISED}: {reason}" for r in (1, 2)]
+      f"round 1: partition 1 (node {NODE_IDS[1]}): error {RAISED}: {reason}"]
   assert member_notes(logs["silent"]) == [  # down since discovery: never sent anything
-      f"round {r}: partition 1: no node connected" for r in (1, 2)]
+      "round 1: partition 1: no node connected"]
   failing, silent = rows(tmp_path / "failing"), rows(tmp_path / "silent")
+  assert np.isfinite(failing[0]["train_loss"])  # the two others trained
   assert [(r["survivors"], r["nodes_missing"], r["client_activations"]) for r in failing] == [
-      (2, 1, 2), (2, 1, 4)]
+      (2, 1, 2)]
   for a, b in zip(failing, silent, strict=True):
     for key in ("train_loss", "test_accuracy", "bb_examples", "cohort", "upload_bytes"):
       assert a[key] == b[key], key
-  state_f, _ = RoundCheckpointer(str(tmp_path / "failing")).restore(2)
-  state_s, _ = RoundCheckpointer(str(tmp_path / "silent")).restore(2)
+  state_f, _ = RoundCheckpointer(str(tmp_path / "failing")).restore(1)
+  state_s, _ = RoundCheckpointer(str(tmp_path / "silent")).restore(1)
   for x, y in zip(jax.tree.leaves(state_s), jax.tree.leaves(state_f), strict=True):
     np.testing.assert_array_equal(np.asarray(y), np.asarray(x))
 
@@ -183,6 +175,7 @@ def test_a_seed_replay_checksum_mismatch_drops_the_member_discards_its_state_and
 
   def damage_then_watch(r, strategy):
     if r == 1:  # the state of round 0 that node 1 kept: one parameter moved
+      seen["server_check_1"] = params_check(strategy.state.params)  # sent with round 2
       state = load_state(kept_dir, like)
       leaves, treedef = jax.tree.flatten(state.params)
       leaves[0] = np.array(leaves[0])
@@ -197,8 +190,8 @@ def test_a_seed_replay_checksum_mismatch_drops_the_member_discards_its_state_and
   assert len(notes) == 1 and notes[0].startswith(
       f"round 2: partition 1 (node {NODE_IDS[1]}): error {RAISED}: <class 'RuntimeError'>:<'the "
       "replayed rounds 1..1 give parameters with checksum "), notes
-  assert notes[0].endswith(f"; deleted the kept state {kept_path} (the server sends the whole "
-                           "state next time)'>")
+  assert notes[0].endswith(f", the server's is {seen['server_check_1']!r}; deleted the kept "
+                           f"state {kept_path} (the server sends the whole state next time)'>")
   assert sent == [{0: M.STATE, 1: M.STATE, 2: M.STATE},
                   {0: M.HISTORY, 1: M.HISTORY, 2: M.HISTORY},
                   {0: M.HISTORY, 1: M.STATE, 2: M.HISTORY}]
