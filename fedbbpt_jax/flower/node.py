@@ -23,8 +23,8 @@ from fedbbpt_jax.federated.algorithm import RoundCost
 from fedbbpt_jax.federated.server import client_keys, round_keys
 from fedbbpt_jax.flower import messages as M
 from fedbbpt_jax.flower.codec import from_array_record, to_array_record
-from fedbbpt_jax.flower.seed_download import (CHECK_RTOL, load_state, params_check,
-                                              replay_rounds, save_state)
+from fedbbpt_jax.flower.seed_download import (CHECK_RTOL, discard_state, load_state,
+                                              params_check, replay_rounds, save_state)
 from fedbbpt_jax.flower.strategy import make_server_step
 from fedbbpt_jax.flower.settings import (NodeSettings, config_from_json, node_settings,
                                          node_view)
@@ -38,16 +38,31 @@ def run_directory(node: NodeSettings, config_json: str) -> str:
   return os.path.join(node.workdir, f"run-{digest}")
 
 
+def plain_file_name(name: str) -> bool:
+  """Whether ``name`` names a file inside a directory: not empty, not '.' or '..', no
+  path separator, no NUL."""
+  return (name not in ("", ".", "..") and "\x00" not in name
+          and os.sep not in name and (os.altsep is None or os.altsep not in name))
+
+
 def write_setup_files(directory: str, run: ConfigRecord) -> None:
-  """Writes the set-up files the server sent (``file:<name>`` entries) into ``directory``."""
+  """Writes the set-up files the server sent (``file:<name>`` entries) into ``directory``.
+
+  Raises:
+    ValueError: a name is not a plain file name (e.g. '../x', '/etc/passwd', 'a/b');
+      nothing is written then.
+  """
+  files = {key.removeprefix(M.FILE_PREFIX): value for key, value in run.items()
+           if key.startswith(M.FILE_PREFIX)}
+  bad = sorted(name for name in files if not plain_file_name(name))
+  if bad:
+    raise ValueError(f"the server sent set-up files whose names are not plain file names: "
+                     f"{bad}; a node writes set-up files only inside its run directory "
+                     f"{directory}; nothing was written")
   os.makedirs(directory, exist_ok=True)
-  for key, value in run.items():
-    if key.startswith(M.FILE_PREFIX):
-      name = key.removeprefix(M.FILE_PREFIX)
-      if os.path.basename(name) != name:
-        raise ValueError(f"set-up file name {name!r} from the server is not a plain file name")
-      with open(os.path.join(directory, name), "wb") as f:
-        f.write(value)
+  for name, value in files.items():
+    with open(os.path.join(directory, name), "wb") as f:
+      f.write(value)
 
 
 # Experiments this process built, by what they were built from: a SuperNode starts a fresh
@@ -102,8 +117,8 @@ def global_model(message: Message, exp: Experiment, directory: str) -> Any:
 
   Raises:
     RuntimeError: the kept state is not of the round the history starts from, or the
-      replayed parameters differ from the server's checksum (the server then sends the
-      whole state next time).
+      replayed parameters differ from the server's checksum (the kept state is then
+      deleted; the server sends the whole state next time).
   """
   content, run = message.content, message.content[M.RUN]
   init = exp.algorithm.init(exp.init_params)
@@ -123,8 +138,10 @@ def global_model(message: Message, exp: Experiment, directory: str) -> Any:
                           exp.upload_structure())
     want, got = float(run[M.PARAMS_CHECK]), params_check(state.params)
     if not abs(got - want) <= CHECK_RTOL * abs(want):
+      kept = discard_state(directory)
       raise RuntimeError(f"the replayed rounds {start + 1}..{stop} give parameters with "
-                         f"checksum {got!r}, the server's is {want!r}")
+                         f"checksum {got!r}, the server's is {want!r}; deleted the kept "
+                         f"state {kept} (the server sends the whole state next time)")
   save_state(directory, state)
   return exp.algorithm.broadcast(state)
 

@@ -14,8 +14,10 @@ do the same; the download stops growing with the generator.
   last confirmed. It sends ``HISTORY`` (the records since then) when it has them, else
   ``STATE`` (the whole ``ServerState``: parameters, server optimizer state, round).
 * The node keeps the state it last rebuilt in its run directory, replays, checks the
-  parameters' checksum the server sent (a mismatch is an error: the server then sends
-  the whole state next time) and trains from the rebuilt global model.
+  parameters' checksum the server sent and trains from the rebuilt global model. A
+  mismatch is an error reply (the member counts as dropped for that round) and the node
+  deletes the state it kept, which either it or the replay got wrong; the server, which
+  saw no upload, sends the whole state next time.
 
 Not with ``server.aggregator='dp_gaussian'``: the replay would need the server's noise,
 which must stay with the server.
@@ -122,6 +124,14 @@ def save_state(directory: str, state: Any) -> None:
   tmp = os.path.join(directory, STATE_FILE + ".tmp.npz")
   np.savez(tmp, **{k.replace("/", "|"): v.numpy() for k, v in record.items()})
   os.replace(tmp, os.path.join(directory, STATE_FILE))
+
+
+def discard_state(directory: str) -> str:
+  """Deletes the state ``save_state`` kept in ``directory`` (if any); returns its path."""
+  path = os.path.join(directory, STATE_FILE)
+  if os.path.exists(path):
+    os.remove(path)
+  return path
 
 
 def load_state(directory: str, like: Any) -> Any | None:

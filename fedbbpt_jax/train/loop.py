@@ -265,7 +265,8 @@ class RunRecords:
   def start(self, like_state: Any, start_round: int | None = None) -> tuple[Any, int]:
     """Restores round ``start_round`` (default: the latest readable one) or starts afresh.
 
-    Returns ``(state, start_round)``; metrics rows after that round are dropped.
+    Returns ``(state, start_round)``; metrics rows after that round, and a last line a
+    crash cut short, are dropped with a logged warning naming the file and the round.
     """
     start_round = self.readable_round(like_state) if start_round is None else start_round
     state = like_state
@@ -284,7 +285,8 @@ class RunRecords:
     else:
       self.meter.add(bb_examples=self.exp.bundle.setup_examples,
                      bb_calls=self.exp.bundle.setup_calls)
-    self.metrics_log.truncate(start_round)
+    for warning in self.metrics_log.truncate(start_round):
+      self.log(f"warning: {warning}")
     return state, start_round
 
   def task_counters(self) -> dict[str, int]:

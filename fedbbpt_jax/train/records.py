@@ -75,22 +75,76 @@ def check_or_write_config(workdir: str, config: ml_collections.ConfigDict) -> No
   write_json(path, current)
 
 
+class MetricsLogDamaged(ValueError):
+  """A line of ``metrics.jsonl`` other than the last is not a JSON row (not a crash's
+  cut-short write: the file was edited or damaged)."""
+
+
 class MetricsLog:
-  """``metrics.jsonl``: one JSON object per completed round."""
+  """``metrics.jsonl``: one JSON object per completed round, appended in round order.
+
+  A crash (SIGKILL, power loss) can leave two kinds of damage, both repaired by
+  ``truncate`` on resume: a last line cut short mid-write (the row of the round after
+  the last complete one), and rows of rounds written before the crash but after the
+  last checkpoint (the row is appended just before its round's checkpoint is saved).
+  """
 
   def __init__(self, workdir: str):
     self.path = os.path.join(workdir, "metrics.jsonl")
 
-  def rows(self) -> list[dict]:
-    if not os.path.exists(self.path):
-      return []
-    with open(self.path) as f:
-      return [json.loads(line) for line in f if line.strip()]
+  def read(self) -> tuple[list[dict], str]:
+    """``(complete rows, torn last line)``; the torn line is '' when the file ends cleanly.
 
-  def truncate(self, last_round: int) -> None:
-    """Drops rows of rounds after ``last_round`` (written before a crash, not checkpointed)."""
-    kept = [r for r in self.rows() if r["round"] <= last_round]
+    Raises:
+      MetricsLogDamaged: a line before the last is not a JSON object (names the file
+        and the line number).
+    """
+    if not os.path.exists(self.path):
+      return [], ""
+    with open(self.path) as f:
+      lines = [(n, line) for n, line in enumerate(f, start=1) if line.strip()]
+    rows, torn = [], ""
+    for i, (n, line) in enumerate(lines):
+      try:
+        row = json.loads(line)
+        if not isinstance(row, dict) or "round" not in row:
+          raise ValueError("not a JSON object with a 'round' entry")
+      except ValueError as e:
+        if i < len(lines) - 1:
+          raise MetricsLogDamaged(
+              f"{self.path}: line {n} of {lines[-1][0]} is not a metrics row ({e}); only a "
+              "crash's cut-short last line is repaired on resume: restore the file or use a "
+              "new --workdir") from None
+        torn = line
+        break
+      rows.append(row)
+    return rows, torn
+
+  def rows(self) -> list[dict]:
+    """The complete rows (a torn last line, which ``truncate`` drops on resume, is skipped)."""
+    return self.read()[0]
+
+  def truncate(self, last_round: int) -> list[str]:
+    """Keeps the rows of rounds up to ``last_round``, the last checkpointed round.
+
+    Drops a torn last line and the rows of later rounds (written before a crash, never
+    checkpointed: the resumed run writes them again).
+
+    Returns:
+      One warning per dropped line, naming the file and the round.
+    """
+    rows, torn = self.read()
+    kept = [r for r in rows if r["round"] <= last_round]
+    warnings = [f"{self.path}: dropped the row of round {r['round']}, written after the last "
+                f"saved round ({last_round}); that round runs again"
+                for r in rows if r["round"] > last_round]
+    if torn:
+      after = rows[-1]["round"] if rows else 0
+      warnings.append(f"{self.path}: dropped a cut-short last line (the row of round "
+                      f"{after + 1}, {len(torn)} bytes, written when the run stopped); that "
+                      "round runs again")
     _write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+    return warnings
 
   def append(self, row: dict) -> None:
     with open(self.path, "a") as f:

@@ -3,21 +3,37 @@
 The server's whole loop (``server_app.run_deployment``) runs against it unchanged: node
 ids, discovery queries, training messages and replies are real Flower objects; only
 the transport is a function call. ``down`` holds partitions whose node is connected but
-never answers (a dead node before its heartbeat expires).
+never answers (a dead node before its heartbeat expires); ``node_configs`` adds entries
+to a partition's node config. A ClientApp that raises answers an error reply, built as
+Flower's SuperNode runtime builds it (``client_reply``).
 """
 
-from flwr.app import Context, Message, RecordDict
+from flwr.app import Context, Error, Message, RecordDict
+from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
 from flwr.supercore.task_identity import TaskIdentity
 
 from fedbbpt_jax.flower.client_app import app as client_app
 
 
+def client_reply(message, context):
+  """The real ClientApp's reply to ``message``; if it raises, the error reply a SuperNode
+  sends instead (flwr 1.42, ``flwr/supernode/runtime/run_clientapp.py``: code
+  ``CLIENT_APP_RAISED_EXCEPTION``, reason ``"<class '...'>:<'message'>"``)."""
+  try:
+    return client_app(message, context)
+  except Exception as ex:  # pylint: disable=broad-except
+    reason = str(type(ex)) + ":<'" + str(ex) + "'>"
+    return Message(Error(code=ErrorCode.CLIENT_APP_RAISED_EXCEPTION, reason=reason),
+                   reply_to=message)
+
+
 class InProcessGrid(Grid):
 
-  def __init__(self, workdir, partitions, down=()):
+  def __init__(self, workdir, partitions, down=(), node_configs=None):
     self.nodes = {1000 + p: p for p in partitions}  # node id -> partition id
     self.workdir, self.down = workdir, set(down)
+    self.node_configs = dict(node_configs or {})
     self.sent = []  # (message type, partition) of every message delivered
 
   def set_run(self, run):
@@ -51,9 +67,10 @@ class InProcessGrid(Grid):
         continue
       context = Context(run_id=TaskIdentity.run_id, node_id=node,
                         node_config={"partition-id": pid,
-                                     "workdir": f"{self.workdir}/node{pid}"},
+                                     "workdir": f"{self.workdir}/node{pid}",
+                                     **self.node_configs.get(pid, {})},
                         state=RecordDict(), run_config={})
-      reply = client_app(message, context)
+      reply = client_reply(message, context)
       reply.metadata.__dict__["_src_node_id"] = node
       replies.append(reply)
     return replies
