@@ -14,7 +14,7 @@ export MALLOC_ARENA_MAX ?= 1
 export MALLOC_MMAP_MAX_ ?= 0
 export MALLOC_TRIM_THRESHOLD_ ?= 10000000000
 
-.PHONY: venv data demo demo-text flower-demo test bench serve clean
+.PHONY: venv data demo demo-text flower-demo test test-quick test-extended bench serve clean
 
 venv: $(STAMP)
 
@@ -49,9 +49,24 @@ flower-demo: venv data
 	$(PY) -m fedbbpt_jax.flower.loopback --config=configs/fmnist_effnet.py:smoke \
 	  --workdir=$(FLOWER_WORKDIR)
 
-# One pytest worker per core, each test file on one worker (its module fixtures built once).
+# One pytest worker per core, each test file on one worker (its module fixtures built once),
+# the files heaviest first (tests/durations.json; xdist's own reordering off).
+PYTEST := $(PY) -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
+
+# The whole suite (what .ci/run runs): at most 10 min on 2 cores.
 test: venv data
-	$(PY) -m pytest -q -n auto --dist loadfile --durations=15 tests
+	$(PYTEST) -m "not demo" --durations=15 tests
+
+# The edit-test loop: no deployments, multi-process runs, CLI subprocesses or real-model
+# learning runs (at most 3 min on 2 cores).
+test-quick: venv data
+	$(PYTEST) -m "not slow and not demo" tests
+
+# The learning tests perturbed as another CPU would perturb them, then the demo
+# configuration on three seeds (tests/conftest.py).
+test-extended: venv data
+	FEDBBPT_TEST_PERTURB=1 $(PYTEST) -m "learning and not demo" tests
+	$(PYTEST) -m demo tests
 
 bench: venv data
 	$(PY) -m benchmarks.run

@@ -13,6 +13,8 @@ import pytest
 from configs import drug_minilm, fmnist_effnet
 from experiments.config_cli import USAGE_ERROR, config_arguments, unknown_field
 
+pytestmark = pytest.mark.slow  # make test-quick leaves it out
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 

@@ -13,6 +13,8 @@ from fedbbpt_jax.tasks.instruction.experiment import metrics_writer, run_instruc
 from fedbbpt_jax.core import ConfigError
 from tests.helpers.tiny_gpt2 import write_tiny_gpt2
 
+pytestmark = pytest.mark.slow  # make test-quick leaves it out
+
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):

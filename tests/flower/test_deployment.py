@@ -22,6 +22,8 @@ from fedbbpt_jax.train import run
 from tests.helpers.flower_loopback import (BASE, NODES, PER_STEP, STEPS, federation,  # noqa: F401
                                            final_params, rows, service, usage)
 
+pytestmark = pytest.mark.slow  # make test-quick leaves it out
+
 
 @pytest.mark.parametrize("upload", ["dense", "seeds"])
 def test_deployment_equals_simulation(federation, service, tmp_path, monkeypatch, upload):

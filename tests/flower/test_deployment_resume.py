@@ -13,6 +13,8 @@ from fedbbpt_jax.train.checkpoint import RoundCheckpointer
 from tests.helpers.flower_loopback import (BASE, NODES, PER_STEP, STEPS, federation,  # noqa: F401
                                            rows, service)
 
+pytestmark = pytest.mark.slow  # make test-quick leaves it out
+
 
 def test_killed_node_and_server_resume(federation, service, tmp_path):
   workdir = str(tmp_path / "flower")

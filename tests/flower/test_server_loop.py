@@ -20,6 +20,8 @@ from fedbbpt_jax.train.build import build_experiment
 from fedbbpt_jax.train.checkpoint import RoundCheckpointer
 from tests.helpers.inprocess_grid import InProcessGrid
 
+pytestmark = pytest.mark.slow  # make test-quick leaves it out
+
 ROUNDS = 3
 
 

@@ -34,3 +34,10 @@ def perturbed(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   if ACTIVE:
     config.train.init_noise = INIT_NOISE
   return config
+
+
+def t_statistic(gains) -> float:
+  """Mean of the per-seed gains over its standard error (``sd / sqrt(n)``, ddof 1)."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  g = np.asarray(gains, np.float64)
+  return float(g.mean() / (g.std(ddof=1) / np.sqrt(len(g))))

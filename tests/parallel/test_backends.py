@@ -10,6 +10,8 @@ import sys
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # make test-quick leaves it out
+
 SCRIPT = os.path.join(os.path.dirname(__file__), "multi_device_script.py")
 
 

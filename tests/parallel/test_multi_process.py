@@ -7,6 +7,9 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow  # make test-quick leaves it out
 
 SCRIPT = os.path.join(os.path.dirname(__file__), "multi_process_script.py")
 

@@ -24,10 +24,13 @@ from fedbbpt_jax.federated.fedbbpt import averaging_server
 from fedbbpt_jax.tasks.evaluation import Evaluator
 from fedbbpt_jax.train import validate_config
 from fedbbpt_jax.train.build import build_experiment, initial_params
+from tests.helpers import perturbation
 from tests.helpers.overrides import with_overrides
+from tests.helpers.perturbation import learning_seeds
 
 RULES = ("weighted_mean", "median", "trimmed_mean")
-SEEDS = (0, 1, 2)
+SEEDS = learning_seeds((0, 1, 2))
+INIT_NOISE = perturbation.INIT_NOISE if perturbation.ACTIVE else 0.0
 ROUNDS = 6
 
 
@@ -59,13 +62,15 @@ def accuracies():
   rule_idx = jnp.repeat(jnp.arange(len(RULES)), len(SEEDS))
   keys = jnp.stack([jax.random.key(s) for s in SEEDS] * len(RULES))
   params = jax.tree.map(lambda *xs: jnp.stack(xs),
-                        *[initial_params(exp.bundle, s) for s in SEEDS] * len(RULES))
+                        *[initial_params(exp.bundle, s, INIT_NOISE) for s in SEEDS] * len(RULES))
   final = jax.jit(jax.vmap(train))(rule_idx, keys, params)
   evaluator = Evaluator(exp.task, exp.test_x, exp.test_y, config.train.eval_batch_size)
   acc = [evaluator(jax.tree.map(lambda a, i=i: a[i], final))[0] for i in range(len(rule_idx))]
   return evaluator(None)[0], np.asarray(acc).reshape(len(RULES), len(SEEDS))
 
 
+@pytest.mark.slow
+@pytest.mark.learning
 def test_robust_rules_beat_zero_shot_by_more_than_the_seed_spread(accuracies):
   zero_shot, acc = accuracies
   for name in ("median", "trimmed_mean"):
@@ -75,6 +80,8 @@ def test_robust_rules_beat_zero_shot_by_more_than_the_seed_spread(accuracies):
     assert gain > a.std(ddof=1), (name, a, zero_shot)
 
 
+@pytest.mark.slow
+@pytest.mark.learning
 def test_fedavg_degrades_below_zero_shot_and_the_robust_rules(accuracies):
   zero_shot, acc = accuracies
   mean_acc = acc[RULES.index("weighted_mean")]
