@@ -1,7 +1,8 @@
 """DP-FedAvg: the dp_gaussian aggregator's clipping and noise, the accountant, the DP config.
 
 The aggregator is compared with the same sum computed by hand in numpy; the accountant
-with dp_accounting driven directly on the same DpEvent built by hand.
+with dp_accounting driven directly on the same DpEvent built by hand (and, in
+test_dp_epsilon_formulas.py, with RDP and Gaussian formulas computed without it).
 """
 
 import dp_accounting

@@ -2,8 +2,10 @@
 ``configs/instruction_train.py``) on a tiny GPT-2 made in the test as generator and
 black-box LLM: the black box scores exactly as the host-side scorer does, once per
 (instruction, example); traced (jit + vmap over clients) equals eager; a run trains,
-describes its instruction, resumes bit-exactly; a spent token budget at the provider
-(the chat service on loopback) stops the run after its last complete round."""
+describes its instruction, resumes bit-exactly; the median aggregator moves z by the
+median of the clients' uploads; every algorithm's counters equal the rows the black box
+really scored; a spent token budget at the provider (the chat service on loopback) stops
+the run after its last complete round."""
 
 import json
 
@@ -14,8 +16,12 @@ import pytest
 
 from configs.instruction_train import get_config
 from fedbbpt_jax.blackbox import QueryBudgetExceeded
+from fedbbpt_jax.blackbox.counting import CountingBlackBox
 from fedbbpt_jax.blackbox.llm_local import LocalChatLLM
+from fedbbpt_jax.federated.privacy import epsilon
+from fedbbpt_jax.federated.server import client_keys, round_keys
 from fedbbpt_jax.models.causal_lm import load_causal_lm
+from fedbbpt_jax.parallel.cohort import run_cohort
 from fedbbpt_jax.serve.chat import create_chat_app
 from fedbbpt_jax.serve.keys import KeyStore
 from fedbbpt_jax.tasks.instruction import InstructionBlackBox, InstructionExecution
@@ -23,6 +29,8 @@ from fedbbpt_jax.tasks.instruction.execution import InstructionScorer
 from fedbbpt_jax.tasks.instruction.generator import InstructionGenerator
 from fedbbpt_jax.tasks.instruction.rule_tasks import rule_task
 from fedbbpt_jax.train import run
+from fedbbpt_jax.train.build import build_experiment
+from fedbbpt_jax.train.checkpoint import RoundCheckpointer
 from tests.helpers.overrides import with_overrides
 from tests.helpers.threaded_server import serving
 from tests.helpers.tiny_gpt2 import write_tiny_gpt2
@@ -42,6 +50,18 @@ def words_task(tmp_path_factory):
   outputs = ["system:", "numbers"]
   examples = {str(i + 1): {"input": x, "output": outputs[i % 2]} for i, x in enumerate(inputs)}
   path = tmp_path_factory.mktemp("task") / "words.json"
+  path.write_text(json.dumps({"examples": examples}))
+  return str(path)
+
+
+@pytest.fixture(scope="module")
+def numbers_task(tmp_path_factory):
+  """Every expected output is "numbers", which the tiny GPT-2 says for some inputs under
+  some instructions: one local step from z = 0 already moves every client, each its own
+  way (the words task's clients mostly stay at 0 in the first round)."""
+  inputs = ["cat", "dog", "apple", "banana", "red", "blue", "one", "two", "three"] * 2
+  examples = {str(i + 1): {"input": x, "output": "numbers"} for i, x in enumerate(inputs)}
+  path = tmp_path_factory.mktemp("task") / "numbers.json"
   path.write_text(json.dumps({"examples": examples}))
   return str(path)
 
@@ -88,14 +108,6 @@ def test_black_box_scores_like_the_scorer_and_asks_each_pair_once(model):
     bb.predict(np.asarray([[0, 0, 0, 10]], np.float32))
 
 
-def test_rule_tasks_are_described_with_their_definition(model, tmp_path):
-  s = run(smoke(model, train__rounds=1), str(tmp_path))
-  assert s["task"] == "first_word_letter"
-  assert s["true_definition"] == "Write the first letter of the word."
-  assert isinstance(s["instruction"], str) and s["llm_requests"] > 0
-  assert s["black_box_queries"] == 2 * 2 * 3  # clients x candidates x batch
-
-
 def test_a_run_moves_the_instruction_and_resumes_bit_exactly(model, words_task, tmp_path):
   changes = dict(task__json_path=words_task, data__train_examples=10, data__test_examples=6,
                  client__batch_size=5, train__rounds=3, zo__sigma=0.5, client__lr=2.0)
@@ -117,9 +129,25 @@ def test_a_run_moves_the_instruction_and_resumes_bit_exactly(model, words_task, 
     assert resumed[key] == straight[key]
 
 
-def test_any_registered_aggregator_combines_the_clients(model, tmp_path):
-  s = run(smoke(model, server__aggregator="median", train__rounds=1), str(tmp_path))
-  assert s["rounds"] == 1 and isinstance(s["instruction"], str)
+def test_the_median_aggregator_moves_z_by_the_median_of_the_uploads(model, numbers_task,
+                                                                     tmp_path):
+  config = smoke(model, task__json_path=numbers_task, server__aggregator="median",
+                 data__num_clients=3, data__train_examples=9, train__rounds=1,
+                 zo__sigma=0.5, baselines__zero_shot=False)
+  s = run(config, str(tmp_path))
+  assert s["aggregator"] == "median" and s["black_box_queries"] == 3 * 2 * 3
+  # Round 1's uploads again, by the library's client update with the round's keys.
+  exp = build_experiment(config)
+  state = exp.algorithm.init(exp.init_params)
+  _, clients_key = round_keys(exp.root_key, state.round)
+  uploads = run_cohort(exp.algorithm.client_update)(
+      state.params, exp.clients, client_keys(clients_key, jnp.arange(3)), exp.hparams,
+      state.round)
+  deltas = np.asarray(uploads.delta["z"])
+  median = np.median(deltas, axis=0)
+  assert np.linalg.norm(median - deltas.mean(0)) > 0.1  # the mean would land elsewhere
+  after = np.asarray(RoundCheckpointer(str(tmp_path)).restore(1, state)[0].params["z"])
+  np.testing.assert_allclose(after, np.clip(median, -1.0, 1.0), atol=1e-6)  # from z = 0
 
 
 @pytest.fixture(scope="module")
@@ -150,20 +178,42 @@ def test_a_spent_provider_budget_stops_after_the_last_complete_round(model, serv
   del one
 
 
-@pytest.mark.parametrize("changes", [
-    dict(server__algorithm="centralized", zo__estimator="gaussian_antithetic",
-         zo__num_directions=2, client__optimizer="adam"),
-    dict(server__algorithm="dfedsam"),
-    dict(server__algorithm="fedone"),
-    dict(server__aggregator="dp_gaussian", server__dp__noise_multiplier=0.5,
-         baselines__local_only=True),
-], ids=["centralized_antithetic_adam", "dfedsam", "fedone", "dp_and_local_only"])
-def test_every_algorithm_runs_the_family(model, words_task, tmp_path, changes):
-  s = run(smoke(model, task__json_path=words_task, data__train_examples=10,
-                data__test_examples=6, train__rounds=1, **changes), str(tmp_path))
-  assert s["rounds"] == 1 and isinstance(s["instruction"], str)
-  assert 0.0 <= s["final_loss"] <= 1.0
-  if changes.get("baselines__local_only"):
-    assert s["local_only_accuracy"] is not None
-  if changes.get("server__aggregator") == "dp_gaussian":
-    assert s["dp_epsilon"] > 0
+@pytest.mark.parametrize("task,changes,train_rows", [
+    ("words", dict(server__algorithm="centralized", zo__estimator="gaussian_antithetic",
+                   zo__num_directions=2, client__optimizer="adam"), 2 * 4 * 3),  # pooled
+    ("words", dict(server__algorithm="dfedsam"), 2 * 2 * 2 * 3),  # SAM: two estimates
+    ("words", dict(server__algorithm="fedone"), 1 * 2 * 3),        # one client a round
+    ("rule", dict(server__aggregator="dp_gaussian", server__dp__noise_multiplier=0.5,
+                  baselines__local_only=True), 2 * 2 * 3),
+], ids=["centralized_antithetic_adam", "dfedsam", "fedone", "rule_task_dp_and_local_only"])
+def test_every_algorithm_runs_the_family(model, words_task, tmp_path, task, changes,
+                                         train_rows):
+  """One round (rows: clients x estimates x candidates x batch 3); the counters equal the
+  rows the black box really scored; a rule task is described with its definition."""
+  on_words = (dict(task__json_path=words_task, data__train_examples=10, data__test_examples=6,
+                   baselines__zero_shot=False) if task == "words" else {})
+  config = smoke(model, train__rounds=1, **on_words, **changes)
+  wrapped = []
+  s = run(config, str(tmp_path),
+          wrap_blackbox=lambda bb: wrapped.append(CountingBlackBox(bb)) or wrapped[-1])
+  counters, n_test = s["query_counters"], config.data.test_examples
+  assert s["rounds"] == 1 and s["black_box_queries"] == counters["bb_examples"] == train_rows
+  own_models = 2 if changes.get("server__algorithm") == "dfedsam" else 0  # + each client's
+  assert counters["eval_bb_examples"] == (1 + own_models) * n_test
+  baselines = n_test if config.baselines.zero_shot else 0  # z = 0 on the test examples
+  if changes.get("baselines__local_only"):  # each client's round alone, then its test
+    assert s["local_only_black_box_queries"] == 2 * 2 * 3
+    baselines += 2 * 2 * 3 + 2 * n_test
+  real = wrapped[0].counts()["examples"]
+  assert real == train_rows + counters["eval_bb_examples"] + baselines
+  assert 0 < s["llm_requests"] <= real  # a (instruction, example) pair is asked once
+  # Scores are 0 or 1 ('contains'): the loss (1 - mean score) is 1 - the accuracy.
+  assert s["final_loss"] * n_test == round(s["final_loss"] * n_test)
+  assert s["final_loss"] == pytest.approx(1.0 - s["final_accuracy"], abs=1e-6)
+  if task == "rule":
+    assert (s["task"], s["true_definition"]) == ("first_word_letter",
+                                                 "Write the first letter of the word.")
+  else:
+    assert (s["task"], s["true_definition"]) == ("words", None)
+  if changes.get("server__aggregator") == "dp_gaussian":  # every client every round: q = 1
+    assert s["dp_epsilon"] == epsilon(0.5, 1, 1e-5, 2, 2, "poisson", "rdp")

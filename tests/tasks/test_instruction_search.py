@@ -7,6 +7,7 @@ import json
 import httpx
 import numpy as np
 import pytest
+from scipy.stats import qmc
 
 from fedbbpt_jax.blackbox.llm_local import LocalChatLLM
 from fedbbpt_jax.blackbox.llm_remote import ChatClient
@@ -24,6 +25,10 @@ from tests.helpers.threaded_server import serving
 from tests.helpers.tiny_gpt2 import write_tiny_gpt2
 
 HP = HParams.create(lr=0.5, sigma=0.3)
+# Outputs the tiny GPT-2 gives under some instructions and not others ("answer answer
+# answer" under most, "numbers" or "system:" under a few).
+SAID_EXAMPLES = (("apple", "answer answer answer"), ("red", "answer answer answer"),
+                 ("cat", "answer"))
 
 
 @pytest.fixture(scope="module")
@@ -88,12 +93,28 @@ def test_local_only_and_centralized_bo_run_and_count(parts):
   local = local_only_search(generator, scorer, make_estimator("spsa", 1), HP, rounds=2, steps=2,
                             z0=np.zeros(4, np.float32))
   assert len(local.history) == 2
-  bo = centralized_bo(generator, scorer, dim=4, initial=4, iterations=1, batch=2)
-  assert len(bo.history) == 2 and bo.history[1] >= bo.history[0]
+  # BO scores on examples whose expected output the tiny GPT-2 says under some
+  # instructions only (it scores 0 on every rule task), so its scores differ.
+  bo_scorer = InstructionScorer(llm, SAID_EXAMPLES, "contains", exemplars=task.examples[:2],
+                                max_tokens=3)
+  bo = centralized_bo(generator, bo_scorer, dim=4, initial=4, iterations=1, batch=2)
   assert bo.generations == len(generator.cache)
-  usable = [t for t, v in scorer.cache.items() if v.degenerate is None]
-  assert scorer.queries == len(usable) * 3
+  for s in (scorer, bo_scorer):
+    usable = [t for t, v in s.cache.items() if v.degenerate is None]
+    assert s.queries == len(usable) * 3
   assert len(generator.cache) >= 4 + 2  # the design and the batch, each z generated once
+  # history = the best score after the design, then after the batch, re-scored here by a
+  # fresh scorer: the design is the scrambled Sobol sequence (seed 0) in [-1, 1]^4, and
+  # every instruction BO evaluated went through bo_scorer (its cache holds them all).
+  check = InstructionScorer(llm, SAID_EXAMPLES, "contains", exemplars=task.examples[:2],
+                            max_tokens=3)
+  rescore = lambda texts: [r.mean for r in check.score(list(texts))]
+  design = 2.0 * qmc.Sobol(4, scramble=True, seed=0).random(4) - 1.0
+  design_scores = rescore(generator.generate(design))
+  # The design's best is neither its first nor its last point, nor its mean.
+  assert max(design_scores) > max(design_scores[0], design_scores[-1], np.mean(design_scores))
+  assert bo.history == [max(design_scores), max(rescore(bo_scorer.cache))]
+  assert rescore([bo.instruction]) == [bo.history[-1]]  # the returned point is the best one
 
 
 def test_a_spent_budget_stops_after_the_last_complete_round(parts, monkeypatch, tmp_path):

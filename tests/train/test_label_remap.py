@@ -5,6 +5,7 @@ black box's predictions on their mapping images, the server sums the counts and
 re-derives the frequency mapping. Smoke config (digits, 3 clients, 32 px).
 """
 
+import functools
 import json
 import os
 import shutil
@@ -12,12 +13,12 @@ import shutil
 import jax
 import numpy as np
 import pytest
+import scipy.special
 
 from configs import fmnist_effnet
 from fedbbpt_jax.blackbox.counting import CountingBlackBox
 from fedbbpt_jax.core import ConfigError
 from fedbbpt_jax.tasks.image.remap import choose_mapping, correct_predictions, refresh_file
-from fedbbpt_jax.tasks.image.label_mapping import frequency_mapping, prediction_counts
 from fedbbpt_jax.train import run, validate_config
 from fedbbpt_jax.train.build import build_experiment
 from fedbbpt_jax.train.checkpoint import RoundCheckpointer
@@ -48,27 +49,106 @@ def remapped_run(tmp_path_factory):
   return workdir, summary, wrapped[0].counts()
 
 
-def test_the_mapping_is_rederived_from_the_prompted_predictions(remapped_run):
-  workdir, _, _ = remapped_run
+# --- ILM recomputed in numpy ------------------------------------------------------------
+
+def numpy_counts(logits: np.ndarray, labels: np.ndarray, num_labels: int) -> np.ndarray:
+  """``C[s, t]``: images of label t the black box puts in source class s, plus 1e-6 times
+  the softmax probability of s summed over label t's images (the documented tie-break)."""
+  predicted = np.eye(logits.shape[1])[logits.argmax(1)]
+  is_label = np.eye(num_labels)[labels]
+  return predicted.T @ is_label + 1e-6 * scipy.special.softmax(logits, axis=1).T @ is_label
+
+
+def numpy_greedy_mapping(counts: np.ndarray, k: int) -> np.ndarray:
+  """ILM's frequency rule: walk the (source, label) pairs by decreasing count; a source
+  goes to a label while it is unused and the label holds fewer than k sources."""
+  num_sources, num_labels = counts.shape
+  mapping = np.zeros((num_sources, num_labels), np.float32)  # as the run stores it
+  used, held = set(), np.zeros(num_labels, int)
+  for flat in np.argsort(-counts, axis=None, kind="stable"):
+    source, label = divmod(int(flat), num_labels)
+    if source not in used and held[label] < k:
+      mapping[source, label] = 1.0 / k
+      used.add(source)
+      held[label] += 1
+  assert held.tolist() == [k] * num_labels
+  return mapping
+
+
+def numpy_correct(logits: np.ndarray, labels: np.ndarray, mapping: np.ndarray) -> int:
+  """Images whose label's mapped sources have the highest mean logit."""
+  sources = [np.flatnonzero(mapping[:, t]) for t in range(mapping.shape[1])]
+  label_logits = np.stack([logits[:, s].mean(1) for s in sources], 1)
+  return int(np.sum(label_logits.argmax(1) == labels))
+
+
+@pytest.fixture(scope="module")
+def rebuilt(remapped_run):
+  """The run's experiment again (its first mapping read back, no query), the prompted
+  black box jitted as the run calls it, and the global prompt after round r."""
+  workdir = remapped_run[0]
+  exp = build_experiment(_config(), workdir=workdir)
+  template = exp.algorithm.init(exp.init_params)
+  after = lambda r: exp.algorithm.model(RoundCheckpointer(workdir).restore(r, template)[0])
+  return exp, jax.jit(exp.task.source_logits), after
+
+
+def mappings_in_force(workdir):
+  """The mapping before round 1 (from unprompted predictions), 2 and 3."""
+  files = ["label_map.npz"] + [refresh_file(r) for r in range(1, ROUNDS)]
+  out = []
+  for name in files:
+    with np.load(os.path.join(workdir, name)) as f:
+      out.append((f["label_map"], int(f["mapping_queries"]), int(f["mapping_calls"])))
+  return out
+
+
+def test_each_mapping_is_the_frequency_mapping_of_the_clients_predictions(remapped_run,
+                                                                          rebuilt):
+  """The first mapping comes from the unprompted black box on the clients' first m
+  images; before round r + 1 the same images go through it under the global prompt of
+  round r, and the frequency mapping of the summed counts is kept only if it classifies
+  those images at least as well as the mapping in force. Each costs one call a client."""
+  workdir = remapped_run[0]
+  exp, predict, after = rebuilt
   config = _config()
-  exp = build_experiment(config, workdir=workdir)
-  state, _ = RoundCheckpointer(workdir).restore(1, exp.algorithm.init(exp.init_params))
-  params = exp.algorithm.model(state)  # the global prompt after round 1
-  m = config.task.mapping_examples_per_client
-  counts = sum(prediction_counts(np.asarray(exp.task.source_logits(params, exp.clients.x[i, :m])),
-                                 np.asarray(exp.clients.y[i, :m]), exp.task.num_classes)
-               for i in range(exp.num_clients))
-  candidate = frequency_mapping(counts, config.task.sources_per_label)
-  with np.load(os.path.join(workdir, "label_map.npz")) as f:
-    first = f["label_map"]
-  assert not np.array_equal(first, candidate)  # the prompt changed the counts
-  # Kept only if it classifies the mapping images at least as well as the mapping in force.
-  outputs = [(np.asarray(exp.task.source_logits(params, exp.clients.x[i, :m])),
-              np.asarray(exp.clients.y[i, :m])) for i in range(exp.num_clients)]
-  better = correct_predictions(outputs, candidate) >= correct_predictions(outputs, first)
-  with np.load(os.path.join(workdir, refresh_file(1))) as f:
-    np.testing.assert_array_equal(f["label_map"], candidate if better else first)
-    assert int(f["mapping_queries"]) == exp.num_clients * m
+  m, k = config.task.mapping_examples_per_client, config.task.sources_per_label
+  labels = np.concatenate([np.asarray(exp.clients.y[i, :m]) for i in range(exp.num_clients)])
+  unprompted = jax.jit(lambda x: exp.task.source_logits(None, x))
+  in_force, changed = None, []
+  for r, (derived, queries, calls) in enumerate(mappings_in_force(workdir)):
+    ask = unprompted if r == 0 else functools.partial(predict, after(r))
+    logits = np.concatenate([np.asarray(ask(exp.clients.x[i, :m]), np.float64)
+                             for i in range(exp.num_clients)])
+    candidate = numpy_greedy_mapping(numpy_counts(logits, labels, exp.task.num_classes), k)
+    assert (queries, calls) == (exp.num_clients * m, exp.num_clients)
+    if r == 0:
+      np.testing.assert_array_equal(derived, candidate)
+    else:
+      new, old = (numpy_correct(logits, labels, candidate),
+                  numpy_correct(logits, labels, in_force))
+      np.testing.assert_array_equal(derived, candidate if new >= old else in_force)
+      assert numpy_correct(logits, labels, derived) >= old
+      changed.append(not np.array_equal(derived, in_force))
+    in_force = derived
+  assert any(changed)  # ILM changed the mapping in this run (so the checks above bite)
+
+
+def test_each_round_is_evaluated_under_the_mapping_then_in_force(remapped_run, rebuilt):
+  """Every round's test accuracy is that round's prompt under the mapping derived
+  before it (not the first one), recomputed from the black box's outputs."""
+  workdir = remapped_run[0]
+  exp, predict, after = rebuilt
+  maps = [label_map for label_map, _, _ in mappings_in_force(workdir)]
+  chunk = _config().train.eval_batch_size
+  test_y = np.asarray(exp.test_y)
+  for r, row in enumerate(_rows(workdir), start=1):
+    params = after(r)
+    logits = np.concatenate([np.asarray(predict(params, exp.test_x[j:j + chunk]), np.float64)
+                             for j in range(0, len(test_y), chunk)])
+    assert row["test_accuracy"] == numpy_correct(logits, test_y, maps[r - 1]) / len(test_y)
+  # The last round's accuracy under the first mapping would differ: the remapping counts.
+  assert row["test_accuracy"] != numpy_correct(logits, test_y, maps[0]) / len(test_y)
 
 
 def test_a_candidate_mapping_is_kept_only_if_it_is_not_worse():
@@ -91,20 +171,22 @@ def test_remapping_is_metered_and_the_meter_equals_the_real_traffic(remapped_run
   workdir, summary, real = remapped_run
   config = _config()
   rows = _rows(workdir)
-  per_refresh = 3 * config.task.mapping_examples_per_client  # 3 clients, one call each
-  assert [r.get("refresh_bb_examples") for r in rows] == [None, per_refresh, per_refresh]
-  assert summary["task_refreshes"] == 2 and summary["refresh_bb_examples"] == 2 * per_refresh
-  frozen = run(_config(remap_every=0), os.path.join(os.path.dirname(workdir), "frozen"),
-               log=lambda s: None)
-  counters, frozen_counters = summary["query_counters"], frozen["query_counters"]
-  assert counters["bb_examples"] - frozen_counters["bb_examples"] == 2 * per_refresh
-  assert counters["bb_calls"] - frozen_counters["bb_calls"] == 2 * 3
+  per_mapping = 3 * config.task.mapping_examples_per_client  # 3 clients, one call each
+  assert [r.get("refresh_bb_examples") for r in rows] == [None, per_mapping, per_mapping]
+  assert summary["task_refreshes"] == 2 and summary["refresh_bb_examples"] == 2 * per_mapping
+  # Training: every client, local step and candidate (spsa_gc: 2 directions x +-) on a
+  # minibatch; the first mapping and the two re-mappings on the mapping images.
+  steps, batch = config.client.local_steps, config.client.batch_size
+  candidates = ROUNDS * 3 * steps * 2 * config.zo.num_directions
+  counters = summary["query_counters"]
+  assert counters["candidates"] == candidates
+  assert counters["bb_examples"] == candidates * batch + 3 * per_mapping
+  assert counters["bb_calls"] == candidates + 3 * 3
+  assert counters["eval_bb_examples"] == ROUNDS * config.data.test_examples
   assert real["examples"] == counters["bb_examples"] + counters["eval_bb_examples"]
   # Real forwards: the first mapping and each re-mapping one per client, one per client
   # and local step (all candidates in one call), two per evaluation (200 test images).
-  steps = config.client.local_steps
   assert real["calls"] == 3 + 2 * 3 + ROUNDS * 3 * steps + ROUNDS * 2
-  assert summary["final_accuracy"] != frozen["final_accuracy"]
 
 
 @pytest.mark.parametrize("crash", ["before_round_3", "mapping_file_lost"])
