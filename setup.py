@@ -2,12 +2,15 @@
 
 from setuptools import find_packages, setup
 
+# The suite ran on Python 3.11 with jax/jaxlib 0.10.2, flax 0.12.8, optax 0.2.8 and
+# orbax-checkpoint 0.12.8 (README "Tested versions"): the pins admit those release series
+# only. jax 0.11 and later need Python >= 3.12 and have not run the suite.
 CORE = [
-    "jax>=0.10,<0.12",
-    "jaxlib>=0.10,<0.12",
-    "flax>=0.12",
-    "optax>=0.2.8",
-    "orbax-checkpoint>=0.12",
+    "jax>=0.10.2,<0.11",
+    "jaxlib>=0.10.2,<0.11",
+    "flax>=0.12.8,<0.13",
+    "optax>=0.2.8,<0.3",
+    "orbax-checkpoint>=0.12.8,<0.13",
     "chex>=0.1.92",
     "ml-collections>=1.1",
     "absl-py>=2.0",

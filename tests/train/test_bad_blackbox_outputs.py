@@ -19,6 +19,7 @@ from fedbbpt_jax.blackbox import BlackBox
 from fedbbpt_jax.train import run
 from fedbbpt_jax.train.checkpoint import RoundCheckpointer
 from tests.helpers.overrides import with_overrides
+from tests.helpers.tiny_models import tiny
 
 BATCH, CANDIDATES, CLIENTS, STEPS = 8, 4, 3, 3
 
@@ -45,7 +46,7 @@ class PoisonedCandidates(BlackBox):
 
 
 def config(rounds):
-  c = with_overrides(get_config("smoke"), train__rounds=rounds, train__eval_every=1,
+  c = with_overrides(tiny(get_config("smoke")), train__rounds=rounds, train__eval_every=1,
                      baselines__zero_shot=False, baselines__local_only=False)
   assert (c.client.batch_size, c.data.num_clients, c.client.local_steps) == (BATCH, CLIENTS,
                                                                              STEPS)

@@ -13,6 +13,7 @@ from fedbbpt_jax.federated.attacks import seed_malicious_ids
 from fedbbpt_jax.train import run
 from fedbbpt_jax.train.checkpoint import RoundCheckpointer
 from tests.helpers.overrides import with_overrides
+from tests.helpers.tiny_models import tiny
 
 # Seed 2 with p = 0.5 drops all but one client in round 1, one in round 2 and all three in
 # round 3 (the draws are a pure function of (seed, round, client id)).
@@ -20,7 +21,7 @@ SURVIVORS = [1, 2, 0]
 
 
 def config():
-  return with_overrides(get_config("smoke"), seed=2, train__rounds=3, server__dropout=0.5,
+  return with_overrides(tiny(get_config("smoke")), seed=2, train__rounds=3, server__dropout=0.5,
                         server__aggregator="median", attack__kind="sign_flip",
                         attack__fraction=0.34, attack__scale=5.0,
                         baselines__zero_shot=False, baselines__local_only=False)

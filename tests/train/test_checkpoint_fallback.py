@@ -19,10 +19,11 @@ from configs import fmnist_effnet
 from fedbbpt_jax.train import run
 from fedbbpt_jax.train.checkpoint import NoReadableCheckpoint, RoundCheckpointer
 from tests.helpers.overrides import with_overrides
+from tests.helpers.tiny_models import tiny
 
 
 def config():
-  return with_overrides(fmnist_effnet.get_config("smoke"), train__rounds=2, train__eval_every=1,
+  return with_overrides(tiny(fmnist_effnet.get_config("smoke")), train__rounds=2, train__eval_every=1,
                         baselines__zero_shot=False, baselines__local_only=False)
 
 

@@ -15,21 +15,24 @@ from configs import drug_minilm, fmnist_effnet, glue_roberta
 from fedbbpt_jax.blackbox.counting import CountingBlackBox
 from fedbbpt_jax.train import run
 from tests.helpers.overrides import with_overrides
+from tests.helpers.tiny_models import tiny
 
 ROUNDS = 1
 
 
 def _small(config, **overrides):
-  """The family's smoke config (shared compilations with the other tests), evaluated once."""
+  """The family's smoke config on a tiny black box (the counts do not depend on the model;
+  every program here has a counting callback, which keeps it out of the compile cache),
+  evaluated once."""
   return with_overrides(config, train__rounds=ROUNDS, train__eval_every=ROUNDS, **overrides)
 
 
 FEDBPT = dict(zo__estimator="cma_es", zo__num_directions=4, server__cohort_size=0)
 CONFIGS = {
-    "image": lambda alg: _small(fmnist_effnet.get_config("smoke"),
+    "image": lambda alg: _small(tiny(fmnist_effnet.get_config("smoke")),
                                 **(dict(FEDBPT, zo__sigma=0.5) if alg == "fedbpt" else {})),
-    "text": lambda alg: _small(drug_minilm.get_config("smoke")),
-    "soft": lambda alg: _small(drug_minilm.get_config("soft_smoke"),
+    "text": lambda alg: _small(tiny(drug_minilm.get_config("smoke"))),
+    "soft": lambda alg: _small(tiny(drug_minilm.get_config("soft_smoke")),
                                **(dict(FEDBPT, zo__sigma=1.0) if alg == "fedbpt" else {})),
 }
 

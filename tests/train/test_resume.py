@@ -17,18 +17,19 @@ from configs import fmnist_effnet, glue_roberta
 from fedbbpt_jax.train import run
 from fedbbpt_jax.train.checkpoint import RoundCheckpointer
 from tests.helpers.overrides import with_overrides
+from tests.helpers.tiny_models import tiny
 
 CASES = {
     # FedBPT: the server state is the global CMA-ES (mean, C, paths, sigma) + local sigma.
     "image_fedbpt": lambda: with_overrides(
-        fmnist_effnet.get_config("smoke"), server__algorithm="fedbpt", zo__estimator="cma_es",
+        tiny(fmnist_effnet.get_config("smoke")), server__algorithm="fedbpt", zo__estimator="cma_es",
         zo__num_directions=4, zo__sigma=0.5),
     # FedAdam: the server optimizer's moments are state.
     "image_server_adam": lambda: with_overrides(
-        fmnist_effnet.get_config("smoke"), server__optimizer="adam", server__lr=0.01),
+        tiny(fmnist_effnet.get_config("smoke")), server__optimizer="adam", server__lr=0.01),
     # DFedSAM-MGS on a graph redrawn every round: per-client state, the round's graph.
     "image_dfedsam_time_varying": lambda: with_overrides(
-        fmnist_effnet.get_config("smoke"), server__algorithm="dfedsam",
+        tiny(fmnist_effnet.get_config("smoke")), server__algorithm="dfedsam",
         decentralized__topology="erdos_renyi", decentralized__time_varying=True,
         decentralized__gossip_steps=2),
     # A text run: GLUE BDPL (tiny RoBERTa made in the test) with FedAvgM, one-client cohort.

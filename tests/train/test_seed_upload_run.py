@@ -13,12 +13,13 @@ from fedbbpt_jax.train import run
 from fedbbpt_jax.train.checkpoint import RoundCheckpointer
 from fedbbpt_jax.train.config_check import validate_config
 from tests.helpers.overrides import with_overrides
+from tests.helpers.tiny_models import tiny
 
 ROUNDS = 2
 
 
 def smoke(upload, **overrides):
-  return with_overrides(fmnist_effnet.get_config("smoke"), train__rounds=ROUNDS,
+  return with_overrides(tiny(fmnist_effnet.get_config("smoke")), train__rounds=ROUNDS,
                         train__eval_every=10, baselines__zero_shot=False,
                         baselines__local_only=False, client__upload=upload, **overrides)
 
@@ -75,7 +76,7 @@ def test_text_bdpl_seed_uploads_end_at_the_dense_runs_prompt(tmp_path):
   seed uploads gives the dense run's probabilities exactly."""
   params = {}
   for upload in ("dense", "seeds"):
-    config = with_overrides(drug_minilm.get_config("smoke"), train__rounds=1,
+    config = with_overrides(tiny(drug_minilm.get_config("smoke")), train__rounds=1,
                             train__eval_every=10, baselines__zero_shot=False,
                             baselines__local_only=False, client__upload=upload)
     run(config, str(tmp_path / upload), log=lambda line: None)

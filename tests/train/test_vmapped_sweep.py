@@ -14,6 +14,7 @@ from fedbbpt_jax.federated import ServerState
 from fedbbpt_jax.train import run
 from fedbbpt_jax.train.checkpoint import RoundCheckpointer
 from fedbbpt_jax.train.vmapped_sweep import SweepMismatchError, program_key, run_vmapped
+from tests.helpers.tiny_models import tiny
 
 ROUNDS = 2
 WALL_CLOCK = {"round_seconds", "wall_seconds", "local_only_seconds"}
@@ -21,7 +22,7 @@ QUIET = lambda s: None  # noqa: E731
 
 
 def smoke(seed=0, lr=0.01, rounds=ROUNDS, local_only=True):
-  c = get_config("smoke")
+  c = tiny(get_config("smoke"))
   c.seed, c.client.lr, c.train.rounds = seed, lr, rounds
   c.baselines.local_only = local_only
   return c
