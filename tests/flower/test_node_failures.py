@@ -24,6 +24,7 @@ from fedbbpt_jax.serve.process import LOOPBACK, free_port
 from fedbbpt_jax.train.build import build_experiment
 from fedbbpt_jax.train.checkpoint import RoundCheckpointer
 from tests.helpers.inprocess_grid import InProcessGrid, client_reply
+from tests.helpers.tiny_models import tiny
 
 NODE_IDS = {0: 1000, 1: 1001, 2: 1002}  # as InProcessGrid numbers them
 RAISED = ErrorCode.CLIENT_APP_RAISED_EXCEPTION
@@ -37,7 +38,7 @@ def task_identity(monkeypatch):
 
 
 def smoke(rounds=2):
-  c = get_config("smoke")
+  c = tiny(get_config("smoke"))
   c.baselines.local_only = False
   c.baselines.zero_shot = False
   c.train.rounds = rounds

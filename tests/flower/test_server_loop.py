@@ -19,6 +19,7 @@ from fedbbpt_jax.train import run
 from fedbbpt_jax.train.build import build_experiment
 from fedbbpt_jax.train.checkpoint import RoundCheckpointer
 from tests.helpers.inprocess_grid import InProcessGrid
+from tests.helpers.tiny_models import tiny
 
 pytestmark = pytest.mark.slow  # make test-quick leaves it out
 
@@ -32,7 +33,7 @@ def task_identity(monkeypatch):
 
 
 def ilm_config(rounds=ROUNDS):
-  c = get_config("smoke")
+  c = tiny(get_config("smoke"))
   c.baselines.local_only = False
   c.task.remap_every = 1          # refreshes before rounds 2 and 3
   c.train.rounds = rounds

@@ -20,6 +20,7 @@ from fedbbpt_jax.flower.strategy import FedBBPTStrategy
 from fedbbpt_jax.core import ConfigError
 from fedbbpt_jax.federated.server import client_keys, round_keys
 from fedbbpt_jax.train.build import build_experiment
+from tests.helpers.tiny_models import tiny
 
 NODE_IDS = {0: 101, 1: 202, 2: 303}
 
@@ -33,7 +34,7 @@ def task_identity(monkeypatch):
 
 
 def smoke(upload="dense", **server):
-  c = get_config("smoke")
+  c = tiny(get_config("smoke"))
   c.baselines.local_only = False
   c.client.upload = upload
   c.server.update(server)
