@@ -57,8 +57,8 @@ PYTEST := $(PY) -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
 test: venv data
 	$(PYTEST) -m "not demo" --durations=15 tests
 
-# The edit-test loop: no deployments, multi-process runs, CLI subprocesses or real-model
-# learning runs (at most 3 min on 2 cores).
+# The edit-test loop: no deployments, multi-process runs, CLI subprocesses, real-model
+# learning runs, nor files over 15 worker-seconds (tests/conftest.py); at most 3 min on 2 cores.
 test-quick: venv data
 	$(PYTEST) -m "not slow and not demo" tests
 

@@ -13,8 +13,10 @@
   tests.helpers.durations``), so the long files start at once and the short ones fill
   the tail.
 * **Tiers** (markers, ``pytest.ini``): ``slow`` (deployments, multi-process runs, CLI
-  subprocesses, real-model learning runs) is left out by ``make test-quick``;
-  ``demo`` (the demo configuration on three seeds) runs in ``make test-extended`` only.
+  subprocesses, real-model learning runs, and every test of a file measured at more than
+  ``QUICK_FILE_SECONDS`` worker-seconds in ``tests/durations.json``) is left out by
+  ``make test-quick``; ``demo`` (the demo configuration on three seeds) runs in
+  ``make test-extended`` only.
 * **Perturbed learning mode.** ``FEDBBPT_TEST_PERTURB=1`` makes every ``learning``
   test run its seeds as another CPU would (``perturbation()``): relative noise of 1e-6
   on the initial prompt parameters and other seeds; ``make test-extended`` runs the
@@ -26,6 +28,8 @@ import json
 import os
 import shutil
 import tempfile
+
+import pytest
 
 _CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
 if os.environ.get("FEDBBPT_TEST_XLA_CACHE"):
@@ -46,10 +50,12 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 _DURATIONS = os.path.join(os.path.dirname(__file__), "durations.json")
 _UNKNOWN_FILE_SECONDS = 10.0  # a file not yet measured goes among the medium ones
+QUICK_FILE_SECONDS = 15.0     # heavier files are `slow`: make test-quick leaves them out
 
 
 def pytest_collection_modifyitems(config, items):
-  """Orders the files by measured worker-seconds, heaviest first (stable within a file)."""
+  """Orders the files by measured worker-seconds, heaviest first (stable within a file),
+  and marks the tests of the heavy files ``slow``."""
   del config
   try:
     with open(_DURATIONS) as f:
@@ -60,4 +66,6 @@ def pytest_collection_modifyitems(config, items):
   for item in items:
     path = item.nodeid.split("::")[0]
     order.setdefault(path, (-seconds.get(path, _UNKNOWN_FILE_SECONDS), len(order)))
+    if seconds.get(path, 0.0) > QUICK_FILE_SECONDS:
+      item.add_marker(pytest.mark.slow)
   items.sort(key=lambda item: order[item.nodeid.split("::")[0]])
