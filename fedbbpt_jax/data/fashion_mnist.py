@@ -8,6 +8,7 @@ random-access data source, so no TensorFlow and no network access is needed.
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
@@ -251,13 +252,20 @@ def load_fashion_mnist(
   builder = FashionMnistDebian(data_dir=data_dir)
   if not builder.is_prepared():
     check_source_dir(source_dir)
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(
-            manual_dir=source_dir,
-            # Everything is local; never look for a hosted copy.
-            try_download_gcs=False,
+    # Runs started side by side on a fresh machine would all prepare it and all but the
+    # first fail renaming into the prepared folder: one prepares, the others wait and read.
+    os.makedirs(data_dir, exist_ok=True)
+    with open(os.path.join(data_dir, "fashion_mnist_debian.lock"), "w") as lock:
+      fcntl.flock(lock, fcntl.LOCK_EX)
+      builder = FashionMnistDebian(data_dir=data_dir)
+      if not builder.is_prepared():
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(
+                manual_dir=source_dir,
+                # Everything is local; never look for a hosted copy.
+                try_download_gcs=False,
+            )
         )
-    )
   sources = builder.as_data_source(
       deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES
   )

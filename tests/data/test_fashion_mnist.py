@@ -189,3 +189,20 @@ def test_real_fashion_mnist(tmp_path: pathlib.Path) -> None:
   np.testing.assert_array_equal(test_x, idx_x)
   np.testing.assert_array_equal(test_y, idx_y)
   assert len(fm.CLASS_NAMES) == 10
+
+
+def test_runs_started_side_by_side_prepare_the_dataset_once(tmp_path):
+  """Three processes on a fresh data folder: one prepares, the others wait and read the
+  same arrays (before the lock, all but the first failed renaming into the folder)."""
+  import subprocess
+  import sys
+  code = ("import hashlib, sys; from fedbbpt_jax.data.fashion_mnist import load_fashion_mnist; "
+          "d = load_fashion_mnist(data_dir=sys.argv[1]); "
+          "print(hashlib.sha256(d['train'][0].tobytes() + d['test'][1].tobytes()).hexdigest())")
+  procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True) for _ in range(3)]
+  outs = [p.communicate(timeout=300) for p in procs]
+  assert [p.returncode for p in procs] == [0, 0, 0], [err[-2000:] for _, err in outs]
+  digests = {out.strip().splitlines()[-1] for out, _ in outs}
+  assert len(digests) == 1 and len(digests.pop()) == 64
+  assert sum("downloaded and prepared" in out + err for out, err in outs) == 1
