@@ -2,7 +2,7 @@
 
 Layers, from the bottom up (a layer imports only the ones below it):
 ``data`` -> ``models`` -> ``blackbox`` -> ``prompts`` -> ``zo`` -> ``parallel``
--> ``federated`` -> ``tasks`` -> ``train``. See DESIGN.md in the shared folder.
+-> ``federated`` -> ``tasks`` -> ``train`` (``tests/test_architecture.py`` states it).
 
 Frozen weights are passed to compiled programs as arguments, not compiled in: a frozen
 black box closes over its weights (``SurrogateBlackBox``), and JAX would otherwise embed
