@@ -23,6 +23,7 @@ never imports the server package; the server imports it from here.
 from __future__ import annotations
 
 import io
+import threading
 
 import numpy as np
 
@@ -30,6 +31,15 @@ NPY_CONTENT_TYPE = "application/x-npy"
 WIRE_DTYPES = ("float32", "int32", "uint8")
 PIXEL_LEVELS = 255
 NPY_MAGIC = b"\x93NUMPY"
+
+
+# numpy parses the ``.npy`` header with ``ast.literal_eval``. On CPython 3.11 the
+# AST constructor keeps its recursion-depth bookkeeping per interpreter, not per
+# thread, so two threads parsing at once can fail with "SystemError: AST
+# constructor recursion depth mismatch". The client decodes
+# responses on several threads and the service decodes requests on a thread
+# pool, so every decode in this process takes this lock.
+_HEADER_PARSE_LOCK = threading.Lock()
 
 
 class WireFormatError(ValueError):
@@ -59,7 +69,8 @@ def decode_array(data: bytes) -> np.ndarray:
                           "b'\\x93NUMPY' magic of numpy.save)")
   buffer = io.BytesIO(data)
   try:
-    array = np.lib.format.read_array(buffer, allow_pickle=False)
+    with _HEADER_PARSE_LOCK:
+      array = np.lib.format.read_array(buffer, allow_pickle=False)
   except Exception as e:  # numpy raises ValueError, EOFError, OSError, ... on bad bytes
     raise WireFormatError(f"body is not a valid .npy array ({type(e).__name__}: {e})") from None
   if buffer.tell() != len(data):
