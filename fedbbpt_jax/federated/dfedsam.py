@@ -1,4 +1,4 @@
-"""DFedSAM and DFedSAM-MGS (Shi et al., ICML 2023; methods.md 9): decentralized, no server.
+"""DFedSAM and DFedSAM-MGS (Shi et al., ICML 2023; arXiv 2302.04083): decentralized, no server.
 
 Every client keeps its own prompt generator (the state's parameters carry a leading
 client axis). A round:
