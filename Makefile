@@ -14,7 +14,7 @@ export MALLOC_ARENA_MAX ?= 1
 export MALLOC_MMAP_MAX_ ?= 0
 export MALLOC_TRIM_THRESHOLD_ ?= 10000000000
 
-.PHONY: venv data demo demo-text flower-demo test test-quick test-extended bench serve docs clean
+.PHONY: venv data demo demo-text flower-demo test test-quick test-extended bench serve docs lint clean
 
 venv: $(STAMP)
 
@@ -82,6 +82,14 @@ serve: venv
 # offline, and strict: a broken link or a docstring it cannot parse fails the build.
 docs: venv
 	$(PY) -m mkdocs build --strict --site-dir site
+
+# ruff check with pyproject.toml (line length 100, 2-space indent; E, F, W). Ruff is a developer
+# tool, installed into the venv on first use rather than by `make venv`.
+RUFF_VERSION := 0.17.5
+lint: venv
+	$(PY) -m ruff --version 2>/dev/null | grep -q ' $(RUFF_VERSION)$$' \
+	  || $(PY) -m pip install --quiet ruff==$(RUFF_VERSION)
+	$(PY) -m ruff check .
 
 clean:
 	rm -rf $(WORKDIR) $(TEXT_WORKDIR) $(FLOWER_WORKDIR) .pytest_cache site

@@ -24,7 +24,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from fedbbpt_jax.prompts.base import PromptGenerator
