@@ -11,7 +11,7 @@ Per step with global step ``t``::
 
 ``tell`` returns ``d``; the caller applies ``w <- w - a_t d`` (a_t from HParams).
 Losses and their differences are computed in float32: at ``c_t`` near 0.01 their
-difference is close to half-precision rounding (docs/algorithms.md, "SPSA-GC").
+difference is close to half-precision rounding (docs/algorithms.md, "Losses in float32").
 """
 
 from __future__ import annotations
