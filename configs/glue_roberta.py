@@ -1,6 +1,6 @@
 """Federated BDPL on GLUE with a frozen RoBERTa masked LM as the black box (Fed-BBPT text).
 
-The paper's text setting (methods.md 1.1, 4, 7): RoBERTa-large scores
+The paper's text setting (docs/tracks/glue.md, docs/algorithms.md): RoBERTa-large scores
 ``<s> prompt template(texts) </s>`` at ``<mask>`` over the task's verbalizers;
 every client learns BDPL's categorical prompt (L = 10 positions over N = 200
 PMI n-gram candidates, I = 20 sampled prompts per step, AdamW + simplex

@@ -22,7 +22,6 @@ import functools
 import threading
 from typing import Protocol, Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 

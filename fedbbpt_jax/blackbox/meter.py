@@ -1,4 +1,4 @@
-"""Host-side query meter and budget (methods.md section 12, "Query accounting")."""
+"""Host-side query meter and budget (docs/algorithms.md, "Query accounting")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""BDPL's k-shot protocol (methods.md 4.4) and its federated form (FedOne, methods.md 7).
+"""BDPL's k-shot protocol and its federated form (FedOne; docs/algorithms.md, "BDPL").
 
 The labelled train split is shuffled and halved; ``k`` examples of every class
 are drawn from the first half as the train set and ``k`` from the second half as

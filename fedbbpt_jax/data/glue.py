@@ -13,7 +13,7 @@ machine with TensorFlow (``tfds convert_format --dataset_version_dir=<dir>
 ``file_format='array_record'``.
 
 Templates and verbalizers follow BDPL (``TEMPLATE_CONFIG``/``LABEL2ID_CONFIG``,
-reference/methods.md section 4.1); verbalizer ``i`` belongs to label ``i`` of
+docs/algorithms.md, "BDPL"); verbalizer ``i`` belongs to label ``i`` of
 the TFDS label order. Note (a BDPL quirk kept for parity): MNLI labels are
 entailment/neutral/contradiction, so its verbalizers no/maybe/yes put "no" on
 entailment; QNLI/RTE put "yes" on entailment (label 0).

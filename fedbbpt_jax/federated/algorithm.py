@@ -76,7 +76,7 @@ class RoundCost:
     return self.bb_calls * self.batch_size
 
   def counters(self) -> dict[str, int]:
-    """The query-meter increments of one round (methods.md 12)."""
+    """The query-meter increments of one round (docs/algorithms.md, "Query accounting")."""
     return {"bb_examples": self.bb_examples, "bb_calls": self.bb_calls,
             "candidates": self.bb_calls, "client_activations": self.client_activations}
 

@@ -236,7 +236,7 @@ def make_local_update(candidate_losses: CandidateLosses, estimator: Estimator,
   ``params -= lr_t * client_optimizer(grad)`` (an estimator with ``sets_params``,
   e.g. CMA-ES, returns the next point itself, adopted as it is). The global step of
   local step k in round r is ``t = r * num_steps + k + 1``; estimator and optimizer
-  state restart each round (methods.md 1.4). The returned function carries
+  state restart each round (docs/algorithms.md, "Federated defaults"). The returned function carries
   ``unrolled``, the same update in Python loops (see the module docstring).
 
   The step-size clock ``t`` (``HParams.step_size(t)``, ``perturbation_size(t)``) is

@@ -1,4 +1,4 @@
-"""DFedSAM and DFedSAM-MGS (Shi et al., ICML 2023; methods.md 9): decentralized, no server.
+"""DFedSAM and DFedSAM-MGS (Shi et al., ICML 2023; arXiv 2302.04083): decentralized, no server.
 
 Every client keeps its own prompt generator (the state's parameters carry a leading
 client axis). A round:
@@ -105,7 +105,7 @@ def make_dfedsam(local_update, w_per_round: np.ndarray, gossip_steps: int, order
   """Builds DFedSAM from a (sharpness-aware) local update and the round's mixing matrices.
 
   Args:
-    local_update: ``make_local_update(..., hooks=StepHooks(sam_rho=rho))``.
+    local_update (Callable): ``make_local_update(..., hooks=StepHooks(sam_rho=rho))``.
     w_per_round: ``[R, m, m]`` mixing matrices; round r (0-based) uses ``w_per_round[r]``
       (rounds past R reuse the last).
     gossip_steps: Q mixing steps per round.

@@ -1,4 +1,4 @@
-"""FedBPT (Sun et al., arXiv 2310.01467; methods.md section 6): federated CMA-ES.
+"""FedBPT (Sun et al., arXiv 2310.01467; docs/algorithms.md, "FedBPT"): federated CMA-ES.
 
 The server keeps a global CMA-ES (evosax) over the flat prompt vector with
 population ``m`` = cohort size, every client a parent (weights
@@ -21,7 +21,7 @@ One round:
    the global distribution then carries.
 
 The reference floors the sigma it sends at 0.5 (at ``sigma_0 = 1``) and undoes the
-floor on the next line (methods.md 11.12). Here the floor is applied as intended,
+floor on the next line (no floor in effect). Here the floor is applied as intended,
 relative to the initial sigma: ``floor = sigma_floor_ratio * sigma_0`` on the sigma sent
 (``sigma_loc`` itself is not floored, as in the reference); ``sigma_floor_ratio=0``
 reproduces the reference exactly.

@@ -1,4 +1,4 @@
-"""FedOne (Wang et al., ICML 2025; methods.md 7): one activated client per round.
+"""FedOne (Wang et al., ICML 2025; arXiv 2506.14929): one activated client per round.
 
 A round samples one client uniformly, runs its local training from the global
 parameters, and replaces the global parameters by the activated client's result.
@@ -7,7 +7,7 @@ learning rate 1 on the pseudo-gradient ``-delta``), so FedOne reuses ``make_fedb
 
 One difference from FedOne's code, a choice: client optimizer moments are reset
 at every activation (stateless clients), whereas FedOne keeps a client's AdamW
-moments across its activations, possibly many rounds old (methods.md 11.11).
+moments across its activations, possibly many rounds old.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Used by the integration tests and ``make flower-demo`` (``main``, whose temporary Flower
 home, API keys included, is removed at the end, also on failure); the same commands,
-with TLS and real addresses, are what a multi-machine run uses (README, "Deployment on
-Flower"). Every process is started in its own session and stopped by its PID (its
+with TLS and real addresses, are what a multi-machine run uses (docs/flower.md,
+docs/deployment/flower.md). Every process is started in its own session and stopped by its PID (its
 whole process group: the ServerApp and ClientApp processes Flower spawns go with it).
 Flower's home directory (``FLWR_HOME``) is the one given; telemetry and the update
 check are off.

@@ -15,8 +15,8 @@ trained, never sent) reduces the canvas to a ``[h0, h0, C]`` feature map with
 A learned "trigger" ``[h0, h0, trigger_channels]`` is concatenated, and transposed
 convolutions (kernel 2, stride 2, GELU between) decode it to a ``[S, S, 3]`` prompt,
 scaled by ``epsilon``, with no output activation. No batch statistics are used, so a
-prompt never depends on its batch-mates (methods.md pitfall 1). With the defaults at
-S = 64 the decoder has 8,672 parameters with the random encoder.
+prompt never depends on its batch-mates (as BlackVIP's train-mode BatchNorm makes it). With
+the defaults at S = 64 the decoder has 8,672 parameters with the random encoder.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from fedbbpt_jax.prompts.base import PromptGenerator

@@ -1,4 +1,4 @@
-"""BDPL's categorical discrete prompt (methods.md 4.1) and the simplex projection (4.3).
+"""BDPL's categorical discrete prompt and the exact simplex projection (docs/algorithms.md, "BDPL").
 
 Parameters are a probability matrix ``theta [L, N]``: row ``i`` is the categorical
 distribution of prompt position ``i`` over ``N`` candidate tokens, initialised

@@ -4,8 +4,8 @@ A client may hold a small public pretrained model and run it on its own images
 without the black box (BlackVIP's clients run a public self-supervised ViT). The
 only such image model available offline here is the public ImageNet
 EfficientNet-Lite0 checkpoint, so its first blocks (a "trunk") serve as the
-encoder. Features never depend on batch-mates (no batch statistics; methods.md
-pitfall 1) and never receive a gradient.
+encoder. Features never depend on batch-mates (no batch statistics, unlike BlackVIP's
+train-mode BatchNorm) and never receive a gradient.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 A low-resolution pattern ``[r, r, 3]`` (zeros at init, so training starts from
 zero-shot) is upsampled bilinearly to the canvas and masked to the prompt region.
 Few parameters keep zero-order estimates cheap; acting outside the image window
-avoids covering the object (platform.md measured that covering it hurts).
+avoids covering the object (covering it hurt in a first PyTorch study: 40.7% against 46.2%
+after 200 SPSA-GC steps on Fashion-MNIST).
 """
 
 from __future__ import annotations

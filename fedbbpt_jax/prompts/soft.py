@@ -1,6 +1,6 @@
 """BBT's continuous soft prompt: a low-dimensional ``z`` through a fixed random projection.
 
-Black-Box Tuning (Sun et al., ICML 2022; methods.md 5) searches a small vector
+Black-Box Tuning (Sun et al., ICML 2022; docs/algorithms.md, "BBT") searches a small vector
 ``z in R^d`` instead of the ``P x H`` prompt embeddings. A FIXED random matrix
 ``A in R^{d x (P*H)}`` (no bias, drawn once from a seed, never trained and never
 sent over the network: every party redraws it from the same seed) maps it to the

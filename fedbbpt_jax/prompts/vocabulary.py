@@ -1,6 +1,6 @@
 """Candidate vocabularies of the discrete prompt, from training-text statistics.
 
-``pmi_ngrams`` follows BDPL's ``pmi_ngram.py`` (methods.md 4.1): count words and
+``pmi_ngrams`` follows BDPL's ``pmi_ngram.py`` (docs/algorithms.md, "BDPL"): count words and
 adjacent pairs; a pair is a strong link when its count is at least ``min_count``
 and ``PMI = log(total * c(w1 w2) / (c(w1) c(w2))) >= pmi_threshold``; sentences
 are cut at weak links into n-grams of at most ``max_n`` words; n-grams seen more

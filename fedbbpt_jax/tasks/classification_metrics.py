@@ -2,7 +2,7 @@
 
 Accuracy alone misleads on imbalanced sets: a prompt that makes the black box
 answer the majority class for everything can gain accuracy while learning
-nothing (platform.md: sentiment prompts collapse to "positive"). Every
+nothing (drug-review sentiment prompts collapse to "positive": docs/tracks/text.md). Every
 evaluation therefore reports macro-F1, per-class recall and whether one class
 takes more than ``COLLAPSE_SHARE`` of the predictions.
 """

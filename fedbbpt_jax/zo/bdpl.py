@@ -1,4 +1,4 @@
-"""BDPL's variance-reduced policy gradient over categorical prompts (methods.md 4.2).
+"""BDPL's variance-reduced policy gradient over categorical prompts (Diao et al., TMLR 2023).
 
 Parameters are probability matrices ``theta [..., N]`` (rows on the simplex).
 Per step::
@@ -10,9 +10,9 @@ Per step::
           g <- g * min(1, clip_norm / ||g||)     (global L2 norm over all leaves)
 
 ``2 * g_zero`` equals BDPL's "negative" rule exactly: the ``-1/theta`` entries do
-not depend on ``k`` and cancel against the mean baseline (methods.md 4.2), so no
+not depend on ``k`` and cancel against the mean baseline (``sum_k (L_k - L_mean) = 0``), so no
 unsampled entry is ever inverted and a zero probability cannot produce NaN
-(methods.md 11.3). The estimate is unbiased for ``2 (grad E[L] - E[L] 1)``; the
+(as it does in BDPL's code). The estimate is unbiased for ``2 (grad E[L] - E[L] 1)``; the
 row shift ``-E[L] 1`` is removed by the simplex projection.
 
 The caller applies the client optimizer (AdamW with weight decay in BDPL) and then

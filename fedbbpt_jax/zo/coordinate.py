@@ -1,4 +1,4 @@
-"""Random-coordinate central finite differences (methods.md section 10, coordinate-wise).
+"""Random-coordinate central finite differences (docs/algorithms.md, "Smoothing estimators").
 
 Each step draws ``D`` distinct coordinates ``S`` uniformly among the ``n`` parameters
 (with replacement only when ``D > n``) and evaluates ``w +- mu e_j`` for ``j in S``

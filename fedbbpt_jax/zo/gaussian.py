@@ -1,4 +1,4 @@
-"""Multi-direction Gaussian smoothing estimators (methods.md section 10).
+"""Multi-direction Gaussian smoothing estimators (docs/algorithms.md, "Smoothing estimators").
 
 With D directions ``u_d ~ N(0, I)`` and radius ``sigma_t``:
 

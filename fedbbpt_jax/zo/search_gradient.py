@@ -1,7 +1,8 @@
 """Search-gradient evolution strategies (evosax 0.3.2): OpenAI-ES and PGPE as estimators.
 
 Both sample an antithetic Gaussian population around a mean and turn the
-fitness-shaped losses into a search gradient (methods.md section 10; evosax minimises):
+fitness-shaped losses into a search gradient (docs/algorithms.md, "Search gradients"; evosax
+minimises):
 
 * ``open_es``: ``eps_i ~ N(0, I)`` paired ``+-``, ``x_i = w + sigma eps_i``,
   ``g = 1/(N sigma) sum_i f_i eps_i`` with centred ranks ``f_i in [-0.5, 0.5]``;

@@ -1,4 +1,4 @@
-"""SPSA and SPSA-GC exactly as BlackVIP runs them (methods.md section 2.4).
+"""SPSA and SPSA-GC exactly as BlackVIP (Oh et al., CVPR 2023) runs them.
 
 Per step with global step ``t``::
 
@@ -10,7 +10,8 @@ Per step with global step ``t``::
     spsa:    d = g
 
 ``tell`` returns ``d``; the caller applies ``w <- w - a_t d`` (a_t from HParams).
-Losses and their differences are computed in float32 (methods.md pitfall 2).
+Losses and their differences are computed in float32: at ``c_t`` near 0.01 their
+difference is close to half-precision rounding (docs/algorithms.md, "Losses in float32").
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ def test_condition_task_keeps_12_conditions_with_repaired_names():
   assert len(d.train_texts) == len(d.train_labels) == 310
   assert len(d.test_texts) == len(d.test_labels) == 193
   assert np.bincount(d.train_labels, minlength=12).min() >= 10
-  # Majority class (Birth Control) is 39.4% of the test reviews (platform.md).
+  # Majority class (Birth Control) is 39.4% of the test reviews (docs/tracks/text.md).
   assert abs(np.mean(d.test_labels == 0) - 0.394) < 1e-3
 
 

@@ -25,7 +25,7 @@ def embed(minilm, texts, max_length=16):
 
 
 def test_reference_cosines_of_sentence_transformers(minilm):
-  # platform.md 8.1: sentence-transformers (torch) gives 0.48819852 and 0.9038.
+  # Reference: sentence-transformers (torch) gives 0.48819852 and 0.9038.
   e = embed(minilm, ["The movie was wonderful.", "A terrible, boring film.",
                      "The film was great."])
   np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)

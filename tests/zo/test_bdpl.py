@@ -35,7 +35,7 @@ def test_unbiased_for_twice_the_centred_policy_gradient():
     return grad["probs"]
 
   samples = np.asarray(jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(0), 40000)))
-  # methods.md 4.2: E[g] = 2 (grad E[L] - E[L] 1) for rows summing to one.
+  # BDPL's estimate: E[g] = 2 (grad E[L] - E[L] 1) for rows summing to one (docs/algorithms.md).
   target = 2 * (np.asarray(jax.grad(expected_loss)(THETA)["probs"])
                 - float(expected_loss(THETA)))
   mean = samples.mean(0)

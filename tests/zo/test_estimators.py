@@ -57,7 +57,7 @@ def test_spsa_gc_gains_and_correction_match_hand_computation():
   est = make_estimator("spsa_gc", 1)
   hp = HParams.create(lr=0.01, sigma=0.01, lr_offset=1.0, lr_decay=0.4, sigma_decay=0.1,
                       momentum=0.9)
-  # Worked gains of methods.md 2.4 (vit_b16.yaml): t=2 -> a_t=0.00644394, c_t=0.00933033.
+  # BlackVIP's ViT-B/16 gains (docs/algorithms.md): t=2 -> a_t=0.00644394, c_t=0.00933033.
   np.testing.assert_allclose(hp.step_size(jnp.asarray(2)), 0.00644394, rtol=1e-5)
   np.testing.assert_allclose(hp.perturbation_size(jnp.asarray(2)), 0.00933033, rtol=1e-5)
   np.testing.assert_allclose(hp.step_size(jnp.asarray(1000)), 0.000630705, rtol=1e-5)

@@ -1,6 +1,6 @@
 """Builds the GLUE family's ``TaskBundle``: BDPL over a RoBERTa masked LM.
 
-Data flow (methods.md 4, 7): GLUE from a prepared local TFDS folder -> BDPL's
+Data flow (docs/algorithms.md, "BDPL" and "FedOne"): GLUE from a local TFDS folder -> BDPL's
 k-shot protocol with FedOne's ``k * num_clients`` (train split halved, train
 and dev drawn per class from the halves) -> client partition -> host
 tokenisation of every row once as ``<s> [prompt slot] template(texts) </s>`` ->
@@ -55,8 +55,8 @@ def whole_word_ids(tokenizer: RobertaTokenizer, phrase: str) -> list[int]:
   Each word is looked up as ``" " + word`` (as it appears inside a sentence:
   ``Ġthe``, ``Ġfilm``); a word that BPE splits into several pieces is skipped, so
   every candidate is a real single token of the vocabulary, never a bare
-  fragment (``Ġ``, ``able``). BDPL's flattening keeps such fragments (methods.md
-  4.1); dropping them is a choice.
+  fragment (``Ġ``, ``able``). BDPL's flattening of its n-grams into token ids keeps such
+  fragments; dropping them is a choice.
   """
   out = []
   for word in phrase.split():

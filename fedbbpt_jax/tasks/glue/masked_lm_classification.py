@@ -1,7 +1,7 @@
 """Classification with a black-box masked LM and a discrete prompt (BDPL's GLUE setting).
 
 Inputs are token ids tokenised once on the host, with a reserved slot of ``P``
-positions for the prompt right after ``<s>`` (methods.md 4.1)::
+positions for the prompt right after ``<s>``, where BDPL puts its prompt tokens::
 
     <s> [slot_1 ... slot_P] template(texts) </s> <pad> ...          ([B, T] int32)
 

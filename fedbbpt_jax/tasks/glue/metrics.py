@@ -1,6 +1,6 @@
 """GLUE's per-task test metrics from labels and predictions (pure numpy).
 
-BDPL reports (methods.md 4.4): Matthews correlation for CoLA, F1 of the
+BDPL (Diao et al., TMLR 2023) reports Matthews correlation for CoLA, F1 of the
 positive class (label 1) for MRPC and QQP, accuracy for the other tasks. Every
 evaluation of a task that names a metric reports it beside accuracy and
 macro-F1 (``tasks.evaluation.Evaluator.report``).

@@ -3,7 +3,7 @@
 A mapping is a matrix ``M [num_sources, num_targets]``; the logit of target t is
 ``source_logits @ M[:, t]``, the mean logit of the sources mapped to t.
 
-* ``frequency`` (ILM-VP's rule, methods.md 3.2): count
+* ``frequency`` (ILM-VP's rule; docs/algorithms.md, "Frequency label mapping"): count
   ``C[s, t] = #{i : y_i = t, argmax f(x_i) = s}`` on a few training images, then
   repeatedly take the largest remaining entry (s*, t*), map s* -> t*, delete row s*,
   and delete column t* once it holds k sources. k = 1 is one-to-one; k > 1 is the

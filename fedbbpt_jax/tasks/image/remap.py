@@ -1,4 +1,4 @@
-"""Iterative label mapping (ILM-VP, methods.md 3.2), federated, and the label-map files.
+"""Iterative label mapping (ILM-VP), federated, and the label-map files.
 
 Before every ``task.remap_every``-th round the clients run the prompted black box on
 their mapping images (one call each) and send their prediction counts; the server
@@ -78,7 +78,7 @@ REMAP_ACCEPT = ("better", "always")
 def make_label_map_refresh(task: VisualReprogramming, clients: ClientData, cfg: Any,
                            dataset: str, workdir: str | None
                            ) -> Callable[[Any, int, Any], TaskRefresh]:
-  """Iterative label mapping (ILM-VP, methods.md 3.2), federated.
+  """Iterative label mapping (ILM-VP; docs/algorithms.md, "Frequency label mapping"), federated.
 
   Before round r the clients run the *prompted* black box on their mapping images
   (one call each) and send the server their prediction counts; the server sums them

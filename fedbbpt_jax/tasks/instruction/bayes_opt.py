@@ -1,4 +1,4 @@
-"""InstructZero's Bayesian optimisation over the soft prompt (methods.md 8.2), on tinygp.
+"""InstructZero's Bayesian optimisation over the soft prompt (Chen et al., ICML 2024), on tinygp.
 
 The GP's kernel couples the soft-prompt space with the instructions' score vectors::
 

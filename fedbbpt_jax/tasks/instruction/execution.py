@@ -1,5 +1,5 @@
 """Scoring an instruction: the black-box LLM answers task inputs under it (InstructZero's
-execution accuracy, methods.md 8.1).
+execution accuracy; docs/algorithms.md, "InstructZero").
 
 Each example becomes one chat request::
 

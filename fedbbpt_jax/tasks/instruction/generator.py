@@ -1,4 +1,4 @@
-"""Soft prompt -> instruction (InstructZero, methods.md 8.1), on a local causal LM
+"""Soft prompt -> instruction (InstructZero, Chen et al., ICML 2024), on a local causal LM
 (``models.causal_lm``: SmolLM2-135M-Instruct offline by default).
 
 A point ``z`` in ``[-1, 1]^d`` (``d = intrinsic_dim``, default 10) goes through a fixed

@@ -1,4 +1,4 @@
-"""Text family: a discrete or soft prompt for a black-box sentence encoder (``task.family='text'``)."""
+"""Text family (``task.family='text'``): a discrete or soft prompt for a black-box encoder."""
 
 from fedbbpt_jax.tasks.protocol import register_family
 from fedbbpt_jax.tasks.text.build import build_text_task, verbalizer_texts

@@ -38,8 +38,8 @@ def review_pieces(encode, texts: list[str], review_length: int, pad_id: int, cls
   """Word-piece ids ``[N, review_length]`` of ``texts``, truncated and padded, no specials.
 
   Args:
-    encode: ``texts -> (ids, mask)`` padding to ``review_length + 2`` with ``[CLS]``/``[SEP]``
-      (e.g. ``TextTokenizer(review_length + 2)``).
+    encode (Callable): ``texts -> (ids, mask)`` padding to ``review_length + 2`` with
+      ``[CLS]``/``[SEP]`` (e.g. ``TextTokenizer(review_length + 2)``).
   """
   ids, _ = encode(texts)
   if ids.shape[1] != review_length + 2:
