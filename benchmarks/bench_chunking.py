@@ -112,7 +112,8 @@ def main() -> None:
       best = max(per_chunk, key=per_chunk.get)
       print(f"  {clients:>7} {r['images']:>6} "
             + " ".join(f"{per_chunk[c]:>9.0f}" for c in CHUNKS)
-            + f" {per_chunk[best] / per_chunk[0]:>9.2f}x {rates[best_batch] / per_chunk[best]:>8.2f}",
+            + f" {per_chunk[best] / per_chunk[0]:>9.2f}x"
+            + f" {rates[best_batch] / per_chunk[best]:>8.2f}",
             flush=True)
   print("(img/s of one ZO step; best/whole = best chunk size over the whole call; step/fwd = "
         "time per image of the best step over the best bare forward)")

@@ -39,7 +39,7 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict()
   c.data.name = "glue"
   c.data.task = "sst2"                   # sst2 | mrpc | rte | qnli | mnli | qqp | cola
-  c.data.tfds_dir = ""                   # TFDS data_dir holding glue/<task>/<version>/ (array_record)
+  c.data.tfds_dir = ""                   # TFDS data_dir with glue/<task>/<version>/ (array_record)
   c.data.test_split = ""                 # '' = GLUE validation (MNLI: validation_matched)
   c.data.k_shot = 16                     # examples per class per client (BDPL 16-shot)
   c.data.k_shot_seed = 42                # halving of the train split and the k-shot draws

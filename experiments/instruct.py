@@ -1,7 +1,8 @@
 """Runs instruction optimisation (``configs/instruction.py``) and writes its summary.
 
     python -m experiments.instruct --config=configs/instruction.py[:smoke] --workdir=DIR \\
-        [--config.generator.model_path=...] [--config.blackbox.url=... | --config.blackbox.model_path=...]
+        [--config.generator.model_path=...] \\
+        [--config.blackbox.url=... | --config.blackbox.model_path=...]
 
 Prints the found instruction, its test score, the zero-shot score (the instruction
 found at z = 0, before any search) and every party's cost, and writes

@@ -47,7 +47,8 @@ __all__ = ["AGGREGATORS", "ALGORITHMS", "ATTACK_KINDS", "Aggregated", "Algorithm
            "label_flip_ids", "make_aggregator", "make_algorithm", "make_centralized",
            "make_client_optimizer", "make_dfedsam", "make_dp_gaussian", "make_fedbbpt",
            "make_fedbpt", "make_fedone", "make_local_only", "make_local_step",
-           "make_local_update", "make_seed_local_update", "make_server_optimizer", "make_upload_faults",
+           "make_local_update", "make_seed_local_update", "make_server_optimizer",
+           "make_upload_faults",
            "nonfinite_as_worst", "register_algorithm", "register_configured",
            "robust_aggregators", "sample_cohort", "server_algorithm_names", "simulated_round",
            "small_client_warning", "weighted_mean", "with_faults"]

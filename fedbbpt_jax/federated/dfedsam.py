@@ -180,7 +180,8 @@ def check(config: Any) -> None:
   get_field(config, "decentralized")  # ConfigError naming it if the section is missing
   if get_field(config, "server.cohort_size") not in (0, get_field(config, "data.num_clients")):
     raise ConfigError(f"config.server.algorithm='dfedsam' trains every client every round: set "
-                      f"config.server.cohort_size=0 (got {get_field(config, 'server.cohort_size')})")
+                      f"config.server.cohort_size=0 "
+                      f"(got {get_field(config, 'server.cohort_size')})")
   refuse_unread(config, "decentralized.topology", TOPOLOGIES.all_reads())  # e.g. degree
   refuse_faults(config, "dfedsam", model_poisoning=False,
                 why=" (no server waits for the clients)")

@@ -54,7 +54,8 @@ def weighted_train_loss(uploads: Any) -> jnp.ndarray:
 
 def averaging_server(server_optimizer: optax.GradientTransformation,
                      aggregate: Aggregator,
-                     project: Callable[[PyTree], PyTree] | None = None) -> tuple[Callable, Callable]:
+                     project: Callable[[PyTree], PyTree] | None = None
+                     ) -> tuple[Callable, Callable]:
   """``(init, server_update)`` of a server that steps on ``-aggregate(deltas)``.
 
   Metrics an aggregator returns (``Aggregated``) go under ``metrics["aggregator"]``.

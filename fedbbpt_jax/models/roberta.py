@@ -183,7 +183,8 @@ def roberta_variables_from_state_dict(
     params: dict[str, Any] = {}
     for path, hf, transpose in _name_map(config):
         if hf not in state_dict:
-            raise WeightLoadError(f"checkpoint tensor {hf!r} is missing (needed for {'/'.join(path)})")
+            raise WeightLoadError(f"checkpoint tensor {hf!r} is missing "
+                                  f"(needed for {'/'.join(path)})")
         value = np.asarray(state_dict[hf], np.float32)
         value = np.ascontiguousarray(value.T) if transpose else value
         want = expected
@@ -253,7 +254,8 @@ class RobertaTokenizer:
         ids = {t: self._tok.token_to_id(t) for t in ("<s>", "</s>", "<pad>", "<mask>")}
         missing = [t for t, i in ids.items() if i is None]
         if missing:
-            raise ValueError(f"{tokenizer_file}: special tokens {missing} are not in the vocabulary")
+            raise ValueError(f"{tokenizer_file}: special tokens {missing} are not in the "
+                             "vocabulary")
         self.bos_id, self.eos_id = ids["<s>"], ids["</s>"]
         self.pad_id, self.mask_id = ids["<pad>"], ids["<mask>"]
 
@@ -276,9 +278,11 @@ class RobertaTokenizer:
         chunks = [self.pieces(p) if i % 2 == 0 else self.pieces(texts[int(p[1]) - 1])
                   for i, p in enumerate(parts)]
         fields = list(range(1, len(chunks), 2))
-        budget = self.max_length - 2 - len(prompt) - sum(len(chunks[i]) for i in range(0, len(chunks), 2))
+        fixed = sum(len(chunks[i]) for i in range(0, len(chunks), 2))
+        budget = self.max_length - 2 - len(prompt) - fixed
         if budget < 0:
-            raise ValueError(f"max_length={self.max_length} is too short for the template and prompt")
+            raise ValueError(f"max_length={self.max_length} is too short for the template and "
+                             "prompt")
         while sum(len(chunks[i]) for i in fields) > budget:  # longest-first truncation
             longest = max(fields, key=lambda i: len(chunks[i]))
             chunks[longest] = chunks[longest][:-1]

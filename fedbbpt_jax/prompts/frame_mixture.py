@@ -2,9 +2,10 @@
 
 ``prompt(x) = upsample(sum_j g_j(x) P_j) * mask``, ``g(x) = softmax(f(x) W)``, where
 ``f(x)`` is a frozen client-side encoder's globally pooled feature vector, centred on
-the clients' mean feature and normalised over channels (``prompt.encoder``: the pretrained EfficientNet-Lite0 trunk, or fixed random
-convolutions for the ablation), ``P_j`` are ``k`` frame patterns ``[r, r, 3]`` (zeros
-at init, so training starts from zero-shot) and ``W`` is a ``[C, k]`` gate drawn
+the clients' mean feature and normalised over channels (``prompt.encoder``: the
+pretrained EfficientNet-Lite0 trunk, or fixed random convolutions for the ablation),
+``P_j`` are ``k`` frame patterns ``[r, r, 3]`` (zeros at init, so training starts from
+zero-shot) and ``W`` is a ``[C, k]`` gate drawn
 ``N(0, gate_init^2 / C)`` so that the initial gate logits have std ``gate_init``.
 
 Why this shape: a zero-order estimate's variance grows with the number of trained

@@ -18,5 +18,6 @@ from fedbbpt_jax.tasks.text import (SoftPromptTextClassification, TextClassifica
 __all__ = ["BuildOptions", "Evaluator", "FAMILIES", "MAPPINGS", "SEMANTIC_FASHION_MNIST",
            "SoftPromptTextClassification", "Task", "TaskBundle", "TaskFamily", "TaskRefresh",
            "TextClassification", "VisualReprogramming", "fixed_mapping", "frequency_mapping",
-           "glue", "image", "instruction", "prediction_counts", "predictions", "refreshes_task", "register_family",
+           "glue", "image", "instruction", "prediction_counts", "predictions", "refreshes_task",
+           "register_family",
            "review_pieces", "text"]

@@ -65,9 +65,9 @@ class Evaluator:
     """Accuracy, loss, macro-F1, per-class recall, collapse flag (+ task metric) over the set."""
     preds, losses = [], []
     for sl in self._chunks:
-      p, l = self._outputs(params, self._x[sl], self._y[sl])
-      preds.append(np.asarray(p))
-      losses.append(np.asarray(l))
+      chunk_preds, chunk_losses = self._outputs(params, self._x[sl], self._y[sl])
+      preds.append(np.asarray(chunk_preds))
+      losses.append(np.asarray(chunk_losses))
     labels, predictions = np.asarray(self._y), np.concatenate(preds)
     rep = classification_report(labels, predictions, np.concatenate(losses), self._num_classes)
     if self._task_metric is not None:
@@ -80,9 +80,9 @@ class Evaluator:
     """Returns (accuracy, mean cross-entropy) over the test set."""
     correct = loss = 0.0
     for sl in self._chunks:
-      c, l = self._sums(params, self._x[sl], self._y[sl])
-      correct += float(c)
-      loss += float(l)
+      chunk_correct, chunk_loss = self._sums(params, self._x[sl], self._y[sl])
+      correct += float(chunk_correct)
+      loss += float(chunk_loss)
     return correct / self.num_examples, loss / self.num_examples
 
 

@@ -21,6 +21,7 @@ for prompts of up to a few thousand parameters (``open_es``/``pgpe`` scale linea
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +29,9 @@ from flax import struct
 
 from fedbbpt_jax.zo import base
 from fedbbpt_jax.zo.hparams import HParams
+
+if TYPE_CHECKING:  # only for the annotations: importing evosax starts JAX's backend
+  import evosax
 
 # evosax's ``tell`` takes a key for its metrics only; the distribution update is deterministic.
 TELL_KEY_SEED = 0

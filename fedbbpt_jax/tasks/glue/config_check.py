@@ -40,7 +40,8 @@ def check_glue_config(config: ml_collections.ConfigDict) -> None:
   split, task = get_field(config, "data.test_split"), GLUE_TASKS[get_field(config, "data.task")]
   if split and split not in task.eval_splits:
     raise ConfigError(f"config.data.test_split={split!r} does not exist for "
-                      f"config.data.task={task.name!r}; choose '' or one of {list(task.eval_splits)}")
+                      f"config.data.task={task.name!r}; choose '' or one of "
+                      f"{list(task.eval_splits)}")
   check_number(config, "data.k_shot", low=1, integer=True)
   check_number(config, "data.k_shot_seed", low=0, integer=True)
   if get_field(config, "data.examples_per_client"):

@@ -35,7 +35,8 @@ def check_image_config(config: Any) -> None:
     check_choice(config, "task.remap_accept", REMAP_ACCEPT)
   if "remap_every" in get_field(config, "task"):
     check_number(config, "task.remap_every", low=0, integer=True)
-    if get_field(config, "task.remap_every") and get_field(config, "task.label_mapping") != "frequency":
+    if (get_field(config, "task.remap_every")
+        and get_field(config, "task.label_mapping") != "frequency"):
       raise ConfigError(f"config.task.remap_every={get_field(config, 'task.remap_every')} "
                         "re-derives a frequency mapping from prompted predictions; "
                         f"config.task.label_mapping={get_field(config, 'task.label_mapping')!r} "
