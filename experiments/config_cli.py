@@ -16,6 +16,10 @@ anything is loaded) does the same.
     error: config.client.learning_rate=0.1: learning_rate is not a field of config.client;
     its fields are ['batch_size', 'local_steps', 'lr', ...]     (one line)
 
+``--imports=my_pkg.plugins[,other]`` (every launcher that uses ``run``): user modules
+imported before the config file is read, so the datasets, algorithms, models ... they
+register are names the config may use (``fedbbpt_jax.core.plugins``).
+
 Usage in a launcher: ``run(main)`` instead of ``app.run(main)``.
 """
 
@@ -31,10 +35,14 @@ from typing import Any, Callable, NoReturn, Sequence
 import ml_collections
 from absl import app, flags
 
-from fedbbpt_jax.core import ConfigError
+from fedbbpt_jax.core import ConfigError, import_plugins
 
 USAGE_ERROR = 2  # exit status of a refused command line or config
 CONFIG_FLAG = "config"
+IMPORTS_FLAG = "imports"
+
+flags.DEFINE_list(IMPORTS_FLAG, [], "user modules to import before the config is read "
+                  "(comma-separated dotted names; they register datasets, algorithms, ...)")
 
 
 def fail(message: str) -> NoReturn:
@@ -66,6 +74,20 @@ def config_arguments(argv: Sequence[str], name: str = CONFIG_FLAG
       value = field.group(4) if field.group(3) else (None if field.group(1) else value_next)
       overrides.append((field.group(2), value))
   return spec, overrides
+
+
+def imports_argument(argv: Sequence[str]) -> list[str]:
+  """The module names given by ``--imports=a,b`` / ``--imports a,b`` (repeatable)."""
+  names: list[str] = []
+  args = list(argv[1:])
+  for i, arg in enumerate(args):
+    if arg == "--":
+      break
+    match = re.match(rf"^-{{1,2}}{IMPORTS_FLAG}(=(.*))?$", arg)
+    if match:
+      value = match.group(2) if match.group(1) else (args[i + 1] if i + 1 < len(args) else "")
+      names.extend(n for n in value.split(",") if n.strip())
+  return names
 
 
 def load_config(spec: str) -> Any:
@@ -106,6 +128,7 @@ def check_overrides(argv: Sequence[str]) -> None:
   field of the config file's config (naming the field, the value and the block's
   fields), or for a config file that cannot be loaded."""
   argv = flags.FLAGS.read_flags_from_files(list(argv), force_gnu=False)  # --flagfile=...
+  import_plugins(imports_argument(argv))  # before the config file: it may name their entries
   spec, overrides = config_arguments(argv)
   if not spec:
     return  # absl reports the missing --config
@@ -118,8 +141,9 @@ def check_overrides(argv: Sequence[str]) -> None:
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl's ``flags_parser``: checks the config overrides, then parses the flags; any
-  refusal is one line on stderr and exit status 2 (``fail``)."""
+  """absl's ``flags_parser``: imports the ``--imports`` modules, checks the config
+  overrides, then parses the flags; any refusal is one line on stderr and exit status 2
+  (``fail``)."""
   try:
     check_overrides(argv)
     return flags.FLAGS(argv)

@@ -1,7 +1,7 @@
 """Runs every point of a sweep, one after another, then writes the report.
 
     python -m experiments.sweep --sweep=configs/sweeps/smoke.py --workdir=/tmp/sweep \
-        [--only=SUBSTRING] [--novmap]
+        [--only=SUBSTRING] [--novmap] [--imports=my_pkg.plugins,...]
 
 Each point runs in-process (``fedbbpt_jax.train.run``) into ``WORKDIR/<point name>/``.
 With ``--vmap`` (the default), points whose configs differ only in their seed or
@@ -24,9 +24,9 @@ import time
 import traceback
 from typing import Any, Callable
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from experiments import report
+from experiments import config_cli, report
 from experiments.sweep_points import Point, load_sweep
 from fedbbpt_jax.tasks import refreshes_task
 from fedbbpt_jax.train import records, run
@@ -165,4 +165,4 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["sweep", "workdir"])
-  app.run(main)
+  config_cli.run(main)  # --imports=..., one-line refusals

@@ -1,7 +1,10 @@
 """Launches (or resumes) an experiment.
 
     python -m experiments.train --config=configs/fmnist_effnet.py[:smoke] --workdir=DIR \
-        [--config.client.lr=0.02 ...]
+        [--config.client.lr=0.02 ...] [--imports=my_pkg.plugins,...]
+
+``--imports``: your modules, imported before the config is read, that register your own
+datasets, algorithms, aggregators, black boxes, ... under the names the config then uses.
 
 Rerunning the same command continues from the last complete round. At the end it
 prints a table (zero-shot, local-only, Fed-BBPT, queries, wall time) and writes

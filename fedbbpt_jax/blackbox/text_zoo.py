@@ -37,7 +37,8 @@ class SentenceEncoderEntry(NamedTuple):
   tokenizer: Callable[[int], TextTokenizer]
 
 
-TEXT_MODELS: Registry[SentenceEncoderEntry] = Registry("sentence-encoder black box")
+TEXT_MODELS: Registry[SentenceEncoderEntry] = Registry(
+    "sentence-encoder black box", home="fedbbpt_jax.blackbox.text_zoo.TEXT_MODELS")
 TEXT_MODELS.register("all_minilm_l6_v2", SentenceEncoderEntry(load_minilm, TextTokenizer.minilm))
 
 

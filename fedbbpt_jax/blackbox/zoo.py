@@ -13,7 +13,8 @@ from fedbbpt_jax.blackbox.surrogate import SurrogateBlackBox
 from fedbbpt_jax.core import Registry
 from fedbbpt_jax.models import imagenet_normalize, load_efficientnet_lite0
 
-IMAGE_MODELS: Registry[Callable[..., BlackBox]] = Registry("image black-box model")
+IMAGE_MODELS: Registry[Callable[..., BlackBox]] = Registry(
+    "image black-box model", home="fedbbpt_jax.blackbox.zoo.IMAGE_MODELS")
 
 
 @IMAGE_MODELS.register("efficientnet_lite0")

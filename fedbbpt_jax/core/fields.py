@@ -42,12 +42,24 @@ def has_field(config: Any, field: str) -> bool:
   return True
 
 
-def check_choice(config: Any, field: str, allowed: Iterable[str]) -> None:
-  """``config.<field>`` must be one of ``allowed`` (e.g. a registry's names)."""
+def check_choice(config: Any, field: str, allowed: Iterable[str], hint: str = "") -> None:
+  """``config.<field>`` must be one of ``allowed``; ``hint`` ends the refusal (e.g. how to
+  register a name: ``check_registered`` does that for a whole registry)."""
   value = get_field(config, field)
   allowed = tuple(allowed)
   if value not in allowed:
-    raise ConfigError(f"config.{field}={value!r} is not one of {sorted(allowed)}")
+    raise ConfigError(f"config.{field}={value!r} is not one of {sorted(allowed)}"
+                      f"{', ' + hint if hint else ''}")
+
+
+def check_registered(config: Any, field: str, registry: Any, tag: str | None = None) -> None:
+  """``config.<field>`` must name an entry of ``registry`` (with ``tag`` if given); the
+  refusal lists the names and says how to register one (``Registry.how_to_register``)."""
+  value = get_field(config, field)
+  allowed = registry.names(tag)
+  if value not in allowed:
+    raise ConfigError(f"config.{field}={value!r} is not one of {sorted(allowed)}, "
+                      f"{registry.how_to_register(value, tag)}")
 
 
 def range_text(low: float | None = None, high: float | None = None,

@@ -38,10 +38,13 @@ class Registry(Generic[T]):
 
   Attributes:
     kind: what the entries are, for messages (``'estimator'``, ``'task family'``, ...).
+    home: where users find it (``'fedbbpt_jax.data.DATASETS'``), for the message that
+      says how to register a name a config asks for.
   """
 
-  def __init__(self, kind: str):
+  def __init__(self, kind: str, home: str = ""):
     self.kind = kind
+    self.home = home
     self._entries: dict[str, T] = {}
     self._tags: dict[str, frozenset[str]] = {}
     self._reads: dict[str, dict[str, Any]] = {}
@@ -92,8 +95,17 @@ class Registry(Generic[T]):
     if name not in self._entries:
       where = f"config.{field}={name!r}" if field else f"{self.kind} {name!r}"
       raise UnknownNameError(f"{where} is not a registered {self.kind}; choose one of "
-                             f"{list(self.names())}")
+                             f"{list(self.names())}, {self.how_to_register(name)}")
     return self._entries[name]
+
+  def how_to_register(self, name: str, tag: str | None = None) -> str:
+    """How a user adds ``name``: the sentence unknown-name messages end with."""
+    owner, _, table = self.home.rpartition(".")
+    call = (f"from {owner} import {table}; {table}.register({name!r}, ..."
+            f"{f', tags=({tag!r},)' if tag else ''})" if self.home
+            else f"register it{f' with tag {tag!r}' if tag else ''}")
+    return (f"or register your own in a module of yours ({call}) and load it with "
+            "--imports=your.module (see docs/extending.md)")
 
   def names(self, tag: str | None = None, *, without: str | None = None) -> tuple[str, ...]:
     """Sorted registered names, optionally only those with ``tag`` / without ``without``."""

@@ -29,7 +29,7 @@ from fedbbpt_jax.data.drug_reviews import load_drug_reviews
 from fedbbpt_jax.data.fashion_mnist import load_fashion_mnist
 from fedbbpt_jax.data.glue import GLUE_TASKS, load_glue
 
-DATASETS: Registry[Callable[[Any], Any]] = Registry("dataset")
+DATASETS: Registry[Callable[[Any], Any]] = Registry("dataset", home="fedbbpt_jax.data.DATASETS")
 IMAGE, TEXT, GLUE = "image", "text", "glue"
 
 

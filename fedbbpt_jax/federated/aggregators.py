@@ -42,7 +42,8 @@ class Aggregated(NamedTuple):
   metrics: dict
 
 
-AGGREGATORS: Registry[Aggregator | AggregatorFactory] = Registry("aggregator")
+AGGREGATORS: Registry[Aggregator | AggregatorFactory] = Registry(
+    "aggregator", home="fedbbpt_jax.federated.AGGREGATORS")
 DEFAULT_AGGREGATOR = "weighted_mean"
 CONFIGURED = "configured"  # tag: the entry is a factory make(config, cohort_size) -> aggregate
 

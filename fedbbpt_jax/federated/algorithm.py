@@ -304,7 +304,8 @@ class AlgorithmSpec(NamedTuple):
   aggregator_role: str = DEFAULT_ROLE
 
 
-ALGORITHMS: Registry[AlgorithmSpec] = Registry("federated algorithm")
+ALGORITHMS: Registry[AlgorithmSpec] = Registry(
+    "federated algorithm", home="fedbbpt_jax.federated.ALGORITHMS")
 
 
 def register_algorithm(name: str, build: Callable[[AlgorithmContext], Algorithm],

@@ -38,7 +38,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fedbbpt_jax.core import (ConfigError, check_bool, check_choice, check_number, get_field,
+from fedbbpt_jax.core import (ConfigError, check_bool, check_choice, check_number,
+                              check_registered, get_field,
                               refuse_unread)
 from fedbbpt_jax.federated.aggregators import (DEFAULT_AGGREGATOR, Aggregator, aggregator_name,
                                                make_aggregator)
@@ -156,7 +157,7 @@ def check_fields(config: Any) -> None:
   """The values of the ``decentralized`` section, where the config has one (any algorithm)."""
   if "decentralized" not in config:
     return
-  check_choice(config, "decentralized.topology", TOPOLOGIES.names())
+  check_registered(config, "decentralized.topology", TOPOLOGIES)
   check_number(config, "decentralized.gossip_steps", low=1, integer=True)
   check_number(config, "decentralized.rho", low=0)
   check_choice(config, "decentralized.order", ORDERS)

@@ -41,7 +41,8 @@ from fedbbpt_jax.core import Registry
 PyTree = Any
 Builder = Callable[[int, Any], np.ndarray]
 
-TOPOLOGIES: Registry[Builder] = Registry("topology")
+TOPOLOGIES: Registry[Builder] = Registry(
+    "topology", home="fedbbpt_jax.federated.topology.TOPOLOGIES")
 WEIGHTS = ("metropolis_hastings", "sample_weighted")
 TOPOLOGY_FIELD = "decentralized.topology"
 MAX_TRIES = 100  # redraws of a random graph before giving up

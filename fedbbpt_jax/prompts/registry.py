@@ -16,7 +16,8 @@ from fedbbpt_jax.prompts.coordinator import make_coordinator_prompt
 from fedbbpt_jax.prompts.frame import make_frame_prompt
 from fedbbpt_jax.prompts.frame_mixture import make_frame_mixture_prompt
 
-PROMPTS: Registry[Callable[..., PromptGenerator]] = Registry("visual prompt generator")
+PROMPTS: Registry[Callable[..., PromptGenerator]] = Registry(
+    "visual prompt generator", home="fedbbpt_jax.prompts.PROMPTS")
 PROMPTS.register("frame", make_frame_prompt)
 PROMPTS.register("coordinator", make_coordinator_prompt)
 PROMPTS.register("frame_mixture", make_frame_mixture_prompt)

@@ -175,7 +175,7 @@ class TaskFamily(NamedTuple):
   refreshes: Callable[[Any], bool] = lambda config: False
 
 
-FAMILIES: Registry[TaskFamily] = Registry("task family")
+FAMILIES: Registry[TaskFamily] = Registry("task family", home="fedbbpt_jax.tasks.FAMILIES")
 
 
 def register_family(name: str, check: Callable[[Any], None],

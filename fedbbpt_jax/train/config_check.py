@@ -40,6 +40,7 @@ import ml_collections
 
 from fedbbpt_jax.blackbox.wire import WIRE_DTYPES
 from fedbbpt_jax.core import (MAX_SEED, ConfigError, assignment, check_bool, check_choice,
+                              check_registered,
                               check_number, check_string, get_field, ignored_error,
                               refuse_unread)
 from fedbbpt_jax.data import PARTITION_READS, PARTITIONS
@@ -110,7 +111,7 @@ def check_estimator(config: ml_collections.ConfigDict) -> None:
 
   Which estimators a prompt can use (continuous, categorical) is the family's check.
   """
-  check_choice(config, "zo.estimator", ESTIMATORS.names())
+  check_registered(config, "zo.estimator", ESTIMATORS)
   estimator = get_field(config, "zo.estimator")
   check_number(config, "zo.num_directions", low=1, integer=True)
   tags = ESTIMATORS.tags(estimator)
@@ -131,7 +132,7 @@ def check_estimator(config: ml_collections.ConfigDict) -> None:
 
 def check_client(config: ml_collections.ConfigDict) -> None:
   """The client optimizer, step-size schedule, local steps and minibatch."""
-  check_choice(config, "client.optimizer", CLIENT_OPTIMIZERS.names())
+  check_registered(config, "client.optimizer", CLIENT_OPTIMIZERS)
   if "weight_decay" in get_field(config, "client"):
     check_number(config, "client.weight_decay", low=0)
   check_number(config, "client.lr", low=0, low_inclusive=False)
@@ -202,10 +203,11 @@ def check_server(config: ml_collections.ConfigDict) -> None:
   """The algorithm (and what it needs), server optimizer, aggregator (its ``server.robust``
   and ``server.dp`` blocks), cohort size, the simulated faults (``attack``,
   ``server.dropout``), and the fields the chosen algorithm and aggregator would ignore."""
-  check_choice(config, "server.algorithm", server_algorithm_names())
-  check_choice(config, "server.optimizer", SERVER_OPTIMIZERS.names())
+  check_choice(config, "server.algorithm", server_algorithm_names(),
+               hint=ALGORITHMS.how_to_register(get_field(config, "server.algorithm")))
+  check_registered(config, "server.optimizer", SERVER_OPTIMIZERS)
   if "aggregator" in get_field(config, "server"):
-    check_choice(config, "server.aggregator", AGGREGATORS.names())
+    check_registered(config, "server.aggregator", AGGREGATORS)
   check_number(config, "server.lr", low=0, low_inclusive=False)
   check_number(config, "server.momentum", low=0, high=1)
   num_clients = get_field(config, "data.num_clients")
@@ -242,7 +244,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises ``ConfigError`` naming the first invalid field of ``config``."""
   check_number(config, "seed", low=0, high=MAX_SEED, integer=True)
   check_string(config, "task.family", non_empty=True)
-  check_choice(config, "task.family", FAMILIES.names())
+  check_registered(config, "task.family", FAMILIES)
   check_partition(config)
   check_number(config, "blackbox.budget_examples", low=0, integer=True)
   check_remote_blackbox(config)

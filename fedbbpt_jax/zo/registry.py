@@ -22,7 +22,8 @@ from fedbbpt_jax.zo import base, bdpl, cma_es, coordinate, gaussian, search_grad
 CONTINUOUS, GRADIENT, EVOLUTION, CATEGORICAL = "continuous", "gradient", "evolution", "categorical"
 ANTITHETIC = "antithetic"  # draws candidates in +/- pairs: needs an even count
 
-ESTIMATORS: Registry[Callable[[int], base.Estimator]] = Registry("zero-order estimator")
+ESTIMATORS: Registry[Callable[[int], base.Estimator]] = Registry(
+    "zero-order estimator", home="fedbbpt_jax.zo.ESTIMATORS")
 
 for _name, _build in {
     "spsa": lambda n: spsa.make_spsa(n, gradient_correction=False),

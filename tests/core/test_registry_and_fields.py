@@ -39,7 +39,12 @@ def test_unknown_name_names_the_field_value_and_choices():
   with pytest.raises(UnknownNameError) as e:
     reg.get("z", "server.widget")
   assert str(e.value) == ("config.server.widget='z' is not a registered widget; choose one of "
-                          "['x', 'y']")
+                          "['x', 'y'], or register your own in a module of yours (register it) "
+                          "and load it with --imports=your.module (see docs/extending.md)")
+  homed = Registry("widget", home="my_lib.widgets.WIDGETS")
+  with pytest.raises(UnknownNameError) as e:
+    homed.get("z", "server.widget")
+  assert ("(from my_lib.widgets import WIDGETS; WIDGETS.register('z', ...))" in str(e.value))
   assert isinstance(e.value, ValueError)
 
 

@@ -62,7 +62,10 @@ def test_instruct_refuses_an_unknown_aggregator_in_one_line(tmp_path):
   assert_one_line_refusal(out, "config.server.aggregator='averaged' is not a registered "
                                "aggregator; choose one of ['dp_gaussian', 'krum', 'median', "
                                "'multi_krum', 'norm_bounded_mean', 'trimmed_mean', "
-                               "'weighted_mean']")
+                               "'weighted_mean'], or register your own in a module of yours "
+                               "(from fedbbpt_jax.federated import AGGREGATORS; "
+                               "AGGREGATORS.register('averaged', ...)) and load it with "
+                               "--imports=your.module (see docs/extending.md)")
   assert not os.path.exists(tmp_path / "w")
 
 

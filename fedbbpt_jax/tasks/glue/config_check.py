@@ -13,7 +13,8 @@ import os
 
 import ml_collections
 
-from fedbbpt_jax.core import ConfigError, check_bool, check_choice, check_number, get_field
+from fedbbpt_jax.core import (ConfigError, check_bool, check_choice, check_number,
+                              check_registered, get_field)
 from fedbbpt_jax.data.glue import GLUE_TASKS
 from fedbbpt_jax.data.registry import DATASETS, GLUE
 from fedbbpt_jax.prompts import VOCABULARIES
@@ -31,7 +32,7 @@ GLUE_FOLDER = ("the prepared array_record GLUE folder glue/<task>/<version>/ (da
 
 def check_glue_config(config: ml_collections.ConfigDict) -> None:
   """Raises ``ConfigError`` naming the first invalid GLUE-family field of ``config``."""
-  check_choice(config, "data.name", DATASETS.names(GLUE))
+  check_registered(config, "data.name", DATASETS, GLUE)
   check_choice(config, "data.task", GLUE_TASKS)
   for field in ("data.tfds_dir", "blackbox.model_dir"):
     if not isinstance(get_field(config, field), str):
@@ -56,7 +57,7 @@ def check_glue_config(config: ml_collections.ConfigDict) -> None:
   check_number(config, "prompt.vocabulary_size", low=1, integer=True)
   check_choice(config, "prompt.vocabulary_texts", VOCABULARY_TEXTS)
   check_bool(config, "prompt.vocabulary_fill")
-  check_choice(config, "zo.estimator", ESTIMATORS.names(CATEGORICAL))
+  check_registered(config, "zo.estimator", ESTIMATORS, CATEGORICAL)
   check_number(config, "zo.num_directions", low=2, integer=True)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from fedbbpt_jax.blackbox.zoo import IMAGE_MODELS
-from fedbbpt_jax.core import ConfigError, check_choice, check_number, check_string, get_field
+from fedbbpt_jax.core import (ConfigError, check_choice, check_number, check_registered,
+                              check_string, get_field)
 from fedbbpt_jax.data.registry import DATASETS, IMAGE
 from fedbbpt_jax.prompts import PROMPTS
 from fedbbpt_jax.prompts.encoders import ENCODERS
@@ -18,11 +19,11 @@ REGIONS = ("frame", "full")
 
 def check_image_config(config: Any) -> None:
   """Raises ``ConfigError`` naming the first invalid image-family field of ``config``."""
-  check_choice(config, "data.name", DATASETS.names(IMAGE))
+  check_registered(config, "data.name", DATASETS, IMAGE)
   for field in ("source_dir", "tfds_dir"):  # folders read by the dataset's loader ('' = none)
     if field in get_field(config, "data"):
       check_string(config, f"data.{field}", hint="a folder path, or ''")
-  check_choice(config, "blackbox.model", IMAGE_MODELS.names())
+  check_registered(config, "blackbox.model", IMAGE_MODELS)
   check_number(config, "blackbox.input_size", low=16, high=512, integer=True)
   check_number(config, "task.image_size", low=4, high=get_field(config, "blackbox.input_size"),
                integer=True)
@@ -41,7 +42,7 @@ def check_image_config(config: Any) -> None:
                         "re-derives a frequency mapping from prompted predictions; "
                         f"config.task.label_mapping={get_field(config, 'task.label_mapping')!r} "
                         "is fixed: set config.task.remap_every=0 or label_mapping='frequency'")
-  check_choice(config, "prompt.kind", PROMPTS.names())
+  check_registered(config, "prompt.kind", PROMPTS)
   check_choice(config, "prompt.region", REGIONS)
   check_number(config, "prompt.epsilon", low=0, low_inclusive=False)
   check_number(config, "prompt.frame_resolution", low=1, integer=True)
@@ -51,4 +52,4 @@ def check_image_config(config: Any) -> None:
     check_number(config, "prompt.num_patterns", low=1, integer=True)
   if "encoder_blocks" in get_field(config, "prompt"):
     check_number(config, "prompt.encoder_blocks", low=1, high=16, integer=True)
-  check_choice(config, "zo.estimator", ESTIMATORS.names(CONTINUOUS))
+  check_registered(config, "zo.estimator", ESTIMATORS, CONTINUOUS)

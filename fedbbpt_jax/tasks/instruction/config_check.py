@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from fedbbpt_jax.core import ConfigError
-from fedbbpt_jax.core.fields import check_choice, check_number, check_string, get_field
+from fedbbpt_jax.core.fields import (check_choice, check_number, check_registered, check_string,
+                                     get_field)
 from fedbbpt_jax.tasks.instruction.rule_tasks import RULES
 from fedbbpt_jax.tasks.instruction.scorers import SCORERS
 from fedbbpt_jax.zo import CONTINUOUS, ESTIMATORS
@@ -64,7 +65,7 @@ def check_instruction_config(config: Any) -> None:
     check_number(config, field, low=1, integer=True)
   check_generator_fields(config, path_required=False)
   check_llm_fields(config, "blackbox")
-  check_choice(config, "zo.estimator", ESTIMATORS.names(CONTINUOUS))
+  check_registered(config, "zo.estimator", ESTIMATORS, CONTINUOUS)
   check_number(config, "zo.num_directions", low=1, integer=True)
   check_number(config, "zo.sigma", low=0, low_inclusive=False)
   check_number(config, "zo.lr", low=0, low_inclusive=False)
@@ -90,4 +91,4 @@ def check_instruction_family_config(config: Any) -> None:
   if not get_field(config, "llm.url") and not get_field(config, "llm.model_path"):
     raise ConfigError("config.llm.url and config.llm.model_path are both empty: name an "
                       "OpenAI-compatible endpoint or a local model")
-  check_choice(config, "zo.estimator", ESTIMATORS.names(CONTINUOUS))
+  check_registered(config, "zo.estimator", ESTIMATORS, CONTINUOUS)

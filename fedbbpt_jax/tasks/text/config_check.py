@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from fedbbpt_jax.blackbox.text_zoo import TEXT_MODELS
-from fedbbpt_jax.core import (MAX_SEED, ConfigError, check_choice, check_number, check_string,
+from fedbbpt_jax.core import (MAX_SEED, ConfigError, check_choice, check_number, check_registered,
+                              check_string,
                               get_field)
 from fedbbpt_jax.data.drug_reviews import TASKS
 from fedbbpt_jax.data.registry import DATASETS, TEXT
@@ -16,10 +17,10 @@ from fedbbpt_jax.zo import CATEGORICAL, CONTINUOUS, ESTIMATORS
 
 def check_text_config(config: Any) -> None:
   """Raises ``ConfigError`` naming the first invalid text-family field of ``config``."""
-  check_choice(config, "data.name", DATASETS.names(TEXT))
+  check_registered(config, "data.name", DATASETS, TEXT)
   check_choice(config, "data.task", TASKS)
   check_number(config, "data.min_train_reviews", low=1, integer=True)
-  check_choice(config, "blackbox.model", TEXT_MODELS.names())
+  check_registered(config, "blackbox.model", TEXT_MODELS)
   check_number(config, "blackbox.max_length", low=4, high=512, integer=True)
   template = get_field(config, "task.verbalizer_template")
   if not isinstance(template, str) or "{}" not in template:
@@ -30,7 +31,7 @@ def check_text_config(config: Any) -> None:
     raise ConfigError(f"config.task.verbalizers={verbalizers!r} must be a tuple of strings "
                       "(one per class) or () to use the template")
   check_number(config, "task.temperature", low=0, low_inclusive=False)
-  check_choice(config, "prompt.kind", TEXT_PROMPTS.names())
+  check_registered(config, "prompt.kind", TEXT_PROMPTS)
   check_number(config, "prompt.length", low=1, high=get_field(config, "blackbox.max_length") - 3,
                integer=True)
   check_discrete_fields(config)
@@ -38,7 +39,7 @@ def check_text_config(config: Any) -> None:
   if get_field(config, "prompt.kind") == "soft":
     check_soft_prompt(config)
   else:
-    check_choice(config, "zo.estimator", ESTIMATORS.names(CATEGORICAL))
+    check_registered(config, "zo.estimator", ESTIMATORS, CATEGORICAL)
     check_number(config, "zo.num_directions", low=2, integer=True)
 
 

@@ -64,7 +64,8 @@ class PromptedText(NamedTuple):
   describe: Callable[[PyTree], dict]
 
 
-TEXT_PROMPTS: Registry[Callable[[TextSetup], PromptedText]] = Registry("text prompt kind")
+TEXT_PROMPTS: Registry[Callable[[TextSetup], PromptedText]] = Registry(
+    "text prompt kind", home="fedbbpt_jax.tasks.text.prompt_kinds.TEXT_PROMPTS")
 
 
 def class_embeddings(blackbox: BlackBox, tokenizer: TextTokenizer, texts: list[str],
