@@ -31,6 +31,7 @@ from fedbbpt_jax.train.checkpoint import (CheckpointReadError, NoReadableCheckpo
                                           RoundCheckpointer)
 from fedbbpt_jax.train.config_check import validate_config
 from fedbbpt_jax.train.plots import plot_accuracy
+from fedbbpt_jax.train.round_metrics import final_metric_fields, round_metric_columns
 from fedbbpt_jax.train.summary_table import method_name
 
 def raise_blackbox_error(exp: Experiment) -> None:
@@ -328,17 +329,13 @@ class RunRecords:
     self.meter.add(**(round_counters(exp) if counters is None else counters))
     row = {"round": r + 1, "train_loss": train_loss, "cohort": np.asarray(m["cohort"]).tolist(),
            "round_seconds": round_seconds, **(extra or {})}
+    # Everything else the round reported, under its own name (round_metrics.py): e.g.
+    # survivors and attackers (simulated faults), nonfinite_candidates, the traffic
+    # (upload_bytes, download_bytes), consensus_distance (decentralized), an aggregator's
+    # metrics (DP clipping), and any metric of a user's algorithm.
+    row.update(round_metric_columns(m))
     if "survivors" in m:  # dropouts: clients that reported
-      row.update(survivors=int(m["survivors"]), no_survivors=no_survivors)
-    if "attackers" in m:  # malicious clients in the cohort
-      row["attackers"] = int(m["attackers"])
-    if "nonfinite_candidates" in m:  # ranked worst by the step's one rule (never applied)
-      row["nonfinite_candidates"] = int(m["nonfinite_candidates"])
-    if "upload_bytes" in m:  # the round's traffic, cohort totals (federated.traffic_metrics)
-      row.update(upload_bytes=int(m["upload_bytes"]), download_bytes=int(m["download_bytes"]))
-    if "consensus_distance" in m:  # decentralized: (1/m) sum_i ||x_i - x_bar||^2
-      row["consensus_distance"] = float(m["consensus_distance"])
-    row.update({k: float(v) for k, v in m.get("aggregator", {}).items()})  # e.g. DP clipping
+      row["no_survivors"] = no_survivors
     if self.privacy:
       row.update(dp_epsilon=self.privacy.epsilon(r + 1), dp_delta=self.privacy.delta)
     if (r + 1) % config.train.eval_every == 0 or r + 1 == self.last_round:
@@ -415,9 +412,11 @@ class RunRecords:
       summary.update(self.privacy.summary_fields(rows[-1]["round"]))
       if rows[-1]["round"] < config.train.rounds:  # server.dp.target_epsilon stopped the run
         summary["dp_stopped_at_round"] = rows[-1]["round"]
-    for key in ("test_client_accuracy_mean", "test_client_accuracy_worst", "consensus_distance"):
+    for key in ("test_client_accuracy_mean", "test_client_accuracy_worst"):
       if key in rows[-1]:
         summary["final_" + key.removeprefix("test_")] = rows[-1][key]
+    # The last round's metrics of the algorithm (e.g. consensus_distance, a user's own).
+    summary.update(final_metric_fields(rows[-1], meter.state_dict()))
     summary.update(exp.bundle.describe(exp.algorithm.model(state)))  # e.g. the learned prompt
     summary.update(self.task_counters())  # after describe: its own work counts too
     summary.setdefault("zero_shot_accuracy", None)
