@@ -28,7 +28,6 @@ from absl import flags, logging
 
 from experiments import config_cli, report
 from experiments.sweep_points import Point, load_sweep
-from fedbbpt_jax.tasks import refreshes_task
 from fedbbpt_jax.train import records, run
 from fedbbpt_jax.train.vmapped_sweep import SWEEP_BACKENDS, program_key, run_vmapped
 
@@ -89,13 +88,13 @@ def plan_groups(points: list[Point], workdirs: list[str], vmap: bool) -> list[li
 
   With ``vmap``, unfinished points whose configs differ only in vmappable fields
   (same ``program_key``, backend ``vmap`` or ``shard``) share a group; every other
-  point is a group of its own, as is every point whose task is re-derived from its
-  own prompt during training (``tasks.refreshes_task``, e.g. iterative label mapping).
+  point is a group of its own (points whose task re-derives itself from each one's own
+  prompt, e.g. iterative label mapping, are vmapped too: each member keeps its own).
   """
   groups: dict[str, list[int]] = {}
   order: list[list[int]] = []
   for i, (p, w) in enumerate(zip(points, workdirs)):
-    if (vmap and p.config.parallel.backend in SWEEP_BACKENDS and not refreshes_task(p.config)
+    if (vmap and p.config.parallel.backend in SWEEP_BACKENDS
         and not is_complete(w, p.config.train.rounds)):
       key = program_key(p.config)
       if key not in groups:

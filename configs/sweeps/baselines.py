@@ -19,7 +19,7 @@ K x lambda + 1 (the final mean's fitness), within 3% of the others.
 Tasks:
 * image: Fashion-MNIST through the frozen EfficientNet-Lite0 (the demo config at
   5 rounds, 1000 test images, so the label mapping is re-derived from the prompted
-  predictions before rounds 3 and 5; these points run one by one, not vmapped);
+  predictions before rounds 3 and 5; each seed's own, inside one vmapped program);
   FedBPT runs CMA-ES with lambda = 4, the candidates per step of SPSA-GC's 2
   two-sided directions.
 * text: drug-review conditions through the frozen MiniLM encoder, BDPL discrete

@@ -11,7 +11,7 @@ from fedbbpt_jax.tasks.image import (MAPPINGS, SEMANTIC_FASHION_MNIST, VisualRep
                                      fixed_mapping, frequency_mapping, prediction_counts)
 from fedbbpt_jax.tasks.protocol import (FAMILIES, BuildOptions, Task, TaskBundle, TaskFamily,
                                         TaskRefresh, predictions, refreshes_task,
-                                        register_family)
+                                        register_family, task_state, with_task_state)
 from fedbbpt_jax.tasks.text import (SoftPromptTextClassification, TextClassification,
                                     review_pieces)
 
@@ -19,5 +19,4 @@ __all__ = ["BuildOptions", "Evaluator", "FAMILIES", "MAPPINGS", "SEMANTIC_FASHIO
            "SoftPromptTextClassification", "Task", "TaskBundle", "TaskFamily", "TaskRefresh",
            "TextClassification", "VisualReprogramming", "fixed_mapping", "frequency_mapping",
            "glue", "image", "instruction", "prediction_counts", "predictions", "refreshes_task",
-           "register_family",
-           "review_pieces", "text"]
+           "register_family", "review_pieces", "task_state", "text", "with_task_state"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import jax
@@ -9,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedbbpt_jax.tasks.classification_metrics import classification_report
-from fedbbpt_jax.tasks.protocol import Task, TaskMetric
+from fedbbpt_jax.tasks.protocol import Task, TaskMetric, task_state, with_task_state
 
 
 def masked_sums(task: Any, params: Any, x: jnp.ndarray, y: jnp.ndarray,
@@ -45,21 +46,39 @@ class Evaluator:
     self._x = jnp.asarray(x)
     self._y = jnp.asarray(np.asarray(y).astype(np.int32))
     self._chunks = [slice(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
-    self._sums = jax.jit(lambda params, x, y: masked_sums(task, params, x, y,
-                                                          jnp.ones(y.shape, bool)))
     self._num_classes = int(task.num_classes)
     self._task_metric = task_metric
     self.task_metric_name: str | None = None if task_metric is None else task_metric[0]
+    # The task's refreshable arrays (e.g. a label map) are an argument of the compiled
+    # functions, so ``for_task`` with a refreshed task reuses them (no recompile).
+    self._state = task_state(task)
 
-    def outputs(params, x, y):
-      logits = task.logits(params, x)
-      return jnp.argmax(logits, -1), task.loss(logits, y)
+    def sums(state, params, x, y):
+      return masked_sums(with_task_state(task, state), params, x, y, jnp.ones(y.shape, bool))
 
-    self._outputs = jax.jit(outputs)
+    def outputs(state, params, x, y):
+      t = with_task_state(task, state)
+      logits = t.logits(params, x)
+      return jnp.argmax(logits, -1), t.loss(logits, y)
+
+    self._jit_sums, self._jit_outputs = jax.jit(sums), jax.jit(outputs)
+
+  def _sums(self, params, x, y):
+    return self._jit_sums(self._state, params, x, y)
+
+  def _outputs(self, params, x, y):
+    return self._jit_outputs(self._state, params, x, y)
 
   def for_task(self, task: Task) -> "Evaluator":
-    """The same test set, chunks and metric for another task (e.g. a new label mapping)."""
-    return Evaluator(task, self._x, self._y, self._batch_size, self._task_metric)
+    """The same test set, chunks, metric and compiled functions for ``task``: this
+    evaluator's task with other state (e.g. a new label mapping, ``tasks.task_state``).
+    A task without state gets a new evaluator."""
+    state = task_state(task)
+    if state is None or self._state is None:
+      return Evaluator(task, self._x, self._y, self._batch_size, self._task_metric)
+    other = copy.copy(self)
+    other._state = state
+    return other
 
   def report(self, params: Any) -> dict[str, Any]:
     """Accuracy, loss, macro-F1, per-class recall, collapse flag (+ task metric) over the set."""

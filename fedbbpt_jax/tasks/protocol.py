@@ -52,6 +52,22 @@ class Task(Protocol):
     """Per-example loss ``[B]``."""
 
 
+def task_state(task: Task) -> PyTree | None:
+  """The arrays of ``task`` that a refresh changes (``task.state``), or None.
+
+  A task that re-derives itself during training (``TaskBundle.refresh``) exposes them as
+  ``state`` and rebuilds itself around new ones with ``with_state(state)``: the round
+  program then takes them as an argument, so a refresh changes data, not the program
+  (one compiled round per run, and members of a vmapped sweep each with their own).
+  """
+  return getattr(task, "state", None)
+
+
+def with_task_state(task: Task, state: PyTree | None) -> Task:
+  """``task`` around ``state`` (``task.with_state``); ``task`` itself when ``state`` is None."""
+  return task if state is None else task.with_state(state)
+
+
 def predictions(task: Task, params: PyTree | None, x: jnp.ndarray) -> jnp.ndarray:
   """The predicted class of every row of ``x``."""
   return jnp.argmax(task.logits(params, x), -1)
@@ -125,11 +141,13 @@ class TaskBundle:
       its counters equal an uninterrupted run's.
     cache_files: files the build wrote in ``options.workdir`` (copied to sweep members).
     refresh_every: re-derive the task every this many rounds (0 = never).
-    refresh: ``(params, round, current_task) -> TaskRefresh``: the task for rounds
-      ``round .. round + refresh_every - 1``, derived with the prompt ``params`` at the
-      start of ``round`` from the task in force, and kept in the workdir;
-      ``params=None`` reads it back (resume) and raises ``FileNotFoundError`` if it was
-      never written.
+    refresh: ``(params, round, current_task, workdir=<the build's>) -> TaskRefresh``:
+      the task for rounds ``round .. round + refresh_every - 1``, derived with the
+      prompt ``params`` at the start of ``round`` from the task in force, and kept in
+      ``workdir``; ``params=None`` reads it back (resume) and raises
+      ``FileNotFoundError`` if it was never written. The refreshed task differs from
+      the built one only in its ``state`` (``task_state``): the round program takes
+      that as an argument.
   """
 
   task: Task
@@ -150,7 +168,7 @@ class TaskBundle:
   load_cache_state: Callable[[Any], None] = lambda state: None
   cache_files: tuple[str, ...] = ()
   refresh_every: int = 0
-  refresh: Callable[[PyTree | None, int, Any], TaskRefresh] | None = None
+  refresh: Callable[..., TaskRefresh] | None = None
 
   def refresh_rounds(self, rounds: int) -> list[int]:
     """The rounds (0-based) before which the task is re-derived."""

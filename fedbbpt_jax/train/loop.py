@@ -24,7 +24,7 @@ from fedbbpt_jax.parallel import replicate
 from fedbbpt_jax.parallel.devices import ensure_cpu_devices
 from fedbbpt_jax.prompts import num_params
 from fedbbpt_jax.train import records
-from fedbbpt_jax.tasks import TaskRefresh
+from fedbbpt_jax.tasks import TaskRefresh, task_state, with_task_state
 from fedbbpt_jax.tasks.evaluation import Evaluator, task_metric_fields
 from fedbbpt_jax.train.build import Experiment, build_experiment, with_task
 from fedbbpt_jax.train.checkpoint import (CheckpointReadError, NoReadableCheckpoint,
@@ -58,6 +58,23 @@ def round_counters(exp: Experiment) -> dict[str, int]:
 
 def _rounds_runner(algorithm, backend: str) -> Callable:
   return algorithm.apply if backend == "loop" else jax.jit(algorithm.apply)
+
+
+def task_round(base: Experiment) -> Callable:
+  """``apply(state, clients, key, hparams, task_state) -> (state, metrics)``: one round of
+  ``base``'s algorithm on ``base``'s task around ``task_state`` (``tasks.task_state``;
+  None: the task as built).
+
+  The algorithm is rebuilt around the task inside the traced function, so a task
+  refresh (e.g. a new label map) is a new argument value, not a new program: one
+  compiled round per run, and one per vmapped sweep whose members each hold their own.
+  """
+  def apply(state, clients, key, hparams, state_of_task):
+    algorithm = (base.algorithm if state_of_task is None else
+                 with_task(base, with_task_state(base.task, state_of_task)).algorithm)
+    return algorithm.apply(state, clients, key, hparams)
+
+  return apply
 
 
 def placed(tree: Any, backend: str) -> Any:
@@ -448,10 +465,13 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   state, start_round = rec.start(exp.algorithm.init(exp.init_params))
   state, clients = placed((state, exp.clients), config.parallel.backend)
 
-  tasks = TaskSchedule(exp, evaluator, config.train.rounds)  # the baselines keep the first task
+  # The baselines keep the first task; a refreshed one enters the round as data.
+  tasks = TaskSchedule(exp, evaluator, config.train.rounds, workdir)
   exp, evaluator = tasks.resumed(start_round)
   rec.exp = exp
-  step = _rounds_runner(exp.algorithm, config.parallel.backend)
+  backend = config.parallel.backend
+  step = _rounds_runner(exp.algorithm, backend) if not tasks.rounds else (
+      task_round(tasks.base) if backend == "loop" else jax.jit(task_round(tasks.base)))
   for r in range(start_round, config.train.rounds):
     if not rec.may_run(r):
       break
@@ -459,10 +479,13 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     if tasks.refreshes_before(r):
       exp, evaluator, extra = tasks.refresh(r, exp.algorithm.model(state), rec.meter)
       rec.exp = exp
-      step = _rounds_runner(exp.algorithm, config.parallel.backend)
     rec.check_budget()
     t0 = time.time()
-    state, m = step(state, clients, exp.root_key, exp.hparams)
+    if tasks.rounds:
+      state, m = step(state, clients, exp.root_key, exp.hparams,
+                      placed(task_state(exp.task), backend))
+    else:
+      state, m = step(state, clients, exp.root_key, exp.hparams)
     jax.block_until_ready(m["train_loss"])
     try:
       raise_blackbox_error(exp)
@@ -479,7 +502,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
 
 def refreshed(base: Experiment, base_evaluator: Evaluator,
               refresh: TaskRefresh) -> tuple[Experiment, Evaluator]:
-  """``base`` and its evaluator on a refreshed task (a new compiled round program)."""
+  """``base`` and its evaluator on a refreshed task (the evaluator's compiled functions
+  are reused: the task's state is their argument)."""
   return with_task(base, refresh.task), base_evaluator.for_task(refresh.task)
 
 
@@ -492,8 +516,10 @@ class TaskSchedule:
   ``files`` a deployment ships to its nodes.
   """
 
-  def __init__(self, base: Experiment, base_evaluator: Evaluator, rounds: int):
+  def __init__(self, base: Experiment, base_evaluator: Evaluator, rounds: int,
+               workdir: str | None = None):
     self.base, self.base_evaluator = base, base_evaluator
+    self.workdir = workdir  # where this run's refreshes are kept (None: the build's)
     self.rounds = base.bundle.refresh_rounds(rounds)
     self.in_force: TaskRefresh | None = None
     self.in_force_round = -1
@@ -506,8 +532,8 @@ class TaskSchedule:
     earlier = [q for q in self.rounds if q < start_round]
     if not earlier:
       return self.base, self.base_evaluator
-    self.in_force, self.in_force_round = self.base.bundle.refresh(None, earlier[-1], None), \
-        earlier[-1]
+    self.in_force = self.base.bundle.refresh(None, earlier[-1], None, workdir=self.workdir)
+    self.in_force_round = earlier[-1]
     return refreshed(self.base, self.base_evaluator, self.in_force)
 
   def refresh(self, r: int, params: Any, meter: QueryMeter
@@ -516,7 +542,7 @@ class TaskSchedule:
     experiment, its evaluator and the metrics row's refresh entries."""
     t0 = time.time()
     current = self.in_force.task if self.in_force is not None else self.base.task
-    refresh = self.base.bundle.refresh(params, r, current)
+    refresh = self.base.bundle.refresh(params, r, current, workdir=self.workdir)
     raise_blackbox_error(self.base)
     meter.add(bb_examples=refresh.examples, bb_calls=refresh.calls)
     self.in_force, self.in_force_round = refresh, r

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from fedbbpt_jax.tasks import refreshes_task
+from fedbbpt_jax.tasks import task_state
 from fedbbpt_jax.train import loop
 from fedbbpt_jax.train.build import initial_params
 from fedbbpt_jax.zo import HParams
@@ -175,6 +175,20 @@ def sweep_step(algorithm: Any) -> tuple[Callable, list[int]]:
   return jax.jit(jax.vmap(counted, in_axes=(0, None, 0, 0))), traces
 
 
+def sweep_task_step(exp: Any) -> tuple[Callable, list[int]]:
+  """Like ``sweep_step``, for a task that refreshes itself: ``step(state, data, keys,
+  hparams, task_states)`` with every member's task state (e.g. its own label map)
+  stacked on the sweep axis (``loop.task_round``)."""
+  traces: list[int] = []
+  apply = loop.task_round(exp)
+
+  def counted(state, data, key, hparams, state_of_task):
+    traces.append(1)
+    return apply(state, data, key, hparams, state_of_task)
+
+  return jax.jit(jax.vmap(counted, in_axes=(0, None, 0, 0, 0))), traces
+
+
 def member(tree: Any, i: int) -> Any:
   return jax.tree.map(lambda a: a[i], tree)
 
@@ -215,12 +229,15 @@ def run_vmapped(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence
                      f"workdirs {workdirs}")
   diffs = check_members(configs)
   base = configs[0]
-  if refreshes_task(base):
-    raise SweepMismatchError(
-        "this task is re-derived from each member's own prompt during training (e.g. "
-        "config.task.remap_every > 0), so the members cannot share one compiled program: "
-        "run them one by one (experiments.sweep does so by itself)")
   exp, evaluator = loop.prepare(base, workdirs, configs=configs, log=log)
+  # A task that re-derives itself from each member's prompt (e.g. iterative label
+  # mapping): every member keeps its own schedule, and its task state enters the round.
+  schedules = [loop.TaskSchedule(exp, evaluator, base.train.rounds, w) for w in workdirs]
+  refreshing = bool(schedules[0].rounds)
+  if refreshing and task_state(exp.task) is None:
+    raise SweepMismatchError(
+        "this task re-derives itself during training but exposes no state (Task.state / "
+        "with_state), so the members cannot share one compiled program: run them one by one")
   hparams = member_hparams(exp, configs, diffs)
   keys, init_params = member_keys_and_params(exp, configs, diffs)
   s = len(configs)
@@ -247,20 +264,37 @@ def run_vmapped(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence
     state = jax.vmap(exp.algorithm.init)(init_params)
   state, clients = loop.placed((state, exp.clients), base.parallel.backend)
 
-  step, traces = sweep_step(exp.algorithm)
+  in_force = [s.resumed(start_round) for s in schedules]  # (experiment, evaluator) each
+  for rec, (member_exp, _) in zip(recs, in_force):
+    rec.exp = member_exp
+  step, traces = sweep_task_step(exp) if refreshing else sweep_step(exp.algorithm)
   for r in range(start_round, base.train.rounds):
     if not all([rec.may_run(r) for rec in recs]):  # a DP target: the same round for all
       break
+    extras: list[dict[str, Any]] = [{} for _ in recs]
+    for i, schedule in enumerate(schedules):
+      if schedule.refreshes_before(r):  # from the member's own prompt, into its workdir
+        member_exp, member_evaluator, extras[i] = schedule.refresh(
+            r, exp.algorithm.model(member(state, i)), recs[i].meter)
+        in_force[i] = (member_exp, member_evaluator)
+        recs[i].exp = member_exp
     for rec in recs:
       rec.check_budget()
     t0 = time.time()
-    state, m = step(state, clients, keys, hparams)
+    if refreshing:
+      states = jax.tree.map(lambda *xs: jnp.stack(xs),
+                            *[task_state(member_exp.task) for member_exp, _ in in_force])
+      state, m = step(state, clients, keys, hparams,
+                      loop.placed(states, base.parallel.backend))
+    else:
+      state, m = step(state, clients, keys, hparams)
     jax.block_until_ready(m["train_loss"])
     loop.raise_blackbox_error(exp)
     seconds = time.time() - t0
     for i, rec in enumerate(recs):
       try:
-        rec.record_round(r, member(state, i), member(m, i), seconds, evaluator)
+        rec.record_round(r, member(state, i), member(m, i), seconds, in_force[i][1],
+                         extras[i])
       except FloatingPointError as e:
         raise FloatingPointError(f"sweep member {i} ({workdirs[i]}, differing in "
                                  f"{ {k: flat_config(configs[i])[k] for k in diffs} }): {e}"
@@ -278,4 +312,5 @@ def run_vmapped(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence
     for i in todo:
       cached[i].update(fields[i], local_only_seconds=seconds)
       loop.write_baselines(workdirs[i], cached[i])
-  return [rec.finish(member(state, i), cached[i], evaluator) for i, rec in enumerate(recs)]
+  return [rec.finish(member(state, i), cached[i], in_force[i][1])
+          for i, rec in enumerate(recs)]

@@ -24,7 +24,7 @@ from fedbbpt_jax.tasks.image.remap import choose_mapping, correct_predictions, r
 from fedbbpt_jax.train import run, validate_config
 from fedbbpt_jax.train.build import build_experiment
 from fedbbpt_jax.train.checkpoint import RoundCheckpointer
-from fedbbpt_jax.train.vmapped_sweep import SweepMismatchError, run_vmapped
+from fedbbpt_jax.train.vmapped_sweep import run_vmapped
 from tests.helpers.overrides import with_overrides
 from tests.helpers.tiny_models import tiny
 
@@ -225,13 +225,47 @@ def test_a_lost_earlier_mapping_stops_the_resume_with_its_file_named(remapped_ru
     run(_config(), resumed, log=lambda s: None)
 
 
-def test_remapping_is_checked_and_not_vmapped(tmp_path):
+def test_remapping_is_checked():
   with pytest.raises(ConfigError, match="config.task.remap_every"):
     validate_config(with_overrides(_config(), task__remap_every=-1))
   with pytest.raises(ConfigError, match="config.task.remap_accept"):
     validate_config(with_overrides(_config(), task__remap_accept="never"))
   with pytest.raises(ConfigError, match="label_mapping='fixed'"):
     validate_config(with_overrides(_config(), task__label_mapping="fixed"))
-  configs = [with_overrides(_config(rounds=2), seed=s) for s in (0, 1)]
-  with pytest.raises(SweepMismatchError, match="one by one"):
-    run_vmapped(configs, [str(tmp_path / "a"), str(tmp_path / "b")], log=lambda s: None)
+
+
+TIMING = {"round_seconds", "wall_seconds", "refresh_seconds"}
+
+
+def test_three_seeds_remapping_in_one_program_equal_three_runs(tmp_path):
+  """A refresh changes data, not the program: three seeds, each re-deriving its own
+  mapping from its own prompt before every round, run as one vmapped sweep traced once,
+  and each member's mappings, rows and final state equal its separate run's (floats up
+  to the vmapped program's rounding)."""
+  configs = [with_overrides(_config(), seed=s) for s in (0, 1, 2)]
+  separate = [str(tmp_path / f"run{s}") for s in (0, 1, 2)]
+  for config, workdir in zip(configs, separate):
+    run(config, workdir, log=lambda s: None)
+  swept = [str(tmp_path / f"member{s}") for s in (0, 1, 2)]
+  stats = {}
+  run_vmapped(configs, swept, log=lambda s: None, stats=stats)
+  assert stats == {"round_traces": 1, "members": 3}
+  mappings = []
+  for one, member in zip(separate, swept):
+    maps = mappings_in_force(member)
+    for (a, qa, ca), (b, qb, cb) in zip(mappings_in_force(one), maps, strict=True):
+      np.testing.assert_array_equal(a, b)
+      assert (qa, ca) == (qb, cb)
+    mappings.append(maps)
+    for a, b in zip(_rows(one), _rows(member), strict=True):
+      assert set(a) == set(b)
+      for key in set(a) - TIMING:
+        if isinstance(a[key], float):
+          np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
+        else:
+          assert a[key] == b[key], key
+    for x, y in zip(jax.tree.leaves(RoundCheckpointer(one).restore(ROUNDS)[0]),
+                    jax.tree.leaves(RoundCheckpointer(member).restore(ROUNDS)[0]), strict=True):
+      np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
+  # The members re-derived different mappings (each from its own prompt).
+  assert any(not np.array_equal(mappings[0][-1][0], m[-1][0]) for m in mappings[1:])

@@ -76,8 +76,8 @@ REMAP_ACCEPT = ("better", "always")
 
 
 def make_label_map_refresh(task: VisualReprogramming, clients: ClientData, cfg: Any,
-                           dataset: str, workdir: str | None
-                           ) -> Callable[[Any, int, Any], TaskRefresh]:
+                           dataset: str, build_workdir: str | None
+                           ) -> Callable[..., TaskRefresh]:
   """Iterative label mapping (ILM-VP; docs/algorithms.md, "Frequency label mapping"), federated.
 
   Before round r the clients run the *prompted* black box on their mapping images
@@ -86,8 +86,9 @@ def make_label_map_refresh(task: VisualReprogramming, clients: ClientData, cfg: 
   clients then count how many of those same images the current and the candidate
   mapping classify right (their outputs are kept: no further query) and the server
   keeps the candidate only if it is at least as good; ``'always'`` takes it as is.
-  The mapping in force is kept in ``workdir`` as ``refresh_file(r)`` with what it
-  cost, so a resume reads it instead of asking again.
+  The mapping in force is kept in ``workdir`` (default ``build_workdir``; a vmapped
+  sweep passes each member's) as ``refresh_file(r)`` with what it cost, so a resume
+  reads it instead of asking again.
   """
   predict = jax.jit(task.source_logits)
   accept = cfg.get("remap_accept", "better")
@@ -99,7 +100,8 @@ def make_label_map_refresh(task: VisualReprogramming, clients: ClientData, cfg: 
                                                  cfg.sources_per_label)
     return choose_mapping(outputs, current, candidate, accept), examples, calls
 
-  def refresh(params: Any, round_idx: int, current: Any = None) -> TaskRefresh:
+  def refresh(params: Any, round_idx: int, current: Any = None,
+              workdir: str | None = build_workdir) -> TaskRefresh:
     path = os.path.join(workdir, refresh_file(round_idx)) if workdir else None
     if params is None:  # resume: read back what an earlier session derived and metered
       if not path or not os.path.exists(path):

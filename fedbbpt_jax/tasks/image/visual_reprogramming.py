@@ -61,6 +61,14 @@ class VisualReprogramming:
     return cross_entropy(logits, labels)
 
   @property
+  def state(self) -> dict[str, jnp.ndarray]:
+    """What an iterative re-mapping changes: the label map (see ``tasks.task_state``)."""
+    return {"label_map": self.label_map}
+
+  def with_state(self, state: dict[str, jnp.ndarray]) -> "VisualReprogramming":
+    return dataclasses.replace(self, label_map=state["label_map"])
+
+  @property
   def canvas_size(self) -> int:
     return self.blackbox.input_shape[0]
 
