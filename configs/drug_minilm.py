@@ -56,7 +56,7 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
 
   c.task = ml_collections.ConfigDict()
   c.task.family = "text"
-  c.task.verbalizer_template = "a review of a drug for {}"
+  c.task.verbalizer_template = ""         # "" = the dataset's own ("a review of a drug for {}")
   c.task.verbalizers = ()                # explicit per-class texts (overrides the template)
   c.task.temperature = 0.05              # softmax temperature of the cosine similarities
 

