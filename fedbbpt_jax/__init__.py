@@ -1,8 +1,9 @@
 """fedbbpt_jax: federated black-box prompt tuning (Fed-BBPT) in JAX.
 
-Layers, from the bottom up (a layer imports only the ones below it):
-``data`` -> ``models`` -> ``blackbox`` -> ``prompts`` -> ``zo`` -> ``parallel``
--> ``federated`` -> ``tasks`` -> ``train`` (``tests/test_architecture.py`` states it).
+The subpackages are layered (``LAYERS`` below, the one statement of the order): a
+module imports modules of its own subpackage, of another subpackage of its layer, or of
+lower layers, never higher ones. ``tests/test_architecture.py`` enforces it, and checks
+that the table in ``docs/design.md`` says the same.
 
 Frozen weights are passed to compiled programs as arguments, not compiled in: a frozen
 black box closes over its weights (``SurrogateBlackBox``), and JAX would otherwise embed
@@ -23,3 +24,7 @@ if "JAX_USE_SIMPLIFIED_JAXPR_CONSTANTS" not in _os.environ:
     _jax.config.update("jax_use_simplified_jaxpr_constants", True)  # ClientApps stay light)
 
 __version__ = "0.1.0"
+
+# Subpackage -> layer (0 is the bottom).
+LAYERS = {"core": 0, "data": 1, "models": 1, "blackbox": 2, "prompts": 3, "zo": 3,
+          "parallel": 3, "serve": 3, "tasks": 4, "federated": 4, "train": 5, "flower": 6}

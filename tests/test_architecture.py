@@ -4,11 +4,12 @@ import ast
 import os
 import re
 
+import fedbbpt_jax
+
 PACKAGE = "fedbbpt_jax"
 ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), PACKAGE)
 # Lower numbers are lower layers; a module may import its own layer or lower ones.
-LAYERS = {"core": 0, "data": 1, "models": 1, "blackbox": 2, "prompts": 3, "zo": 3,
-          "parallel": 3, "serve": 3, "tasks": 4, "federated": 4, "train": 5, "flower": 6}
+LAYERS = fedbbpt_jax.LAYERS
 FAMILIES = ("image", "text", "glue", "instruction")
 
 
@@ -112,3 +113,14 @@ def test_no_six_line_block_repeats_between_family_packages():
       if other[0] != family:
         repeated.append(f"{other[1]} ~ {path}:\n{block}")
   assert not repeated, repeated[:3]
+
+
+def test_every_subpackage_has_a_layer_and_the_design_page_states_the_same_order():
+  packages = {d for d in os.listdir(ROOT)
+              if os.path.isfile(os.path.join(ROOT, d, "__init__.py"))}
+  assert packages == set(LAYERS), packages ^ set(LAYERS)
+  design = open(os.path.join(os.path.dirname(ROOT), "docs", "design.md")).read()
+  table = dict(re.findall(r"^\| (\d) \| (.+) \|$", design, re.MULTILINE))
+  stated = {name: int(layer) for layer, names in table.items()
+            for name in re.findall(r"`(\w+)`", names)}
+  assert stated == LAYERS
