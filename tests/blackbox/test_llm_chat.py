@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from fedbbpt_jax.blackbox import QueryBudgetExceeded, RemoteBlackBoxError, RetryPolicy
+from fedbbpt_jax.blackbox import QueryBudgetExceeded, RetryPolicy
 from fedbbpt_jax.blackbox.llm_local import LocalChatLLM
 from fedbbpt_jax.blackbox.llm_remote import ChatClient
 from fedbbpt_jax.serve.chat import create_chat_app

@@ -29,7 +29,7 @@ def data_dir(tmp_path_factory):
 
 
 def _expected(rows):
-  return [(t,) if isinstance(t, str) else t for t, _ in rows], [l for _, l in rows]
+  return [(t,) if isinstance(t, str) else t for t, _ in rows], [label for _, label in rows]
 
 
 def test_sst2_exact_texts_labels_and_verbalizers(data_dir):
@@ -86,5 +86,6 @@ def test_missing_split_and_tfrecord_are_reported(data_dir, tmp_path):
       info["fileFormat"] = "tfrecord"
       text = json.dumps(info).encode()
     (dst / f).write_bytes(text)
-  with pytest.raises(GlueDataError, match=r"dataset_info.json: file format 'tfrecord'.*array_record"):
+  with pytest.raises(GlueDataError,
+                     match=r"dataset_info.json: file format 'tfrecord'.*array_record"):
     load_glue("sst2", tmp_path)

@@ -1,5 +1,5 @@
-"""``experiments.instruct`` (and the library run behind it) on a tiny GPT-2 made in the test (generator and
-black-box LLM): every method runs and writes its summary; a second run resumes; the
+"""``experiments.instruct`` (and the library run behind it) on a tiny GPT-2 made in the test
+(generator and black-box LLM): every method runs and writes its summary; a second run resumes; the
 server's aggregator comes from the config; missing models are named."""
 
 import json

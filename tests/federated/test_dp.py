@@ -177,7 +177,8 @@ def test_epsilon_equals_dp_accounting_on_the_same_event(accountant, sampling):
     event = dp_accounting.PoissonSampledDpEvent(3 / 20, dp_accounting.GaussianDpEvent(z))
     relation = NR.ADD_OR_REMOVE_ONE
   else:  # replace one client: the clipped sum moves by 2 S, so the multiplier is z / 2
-    event = dp_accounting.SampledWithoutReplacementDpEvent(20, 3, dp_accounting.GaussianDpEvent(z / 2))
+    event = dp_accounting.SampledWithoutReplacementDpEvent(
+        20, 3, dp_accounting.GaussianDpEvent(z / 2))
     relation = NR.REPLACE_ONE
   want = direct_epsilon(accountant, relation, event, rounds, delta)
   got = epsilon(z, rounds, delta, cohort, population, sampling, accountant)

@@ -144,7 +144,7 @@ def test_sample_weighted_rows_are_example_weighted_neighbourhood_means():
   x = np.random.default_rng(0).normal(size=(m, 3))
   for i in range(m):
     hood = [i, (i - 1) % m, (i + 1) % m]
-    expected = sum(counts[l] * x[l] for l in hood) / sum(counts[l] for l in hood)
+    expected = sum(counts[j] * x[j] for j in hood) / sum(counts[j] for j in hood)
     np.testing.assert_allclose(w[i] @ x, expected, atol=1e-12)
   assert w[2, 3] == 0.0 and w[0, 0] == pytest.approx(10 / 14)
   np.testing.assert_allclose(mixing_matrix("ring", m, weights="sample_weighted",

@@ -26,20 +26,20 @@ def numpy_forward(sd, ids, mask, positions):
 
   lin = lambda x, p: x @ g(p + ".weight").T + g(p + ".bias")
   e = "roberta.embeddings"
-  b, l = ids.shape
+  b, length = ids.shape
   x = g(f"{e}.word_embeddings.weight")[ids] + g(f"{e}.position_embeddings.weight")[
-      np.arange(l) + 2] + g(f"{e}.token_type_embeddings.weight")[0]
+      np.arange(length) + 2] + g(f"{e}.token_type_embeddings.weight")[0]
   x = ln(x, f"{e}.LayerNorm")
   nh, hd = 4, 8
   for i in range(2):
     p = f"roberta.encoder.layer.{i}"
-    q, k, v = (lin(x, f"{p}.attention.self.{n}").reshape(b, l, nh, hd) for n in
+    q, k, v = (lin(x, f"{p}.attention.self.{n}").reshape(b, length, nh, hd) for n in
                ("query", "key", "value"))
     s = np.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(hd) + np.where(mask[:, None, None] > 0,
                                                                        0, -1e9)
     w = np.exp(s - s.max(-1, keepdims=True))
     w /= w.sum(-1, keepdims=True)
-    a = np.einsum("bhqk,bkhd->bqhd", w, v).reshape(b, l, -1)
+    a = np.einsum("bhqk,bkhd->bqhd", w, v).reshape(b, length, -1)
     x = ln(x + lin(a, f"{p}.attention.output.dense"), f"{p}.attention.output.LayerNorm")
     x = ln(x + lin(gelu(lin(x, f"{p}.intermediate.dense")), f"{p}.output.dense"),
            f"{p}.output.LayerNorm")
@@ -87,11 +87,13 @@ def test_loader_names_missing_and_misshaped_tensors():
   from fedbbpt_jax.models.roberta import roberta_variables_from_state_dict
   sd = random_state_dict()
   del sd["roberta.encoder.layer.1.intermediate.dense.bias"]
-  with pytest.raises(WeightLoadError, match=r"'roberta\.encoder\.layer\.1\.intermediate\.dense\.bias' is missing"):
+  with pytest.raises(WeightLoadError,
+                     match=r"'roberta\.encoder\.layer\.1\.intermediate\.dense\.bias' is missing"):
     roberta_variables_from_state_dict(sd, config)
   sd = random_state_dict()
   sd["lm_head.dense.weight"] = sd["lm_head.dense.weight"][:, :31]
-  with pytest.raises(WeightLoadError, match=r"'lm_head\.dense\.weight' has shape \(32, 31\), expected \(32, 32\)"):
+  with pytest.raises(WeightLoadError,
+                     match=r"'lm_head\.dense\.weight' has shape \(32, 31\), expected \(32, 32\)"):
     roberta_variables_from_state_dict(sd, config)
   sd = random_state_dict()
   sd["lm_head.decoder.weight"] = sd["lm_head.decoder.weight"] + 1
@@ -104,8 +106,8 @@ def test_tokenizer_template_truncation_keeps_mask(tmp_path):
   tok = RobertaTokenizer(file, max_length=12)
   assert (tok.bos_id, tok.pad_id, tok.eos_id, tok.mask_id) == (0, 1, 2, 18)
   assert tok.verbalizer_ids(["terrible", "great"]) == [v["terrible"], v["great"]]
-  ids, mask = tok.encode_template("{s1} it was <mask>.", [("a film",), ("a very " * 9 + "long film",)],
-                                  prompt_ids=[7, 8])
+  sentences = [("a film",), ("a very " * 9 + "long film",)]
+  ids, mask = tok.encode_template("{s1} it was <mask>.", sentences, prompt_ids=[7, 8])
   row0 = [0, 7, 8, v["a"], v["film"], v["it"], v["was"], 18, v["."], 2]
   np.testing.assert_array_equal(ids[0], row0 + [1, 1])
   np.testing.assert_array_equal(mask[0], [1] * 10 + [0, 0])

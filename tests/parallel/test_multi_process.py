@@ -33,7 +33,7 @@ def test_sharded_round_over_two_processes_equals_single_process_vmap():
     for p in procs:
       out, err = p.communicate(timeout=300)
       assert p.returncode == 0, err[-3000:]
-      outs.append(json.loads([l for l in out.splitlines() if l.startswith("{")][-1]))
+      outs.append(json.loads([line for line in out.splitlines() if line.startswith("{")][-1]))
   finally:
     for p in procs:
       if p.poll() is None:

@@ -12,7 +12,6 @@ import socket
 import threading
 
 import httpx
-import jax.numpy as jnp
 import numpy as np
 
 from fedbbpt_jax.blackbox.wire import NPY_CONTENT_TYPE, decode_array, encode_array

@@ -49,7 +49,8 @@ def test_every_mode_passes_and_every_numeric_field_refuses_nan_and_strings(mode)
 @pytest.mark.parametrize("field, value, message", [
     ("method", "grid", "config.method='grid' is not one of ['bo', 'federated', 'local_only']"),
     ("task.name", "antonyms", "config.task.name='antonyms' is not one of"),
-    ("task.scorer", "bleu", "config.task.scorer='bleu' is not one of ['contains', 'exact_match', 'f1']"),
+    ("task.scorer", "bleu",
+     "config.task.scorer='bleu' is not one of ['contains', 'exact_match', 'f1']"),
     ("task.num_clients", 0, "config.task.num_clients=0 must be >= 1"),
     ("task.demos", 6, "config.task.demos=6 must be <= 5 (demonstrations are taken from the "
                       "exemplars)"),

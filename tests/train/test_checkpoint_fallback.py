@@ -23,8 +23,9 @@ from tests.helpers.tiny_models import tiny
 
 
 def config():
-  return with_overrides(tiny(fmnist_effnet.get_config("smoke")), train__rounds=2, train__eval_every=1,
-                        baselines__zero_shot=False, baselines__local_only=False)
+  return with_overrides(tiny(fmnist_effnet.get_config("smoke")), train__rounds=2,
+                        train__eval_every=1, baselines__zero_shot=False,
+                        baselines__local_only=False)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
 """BDPL policy gradient: unbiased for its known target, zero-safe, clipped; FedOne cohort."""
 
-import itertools
 
 import jax
 import jax.numpy as jnp
