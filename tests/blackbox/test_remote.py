@@ -4,7 +4,9 @@ runs out mid-round and a resume).
 
 Retry logic is tested against ``httpx.MockTransport`` (no network); everything else
 against the real service on loopback (one process for the module, max batch 16; every
-computed request holds 9-16 examples, so the service compiles only the bucket 16).
+computed request holds 9-16 examples, so the service compiles only the bucket 16). The
+service serves the tiny test classifier (``tests/helpers/tiny_service.py``): these tests
+check the client's plumbing, which is the same for every served model.
 """
 
 import concurrent.futures
@@ -25,9 +27,11 @@ from fedbbpt_jax.blackbox import (QueryBudgetExceeded, RemoteBlackBox, RemoteBla
 from fedbbpt_jax.blackbox.remote import split_batches
 from fedbbpt_jax.blackbox.wire import decode_array, encode_array
 from fedbbpt_jax.blackbox.zoo import make_image_classifier
-from fedbbpt_jax.serve.process import ServiceProcess, free_port
+from fedbbpt_jax.serve.process import free_port
 from fedbbpt_jax.train import run
 from fedbbpt_jax.train.checkpoint import RoundCheckpointer
+from tests.helpers.tiny_models import IMAGE, tiny
+from tests.helpers.tiny_service import register, tiny_service_process
 
 SIZE, MAX_BATCH = 32, 16
 FAST = RetryPolicy(max_attempts=3, backoff_seconds=0.01, timeout_seconds=30)
@@ -40,7 +44,7 @@ KEYS = {"meter-key": None, "tiny-key": 20, "restart-key": None, "run-key": None,
 
 
 def smoke_config(url=""):
-  c = get_config("smoke")
+  c = tiny(get_config("smoke"))
   c.train.rounds = 2
   c.data.test_examples = 192
   c.train.eval_batch_size = 96
@@ -56,16 +60,19 @@ def service(tmp_path_factory):
   keys_path = tmp_path_factory.mktemp("keys") / "keys.json"
   keys_path.write_text(json.dumps(KEYS))
   cache = jax.config.jax_compilation_cache_dir or ""
-  with ServiceProcess(input_size=SIZE, max_batch=MAX_BATCH, keys_path=str(keys_path),
-                      env={"JAX_COMPILATION_CACHE_DIR": cache,
-                           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5"}) as s:
+  register()
+  with tiny_service_process(IMAGE, input_size=SIZE, max_batch=MAX_BATCH,
+                            keys_path=str(keys_path),
+                            env={"JAX_COMPILATION_CACHE_DIR": cache,
+                                 "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5"}) as s:
     yield s
 
 
 @pytest.fixture(scope="module")
 def local_outputs():
   """The local surrogate, run in chunks padded to the service's bucket 16."""
-  forward = jax.jit(make_image_classifier("efficientnet_lite0", SIZE))
+  register()
+  forward = jax.jit(make_image_classifier(IMAGE, SIZE))
 
   def outputs(x):
     x = x.reshape((-1, SIZE, SIZE, 3))
@@ -218,7 +225,7 @@ def test_an_unreachable_service_fails_with_a_clear_error():
 def test_a_step_is_one_host_call_of_ceil_cdb_over_max_batch_requests(service, local_outputs):
   bb = RemoteBlackBox(service.url, "meter-key", retry=FAST)
   assert (bb.name, bb.input_shape, bb.output_size, bb.max_batch) == (
-      "efficientnet_lite0", (SIZE, SIZE, 3), 1000, MAX_BATCH)
+      IMAGE, (SIZE, SIZE, 3), 1000, MAX_BATCH)
   clients, candidates, batch = 3, 4, 4
   x = images(clients * candidates * batch).reshape(clients, candidates, batch, SIZE, SIZE, 3)
   step = jax.jit(jax.vmap(jax.vmap(bb)))      # clients x candidates, each a batch of 4
