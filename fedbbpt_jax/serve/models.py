@@ -92,8 +92,13 @@ def build_served_model(name: str, options: ModelOptions = ModelOptions()) -> Ser
 
 
 def served_image_classifier(model: str, options: ModelOptions) -> ServedModel:
-  """Serves the image classifier ``model`` registered in ``blackbox.zoo.IMAGE_MODELS``:
-  float pixels in ``[0, 1]`` (``float32`` or ``uint8`` levels on the wire) -> logits."""
+  """Serves an image classifier: float pixels in ``[0, 1]`` -> logits.
+
+  Args:
+    model: a name registered in ``blackbox.zoo.IMAGE_MODELS``.
+    options: the service's options (``input_size``); pixels travel as ``float32`` or as
+      ``uint8`` levels.
+  """
   blackbox = make_image_classifier(model, options.input_size)
   return ServedModel(name=blackbox.name, input_shape=blackbox.input_shape, input_dtype="float32",
                      wire_dtypes=("float32", "uint8"), output_kind="logits",
@@ -102,8 +107,12 @@ def served_image_classifier(model: str, options: ModelOptions) -> ServedModel:
 
 
 def served_text_encoder(model: str, options: ModelOptions) -> ServedModel:
-  """Serves the sentence encoder ``model`` registered in ``blackbox.text_zoo.TEXT_MODELS``:
-  ``int32`` token ids ``(max_length,)`` in its vocabulary -> unit-norm embeddings."""
+  """Serves a sentence encoder: ``int32`` token ids -> unit-norm embeddings.
+
+  Args:
+    model: a name registered in ``blackbox.text_zoo.TEXT_MODELS``.
+    options: the service's options (``max_length`` ids per row, each in the vocabulary).
+  """
   blackbox = make_text_encoder(model, options.max_length)
   return ServedModel(name=blackbox.name, input_shape=blackbox.input_shape, input_dtype="int32",
                      wire_dtypes=("int32",), output_kind="embedding",
