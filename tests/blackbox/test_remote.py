@@ -30,8 +30,8 @@ from fedbbpt_jax.blackbox.zoo import make_image_classifier
 from fedbbpt_jax.serve.process import free_port
 from fedbbpt_jax.train import run
 from fedbbpt_jax.train.checkpoint import RoundCheckpointer
-from tests.helpers.tiny_models import IMAGE, tiny
-from tests.helpers.tiny_service import register, tiny_service_process
+from tests.helpers.tiny_models import IMAGE, register, tiny
+from tests.helpers.tiny_service import tiny_service_process
 
 SIZE, MAX_BATCH = 32, 16
 FAST = RetryPolicy(max_attempts=3, backoff_seconds=0.01, timeout_seconds=30)

@@ -21,8 +21,8 @@ from fedbbpt_jax.blackbox.text_zoo import make_text_encoder
 from fedbbpt_jax.blackbox.wire import decode_array, encode_array
 from fedbbpt_jax.serve.models import ModelOptions, build_served_model
 from fedbbpt_jax.train import ConfigError, run, validate_config
-from tests.helpers.tiny_models import TEXT, tiny
-from tests.helpers.tiny_service import register, tiny_service_process
+from tests.helpers.tiny_models import TEXT, register, tiny
+from tests.helpers.tiny_service import tiny_service_process
 
 MAX_LENGTH, MAX_BATCH = 24, 32
 
