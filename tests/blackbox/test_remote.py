@@ -9,7 +9,6 @@ service serves the tiny test classifier (``tests/helpers/tiny_service.py``): the
 check the client's plumbing, which is the same for every served model.
 """
 
-import concurrent.futures
 import json
 import math
 import os
@@ -270,17 +269,17 @@ def test_a_spent_budget_inside_jit_is_recorded_and_raised_on_the_host(service):
   assert bb.meter.examples_sent == usage["used"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def local_run(tmp_path_factory):
-  """The local-surrogate smoke run, started in a thread when the module starts.
+@pytest.fixture(scope="module")
+def local_rows(tmp_path_factory):
+  """The metrics rows of the local-surrogate smoke run, which the remote runs must equal.
 
-  Its compiles (one core) overlap the service's start and the other tests; the smoke
-  test waits for it. Yields a function returning its metrics rows.
+  Run in the test's own thread: a run in a background thread (it overlapped the service's
+  start) created loggers while pytest iterated over them entering a test ("dictionary
+  changed size during iteration" in pytest's catching_logs).
   """
   workdir = str(tmp_path_factory.mktemp("local"))
-  with concurrent.futures.ThreadPoolExecutor(1) as pool:
-    future = pool.submit(run, smoke_config(), workdir, log=lambda s: None)
-    yield lambda: (future.result(), read_rows(workdir))[1]
+  run(smoke_config(), workdir, log=lambda s: None)
+  return read_rows(workdir)
 
 
 def read_rows(workdir):
@@ -298,7 +297,7 @@ def assert_rows_match(remote, local):
 
 
 def test_smoke_run_against_the_service_stops_on_its_budget_and_resumes_equal_to_local(
-    service, local_run, tmp_path, monkeypatch):
+    service, local_rows, tmp_path, monkeypatch):
   workdir = str(tmp_path / "remote")
   config = smoke_config(service.url)
   monkeypatch.setenv("FEDBBPT_TEST_API_KEY", "short-key")
@@ -308,7 +307,6 @@ def test_smoke_run_against_the_service_stops_on_its_budget_and_resumes_equal_to_
   assert isinstance(e.value, RemoteBudgetExceeded) and e.value.status == 402
   assert [r["round"] for r in read_rows(workdir)] == [1]
   assert RoundCheckpointer(workdir).latest_round() == 1
-  local_rows = local_run()
   assert_rows_match(read_rows(workdir), local_rows[:1])
   short = httpx.get(service.url + "/v1/usage", headers={"Authorization": "Bearer short-key"})
   # Round 2's first step sends 6 requests of 16 at once; 3 fit in the 50 left.
@@ -367,7 +365,7 @@ def test_a_service_killed_and_restarted_mid_run_is_retried_through(service, loca
 
 
 def test_a_service_killed_mid_run_stops_it_after_the_last_complete_round_and_a_rerun_resumes(
-    service, local_run, tmp_path, monkeypatch):
+    service, local_rows, tmp_path, monkeypatch):
   workdir = str(tmp_path / "killed")
   config = smoke_config(service.url)
   config.blackbox.max_attempts = 2
@@ -390,4 +388,4 @@ def test_a_service_killed_mid_run_stops_it_after_the_last_complete_round_and_a_r
   assert [r["round"] for r in read_rows(workdir)] == [1]
   assert RoundCheckpointer(workdir).latest_round() == 1
   run(config, workdir, log=lambda s: None)              # the service is back: resumes
-  assert_rows_match(read_rows(workdir), local_run())
+  assert_rows_match(read_rows(workdir), local_rows)
