@@ -45,7 +45,9 @@ def random_conv_encoder(canvas_size: int, out_size: int, channels: int,
   convolutions drawn from ``seed`` (``FrozenEncoder``)."""
   encoder = FrozenEncoder(out_size=out_size, channels=channels)
   dummy = jnp.zeros((1, canvas_size, canvas_size, 3), jnp.float32)
-  variables = encoder.init(jax.random.key(seed), dummy)
+  # Compiled: op by op, the init's forward pass compiled each convolution separately
+  # (twice as slow); the weights are the same bits.
+  variables = jax.jit(encoder.init)(jax.random.key(seed), dummy)
   return lambda canvas_images: encoder.apply(variables, canvas_images)
 
 

@@ -6,7 +6,9 @@ function that builds the local surrogate, so remote and local outputs agree. The
 all-MiniLM-L6-v2 sentence encoder is served the same way through
 ``blackbox.text_zoo.make_text_encoder``: ``int32`` token ids ``(max_length,)`` in,
 unit-norm embeddings (output kind ``'embedding'``) out. Another model is added by
-registering a builder::
+registering a builder (``served_image_classifier`` / ``served_text_encoder`` serve any
+model of ``IMAGE_MODELS`` / ``TEXT_MODELS``) in a script that then runs the service's
+command line (``fedbbpt_jax.serve.__main__.main``)::
 
     @register_model("my_model")
     def _my_model(options: ModelOptions) -> ServedModel: ...
@@ -89,19 +91,40 @@ def build_served_model(name: str, options: ModelOptions = ModelOptions()) -> Ser
   return SERVED_MODELS[name](options)
 
 
-@register_model("efficientnet_lite0")
-def _efficientnet_lite0(options: ModelOptions) -> ServedModel:
-  blackbox = make_image_classifier("efficientnet_lite0", options.input_size)
+def served_image_classifier(model: str, options: ModelOptions) -> ServedModel:
+  """Serves an image classifier: float pixels in ``[0, 1]`` -> logits.
+
+  Args:
+    model: a name registered in ``blackbox.zoo.IMAGE_MODELS``.
+    options: the service's options (``input_size``); pixels travel as ``float32`` or as
+      ``uint8`` levels.
+  """
+  blackbox = make_image_classifier(model, options.input_size)
   return ServedModel(name=blackbox.name, input_shape=blackbox.input_shape, input_dtype="float32",
                      wire_dtypes=("float32", "uint8"), output_kind="logits",
                      output_size=blackbox.output_size, forward=blackbox,
                      pixel_range=(0.0, 1.0))
 
 
-@register_model("all_minilm_l6_v2")
-def _all_minilm_l6_v2(options: ModelOptions) -> ServedModel:
-  blackbox = make_text_encoder("all_minilm_l6_v2", options.max_length)
+def served_text_encoder(model: str, options: ModelOptions) -> ServedModel:
+  """Serves a sentence encoder: ``int32`` token ids -> unit-norm embeddings.
+
+  Args:
+    model: a name registered in ``blackbox.text_zoo.TEXT_MODELS``.
+    options: the service's options (``max_length`` ids per row, each in the vocabulary).
+  """
+  blackbox = make_text_encoder(model, options.max_length)
   return ServedModel(name=blackbox.name, input_shape=blackbox.input_shape, input_dtype="int32",
                      wire_dtypes=("int32",), output_kind="embedding",
                      output_size=blackbox.output_size, forward=blackbox,
                      id_range=(0, blackbox.vocab_size))
+
+
+@register_model("efficientnet_lite0")
+def _efficientnet_lite0(options: ModelOptions) -> ServedModel:
+  return served_image_classifier("efficientnet_lite0", options)
+
+
+@register_model("all_minilm_l6_v2")
+def _all_minilm_l6_v2(options: ModelOptions) -> ServedModel:
+  return served_text_encoder("all_minilm_l6_v2", options)

@@ -42,16 +42,20 @@ class ServiceProcess:
     start_timeout: seconds to wait for ``/v1/info`` to answer.
     tls: ``(certfile, keyfile, ca_file)``: serve HTTPS with that certificate; ``/v1/info``
       is polled verifying it against ``ca_file``.
+    module: the module run with ``python -m``: the service itself, or a script that
+      registers more models (``serve.models.register_model``) and then calls
+      ``fedbbpt_jax.serve.__main__.main``.
   """
 
   def __init__(self, model: str = "efficientnet_lite0", input_size: int = 32,
                max_batch: int = 16, keys_path: str = "", port: int | None = None,
                extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None,
-               start_timeout: float = 120.0, tls: tuple[str, str, str] | None = None):
+               start_timeout: float = 120.0, tls: tuple[str, str, str] | None = None,
+               module: str = "fedbbpt_jax.serve"):
     self.port = port or free_port()
     self.url = f"{'https' if tls else 'http'}://{LOOPBACK}:{self.port}"
     self.verify = ssl.create_default_context(cafile=tls[2]) if tls else True
-    self.command = [sys.executable, "-m", "fedbbpt_jax.serve", f"--model={model}",
+    self.command = [sys.executable, "-m", module, f"--model={model}",
                     f"--host={LOOPBACK}", f"--port={self.port}", f"--input_size={input_size}",
                     f"--max_batch={max_batch}", *extra_args]
     if tls:

@@ -4,10 +4,11 @@ runs out mid-round and a resume).
 
 Retry logic is tested against ``httpx.MockTransport`` (no network); everything else
 against the real service on loopback (one process for the module, max batch 16; every
-computed request holds 9-16 examples, so the service compiles only the bucket 16).
+computed request holds 9-16 examples, so the service compiles only the bucket 16). The
+service serves the tiny test classifier (``tests/helpers/tiny_service.py``): these tests
+check the client's plumbing, which is the same for every served model.
 """
 
-import concurrent.futures
 import json
 import math
 import os
@@ -25,9 +26,11 @@ from fedbbpt_jax.blackbox import (QueryBudgetExceeded, RemoteBlackBox, RemoteBla
 from fedbbpt_jax.blackbox.remote import split_batches
 from fedbbpt_jax.blackbox.wire import decode_array, encode_array
 from fedbbpt_jax.blackbox.zoo import make_image_classifier
-from fedbbpt_jax.serve.process import ServiceProcess, free_port
+from fedbbpt_jax.serve.process import free_port
 from fedbbpt_jax.train import run
 from fedbbpt_jax.train.checkpoint import RoundCheckpointer
+from tests.helpers.tiny_models import IMAGE, register, tiny
+from tests.helpers.tiny_service import tiny_service_process
 
 SIZE, MAX_BATCH = 32, 16
 FAST = RetryPolicy(max_attempts=3, backoff_seconds=0.01, timeout_seconds=30)
@@ -40,7 +43,7 @@ KEYS = {"meter-key": None, "tiny-key": 20, "restart-key": None, "run-key": None,
 
 
 def smoke_config(url=""):
-  c = get_config("smoke")
+  c = tiny(get_config("smoke"))
   c.train.rounds = 2
   c.data.test_examples = 192
   c.train.eval_batch_size = 96
@@ -56,16 +59,19 @@ def service(tmp_path_factory):
   keys_path = tmp_path_factory.mktemp("keys") / "keys.json"
   keys_path.write_text(json.dumps(KEYS))
   cache = jax.config.jax_compilation_cache_dir or ""
-  with ServiceProcess(input_size=SIZE, max_batch=MAX_BATCH, keys_path=str(keys_path),
-                      env={"JAX_COMPILATION_CACHE_DIR": cache,
-                           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5"}) as s:
+  register()
+  with tiny_service_process(IMAGE, input_size=SIZE, max_batch=MAX_BATCH,
+                            keys_path=str(keys_path),
+                            env={"JAX_COMPILATION_CACHE_DIR": cache,
+                                 "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5"}) as s:
     yield s
 
 
 @pytest.fixture(scope="module")
 def local_outputs():
   """The local surrogate, run in chunks padded to the service's bucket 16."""
-  forward = jax.jit(make_image_classifier("efficientnet_lite0", SIZE))
+  register()
+  forward = jax.jit(make_image_classifier(IMAGE, SIZE))
 
   def outputs(x):
     x = x.reshape((-1, SIZE, SIZE, 3))
@@ -218,7 +224,7 @@ def test_an_unreachable_service_fails_with_a_clear_error():
 def test_a_step_is_one_host_call_of_ceil_cdb_over_max_batch_requests(service, local_outputs):
   bb = RemoteBlackBox(service.url, "meter-key", retry=FAST)
   assert (bb.name, bb.input_shape, bb.output_size, bb.max_batch) == (
-      "efficientnet_lite0", (SIZE, SIZE, 3), 1000, MAX_BATCH)
+      IMAGE, (SIZE, SIZE, 3), 1000, MAX_BATCH)
   clients, candidates, batch = 3, 4, 4
   x = images(clients * candidates * batch).reshape(clients, candidates, batch, SIZE, SIZE, 3)
   step = jax.jit(jax.vmap(jax.vmap(bb)))      # clients x candidates, each a batch of 4
@@ -263,17 +269,17 @@ def test_a_spent_budget_inside_jit_is_recorded_and_raised_on_the_host(service):
   assert bb.meter.examples_sent == usage["used"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def local_run(tmp_path_factory):
-  """The local-surrogate smoke run, started in a thread when the module starts.
+@pytest.fixture(scope="module")
+def local_rows(tmp_path_factory):
+  """The metrics rows of the local-surrogate smoke run, which the remote runs must equal.
 
-  Its compiles (one core) overlap the service's start and the other tests; the smoke
-  test waits for it. Yields a function returning its metrics rows.
+  Run in the test's own thread: a run in a background thread (it overlapped the service's
+  start) created loggers while pytest iterated over them entering a test ("dictionary
+  changed size during iteration" in pytest's catching_logs).
   """
   workdir = str(tmp_path_factory.mktemp("local"))
-  with concurrent.futures.ThreadPoolExecutor(1) as pool:
-    future = pool.submit(run, smoke_config(), workdir, log=lambda s: None)
-    yield lambda: (future.result(), read_rows(workdir))[1]
+  run(smoke_config(), workdir, log=lambda s: None)
+  return read_rows(workdir)
 
 
 def read_rows(workdir):
@@ -291,7 +297,7 @@ def assert_rows_match(remote, local):
 
 
 def test_smoke_run_against_the_service_stops_on_its_budget_and_resumes_equal_to_local(
-    service, local_run, tmp_path, monkeypatch):
+    service, local_rows, tmp_path, monkeypatch):
   workdir = str(tmp_path / "remote")
   config = smoke_config(service.url)
   monkeypatch.setenv("FEDBBPT_TEST_API_KEY", "short-key")
@@ -301,7 +307,6 @@ def test_smoke_run_against_the_service_stops_on_its_budget_and_resumes_equal_to_
   assert isinstance(e.value, RemoteBudgetExceeded) and e.value.status == 402
   assert [r["round"] for r in read_rows(workdir)] == [1]
   assert RoundCheckpointer(workdir).latest_round() == 1
-  local_rows = local_run()
   assert_rows_match(read_rows(workdir), local_rows[:1])
   short = httpx.get(service.url + "/v1/usage", headers={"Authorization": "Bearer short-key"})
   # Round 2's first step sends 6 requests of 16 at once; 3 fit in the 50 left.
@@ -360,7 +365,7 @@ def test_a_service_killed_and_restarted_mid_run_is_retried_through(service, loca
 
 
 def test_a_service_killed_mid_run_stops_it_after_the_last_complete_round_and_a_rerun_resumes(
-    service, local_run, tmp_path, monkeypatch):
+    service, local_rows, tmp_path, monkeypatch):
   workdir = str(tmp_path / "killed")
   config = smoke_config(service.url)
   config.blackbox.max_attempts = 2
@@ -383,4 +388,4 @@ def test_a_service_killed_mid_run_stops_it_after_the_last_complete_round_and_a_r
   assert [r["round"] for r in read_rows(workdir)] == [1]
   assert RoundCheckpointer(workdir).latest_round() == 1
   run(config, workdir, log=lambda s: None)              # the service is back: resumes
-  assert_rows_match(read_rows(workdir), local_run())
+  assert_rows_match(read_rows(workdir), local_rows)

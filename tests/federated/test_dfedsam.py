@@ -1,4 +1,8 @@
-"""DFedSAM / DFedSAM-MGS: gossip over a topology, the zero-order SAM step, their exact math."""
+"""DFedSAM / DFedSAM-MGS: gossip over a topology, the zero-order SAM step, their exact math.
+
+The rounds run on the tiny test classifier (``tests/helpers/tiny_models.py``): they check
+the algorithm's arithmetic against a computation by hand, for any frozen model.
+"""
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +19,7 @@ from fedbbpt_jax.train import validate_config
 from fedbbpt_jax.train.build import build_experiment
 from fedbbpt_jax.zo import HParams, make_estimator
 from tests.helpers.overrides import with_overrides
+from tests.helpers.tiny_models import tiny
 
 
 def smoke(**overrides):
@@ -22,7 +27,7 @@ def smoke(**overrides):
   settings = dict(data__num_clients=5, data__partition="iid", data__examples_per_client=60,
                   client__local_steps=2, server__algorithm="dfedsam",
                   baselines__local_only=False)
-  return with_overrides(get_config("smoke"), **{**settings, **overrides})
+  return with_overrides(tiny(get_config("smoke")), **{**settings, **overrides})
 
 
 def _rounds(exp, rounds):

@@ -1,5 +1,7 @@
 """Seed-and-scalar uploads: replaying a client's key and losses rebuilds its dense delta."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -40,6 +42,7 @@ def with_nan(candidates, batch):
   return batch_quadratic(candidates, batch).at[1].set(jnp.nan)
 
 
+@functools.cache   # pure and deterministic: tests that need the same run share it
 def dense_and_replayed(name, losses_fn=batch_quadratic, directions=2):
   estimator = make_estimator(name, directions)
   opt = make_client_optimizer("sgd")
@@ -72,6 +75,7 @@ def test_a_different_round_or_key_does_not_replay_to_the_same_delta():
   out, upload, _, _ = dense_and_replayed("spsa_gc")
   _, replay = make_seed_local_update(batch_quadratic, make_estimator("spsa_gc", 2),
                                      make_client_optimizer("sgd"), STEPS, BATCH)
+  replay = jax.jit(replay)   # compiled once for both replays
   wrong_round = replay(START, upload, HP, jnp.asarray(ROUND + 1, jnp.int32))
   wrong_key = replay(START, upload.replace(key_data=upload.key_data + 1), HP,
                      jnp.asarray(ROUND, jnp.int32))

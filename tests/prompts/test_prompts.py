@@ -1,4 +1,9 @@
-"""Prompt generators: where they act, their size, batch independence, clipping."""
+"""Prompt generators: where they act, their size, batch independence, clipping.
+
+The generators' networks are called through ``jax.jit`` (``compiled``), as training does:
+run op by op, initialising a coordinator or running the EfficientNet trunk compiles every
+layer's operations one at a time, several times slower.
+"""
 
 import jax
 import jax.numpy as jnp
@@ -6,6 +11,12 @@ import numpy as np
 import pytest
 
 from fedbbpt_jax.prompts import apply_prompt, make_prompt, num_params, place_on_canvas
+
+
+def compiled(gen):
+  """``gen``'s ``init``, ``features`` and ``apply``, each under ``jax.jit``."""
+  return gen._replace(init=jax.jit(gen.init), features=jax.jit(gen.features),
+                      apply=jax.jit(gen.apply))
 
 
 def test_canvas_centres_the_resized_image():
@@ -26,7 +37,7 @@ def test_frame_prompt_never_touches_the_image_window():
 
 
 def test_coordinator_is_input_dependent_and_batch_independent():
-  gen = make_prompt("coordinator", 64, 48)
+  gen = compiled(make_prompt("coordinator", 64, 48))
   params = gen.init(jax.random.key(0))
   assert 8000 < num_params(params) < 12000
   x = jax.random.uniform(jax.random.key(1), (4, 64, 64, 3))
@@ -43,7 +54,8 @@ def test_prompted_pixels_stay_in_range():
 
 
 def test_pretrained_coordinator_encoder_gives_normalised_batch_independent_features():
-  gen = make_prompt("coordinator", 64, 48, encoder="efficientnet_lite0", region="frame")
+  gen = compiled(make_prompt("coordinator", 64, 48, encoder="efficientnet_lite0",
+                             region="frame"))
   x = jax.random.uniform(jax.random.key(1), (3, 64, 64, 3))
   z = gen.features(x)
   assert z.shape == (3, 4, 4, 80)  # 8 blocks: stride 16, 80 channels
@@ -63,8 +75,8 @@ def test_pretrained_encoder_refuses_a_trunk_too_deep_for_the_canvas():
 
 
 def test_frame_mixture_mixes_its_patterns_by_the_softmax_gate():
-  gen = make_prompt("frame_mixture", 32, 16, resolution=2, num_patterns=2, encoder="random",
-                    encoder_channels=2, region="full")
+  gen = compiled(make_prompt("frame_mixture", 32, 16, resolution=2, num_patterns=2,
+                             encoder="random", encoder_channels=2, region="full"))
   params = gen.init(jax.random.key(0))
   assert num_params(params) == 2 * 12 + 2 * 2
   np.testing.assert_allclose(gen.apply(params, jnp.ones((1, 2))), 0.0)  # starts at zero-shot
@@ -79,9 +91,9 @@ def test_frame_mixture_mixes_its_patterns_by_the_softmax_gate():
 
 def test_frame_mixture_features_are_centred_and_batch_independent():
   x = jax.random.uniform(jax.random.key(1), (6, 64, 64, 3))
-  raw = make_prompt("frame_mixture", 64, 48)  # pretrained trunk, pooled: 80 features
+  raw = compiled(make_prompt("frame_mixture", 64, 48))  # pretrained trunk, pooled: 80 features
   center = np.asarray(raw.features(x)).mean(0)
-  gen = make_prompt("frame_mixture", 64, 48, feature_center=center)
+  gen = compiled(make_prompt("frame_mixture", 64, 48, feature_center=center))
   z = gen.features(x)
   assert z.shape == (6, 80)
   np.testing.assert_allclose(z.mean(-1), 0.0, atol=1e-5)

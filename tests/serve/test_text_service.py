@@ -1,8 +1,11 @@
-"""The MiniLM sentence encoder as a real HTTP service: token ids on an int32 wire.
+"""A sentence encoder as a real HTTP service: token ids on an int32 wire.
 
-One service process for the module (``--model=all_minilm_l6_v2 --max_length=24``, the
-text smoke config's row length). The text smoke experiment run against it equals the
-same run on the local surrogate, and the service charges exactly what the meter counts.
+One service process for the module, serving the tiny test encoder ``tiny_bert`` (MiniLM's
+vocabulary and tokenizer; ``tests/helpers/tiny_service.py``) with ``--max_length=24``, the
+text smoke config's row length: the service serves any registered sentence encoder
+through the same builder as MiniLM's, and these tests check its plumbing, not the model.
+The text smoke experiment run against it equals the same run on the local surrogate,
+and the service charges exactly what the meter counts.
 """
 
 import json
@@ -16,8 +19,10 @@ from configs.drug_minilm import get_config
 from fedbbpt_jax.blackbox import RemoteBlackBox
 from fedbbpt_jax.blackbox.text_zoo import make_text_encoder
 from fedbbpt_jax.blackbox.wire import decode_array, encode_array
-from fedbbpt_jax.serve.process import ServiceProcess
+from fedbbpt_jax.serve.models import ModelOptions, build_served_model
 from fedbbpt_jax.train import ConfigError, run, validate_config
+from tests.helpers.tiny_models import TEXT, register, tiny
+from tests.helpers.tiny_service import tiny_service_process
 
 MAX_LENGTH, MAX_BATCH = 24, 32
 
@@ -27,10 +32,11 @@ def service(tmp_path_factory):
   keys_path = tmp_path_factory.mktemp("keys") / "keys.json"
   keys_path.write_text(json.dumps({"text-key": None, "run-key": None}))
   cache = jax.config.jax_compilation_cache_dir or ""
-  with ServiceProcess(model="all_minilm_l6_v2", max_batch=MAX_BATCH, keys_path=str(keys_path),
-                      extra_args=(f"--max_length={MAX_LENGTH}",),
-                      env={"JAX_COMPILATION_CACHE_DIR": cache,
-                           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5"}) as s:
+  register()
+  with tiny_service_process(TEXT, max_batch=MAX_BATCH, keys_path=str(keys_path),
+                            extra_args=(f"--max_length={MAX_LENGTH}",),
+                            env={"JAX_COMPILATION_CACHE_DIR": cache,
+                                 "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5"}) as s:
     yield s
 
 
@@ -43,13 +49,13 @@ def post_ids(service, ids):
 def test_service_embeds_token_ids_like_the_local_encoder(service):
   info = httpx.get(service.url + "/v1/info").json()
   assert (info["model"], info["input_shape"], info["wire_dtypes"], info["output_kind"],
-          info["output_size"]) == ("all_minilm_l6_v2", [MAX_LENGTH], ["int32"], "embedding", 384)
+          info["output_size"]) == (TEXT, [MAX_LENGTH], ["int32"], "embedding", 16)
   rng = np.random.default_rng(0)
   ids = np.zeros((5, MAX_LENGTH), np.int32)
   ids[:, 0], ids[:, 1:12] = 101, rng.integers(1000, 5000, size=(5, 11))
   ids[:, 12] = 102
   remote = decode_array(post_ids(service, ids).content)
-  local = np.asarray(make_text_encoder("all_minilm_l6_v2", MAX_LENGTH)(ids))
+  local = np.asarray(make_text_encoder(TEXT, MAX_LENGTH)(ids))
   np.testing.assert_allclose(remote, local, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(np.linalg.norm(remote, axis=1), 1.0, rtol=1e-5)
 
@@ -80,10 +86,10 @@ def test_token_ids_in_either_byte_order_and_none_outside_the_vocabulary(service)
 
 
 def test_text_smoke_run_against_the_service_equals_the_local_run(service, tmp_path, monkeypatch):
-  local_config = get_config("smoke")
+  local_config = tiny(get_config("smoke"))
   local_config.train.rounds = 2
   local = run(local_config, str(tmp_path / "local"), log=lambda s: None)
-  config = get_config("smoke")
+  config = tiny(get_config("smoke"))
   config.train.rounds = 2
   config.blackbox.url = service.url
   config.blackbox.api_key_env = "FEDBBPT_TEST_API_KEY"
@@ -106,3 +112,11 @@ def test_soft_prompt_with_a_service_is_refused():
   config.blackbox.url = "http://127.0.0.1:9"
   with pytest.raises(ConfigError, match="config.blackbox.url"):
     validate_config(config)
+
+
+def test_minilm_is_served_as_int32_token_ids_to_unit_embeddings_of_384():
+  served = build_served_model("all_minilm_l6_v2", ModelOptions(max_length=MAX_LENGTH))
+  assert (served.name, served.input_shape, served.input_dtype, served.wire_dtypes,
+          served.output_kind, served.output_size, served.id_range, served.pixel_range) == (
+              "all_minilm_l6_v2", (MAX_LENGTH,), "int32", ("int32",), "embedding", 384,
+              (0, 30522), None)

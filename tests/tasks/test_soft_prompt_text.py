@@ -1,4 +1,10 @@
-"""Soft-prompt text task on the real all-MiniLM-L6-v2 embedding-input surrogate."""
+"""Soft-prompt text task on a sentence encoder taking input embeddings.
+
+The embedding table, its sigma_e and the exact agreement of the embedding-input and
+token-id paths are the real all-MiniLM-L6-v2's; the call count of a candidate set (one
+call) is the same for every encoder, and is checked on the tiny test encoder
+``tiny_bert`` (MiniLM's vocabulary and tokenizer; ``tests/helpers/tiny_models.py``).
+"""
 
 import jax
 import jax.numpy as jnp
@@ -9,6 +15,7 @@ from fedbbpt_jax.blackbox.text_zoo import (make_embedding_encoder, make_text_enc
                                            make_text_tokenizer, padding_mask)
 from fedbbpt_jax.prompts import make_soft_prompt, random_projection
 from fedbbpt_jax.tasks import SoftPromptTextClassification, TextClassification, review_pieces
+from tests.helpers import tiny_models
 
 MODEL, LENGTH, P, DIM = "all_minilm_l6_v2", 16, 3, 16
 REVIEWS = ["This pill cleared my skin in two weeks.", "I could finally sleep through the night.",
@@ -34,14 +41,14 @@ class CallCounter:
     return self.inner(inputs)
 
 
-@pytest.fixture(scope="module")
-def parts():
-  tok = make_text_tokenizer(MODEL, LENGTH)
+def build_parts(model):
+  """The tokenizers, both black boxes of ``model`` and the soft-prompt task on them."""
+  tok = make_text_tokenizer(model, LENGTH)
   review_len = LENGTH - P - 2
-  reviews = review_pieces(make_text_tokenizer(MODEL, review_len + 2), REVIEWS, review_len,
+  reviews = review_pieces(make_text_tokenizer(model, review_len + 2), REVIEWS, review_len,
                           tok.pad_id, tok.cls_id, tok.sep_id)
-  ids_bb = make_text_encoder(MODEL, LENGTH)
-  emb_bb = make_embedding_encoder(MODEL, LENGTH)
+  ids_bb = make_text_encoder(model, LENGTH)
+  emb_bb = make_embedding_encoder(model, LENGTH)
   classes = jax.jit(ids_bb)(jnp.asarray(tok(CLASSES)[0]))
   base_ids = jnp.asarray(tok.pieces("drug review .")[:P], jnp.int32)
   a = random_projection(0, DIM, P, emb_bb.input_shape[1], emb_bb.embedding_std)
@@ -51,6 +58,19 @@ def parts():
   soft = SoftPromptTextClassification(blackbox=emb_bb, prompt=prompt, **common)
   return dict(tok=tok, reviews=jnp.asarray(reviews), ids_bb=ids_bb, emb_bb=emb_bb, soft=soft,
               base_ids=base_ids, common=common, labels=jnp.asarray([0, 1, 2, 0, 1], jnp.int32))
+
+
+@pytest.fixture(scope="module")
+def parts():
+  """On the real all-MiniLM-L6-v2."""
+  return build_parts(MODEL)
+
+
+@pytest.fixture(scope="module")
+def tiny_parts():
+  """On the tiny test encoder (same vocabulary and tokenizer)."""
+  tiny_models.register()
+  return build_parts(tiny_models.TEXT)
 
 
 def test_embedding_black_box_inputs_mask_and_sigma_e(parts):
@@ -81,7 +101,8 @@ def test_zero_z_gives_exactly_the_base_prompt_path(parts):
                                 np.asarray(both_ids[:len(REVIEWS)]))
 
 
-def test_candidate_losses_are_one_call_equal_to_separate_evaluations(parts):
+def test_candidate_losses_are_one_call_equal_to_separate_evaluations(tiny_parts):
+  parts = tiny_parts
   counter = CallCounter(parts["emb_bb"])
   soft = SoftPromptTextClassification(blackbox=counter, prompt=parts["soft"].prompt,
                                       **parts["common"])
