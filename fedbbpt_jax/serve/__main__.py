@@ -5,6 +5,7 @@
         [--body_timeout_s=30]
         [--ssl_certfile=cert.pem --ssl_keyfile=key.pem]   # HTTPS
     python -m fedbbpt_jax.serve --model=all_minilm_l6_v2 --max_length=64 --port=8001
+    python -m fedbbpt_jax.serve --imports=my_models --model=my_cnn   # a model you registered
 
 Without ``--keys`` the service is open (any or no bearer token; usage per token).
 """
@@ -15,15 +16,26 @@ import argparse
 import logging
 import sys
 
+from fedbbpt_jax.core import ConfigError, import_plugins
 from fedbbpt_jax.serve.app import BODY_TIMEOUT_S
-from fedbbpt_jax.serve.models import SERVED_MODELS, ModelOptions
+from fedbbpt_jax.serve.models import ModelOptions, servable_models
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-  """Parses the service's options."""
+  """Parses the service's options (after importing the ``--imports`` modules, whose
+  registered models are then servable)."""
+  pre = argparse.ArgumentParser(add_help=False)
+  pre.add_argument("--imports", default="")
+  known, _ = pre.parse_known_args(argv)
   parser = argparse.ArgumentParser(prog="python -m fedbbpt_jax.serve",
                                    description="Serve a frozen model over HTTP.")
-  parser.add_argument("--model", required=True, choices=sorted(SERVED_MODELS))
+  try:
+    import_plugins(known.imports)
+  except ConfigError as e:
+    parser.error(str(e))
+  parser.add_argument("--imports", default="",
+                      help="your modules (comma-separated) that register models to serve")
+  parser.add_argument("--model", required=True, choices=servable_models())
   parser.add_argument("--host", default="127.0.0.1",
                       help="interface to bind (default loopback only)")
   parser.add_argument("--port", type=int, default=8000)

@@ -5,10 +5,12 @@ EfficientNet-Lite0 is served through ``blackbox.zoo.make_image_classifier``, the
 function that builds the local surrogate, so remote and local outputs agree. The
 all-MiniLM-L6-v2 sentence encoder is served the same way through
 ``blackbox.text_zoo.make_text_encoder``: ``int32`` token ids ``(max_length,)`` in,
-unit-norm embeddings (output kind ``'embedding'``) out. Another model is added by
-registering a builder (``served_image_classifier`` / ``served_text_encoder`` serve any
-model of ``IMAGE_MODELS`` / ``TEXT_MODELS``) in a script that then runs the service's
-command line (``fedbbpt_jax.serve.__main__.main``)::
+unit-norm embeddings (output kind ``'embedding'``) out.
+
+Every black box registered for the runs (``IMAGE_MODELS``, ``TEXT_MODELS``) is servable
+by its name too, so a user's model is served by registering it once, in a module the
+service imports: ``python -m fedbbpt_jax.serve --imports=my_models --model=my_cnn``. A
+model the runs do not know is added with its own builder::
 
     @register_model("my_model")
     def _my_model(options: ModelOptions) -> ServedModel: ...
@@ -21,8 +23,8 @@ from typing import Callable
 
 import jax.numpy as jnp
 
-from fedbbpt_jax.blackbox.text_zoo import make_text_encoder
-from fedbbpt_jax.blackbox.zoo import make_image_classifier
+from fedbbpt_jax.blackbox.text_zoo import TEXT_MODELS, make_text_encoder
+from fedbbpt_jax.blackbox.zoo import IMAGE_MODELS, make_image_classifier
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,15 +82,26 @@ def register_model(name: str) -> Callable:
   return register
 
 
+def servable_models() -> tuple[str, ...]:
+  """Every name the service can serve: its own builders (``SERVED_MODELS``) and every
+  black box registered for the runs (``IMAGE_MODELS``, ``TEXT_MODELS``)."""
+  return tuple(sorted(set(SERVED_MODELS) | set(IMAGE_MODELS.names()) | set(TEXT_MODELS.names())))
+
+
 def build_served_model(name: str, options: ModelOptions = ModelOptions()) -> ServedModel:
-  """Builds a registered model.
+  """Builds a servable model (``servable_models``): a registered builder, or else the
+  image classifier / sentence encoder of that name the runs use.
 
   Raises:
-    ValueError: ``name`` is not registered (lists the known names).
+    ValueError: ``name`` is not servable (lists the known names).
   """
-  if name not in SERVED_MODELS:
-    raise ValueError(f"unknown model {name!r}; the service knows {sorted(SERVED_MODELS)}")
-  return SERVED_MODELS[name](options)
+  if name in SERVED_MODELS:
+    return SERVED_MODELS[name](options)
+  if name in IMAGE_MODELS:
+    return served_image_classifier(name, options)
+  if name in TEXT_MODELS:
+    return served_text_encoder(name, options)
+  raise ValueError(f"unknown model {name!r}; the service knows {list(servable_models())}")
 
 
 def served_image_classifier(model: str, options: ModelOptions) -> ServedModel:
