@@ -166,6 +166,11 @@ class LoopbackFederation:
                               cwd=self.home, start_new_session=True)
 
   def start(self) -> "LoopbackFederation":
+    """Starts the SuperLink, then every SuperNode side by side; returns once all listen.
+
+    Raises:
+      RuntimeError: a process exited or did not listen in time (its log tail attached).
+    """
     os.makedirs(self.home, exist_ok=True)
     with open(os.path.join(self.home, "config.toml"), "w") as f:
       f.write(f'[superlink]\ndefault = "{FEDERATION}"\n\n[superlink.{FEDERATION}]\n'
