@@ -8,6 +8,8 @@ discovers which node holds which partition, restores the last complete round if 
 workdir has one, then for every round sends the cohort its work through
 ``FedBBPTStrategy``, aggregates what came back within ``round-timeout``, evaluates on
 its test set and checkpoints. Rerunning ``flwr run`` with the same ``workdir`` resumes.
+The ServerApp looks for replies every ``POLL_SECONDS`` (``PromptGrid``), so a round
+ends as soon as its last reply is in.
 
 A task that re-derives itself during training (the image family's iterative label
 mapping, ``task.remap_every``) is refreshed by the server before the due rounds, as in
