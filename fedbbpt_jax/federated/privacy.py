@@ -32,10 +32,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-from typing import Any
-
-import dp_accounting
-from dp_accounting import pld, rdp
+from typing import TYPE_CHECKING, Any
 
 from fedbbpt_jax.core import ConfigError, check_choice, check_number, get_field
 
@@ -49,6 +46,12 @@ SAMPLINGS = ("poisson", "fixed")
 CALIBRATE = -1.0                  # server.dp.noise_multiplier: calibrate to target_epsilon
 CALIBRATION_RTOL = 1e-3           # relative width of the final bisection bracket on z
 Z_MAX = 1e4                       # calibration gives up above this noise multiplier
+
+# dp_accounting (and the SciPy it loads: seconds of start-up) is imported where it is
+# used, so that a process that never accounts for privacy (e.g. a deployed node's
+# process per message, or a CLI run without DP) does not pay for it.
+if TYPE_CHECKING:
+  import dp_accounting
 
 
 class _QuietRdpOrders(logging.Filter):
@@ -106,6 +109,7 @@ class DpSettings:
 def dp_event(noise_multiplier: float, rounds: int, cohort_size: int, num_clients: int,
              sampling: str = "poisson") -> dp_accounting.DpEvent:
   """The ``DpEvent`` of ``rounds`` rounds of DP-FedAvg (see the module docstring)."""
+  import dp_accounting  # pylint: disable=import-outside-toplevel
   if sampling == "poisson":
     one = dp_accounting.PoissonSampledDpEvent(
         cohort_size / num_clients, dp_accounting.GaussianDpEvent(noise_multiplier))
@@ -119,12 +123,14 @@ def dp_event(noise_multiplier: float, rounds: int, cohort_size: int, num_clients
 
 def neighboring_relation(sampling: str) -> dp_accounting.NeighboringRelation:
   """The adjacency each sampling is analysed under (add/remove-one | replace-one)."""
+  import dp_accounting  # pylint: disable=import-outside-toplevel
   rel = dp_accounting.NeighboringRelation
   return rel.REPLACE_ONE if sampling == "fixed" else rel.ADD_OR_REMOVE_ONE
 
 
 def make_accountant(accountant: str, sampling: str) -> dp_accounting.PrivacyAccountant:
   """A fresh ``dp_accounting`` accountant ('rdp' | 'pld') for ``sampling``."""
+  from dp_accounting import pld, rdp  # pylint: disable=import-outside-toplevel
   relation = neighboring_relation(sampling)
   if accountant == "rdp":
     return rdp.RdpAccountant(neighboring_relation=relation)

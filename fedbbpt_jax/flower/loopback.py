@@ -166,6 +166,11 @@ class LoopbackFederation:
                               cwd=self.home, start_new_session=True)
 
   def start(self) -> "LoopbackFederation":
+    """Starts the SuperLink, then every SuperNode side by side; returns once all listen.
+
+    Raises:
+      RuntimeError: a process exited or did not listen in time (its log tail attached).
+    """
     os.makedirs(self.home, exist_ok=True)
     with open(os.path.join(self.home, "config.toml"), "w") as f:
       f.write(f'[superlink]\ndefault = "{FEDERATION}"\n\n[superlink.{FEDERATION}]\n'
@@ -174,18 +179,24 @@ class LoopbackFederation:
         flower_binary("flower-superlink"), "--insecure", "--host", LOOPBACK, "--port",
         str(self.port), "--disable-runtime-dependency-installation"])
     wait_for_port(self.port, self.superlink, self.logs["superlink"])
-    for i in range(len(self.node_configs)):
-      self.nodes.append(None)
-      self.start_node(i)
+    self.nodes = [None] * len(self.node_configs)
+    ports = [self._spawn_node(i) for i in range(len(self.node_configs))]  # side by side
+    for i, port in enumerate(ports):
+      wait_for_port(port, self.nodes[i], self.logs[f"supernode{i}"])
     return self
 
-  def start_node(self, i: int) -> subprocess.Popen:
-    """(Re)starts SuperNode ``i`` (a restarted node registers under a new node id)."""
+  def _spawn_node(self, i: int) -> int:
+    """Starts SuperNode ``i`` without waiting for it; the port it will listen on."""
     port = free_port()
     self.nodes[i] = self._start(f"supernode{i}", [
         flower_binary("flower-supernode"), "--insecure", "--superlink",
         f"{LOOPBACK}:{self.port}", "--host", LOOPBACK, "--port", str(port), "--node-config",
         toml_items(self.node_configs[i])])
+    return port
+
+  def start_node(self, i: int) -> subprocess.Popen:
+    """(Re)starts SuperNode ``i`` (a restarted node registers under a new node id)."""
+    port = self._spawn_node(i)
     wait_for_port(port, self.nodes[i], self.logs[f"supernode{i}"])
     return self.nodes[i]
 

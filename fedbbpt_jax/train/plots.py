@@ -1,17 +1,21 @@
-"""PNG plots of a run: test accuracy against rounds and against black-box queries."""
+"""PNG plots of a run: test accuracy against rounds and against black-box queries.
+
+Matplotlib is imported when a plot is drawn (with the ``Agg`` backend), not with this
+module: the training loop imports it, and so does every process that only builds an
+experiment (e.g. a deployed node's process per message), which then skips a second or
+more of start-up.
+"""
 
 from __future__ import annotations
-
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
 
 def plot_accuracy(rows: list[dict], path: str, zero_shot: float | None = None,
                   local_only: float | None = None, title: str = "",
                   method: str = "Fed-BBPT") -> None:
   """Writes a two-panel PNG: accuracy vs round and vs training black-box examples."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   rows = [r for r in rows if r.get("test_accuracy") is not None]
   fig, axes = plt.subplots(1, 2, figsize=(10, 4))
   rounds = [r["round"] for r in rows]

@@ -99,10 +99,15 @@ def test_node_config_is_checked_and_only_node_local_fields_change():
 
 
 def test_loading_the_client_app_does_not_import_jax():
-  """A SuperNode starts a ClientApp process per message: discovery must stay cheap."""
+  """A SuperNode starts a ClientApp process per message: discovery must stay cheap, and
+  a training message's process (``node.py``) and the ServerApp's load neither the DP
+  accountant (SciPy) nor matplotlib, which a run without DP or plots never uses."""
   import subprocess
   import sys
+  heavy = "('dp_accounting', 'scipy', 'matplotlib')"
   code = ("import sys, fedbbpt_jax.flower.client_app, fedbbpt_jax.flower.settings; "
-          "print(sorted(m for m in ('jax', 'flax', 'optax') if m in sys.modules))")
+          "print(sorted(m for m in ('jax', 'flax', 'optax') if m in sys.modules)); "
+          "import fedbbpt_jax.flower.node, fedbbpt_jax.flower.server_app; "
+          f"print(sorted(m for m in {heavy} if m in sys.modules))")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-  assert out.stdout.strip() == "[]"
+  assert out.stdout.split("\n")[:2] == ["[]", "[]"], out.stdout

@@ -8,9 +8,10 @@ tolerance), with the same metrics, upload traffic and query counts; the provider
 charged each node's key exactly that node's queries. The smoke experiment is trimmed as
 in ``tests/blackbox/test_remote.py``, so every request the service computes holds
 exactly 16 examples (one compiled bucket, and the same rows per request in simulation
-and deployment).
+and deployment; the simulation runs while the deployment does, on the server's key).
 """
 
+import concurrent.futures
 import time
 
 import jax
@@ -19,8 +20,9 @@ import pytest
 
 from fedbbpt_jax.flower.settings import load_config
 from fedbbpt_jax.train import run
-from tests.helpers.flower_loopback import (BASE, NODES, PER_STEP, STEPS, federation,  # noqa: F401
-                                           final_params, rows, service, usage)
+from tests.helpers.flower_loopback import (BASE, NODES, PER_STEP, STEPS,  # noqa: F401
+                                           deployment, federation, final_params,
+                                           node_extra, rows, service, usage)
 
 pytestmark = pytest.mark.slow  # make test-quick leaves it out
 
@@ -29,18 +31,24 @@ pytestmark = pytest.mark.slow  # make test-quick leaves it out
 def test_deployment_equals_simulation(federation, service, tmp_path, monkeypatch, upload):
   overrides = f"{BASE} blackbox.url={service.url} client.upload={upload}"
   before = [usage(service, f"node-key-{i}") for i in range(NODES)]
-  t0 = time.time()
-  out = federation.run({"config": "configs/fmnist_effnet.py:smoke", "overrides": overrides,
-                        "workdir": str(tmp_path / "flower"), "round-timeout": 300.0,
-                        "download": upload})  # seeds: nodes replay the rounds themselves
-  wall = time.time() - t0
+
+  def deploy():
+    t0 = time.time()
+    out = federation.run({"config": "configs/fmnist_effnet.py:smoke", "overrides": overrides,
+                          "workdir": str(tmp_path / "flower"), "round-timeout": 300.0,
+                          "download": upload})  # seeds: nodes replay the rounds themselves
+    return out, time.time() - t0
+
+  with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    deploying = pool.submit(deploy)  # the simulation runs while the deployment does
+    monkeypatch.setenv("FEDBBPT_SERVER_KEY", "server-key")  # (the server's key: no node's)
+    config = load_config("configs/fmnist_effnet.py:smoke", overrides)
+    run(config, str(tmp_path / "sim"))
+    out, wall = deploying.result()
   assert "final accuracy" in out.stdout, out.stdout[-3000:]
   used = [usage(service, f"node-key-{i}") - before[i] for i in range(NODES)]
   assert used == [2 * STEPS * PER_STEP] * NODES  # every node paid for its own queries
 
-  monkeypatch.setenv("FEDBBPT_SERVER_KEY", "server-key")
-  config = load_config("configs/fmnist_effnet.py:smoke", overrides)
-  run(config, str(tmp_path / "sim"))
   deployed, simulated = rows(tmp_path / "flower"), rows(tmp_path / "sim")
   for d, s in zip(deployed, simulated, strict=True):
     assert d["cohort"] == s["cohort"]

@@ -10,19 +10,21 @@ import numpy as np
 import pytest
 
 from fedbbpt_jax.train.checkpoint import RoundCheckpointer
-from tests.helpers.flower_loopback import (BASE, NODES, PER_STEP, STEPS, federation,  # noqa: F401
-                                           rows, service)
+from tests.helpers.flower_loopback import (BASE, NODES, PER_STEP, STEPS,  # noqa: F401
+                                           deployment, federation, rows, service)
 
 pytestmark = pytest.mark.slow  # make test-quick leaves it out
+
+
+@pytest.fixture(scope="module")
+def node_extra():
+  """Partition 2 hangs in training (killed mid-round below)."""
+  return {2: {"train-delay-seconds": 600.0}}
 
 
 def test_killed_node_and_server_resume(federation, service, tmp_path):
   workdir = str(tmp_path / "flower")
   overrides = f"{BASE} blackbox.url={service.url}"
-  slow = dict(federation.node_configs[2], **{"train-delay-seconds": 600.0})
-  federation.node_configs[2] = slow
-  federation.kill_node(2)
-  federation.start_node(2)  # partition 2 now hangs in training: killed mid-round below
   run_config = {"config": "configs/fmnist_effnet.py:smoke", "overrides": overrides,
                 "workdir": workdir, "round-timeout": 40.0, "min-nodes": NODES}
   background = federation.start_run(run_config)

@@ -1,10 +1,11 @@
 """The loopback Flower deployment the tests in ``tests/flower/test_deployment*.py`` share:
-the model provider service and a federation of 3 SuperNodes (module-scoped fixtures:
-each test file starts its own, so the files run on different workers), and readers of a
-run's rows and checkpoints. Every process is stopped by its PID when the module ends,
-also when a test fails (the fixture asserts none is left).
+the model provider service and a federation of 3 SuperNodes (module-scoped fixtures,
+started side by side: each test file starts its own, so the files run on different
+workers), and readers of a run's rows and checkpoints. Every process is stopped by its
+PID when the module ends, also when a test fails (the fixture asserts none is left).
 """
 
+import concurrent.futures
 import json
 import os
 
@@ -28,27 +29,47 @@ STEPS = 3
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory):
-  keys = tmp_path_factory.mktemp("keys") / "keys.json"
-  keys.write_text(json.dumps(KEYS))
-  with ServiceProcess(input_size=32, max_batch=16, keys_path=str(keys)) as s:
-    yield s
+def node_extra():
+  """Extra ``--node-config`` entries by partition (a test module overrides this fixture,
+  e.g. to make one node a straggler from the start)."""
+  return {}
 
 
 @pytest.fixture(scope="module")
-def federation(tmp_path_factory, service):
+def deployment(tmp_path_factory, node_extra):
+  """``(service, federation)``: the provider service starts in a thread while the
+  SuperLink and the SuperNodes come up (the nodes only need its URL)."""
+  keys = tmp_path_factory.mktemp("keys") / "keys.json"
+  keys.write_text(json.dumps(KEYS))
+  service = ServiceProcess(input_size=32, max_batch=16, keys_path=str(keys))
   home = tmp_path_factory.mktemp("flwr_home")
   nodes = [{"partition-id": i, "workdir": str(home / f"node{i}"), "blackbox-url": service.url,
-            "api-key-env": f"FEDBBPT_NODE_KEY_{i}"} for i in range(NODES)]
+            "api-key-env": f"FEDBBPT_NODE_KEY_{i}", **node_extra.get(i, {})}
+           for i in range(NODES)]
   fed = LoopbackFederation(str(home), nodes, env=ENV)
   try:
-    fed.start()
-    yield fed
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+      started = pool.submit(service.start)
+      fed.start()
+      started.result()
+    yield service, fed
   finally:
     pids = fed.pids()
     fed.stop()
+    service.stop()
     assert not [p for p in pids if os.path.exists(f"/proc/{p}")
                 and open(f"/proc/{p}/stat").read().split(")")[-1].split()[0] != "Z"]
+  os.remove(service.log_path)  # kept when the set-up or the stop failed, for its log
+
+
+@pytest.fixture(scope="module")
+def service(deployment):
+  return deployment[0]
+
+
+@pytest.fixture(scope="module")
+def federation(deployment):
+  return deployment[1]
 
 
 def usage(service, key):

@@ -2,10 +2,12 @@
 
 The server's whole loop (``server_app.run_deployment``) runs against it unchanged: node
 ids, discovery queries, training messages and replies are real Flower objects; only
-the transport is a function call. ``down`` holds partitions whose node is connected but
-never answers (a dead node before its heartbeat expires); ``node_configs`` adds entries
-to a partition's node config. A ClientApp that raises answers an error reply, built as
-Flower's SuperNode runtime builds it (``client_reply``).
+the transport is a function call (``push_messages`` delivers at once,
+``pull_messages`` hands out the replies, ``send_and_receive`` does both). ``down``
+holds partitions whose node is connected but never answers (a dead node before its
+heartbeat expires); ``node_configs`` adds entries to a partition's node config. A
+ClientApp that raises answers an error reply, built as Flower's SuperNode runtime
+builds it (``client_reply``).
 """
 
 from flwr.app import Context, Error, Message, RecordDict
@@ -35,6 +37,8 @@ class InProcessGrid(Grid):
     self.workdir, self.down = workdir, set(down)
     self.node_configs = dict(node_configs or {})
     self.sent = []  # (message type, partition) of every message delivered
+    self.replies = {}  # message id -> reply not yet pulled
+    self.pulled = []  # the message ids each pull_messages call asked for
 
   def set_run(self, run):
     self._run = run
@@ -51,15 +55,11 @@ class InProcessGrid(Grid):
     return list(self.nodes)
 
   def push_messages(self, messages):
-    raise NotImplementedError("use send_and_receive")
-
-  def pull_messages(self, message_ids):
-    raise NotImplementedError("use send_and_receive")
-
-  def send_and_receive(self, messages, *, timeout=None):
-    replies = []
+    """Delivers every message at once; the replies wait for ``pull_messages``."""
+    ids = []
     for message in messages:
-      message.metadata.__dict__["_message_id"] = message.object_id  # as push_messages does
+      message.metadata.__dict__["_message_id"] = message.object_id  # as Grid.push_messages
+      ids.append(message.metadata.message_id)
       node = message.metadata.dst_node_id
       pid = self.nodes[node]
       self.sent.append((message.metadata.message_type, pid))
@@ -72,5 +72,14 @@ class InProcessGrid(Grid):
                         state=RecordDict(), run_config={})
       reply = client_reply(message, context)
       reply.metadata.__dict__["_src_node_id"] = node
-      replies.append(reply)
-    return replies
+      self.replies[message.metadata.message_id] = reply
+    return ids
+
+  def pull_messages(self, message_ids):
+    """The replies that came for ``message_ids`` (each handed out once)."""
+    self.pulled.append(set(message_ids))
+    return [self.replies.pop(i) for i in list(message_ids) if i in self.replies]
+
+  def send_and_receive(self, messages, *, timeout=None):
+    """Every reply at once: a node that is ``down`` is not waited for."""
+    return self.pull_messages(self.push_messages(messages))
