@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
 
-from fedbbpt_jax.core import ConfigError
+from fedbbpt_jax.core import ConfigError, import_plugins
 from fedbbpt_jax.federated.algorithm import RoundCost
 from fedbbpt_jax.federated.server import client_keys, round_keys
 from fedbbpt_jax.flower import messages as M
@@ -149,6 +149,7 @@ def global_model(message: Message, exp: Experiment, directory: str) -> Any:
 def train_reply(message: Message, node_config: Any) -> Message:
   """Runs this node's ``client_update`` for the round the message names; the reply."""
   node = node_settings(node_config)
+  import_plugins(node.imports)  # this node's own plugins (its config's, not the server's)
   run = message.content[M.RUN]
   exp, client_update = node_experiment(node, run)
   round_idx = int(run[M.ROUND])

@@ -32,7 +32,7 @@ import ml_collections
 from flwr.app import Context, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
-from fedbbpt_jax.core import ConfigError
+from fedbbpt_jax.core import ConfigError, import_plugins
 from fedbbpt_jax.federated.faults import fault_options
 from fedbbpt_jax.flower import messages as M
 from fedbbpt_jax.flower.seed_download import check_seed_download
@@ -193,6 +193,7 @@ def run_deployment(grid: Grid, config: ml_collections.ConfigDict, settings: RunS
 @app.main()
 def main(grid: Grid, context: Context) -> None:
   settings = run_settings(context.run_config)
+  import_plugins(settings.imports)  # the server's own plugins, before its config is read
   config = load_config(settings.config, settings.overrides)
   summary = run_deployment(PromptGrid(grid), config, settings,
                            log=lambda s: print(s, flush=True))

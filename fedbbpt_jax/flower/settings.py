@@ -10,14 +10,17 @@ experiment config on the wire.
   (partitions that must be connected before round 1; 0 = every client) and
   ``discover-timeout`` (seconds to wait for them) and ``download`` (``'dense'``: the
   global model; ``'seeds'``: the rounds' seed uploads, replayed by the node,
-  ``seed_download.py``).
+  ``seed_download.py``) and ``imports`` (the server's plugin modules, comma-separated,
+  imported before the config is read: ``fedbbpt_jax.core.plugins``).
 * **Node config** (``flower-supernode --node-config``), read by each client:
   ``partition-id`` (which client of ``config.data`` this node is; required),
   ``workdir`` (the node's cache directory), ``blackbox-url`` and ``api-key-env`` (the
   model provider this node calls and the environment variable holding ITS key),
   ``overrides`` (node-local fields only: data directories and connection settings,
-  ``NODE_LOCAL_FIELDS``) and ``train-delay-seconds`` (a straggler: sleep before
-  training; for fault drills).
+  ``NODE_LOCAL_FIELDS``), ``imports`` (the node's own plugin modules, e.g. the dataset
+  or model the run names; a node imports only what its own config lists, never what
+  the server asks for) and ``train-delay-seconds`` (a straggler: sleep before training;
+  for fault drills).
 * **The experiment config** travels from the server to every node as JSON inside the
   train message, so nodes need no config file and cannot drift from the server.
 """
@@ -37,7 +40,7 @@ from fedbbpt_jax.core import ConfigError
 
 RUN_CONFIG_DEFAULTS = {"config": "configs/fmnist_effnet.py:smoke", "overrides": "",
                        "workdir": "", "round-timeout": 600.0, "min-nodes": 0,
-                       "discover-timeout": 120.0, "download": "dense"}
+                       "discover-timeout": 120.0, "download": "dense", "imports": ""}
 # Fields a node may set for itself: where its data lie and how it reaches the provider.
 NODE_LOCAL_FIELDS = ("data.source_dir", "data.tfds_dir", "blackbox.url", "blackbox.api_key_env",
                      "blackbox.max_attempts", "blackbox.backoff_seconds",
@@ -152,6 +155,7 @@ class RunSettings:
   min_nodes: int
   discover_timeout: float
   download: str = "dense"
+  imports: str = ""
 
 
 def run_settings(run_config: Mapping[str, Any]) -> RunSettings:
@@ -166,7 +170,8 @@ def run_settings(run_config: Mapping[str, Any]) -> RunSettings:
                            round_timeout=float(values["round-timeout"]),
                            min_nodes=int(values["min-nodes"]),
                            discover_timeout=float(values["discover-timeout"]),
-                           download=str(values["download"]))
+                           download=str(values["download"]),
+                           imports=str(values["imports"]))
   except (TypeError, ValueError) as e:
     raise ConfigError(f"run config: {e}") from None
   if not settings.round_timeout > 0 or not settings.discover_timeout > 0:
@@ -188,6 +193,7 @@ class NodeSettings:
   api_key_env: str | None
   overrides: str
   train_delay_seconds: float
+  imports: str = ""
 
 
 def node_settings(node_config: Mapping[str, Any]) -> NodeSettings:
@@ -211,7 +217,8 @@ def node_settings(node_config: Mapping[str, Any]) -> NodeSettings:
           "workdir", os.path.join(DEFAULT_NODE_WORKDIR, f"partition-{partition}"))))),
       blackbox_url=None if url is None else str(url),
       api_key_env=None if key_env is None else str(key_env),
-      overrides=str(node_config.get("overrides", "")), train_delay_seconds=delay)
+      overrides=str(node_config.get("overrides", "")), train_delay_seconds=delay,
+      imports=str(node_config.get("imports", "")))
 
 
 def node_view(config: ml_collections.ConfigDict, node: NodeSettings) -> ml_collections.ConfigDict:

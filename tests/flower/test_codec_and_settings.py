@@ -75,6 +75,8 @@ def test_a_missing_config_file_is_named():
 def test_run_config_is_checked():
   settings = run_settings({"workdir": "/tmp/x", "round-timeout": 30, "min-nodes": 2})
   assert (settings.round_timeout, settings.min_nodes, settings.workdir) == (30.0, 2, "/tmp/x")
+  assert settings.imports == ""
+  assert run_settings({"workdir": "w", "imports": "my_pkg.plugins"}).imports == "my_pkg.plugins"
   with pytest.raises(ConfigError, match="'workdir' is empty"):
     run_settings({})
   with pytest.raises(ConfigError, match="'round-timeout'=0.0"):
@@ -89,7 +91,9 @@ def test_node_config_is_checked_and_only_node_local_fields_change():
   with pytest.raises(ConfigError, match="'partition-id'=-1"):
     node_settings({"partition-id": -1})
   node = node_settings({"partition-id": 2, "blackbox-url": "http://127.0.0.1:9",
-                        "api-key-env": "MY_KEY", "overrides": "data.source_dir=/data/fmnist"})
+                        "api-key-env": "MY_KEY", "overrides": "data.source_dir=/data/fmnist",
+                        "imports": "my_pkg.plugins"})
+  assert node.imports == "my_pkg.plugins"
   config = node_view(load_config("configs/fmnist_effnet.py"), node)
   assert (config.blackbox.url, config.blackbox.api_key_env, config.data.source_dir) == (
       "http://127.0.0.1:9", "MY_KEY", "/data/fmnist")

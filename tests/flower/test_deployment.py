@@ -20,7 +20,7 @@ import pytest
 
 from fedbbpt_jax.flower.settings import load_config
 from fedbbpt_jax.train import run
-from tests.helpers.flower_loopback import (BASE, NODES, PER_STEP, STEPS,  # noqa: F401
+from tests.helpers.flower_loopback import (BASE, NODES, PER_STEP, RUN, STEPS,  # noqa: F401
                                            deployment, federation, final_params,
                                            node_extra, rows, service, usage)
 
@@ -34,7 +34,7 @@ def test_deployment_equals_simulation(federation, service, tmp_path, monkeypatch
 
   def deploy():
     t0 = time.time()
-    out = federation.run({"config": "configs/fmnist_effnet.py:smoke", "overrides": overrides,
+    out = federation.run({**RUN, "overrides": overrides,
                           "workdir": str(tmp_path / "flower"), "round-timeout": 300.0,
                           "download": upload})  # seeds: nodes replay the rounds themselves
     return out, time.time() - t0

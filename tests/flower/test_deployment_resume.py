@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fedbbpt_jax.train.checkpoint import RoundCheckpointer
-from tests.helpers.flower_loopback import (BASE, NODES, PER_STEP, STEPS,  # noqa: F401
+from tests.helpers.flower_loopback import (BASE, NODES, PER_STEP, RUN, STEPS,  # noqa: F401
                                            deployment, federation, rows, service)
 
 pytestmark = pytest.mark.slow  # make test-quick leaves it out
@@ -25,7 +25,7 @@ def node_extra():
 def test_killed_node_and_server_resume(federation, service, tmp_path):
   workdir = str(tmp_path / "flower")
   overrides = f"{BASE} blackbox.url={service.url}"
-  run_config = {"config": "configs/fmnist_effnet.py:smoke", "overrides": overrides,
+  run_config = {**RUN, "overrides": overrides,
                 "workdir": workdir, "round-timeout": 40.0, "min-nodes": NODES}
   background = federation.start_run(run_config)
   try:

@@ -3,6 +3,10 @@ the model provider service and a federation of 3 SuperNodes (module-scoped fixtu
 started side by side: each test file starts its own, so the files run on different
 workers), and readers of a run's rows and checkpoints. Every process is stopped by its
 PID when the module ends, also when a test fails (the fixture asserts none is left).
+
+The black box is the tiny test CNN, loaded everywhere the way a user loads their own
+model: the service, the ServerApp (run config ``imports``) and every SuperNode (node
+config ``imports``) import ``tests.helpers.tiny_plugins``, which registers it.
 """
 
 import concurrent.futures
@@ -13,16 +17,21 @@ import httpx
 import pytest
 
 from fedbbpt_jax.flower.loopback import LoopbackFederation
-from fedbbpt_jax.serve.process import ServiceProcess
 from fedbbpt_jax.train.build import build_experiment
 from fedbbpt_jax.train.checkpoint import RoundCheckpointer
+from tests.helpers import tiny_plugins  # noqa: F401  (registers tiny_cnn in this process too)
+from tests.helpers.tiny_models import IMAGE
+from tests.helpers.tiny_service import PLUGINS, tiny_service_process
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 NODES = 3
-BASE = ("train.rounds=2 data.test_examples=192 train.eval_batch_size=96 "
-        "baselines.local_only=false blackbox.api_key_env=FEDBBPT_SERVER_KEY "
-        "blackbox.backoff_seconds=0.05")
+BASE = (f"train.rounds=2 data.test_examples=192 train.eval_batch_size=96 "
+        f"baselines.local_only=false blackbox.api_key_env=FEDBBPT_SERVER_KEY "
+        f"blackbox.backoff_seconds=0.05 blackbox.model={IMAGE}")
+RUN = {"config": "configs/fmnist_effnet.py:smoke", "imports": PLUGINS}  # + overrides, workdir
 KEYS = {"server-key": None, **{f"node-key-{i}": None for i in range(NODES)}}
-ENV = {"FEDBBPT_SERVER_KEY": "server-key",
+ENV = {"FEDBBPT_SERVER_KEY": "server-key", "PYTHONPATH": ROOT,  # the plugins are importable
        **{f"FEDBBPT_NODE_KEY_{i}": f"node-key-{i}" for i in range(NODES)}}
 PER_STEP = 4 * 8  # candidates x batch of one client step
 STEPS = 3
@@ -41,10 +50,10 @@ def deployment(tmp_path_factory, node_extra):
   SuperLink and the SuperNodes come up (the nodes only need its URL)."""
   keys = tmp_path_factory.mktemp("keys") / "keys.json"
   keys.write_text(json.dumps(KEYS))
-  service = ServiceProcess(input_size=32, max_batch=16, keys_path=str(keys))
+  service = tiny_service_process(IMAGE, input_size=32, max_batch=16, keys_path=str(keys))
   home = tmp_path_factory.mktemp("flwr_home")
   nodes = [{"partition-id": i, "workdir": str(home / f"node{i}"), "blackbox-url": service.url,
-            "api-key-env": f"FEDBBPT_NODE_KEY_{i}", **node_extra.get(i, {})}
+            "api-key-env": f"FEDBBPT_NODE_KEY_{i}", "imports": PLUGINS, **node_extra.get(i, {})}
            for i in range(NODES)]
   fed = LoopbackFederation(str(home), nodes, env=ENV)
   try:
