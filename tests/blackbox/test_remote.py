@@ -289,9 +289,9 @@ def read_rows(workdir):
 
 def assert_rows_match(remote, local):
   assert len(remote) == len(local)
-  for r, l in zip(remote, local):
-    assert r["round"] == l["round"] and r["bb_examples"] == l["bb_examples"]
-    assert r["test_accuracy"] == l["test_accuracy"], (r, l)
+  for r, loc in zip(remote, local):
+    assert r["round"] == loc["round"] and r["bb_examples"] == loc["bb_examples"]
+    assert r["test_accuracy"] == loc["test_accuracy"], (r, loc)
     np.testing.assert_allclose(r["train_loss"], l["train_loss"], rtol=1e-4)
     np.testing.assert_allclose(r["test_loss"], l["test_loss"], rtol=1e-4)
 

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 
 from configs.drug_minilm import get_config
-from fedbbpt_jax.blackbox import RemoteBlackBox
 from fedbbpt_jax.blackbox.text_zoo import make_text_encoder
 from fedbbpt_jax.blackbox.wire import decode_array, encode_array
 from fedbbpt_jax.serve.models import ModelOptions, build_served_model

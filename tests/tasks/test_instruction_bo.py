@@ -4,7 +4,6 @@ of a smooth score; end to end with the tiny generator and a black-box LLM."""
 
 import jax.numpy as jnp
 import numpy as np
-import pytest
 from scipy.stats import norm as np_norm
 
 from fedbbpt_jax.tasks.instruction.bayes_opt import (GPParams, build_gp, expected_improvement,

@@ -1,4 +1,5 @@
-"""Text track beyond BDPL + Fed-BBPT: BBT soft prompt runs, centralized and FedBPT, config checks."""
+"""Text track beyond BDPL + Fed-BBPT: BBT soft prompt runs, centralized and FedBPT, config
+checks."""
 
 import json
 import os
