@@ -292,8 +292,8 @@ def assert_rows_match(remote, local):
   for r, loc in zip(remote, local):
     assert r["round"] == loc["round"] and r["bb_examples"] == loc["bb_examples"]
     assert r["test_accuracy"] == loc["test_accuracy"], (r, loc)
-    np.testing.assert_allclose(r["train_loss"], l["train_loss"], rtol=1e-4)
-    np.testing.assert_allclose(r["test_loss"], l["test_loss"], rtol=1e-4)
+    np.testing.assert_allclose(r["train_loss"], loc["train_loss"], rtol=1e-4)
+    np.testing.assert_allclose(r["test_loss"], loc["test_loss"], rtol=1e-4)
 
 
 def test_smoke_run_against_the_service_stops_on_its_budget_and_resumes_equal_to_local(
