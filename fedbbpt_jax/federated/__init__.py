@@ -32,14 +32,14 @@ from fedbbpt_jax.federated.fedone import make_fedone
 from fedbbpt_jax.federated.local_only import make_local_only
 from fedbbpt_jax.federated.optimizers import (CLIENT_OPTIMIZERS, SERVER_OPTIMIZERS,
                                               make_client_optimizer, make_server_optimizer)
-from fedbbpt_jax.federated.seed_uploads import (SEED_ESTIMATORS, UPLOADS, SeedUpload,
+from fedbbpt_jax.federated.seed_uploads import (UPLOADS, SeedUpload, seed_estimators,
                                                 make_seed_local_update)
 from fedbbpt_jax.federated.server import ServerState, sample_cohort
 from fedbbpt_jax.federated.topology import TOPOLOGIES
 
 __all__ = ["AGGREGATORS", "ALGORITHMS", "ATTACK_KINDS", "Aggregated", "Algorithm",
            "AlgorithmContext", "AlgorithmSpec", "CLIENT_OPTIMIZERS", "ClientData",
-           "ClientOutput", "FederatedAlgorithm", "RoundCost", "SCHEDULES", "SEED_ESTIMATORS",
+           "ClientOutput", "FederatedAlgorithm", "RoundCost", "SCHEDULES",
            "SERVER_OPTIMIZERS", "SeedUpload", "ServerState", "StepHooks", "TOPOLOGIES", "UPLOADS",
            "aggregators_of", "algorithms_applying", "algorithms_applying_aggregator",
            "algorithms_with_seed_uploads",
@@ -48,7 +48,7 @@ __all__ = ["AGGREGATORS", "ALGORITHMS", "ATTACK_KINDS", "Aggregated", "Algorithm
            "make_client_optimizer", "make_dfedsam", "make_dp_gaussian", "make_fedbbpt",
            "make_fedbpt", "make_fedone", "make_local_only", "make_local_step",
            "make_local_update", "make_seed_local_update", "make_server_optimizer",
-           "make_upload_faults",
-           "nonfinite_as_worst", "register_algorithm", "register_configured",
-           "robust_aggregators", "sample_cohort", "server_algorithm_names", "simulated_round",
+           "make_upload_faults", "nonfinite_as_worst", "register_algorithm",
+           "register_configured", "robust_aggregators", "sample_cohort", "seed_estimators",
+           "server_algorithm_names", "simulated_round",
            "small_client_warning", "weighted_mean", "with_faults"]

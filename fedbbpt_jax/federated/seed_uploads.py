@@ -14,7 +14,7 @@ exactly as in the client's run). Communication becomes independent of the genera
 size (the FedKSeed / DeComFL idea).
 
 Only estimators whose ``tell`` uses nothing but key-derived directions, the losses, the
-parameters and the estimator state can be replayed (``SEED_ESTIMATORS``); a
+parameters and the estimator state can be replayed (estimators tagged ``replayable``); a
 sharpness-aware step (two estimates per step) is not supported in this slice.
 
 Example::
@@ -38,17 +38,19 @@ from fedbbpt_jax.data.clients import ClientData
 from fedbbpt_jax.federated.client import (ClientOutput, CandidateLosses, StepHooks,
                                           client_output, make_local_step, schedule_clock,
                                           take_step)
-from fedbbpt_jax.zo import Estimator, HParams
+from fedbbpt_jax.zo import ESTIMATORS, REPLAYABLE, Estimator, HParams
 
 PyTree = Any
 
 UPLOADS = ("dense", "seeds")  # the values of ``config.client.upload``
-# Estimators whose ``tell`` reads only key-derived directions, losses, parameters and state.
-# BDPL's categorical samples are drawn from the key and the (replayed) probabilities.
-SEED_ESTIMATORS = ("spsa", "spsa_gc", "gaussian", "gaussian_antithetic", "sphere", "coordinate",
-                   "bdpl")
 
-__all__ = ["SEED_ESTIMATORS", "SeedUpload", "UPLOADS", "check_seed_upload", "key_data",
+def seed_estimators() -> tuple[str, ...]:
+  """The estimators whose steps a server can replay (registry tag ``replayable``: their
+  ``tell`` reads only key-derived directions, losses, parameters and state)."""
+  return ESTIMATORS.names(REPLAYABLE)
+
+
+__all__ = ["SeedUpload", "seed_estimators", "UPLOADS", "check_seed_upload", "key_data",
            "make_seed_local_update", "replay_cohort"]
 
 
@@ -83,11 +85,12 @@ def key_data(key: jax.Array) -> jnp.ndarray:
 
 def check_seed_upload(estimator: str, sam_rho: float = 0.0) -> None:
   """Raises ``ConfigError`` if ``client.upload='seeds'`` cannot replay this client's steps."""
-  if estimator not in SEED_ESTIMATORS:
+  if estimator not in seed_estimators():
     raise ConfigError(f"config.client.upload='seeds' cannot replay config.zo.estimator="
                       f"{estimator!r}: its update is not a function of the keys and the "
-                      f"candidate losses alone; use one of {list(SEED_ESTIMATORS)} or "
-                      "config.client.upload='dense'")
+                      f"candidate losses alone; use one of {list(seed_estimators())} or "
+                      "config.client.upload='dense' (an estimator of yours joins them with "
+                      "the registry tag 'replayable')")
   if sam_rho:
     raise ConfigError(f"config.client.upload='seeds' does not replay sharpness-aware steps "
                       f"(sam_rho={sam_rho}); use config.client.upload='dense'")
@@ -112,11 +115,11 @@ def make_seed_local_update(candidate_losses: CandidateLosses, estimator: Estimat
   hparams, round_idx) -> delta`` rebuilds that update's ``delta`` from the upload alone.
 
   Raises:
-    ValueError: if ``estimator`` is not in ``SEED_ESTIMATORS``.
+    ValueError: if ``estimator`` is not tagged ``replayable``.
   """
-  if estimator.name not in SEED_ESTIMATORS or estimator.sets_params:
+  if estimator.name not in seed_estimators() or estimator.sets_params:
     raise ValueError(f"estimator {estimator.name!r} cannot be replayed from seeds and "
-                     f"losses; use one of {list(SEED_ESTIMATORS)}")
+                     f"losses; use one of {list(seed_estimators())}")
   step = make_local_step(candidate_losses, estimator, client_optimizer, batch_size,
                          StepHooks(project=project))
   clock = schedule_clock(schedule, num_steps, steps_per_tick)

@@ -3,7 +3,7 @@
 from fedbbpt_jax.zo.base import Estimator
 from fedbbpt_jax.zo.hparams import HParams
 from fedbbpt_jax.zo.registry import (ANTITHETIC, CATEGORICAL, CONTINUOUS, ESTIMATORS, EVOLUTION,
-                                     GRADIENT, make_estimator)
+                                     GRADIENT, REPLAYABLE, make_estimator)
 
 __all__ = ["ANTITHETIC", "CATEGORICAL", "CONTINUOUS", "ESTIMATORS", "EVOLUTION", "Estimator",
-           "GRADIENT", "HParams", "make_estimator"]
+           "GRADIENT", "HParams", "REPLAYABLE", "make_estimator"]

@@ -7,7 +7,10 @@ Tags say what an estimator works on and returns:
   search gradients, or a distribution that sets the parameters);
   ``antithetic`` ones draw +/- pairs (an even count);
 * ``categorical``: probability-matrix parameters of a discrete prompt (one-hot
-  candidates), e.g. BDPL.
+  candidates), e.g. BDPL;
+* ``replayable``: its update reads only key-derived directions (or samples), the
+  candidates' losses, the parameters and its state, so a server can replay a client's
+  steps from its key and losses (``client.upload='seeds'``).
 
 Users register their own: ``ESTIMATORS.register("mine", build, tags=("continuous",))``.
 """
@@ -21,6 +24,7 @@ from fedbbpt_jax.zo import base, bdpl, cma_es, coordinate, gaussian, search_grad
 
 CONTINUOUS, GRADIENT, EVOLUTION, CATEGORICAL = "continuous", "gradient", "evolution", "categorical"
 ANTITHETIC = "antithetic"  # draws candidates in +/- pairs: needs an even count
+REPLAYABLE = "replayable"  # steps replayable from the key and the losses (seed uploads)
 
 ESTIMATORS: Registry[Callable[[int], base.Estimator]] = Registry(
     "zero-order estimator", home="fedbbpt_jax.zo.ESTIMATORS")
@@ -33,14 +37,15 @@ for _name, _build in {
     "sphere": sphere.make_sphere,
     "coordinate": coordinate.make_coordinate,
 }.items():
-  ESTIMATORS.register(_name, _build, tags=(CONTINUOUS, GRADIENT))
+  ESTIMATORS.register(_name, _build, tags=(CONTINUOUS, GRADIENT, REPLAYABLE))
 
 ESTIMATORS.register("cma_es", cma_es.make_cma_es, tags=(CONTINUOUS, EVOLUTION))
 for _name in ("open_es", "pgpe"):
   ESTIMATORS.register(_name, lambda n, name=_name: search_gradient.make_search_gradient(name, n),
                       tags=(CONTINUOUS, EVOLUTION, ANTITHETIC))
 
-ESTIMATORS.register("bdpl", bdpl.make_bdpl, tags=(CATEGORICAL,))
+# BDPL's categorical samples are drawn from the key and the (replayed) probabilities.
+ESTIMATORS.register("bdpl", bdpl.make_bdpl, tags=(CATEGORICAL, REPLAYABLE))
 
 
 def make_estimator(name: str, num_directions: int) -> base.Estimator:

@@ -136,3 +136,20 @@ def test_estimators_that_cannot_be_replayed_are_refused(name):
   with pytest.raises(ValueError, match=name):
     make_seed_local_update(batch_quadratic, make_estimator(name, 4),
                            make_client_optimizer("sgd"), STEPS, BATCH)
+
+
+def test_a_user_estimator_tagged_replayable_may_upload_seeds():
+  from fedbbpt_jax.zo import CONTINUOUS, ESTIMATORS, GRADIENT, REPLAYABLE
+  with pytest.raises(ConfigError, match=r"cannot replay config.zo.estimator='cma_es'.*"
+                                        r"registry tag 'replayable'"):
+    check_seed_upload("cma_es")
+  ESTIMATORS.register("my_spsa", ESTIMATORS.get("spsa"), tags=(CONTINUOUS, GRADIENT, REPLAYABLE))
+  try:
+    check_seed_upload("my_spsa")  # accepted: no error
+    ESTIMATORS.register("my_es", ESTIMATORS.get("spsa"), tags=(CONTINUOUS, GRADIENT))
+    with pytest.raises(ConfigError, match="config.zo.estimator='my_es'"):
+      check_seed_upload("my_es")
+  finally:
+    ESTIMATORS.unregister("my_spsa")
+    if "my_es" in ESTIMATORS:
+      ESTIMATORS.unregister("my_es")
