@@ -28,7 +28,7 @@ import jax.numpy as jnp
 
 from fedbbpt_jax.prompts.base import PromptGenerator
 from fedbbpt_jax.prompts.canvas import region_mask
-from fedbbpt_jax.prompts.encoders import ENCODERS, pretrained_trunk, random_conv_encoder
+from fedbbpt_jax.prompts.encoders import ENCODERS, EncoderOptions
 
 
 class Decoder(nn.Module):
@@ -60,14 +60,10 @@ def make_coordinator_prompt(canvas_size: int, image_size: int, *, epsilon: float
   if canvas_size % 2 ** num_blocks:
     raise ValueError(f"canvas_size={canvas_size} must be divisible by 2**{num_blocks} "
                      f"for a coordinator with {num_blocks} upsampling blocks")
-  if encoder not in ENCODERS:
-    raise ValueError(f"prompt.encoder={encoder!r}; use one of {ENCODERS}")
   h0 = canvas_size // 2 ** num_blocks
-  if encoder == "random":
-    features = random_conv_encoder(canvas_size, h0, encoder_channels, encoder_seed)
-  else:
-    features, encoder_channels = pretrained_trunk(canvas_size, h0, encoder_blocks,
-                                                  encoder_weights)
+  features, encoder_channels = ENCODERS.get(encoder, "prompt.encoder")(
+      canvas_size, h0, EncoderOptions(channels=encoder_channels, seed=encoder_seed,
+                                      blocks=encoder_blocks, weights_path=encoder_weights))
   decoder = Decoder(out_size=canvas_size, widths=tuple(widths), trigger_channels=trigger_channels)
   mask = region_mask(canvas_size, image_size, region)
 

@@ -6,21 +6,50 @@ only such image model available offline here is the public ImageNet
 EfficientNet-Lite0 checkpoint, so its first blocks (a "trunk") serve as the
 encoder. Features never depend on batch-mates (no batch statistics, unlike BlackVIP's
 train-mode BatchNorm) and never receive a gradient.
+
+Encoders are registered by name in ``ENCODERS`` (``config.prompt.encoder``):
+``build(canvas_size, out_size, options) -> (features, channels)``, where
+``features(canvas_images [B, S, S, 3] in [0, 1]) -> [B, out_size, out_size, channels]``.
+A user adds their own: ``ENCODERS.register("my_encoder", build)``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from fedbbpt_jax.core import Registry
 from fedbbpt_jax.models import (EfficientNetLite0Trunk, imagenet_normalize,
                                 load_efficientnet_lite0, trunk_channels, trunk_stride,
                                 trunk_variables)
 
-ENCODERS = ("random", "efficientnet_lite0")
+Features = Callable[[jnp.ndarray], jnp.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderOptions:
+  """What a prompt generator asks of its encoder, beyond the canvas and feature size.
+
+  Attributes:
+    channels: feature channels of an encoder whose width is free (``random``).
+    seed: seed of an encoder with drawn weights (``random``).
+    blocks: pretrained blocks kept (``efficientnet_lite0``: 8 = end of stage 4).
+    weights_path: a checkpoint (None: the packaged one).
+  """
+
+  channels: int = 8
+  seed: int = 0
+  blocks: int = 8
+  weights_path: str | None = None
+
+
+# build(canvas_size, out_size, options) -> (features, channels)
+ENCODERS: Registry[Callable[[int, int, EncoderOptions], tuple[Features, int]]] = Registry(
+    "frozen prompt encoder", home="fedbbpt_jax.prompts.encoders.ENCODERS")
 
 
 class FrozenEncoder(nn.Module):
@@ -90,3 +119,10 @@ def pretrained_trunk(canvas_size: int, out_size: int, num_blocks: int,
     return channel_normalized(average_pooled(fmap, out_size))
 
   return features, trunk_channels(num_blocks)
+
+
+ENCODERS.register("random", lambda canvas_size, out_size, options: (
+    random_conv_encoder(canvas_size, out_size, options.channels, options.seed),
+    options.channels))
+ENCODERS.register("efficientnet_lite0", lambda canvas_size, out_size, options: pretrained_trunk(
+    canvas_size, out_size, options.blocks, options.weights_path))

@@ -24,8 +24,7 @@ import jax.numpy as jnp
 
 from fedbbpt_jax.prompts.base import PromptGenerator
 from fedbbpt_jax.prompts.canvas import region_mask
-from fedbbpt_jax.prompts.encoders import (ENCODERS, channel_normalized, pretrained_trunk,
-                                          random_conv_encoder)
+from fedbbpt_jax.prompts.encoders import ENCODERS, EncoderOptions, channel_normalized
 
 
 def make_frame_mixture_prompt(canvas_size: int, image_size: int, *, resolution: int = 8,
@@ -56,13 +55,12 @@ def make_frame_mixture_prompt(canvas_size: int, image_size: int, *, resolution: 
   """
   if resolution < 1 or num_patterns < 1:
     raise ValueError(f"resolution={resolution} and num_patterns={num_patterns} must be >= 1")
-  if encoder not in ENCODERS:
-    raise ValueError(f"prompt.encoder={encoder!r}; use one of {ENCODERS}")
-  if encoder == "random":
-    fmap = random_conv_encoder(canvas_size, 4, encoder_channels, encoder_seed)
-    channels = encoder_channels
-  else:
-    fmap, channels = pretrained_trunk(canvas_size, 1, encoder_blocks, encoder_weights)
+  # Every encoder's map is pooled to one vector; the random convolutions see a 16 x 16
+  # resize of the canvas for a 4 x 4 map (asked at 1 x 1 they would see only 4 x 4 pixels).
+  fmap, channels = ENCODERS.get(encoder, "prompt.encoder")(
+      canvas_size, 4 if encoder == "random" else 1,
+      EncoderOptions(channels=encoder_channels, seed=encoder_seed, blocks=encoder_blocks,
+                     weights_path=encoder_weights))
   mask = region_mask(canvas_size, image_size, region)
 
   def init(key):

@@ -47,7 +47,7 @@ def check_image_config(config: Any) -> None:
   check_number(config, "prompt.epsilon", low=0, low_inclusive=False)
   check_number(config, "prompt.frame_resolution", low=1, integer=True)
   if "encoder" in get_field(config, "prompt"):
-    check_choice(config, "prompt.encoder", ENCODERS)
+    check_registered(config, "prompt.encoder", ENCODERS)
   if "num_patterns" in get_field(config, "prompt"):
     check_number(config, "prompt.num_patterns", low=1, integer=True)
   if "encoder_blocks" in get_field(config, "prompt"):
