@@ -7,7 +7,7 @@
 
 from fedbbpt_jax.tasks import glue, image, instruction, text
 from fedbbpt_jax.tasks.evaluation import Evaluator
-from fedbbpt_jax.tasks.image import (MAPPINGS, SEMANTIC_FASHION_MNIST, VisualReprogramming,
+from fedbbpt_jax.tasks.image import (LABEL_MAPPINGS, SEMANTIC_FASHION_MNIST, VisualReprogramming,
                                      fixed_mapping, frequency_mapping, prediction_counts)
 from fedbbpt_jax.tasks.protocol import (FAMILIES, BuildOptions, Task, TaskBundle, TaskFamily,
                                         TaskRefresh, predictions, refreshes_task,
@@ -15,7 +15,7 @@ from fedbbpt_jax.tasks.protocol import (FAMILIES, BuildOptions, Task, TaskBundle
 from fedbbpt_jax.tasks.text import (SoftPromptTextClassification, TextClassification,
                                     review_pieces)
 
-__all__ = ["BuildOptions", "Evaluator", "FAMILIES", "MAPPINGS", "SEMANTIC_FASHION_MNIST",
+__all__ = ["BuildOptions", "Evaluator", "FAMILIES", "LABEL_MAPPINGS", "SEMANTIC_FASHION_MNIST",
            "SoftPromptTextClassification", "Task", "TaskBundle", "TaskFamily", "TaskRefresh",
            "TextClassification", "VisualReprogramming", "fixed_mapping", "frequency_mapping",
            "glue", "image", "instruction", "prediction_counts", "predictions", "refreshes_task",

@@ -2,15 +2,15 @@
 
 from fedbbpt_jax.tasks.image.build import LABEL_MAP_FILE, build_image_task
 from fedbbpt_jax.tasks.image.config_check import check_image_config
-from fedbbpt_jax.tasks.image.label_mapping import (MAPPINGS, SEMANTIC_FASHION_MNIST,
-                                                   fixed_mapping, frequency_mapping,
-                                                   prediction_counts)
+from fedbbpt_jax.tasks.image.label_mapping import (SEMANTIC_FASHION_MNIST, fixed_mapping,
+                                                   frequency_mapping, prediction_counts)
+from fedbbpt_jax.tasks.image.mappings import LABEL_MAPPINGS
 from fedbbpt_jax.tasks.image.visual_reprogramming import VisualReprogramming
 from fedbbpt_jax.tasks.protocol import register_family
 
 register_family("image", check_image_config, build_image_task,
                 refreshes=lambda config: bool(config.task.get("remap_every", 0)))
 
-__all__ = ["LABEL_MAP_FILE", "MAPPINGS", "SEMANTIC_FASHION_MNIST", "VisualReprogramming",
+__all__ = ["LABEL_MAPPINGS", "LABEL_MAP_FILE", "SEMANTIC_FASHION_MNIST", "VisualReprogramming",
            "build_image_task", "check_image_config", "fixed_mapping", "frequency_mapping",
            "prediction_counts"]

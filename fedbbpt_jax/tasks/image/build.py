@@ -18,37 +18,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedbbpt_jax.blackbox.factory import make_blackbox
-from fedbbpt_jax.core import ConfigError
 from fedbbpt_jax.data import (DATASETS, ClientData, client_data, client_parts,
                               describe_test_subset, label_histograms, test_subset)
 from fedbbpt_jax.prompts import make_prompt, place_on_canvas
-from fedbbpt_jax.tasks.image.label_mapping import SEMANTIC_FASHION_MNIST, fixed_mapping
-from fedbbpt_jax.tasks.image.remap import (cached_label_map, counted_mapping,
-                                           make_label_map_refresh, mapping_outputs)
+from fedbbpt_jax.tasks.image.mappings import LABEL_MAPPINGS
+from fedbbpt_jax.tasks.image.remap import cached_label_map, make_label_map_refresh
 from fedbbpt_jax.tasks.image.visual_reprogramming import VisualReprogramming
 from fedbbpt_jax.tasks.protocol import BuildOptions, TaskBundle
 
 LABEL_MAP_FILE = "label_map.npz"  # the label mapping, reused on resume
-# Datasets with a hand-made source-class list per label (``task.label_mapping='fixed'``).
-FIXED_MAPPINGS = {"fashion_mnist": SEMANTIC_FASHION_MNIST}
-
-
-def build_label_map(predict: Callable[[jnp.ndarray], jnp.ndarray], clients: ClientData,
-                    num_classes: int, cfg: Any, dataset: str,
-                    num_sources: int) -> tuple[np.ndarray, int, int]:
-  """Label mapping and the black-box examples and calls it cost.
-
-  ``frequency``: every client counts the predictions ``predict`` (source logits of
-  images, unprompted) makes on its first ``mapping_examples_per_client`` images (one
-  call); the server sums the counts.
-  """
-  if cfg.label_mapping == "fixed":
-    if dataset not in FIXED_MAPPINGS:
-      raise ConfigError(f"config.task.label_mapping='fixed' has a list only for "
-                        f"{sorted(FIXED_MAPPINGS)}, not config.data.name={dataset!r}")
-    return fixed_mapping(FIXED_MAPPINGS[dataset], num_sources), 0, 0
-  return counted_mapping(mapping_outputs(predict, clients, cfg.mapping_examples_per_client),
-                         num_classes, cfg.sources_per_label)
 
 
 # Prompt generators whose encoder features are centred on the clients' mean feature.
@@ -108,10 +86,10 @@ def build_image_task(config: Any, options: BuildOptions) -> TaskBundle:
                                  jnp.zeros((blackbox.output_size, num_classes)),
                                  config.task.background, config.task.loss_temperature)
   cache = os.path.join(options.workdir, LABEL_MAP_FILE) if options.workdir else None
+  derive = LABEL_MAPPINGS.get(config.task.label_mapping, "task.label_mapping")
   label_map, setup_examples, setup_calls = cached_label_map(
-      cache, lambda: build_label_map(jax.jit(lambda x: unmapped.source_logits(None, x)),
-                                     clients, num_classes, config.task, config.data.name,
-                                     blackbox.output_size))
+      cache, lambda: derive(jax.jit(lambda x: unmapped.source_logits(None, x)), clients,
+                            num_classes, config.task, config.data.name, blackbox.output_size))
   task = dataclasses.replace(unmapped, label_map=jnp.asarray(label_map))
   remap_every = int(config.task.get("remap_every", 0))
   return TaskBundle(task=task, blackbox=blackbox, clients=clients, test_x=test_x,

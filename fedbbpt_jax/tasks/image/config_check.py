@@ -10,7 +10,7 @@ from fedbbpt_jax.core import (ConfigError, check_choice, check_number, check_reg
 from fedbbpt_jax.data.registry import DATASETS, IMAGE
 from fedbbpt_jax.prompts import PROMPTS
 from fedbbpt_jax.prompts.encoders import ENCODERS
-from fedbbpt_jax.tasks.image.label_mapping import MAPPINGS
+from fedbbpt_jax.tasks.image.mappings import LABEL_MAPPINGS, REMAPPABLE
 from fedbbpt_jax.tasks.image.remap import REMAP_ACCEPT
 from fedbbpt_jax.zo import CONTINUOUS, ESTIMATORS
 
@@ -29,7 +29,7 @@ def check_image_config(config: Any) -> None:
                integer=True)
   check_number(config, "task.background", low=0.0, high=1.0)
   check_number(config, "task.loss_temperature", low=0.0)
-  check_choice(config, "task.label_mapping", MAPPINGS)
+  check_registered(config, "task.label_mapping", LABEL_MAPPINGS)
   check_number(config, "task.sources_per_label", low=1, integer=True)
   check_number(config, "task.mapping_examples_per_client", low=1, integer=True)
   if "remap_accept" in get_field(config, "task"):
@@ -37,11 +37,12 @@ def check_image_config(config: Any) -> None:
   if "remap_every" in get_field(config, "task"):
     check_number(config, "task.remap_every", low=0, integer=True)
     if (get_field(config, "task.remap_every")
-        and get_field(config, "task.label_mapping") != "frequency"):
+        and get_field(config, "task.label_mapping") not in LABEL_MAPPINGS.names(REMAPPABLE)):
       raise ConfigError(f"config.task.remap_every={get_field(config, 'task.remap_every')} "
-                        "re-derives a frequency mapping from prompted predictions; "
+                        "re-derives the label mapping from prompted predictions; "
                         f"config.task.label_mapping={get_field(config, 'task.label_mapping')!r} "
-                        "is fixed: set config.task.remap_every=0 or label_mapping='frequency'")
+                        "cannot be re-derived: set config.task.remap_every=0 or "
+                        f"label_mapping to one of {list(LABEL_MAPPINGS.names(REMAPPABLE))}")
   check_registered(config, "prompt.kind", PROMPTS)
   check_choice(config, "prompt.region", REGIONS)
   check_number(config, "prompt.epsilon", low=0, low_inclusive=False)

@@ -10,6 +10,8 @@ A mapping is a matrix ``M [num_sources, num_targets]``; the logit of target t is
   many-to-one "top-k mean" mapping. Count matrices add across clients, so a server
   can build the map from its clients' counts without seeing their images.
 * ``fixed``: a user-given list of source ids per target (e.g. ``SEMANTIC_FASHION_MNIST``).
+
+The names a config picks from are the registry ``mappings.LABEL_MAPPINGS``.
 """
 
 from __future__ import annotations
@@ -22,8 +24,6 @@ import numpy as np
 # gown, trench coat, sandal, cardigan, running shoe, purse, cowboy boot.
 SEMANTIC_FASHION_MNIST: tuple[tuple[int, ...], ...] = (
     (610,), (608,), (841,), (578,), (869,), (774,), (474,), (770,), (748,), (514,))
-
-MAPPINGS = ("fixed", "frequency")
 
 
 def prediction_counts(source_logits: np.ndarray, labels: np.ndarray,

@@ -1,0 +1,59 @@
+"""The label mappings a run may start from, registered by name (``config.task.label_mapping``).
+
+An entry derives the ``[num_sources, num_classes]`` mapping before training and says what
+it cost: ``derive(predict, clients, num_classes, task_cfg, dataset, num_sources) ->
+(label_map, black-box examples, black-box calls)``, where ``predict(images)`` gives the
+unprompted black box's source logits. Entries tagged ``remappable`` can be re-derived
+from the prompted predictions during training (``task.remap_every``, ILM).
+
+* ``frequency``: every client counts the predictions ``predict`` makes on its first
+  ``mapping_examples_per_client`` images (one call); the server sums the counts and takes
+  the frequency mapping (``label_mapping.frequency_mapping``).
+* ``fixed``: a hand-made list of source classes per label (``FIXED_MAPPINGS``, by
+  dataset); no query.
+
+A user registers their own: ``LABEL_MAPPINGS.register("mine", derive)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax.numpy as jnp
+import numpy as np
+
+from fedbbpt_jax.core import ConfigError, Registry
+from fedbbpt_jax.data import ClientData
+from fedbbpt_jax.tasks.image.label_mapping import SEMANTIC_FASHION_MNIST, fixed_mapping
+from fedbbpt_jax.tasks.image.remap import counted_mapping, mapping_outputs
+
+REMAPPABLE = "remappable"  # tag: ILM can re-derive it from the prompted predictions
+# Datasets with a hand-made source-class list per label (``task.label_mapping='fixed'``).
+FIXED_MAPPINGS = {"fashion_mnist": SEMANTIC_FASHION_MNIST}
+
+Derive = Callable[[Callable[[jnp.ndarray], jnp.ndarray], ClientData, int, Any, str, int],
+                  tuple[np.ndarray, int, int]]
+LABEL_MAPPINGS: Registry[Derive] = Registry(
+    "label mapping", home="fedbbpt_jax.tasks.image.mappings.LABEL_MAPPINGS")
+
+
+def frequency(predict, clients: ClientData, num_classes: int, cfg: Any, dataset: str,
+              num_sources: int) -> tuple[np.ndarray, int, int]:
+  """The frequency mapping of the clients' summed prediction counts (see the module)."""
+  del dataset, num_sources
+  return counted_mapping(mapping_outputs(predict, clients, cfg.mapping_examples_per_client),
+                         num_classes, cfg.sources_per_label)
+
+
+def fixed(predict, clients: ClientData, num_classes: int, cfg: Any, dataset: str,
+          num_sources: int) -> tuple[np.ndarray, int, int]:
+  """The dataset's hand-made list (``FIXED_MAPPINGS``); no query."""
+  del predict, clients, num_classes, cfg
+  if dataset not in FIXED_MAPPINGS:
+    raise ConfigError(f"config.task.label_mapping='fixed' has a list only for "
+                      f"{sorted(FIXED_MAPPINGS)}, not config.data.name={dataset!r}")
+  return fixed_mapping(FIXED_MAPPINGS[dataset], num_sources), 0, 0
+
+
+LABEL_MAPPINGS.register("frequency", frequency, tags=(REMAPPABLE,))
+LABEL_MAPPINGS.register("fixed", fixed)
