@@ -295,6 +295,7 @@ class AlgorithmSpec(NamedTuple):
       ``applies_aggregator`` applies (``None``: every registered aggregator).
     aggregator_role: what it does with the aggregator, for messages (DFedSAM: "mixes
       neighbours").
+    display_name: how tables and plots name it (``'Fed-BBPT'``; '' = its registered name).
   """
 
   build: Callable[[AlgorithmContext], Algorithm]
@@ -302,6 +303,7 @@ class AlgorithmSpec(NamedTuple):
   check_fields: Callable[[Any], None] = no_check
   aggregators: tuple[str, ...] | None = None
   aggregator_role: str = DEFAULT_ROLE
+  display_name: str = ""
 
 
 ALGORITHMS: Registry[AlgorithmSpec] = Registry(
@@ -314,16 +316,18 @@ def register_algorithm(name: str, build: Callable[[AlgorithmContext], Algorithm]
                        check_fields: Callable[[Any], None] | None = None,
                        seed_uploads: bool = False, aggregators: Sequence[str] | None = None,
                        aggregator_role: str = DEFAULT_ROLE,
-                       reads: Mapping[str, Any] | None = None) -> None:
+                       reads: Mapping[str, Any] | None = None, display_name: str = "") -> None:
   """Registers an algorithm; ``baseline`` ones are not offered as ``server.algorithm``;
   ``applies_aggregator``: its server combines the uploads with ``server.aggregator``
   (``aggregators``: only these ones; implies ``applies_aggregator``); ``seed_uploads``:
   it runs with ``client.upload='seeds'``; ``reads``: the config fields only this
   algorithm reads (dotted, with their defaults: a run with another algorithm refuses
-  them when set); ``check``/``check_fields``/``aggregator_role``: see ``AlgorithmSpec``."""
+  them when set); ``check``/``check_fields``/``aggregator_role``/``display_name``: see
+  ``AlgorithmSpec``."""
   applies_aggregator = applies_aggregator or aggregators is not None
   spec = AlgorithmSpec(build, check or no_check, check_fields or no_check,
-                       None if aggregators is None else tuple(aggregators), aggregator_role)
+                       None if aggregators is None else tuple(aggregators), aggregator_role,
+                       display_name)
   tags = ((BASELINE,) if baseline else ()) + ((APPLIES_AGGREGATOR,) if applies_aggregator else ())
   tags += (SEED_UPLOADS,) if seed_uploads else ()
   ALGORITHMS.register(name, spec, tags=tags, overwrite=overwrite, reads=reads)

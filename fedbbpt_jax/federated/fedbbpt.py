@@ -122,4 +122,5 @@ def build(ctx: AlgorithmContext) -> Algorithm:
                       round_cost=cost, receive=receive)
 
 
-register_algorithm("fedbbpt", build, applies_aggregator=True, seed_uploads=True)
+register_algorithm("fedbbpt", build, applies_aggregator=True, seed_uploads=True,
+                   display_name="Fed-BBPT")

@@ -266,4 +266,4 @@ def build(ctx: AlgorithmContext) -> Algorithm:
                      ctx.backend)
 
 
-register_algorithm("fedbpt", build, check)
+register_algorithm("fedbpt", build, check, display_name="FedBPT")

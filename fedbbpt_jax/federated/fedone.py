@@ -39,4 +39,4 @@ def build(ctx: AlgorithmContext) -> Algorithm:
   return make_fedone(ctx.local_update(), ctx.num_clients, ctx.backend, ctx.project, cost)
 
 
-register_algorithm("fedone", build)
+register_algorithm("fedone", build, display_name="FedOne")

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from fedbbpt_jax.federated import ALGORITHMS
+
 
 def _pct(v: float | None) -> str:
   return "n/a" if v is None else f"{100 * v:.2f}%"
 
 
-ALGORITHM_NAMES = {"fedbbpt": "Fed-BBPT", "fedone": "FedOne", "centralized": "centralized",
-                   "fedbpt": "FedBPT"}
-
-
 def method_name(summary: dict[str, Any]) -> str:
   """Returns the run's display name: the algorithm's own ``method`` entry (a variant
-  such as ``DFedSAM-MGS Q=2 (ring)``), else the algorithm's name (``Fed-BBPT``, ...)."""
+  such as ``DFedSAM-MGS Q=2 (ring)``), else its registered display name (``Fed-BBPT``,
+  ...), else the name the summary holds."""
   if summary.get("method"):
     return summary["method"]
   algorithm = summary.get("algorithm", "fedbbpt")
-  return ALGORITHM_NAMES.get(algorithm, algorithm)
+  if algorithm in ALGORITHMS:
+    return ALGORITHMS.get(algorithm).display_name or algorithm
+  return algorithm
 
 
 def format_summary(summary: dict[str, Any], workdir: str) -> str:
