@@ -16,6 +16,9 @@ Example:
     >>> config = tiny(fmnist_effnet.get_config("smoke"))   # blackbox.model='tiny_cnn'
 """
 
+import functools
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -46,19 +49,31 @@ class TinyCNN(nn.Module):
     return head(x.reshape(len(x), -1))
 
 
+BERT_CONFIG = BertConfig(vocab_size=30522, hidden_size=16, num_layers=1, num_heads=2,
+                         intermediate_size=32, max_position_embeddings=512)
+
+
+# The weights are drawn by one compiled program (the same bits as an op-by-op ``init``:
+# one compile-cache entry instead of one per operation) once per process.
+@functools.cache
+def _cnn_variables(input_size: int) -> Any:
+  return jax.jit(TinyCNN().init)(jax.random.key(0), jnp.zeros((1, input_size, input_size, 3)))
+
+
+@functools.cache
+def _bert_variables() -> Any:
+  ids = jnp.zeros((1, 8), jnp.int32)
+  return jax.jit(BertModel(BERT_CONFIG).init)(jax.random.key(0), ids, jnp.ones_like(ids))
+
+
 def tiny_cnn(input_size: int, weights_path: str | None = None) -> SurrogateBlackBox:
   del weights_path
-  net = TinyCNN()
-  variables = net.init(jax.random.key(0), jnp.zeros((1, input_size, input_size, 3)))
-  return SurrogateBlackBox(IMAGE, net.apply, variables, (input_size, input_size, 3), 1000)
+  return SurrogateBlackBox(IMAGE, TinyCNN().apply, _cnn_variables(input_size),
+                           (input_size, input_size, 3), 1000)
 
 
 def load_tiny_bert():
-  config = BertConfig(vocab_size=30522, hidden_size=16, num_layers=1, num_heads=2,
-                      intermediate_size=32, max_position_embeddings=512)
-  net = BertModel(config)
-  ids = jnp.zeros((1, 8), jnp.int32)
-  return net, net.init(jax.random.key(0), ids, jnp.ones_like(ids))
+  return BertModel(BERT_CONFIG), _bert_variables()
 
 
 def register() -> None:

@@ -20,13 +20,16 @@ from fedbbpt_jax.train import run
 from fedbbpt_jax.train.checkpoint import RoundCheckpointer
 from fedbbpt_jax.train.records import MetricsLog, MetricsLogDamaged
 from tests.helpers.overrides import with_overrides
+from tests.helpers.tiny_models import tiny
 
 WALL_TIME_FIELDS = ("round_seconds", "wall_seconds")
 
 
 def config():
-  return with_overrides(fmnist_effnet.get_config("smoke"), train__rounds=2, train__eval_every=1,
-                        baselines__zero_shot=False, baselines__local_only=False)
+  """Two rounds on the tiny image model (the repair does not depend on the network)."""
+  return with_overrides(tiny(fmnist_effnet.get_config("smoke")), train__rounds=2,
+                        train__eval_every=1, baselines__zero_shot=False,
+                        baselines__local_only=False)
 
 
 @pytest.fixture(scope="module")
