@@ -519,7 +519,8 @@ class TaskSchedule:
   def __init__(self, base: Experiment, base_evaluator: Evaluator, rounds: int,
                workdir: str | None = None):
     self.base, self.base_evaluator = base, base_evaluator
-    self.workdir = workdir  # where this run's refreshes are kept (None: the build's)
+    # Where this run's refreshes are kept (None: where the bundle was built).
+    self.where = {} if workdir is None else {"workdir": workdir}
     self.rounds = base.bundle.refresh_rounds(rounds)
     self.in_force: TaskRefresh | None = None
     self.in_force_round = -1
@@ -532,7 +533,7 @@ class TaskSchedule:
     earlier = [q for q in self.rounds if q < start_round]
     if not earlier:
       return self.base, self.base_evaluator
-    self.in_force = self.base.bundle.refresh(None, earlier[-1], None, workdir=self.workdir)
+    self.in_force = self.base.bundle.refresh(None, earlier[-1], None, **self.where)
     self.in_force_round = earlier[-1]
     return refreshed(self.base, self.base_evaluator, self.in_force)
 
@@ -542,7 +543,7 @@ class TaskSchedule:
     experiment, its evaluator and the metrics row's refresh entries."""
     t0 = time.time()
     current = self.in_force.task if self.in_force is not None else self.base.task
-    refresh = self.base.bundle.refresh(params, r, current, workdir=self.workdir)
+    refresh = self.base.bundle.refresh(params, r, current, **self.where)
     raise_blackbox_error(self.base)
     meter.add(bb_examples=refresh.examples, bb_calls=refresh.calls)
     self.in_force, self.in_force_round = refresh, r
