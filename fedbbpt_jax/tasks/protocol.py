@@ -182,15 +182,10 @@ class TaskBundle:
 
 
 class TaskFamily(NamedTuple):
-  """A registered task family (see the module docstring).
-
-  ``refreshes(config)``: whether the built bundle will re-derive its task during
-  training (``TaskBundle.refresh``); such runs cannot share a vmapped program.
-  """
+  """A registered task family (see the module docstring)."""
 
   check: Callable[[Any], None]
   build: Callable[[Any, BuildOptions], TaskBundle]
-  refreshes: Callable[[Any], bool] = lambda config: False
 
 
 FAMILIES: Registry[TaskFamily] = Registry("task family", home="fedbbpt_jax.tasks.FAMILIES")
@@ -198,13 +193,6 @@ FAMILIES: Registry[TaskFamily] = Registry("task family", home="fedbbpt_jax.tasks
 
 def register_family(name: str, check: Callable[[Any], None],
                     build: Callable[[Any, BuildOptions], TaskBundle], *,
-                    refreshes: Callable[[Any], bool] | None = None,
                     overwrite: bool = False) -> None:
   """Registers a task family under ``name`` (the value of ``config.task.family``)."""
-  family = TaskFamily(check, build) if refreshes is None else TaskFamily(check, build, refreshes)
-  FAMILIES.register(name, family, overwrite=overwrite)
-
-
-def refreshes_task(config: Any) -> bool:
-  """Whether ``config``'s run re-derives its task during training (see ``TaskFamily``)."""
-  return bool(FAMILIES.get(config.task.family, "task.family").refreshes(config))
+  FAMILIES.register(name, TaskFamily(check, build), overwrite=overwrite)

@@ -470,8 +470,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   exp, evaluator = tasks.resumed(start_round)
   rec.exp = exp
   backend = config.parallel.backend
-  step = _rounds_runner(exp.algorithm, backend) if not tasks.rounds else (
-      task_round(tasks.base) if backend == "loop" else jax.jit(task_round(tasks.base)))
+  step = task_round(tasks.base) if backend == "loop" else jax.jit(task_round(tasks.base))
   for r in range(start_round, config.train.rounds):
     if not rec.may_run(r):
       break
@@ -481,11 +480,8 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       rec.exp = exp
     rec.check_budget()
     t0 = time.time()
-    if tasks.rounds:
-      state, m = step(state, clients, exp.root_key, exp.hparams,
-                      placed(task_state(exp.task), backend))
-    else:
-      state, m = step(state, clients, exp.root_key, exp.hparams)
+    state_of_task = placed(task_state(exp.task), backend) if tasks.rounds else None
+    state, m = step(state, clients, exp.root_key, exp.hparams, state_of_task)
     jax.block_until_ready(m["train_loss"])
     try:
       raise_blackbox_error(exp)

@@ -175,10 +175,11 @@ def sweep_step(algorithm: Any) -> tuple[Callable, list[int]]:
   return jax.jit(jax.vmap(counted, in_axes=(0, None, 0, 0))), traces
 
 
-def sweep_task_step(exp: Any) -> tuple[Callable, list[int]]:
-  """Like ``sweep_step``, for a task that refreshes itself: ``step(state, data, keys,
-  hparams, task_states)`` with every member's task state (e.g. its own label map)
-  stacked on the sweep axis (``loop.task_round``)."""
+def sweep_task_step(exp: Any, refreshing: bool) -> tuple[Callable, list[int]]:
+  """``sweep_step`` of ``exp``'s round with the task's state as an argument
+  (``loop.task_round``): ``step(state, data, keys, hparams, task_states)``, every member's
+  state (e.g. its own label map) stacked on the sweep axis when ``refreshing``, else
+  ``None`` (the task as built)."""
   traces: list[int] = []
   apply = loop.task_round(exp)
 
@@ -186,7 +187,8 @@ def sweep_task_step(exp: Any) -> tuple[Callable, list[int]]:
     traces.append(1)
     return apply(state, data, key, hparams, state_of_task)
 
-  return jax.jit(jax.vmap(counted, in_axes=(0, None, 0, 0, 0))), traces
+  in_axes = (0, None, 0, 0, 0 if refreshing else None)
+  return jax.jit(jax.vmap(counted, in_axes=in_axes)), traces
 
 
 def member(tree: Any, i: int) -> Any:
@@ -267,7 +269,7 @@ def run_vmapped(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence
   in_force = [s.resumed(start_round) for s in schedules]  # (experiment, evaluator) each
   for rec, (member_exp, _) in zip(recs, in_force):
     rec.exp = member_exp
-  step, traces = sweep_task_step(exp) if refreshing else sweep_step(exp.algorithm)
+  step, traces = sweep_task_step(exp, refreshing)
   for r in range(start_round, base.train.rounds):
     if not all([rec.may_run(r) for rec in recs]):  # a DP target: the same round for all
       break
@@ -281,13 +283,10 @@ def run_vmapped(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence
     for rec in recs:
       rec.check_budget()
     t0 = time.time()
-    if refreshing:
-      states = jax.tree.map(lambda *xs: jnp.stack(xs),
-                            *[task_state(member_exp.task) for member_exp, _ in in_force])
-      state, m = step(state, clients, keys, hparams,
-                      loop.placed(states, base.parallel.backend))
-    else:
-      state, m = step(state, clients, keys, hparams)
+    states = None if not refreshing else loop.placed(jax.tree.map(
+        lambda *xs: jnp.stack(xs), *[task_state(e.task) for e, _ in in_force]),
+        base.parallel.backend)
+    state, m = step(state, clients, keys, hparams, states)
     jax.block_until_ready(m["train_loss"])
     loop.raise_blackbox_error(exp)
     seconds = time.time() - t0

@@ -8,8 +8,7 @@ from fedbbpt_jax.tasks.image.mappings import LABEL_MAPPINGS
 from fedbbpt_jax.tasks.image.visual_reprogramming import VisualReprogramming
 from fedbbpt_jax.tasks.protocol import register_family
 
-register_family("image", check_image_config, build_image_task,
-                refreshes=lambda config: bool(config.task.get("remap_every", 0)))
+register_family("image", check_image_config, build_image_task)
 
 __all__ = ["LABEL_MAPPINGS", "LABEL_MAP_FILE", "SEMANTIC_FASHION_MNIST", "VisualReprogramming",
            "build_image_task", "check_image_config", "fixed_mapping", "frequency_mapping",
