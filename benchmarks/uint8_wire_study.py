@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from configs.fmnist_effnet import get_config  # noqa: E402
 from fedbbpt_jax.blackbox.surrogate import SurrogateBlackBox  # noqa: E402
-from fedbbpt_jax.federated.client import sample_minibatch  # noqa: E402
+from fedbbpt_jax.federated.algorithms.client import sample_minibatch  # noqa: E402
 from fedbbpt_jax.prompts import apply_prompt  # noqa: E402
 from fedbbpt_jax.train import build as build_lib  # noqa: E402
 from fedbbpt_jax.train import run  # noqa: E402

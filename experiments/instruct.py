@@ -20,7 +20,7 @@ from ml_collections import config_flags
 
 from experiments import config_cli
 from fedbbpt_jax.core import ConfigError, UnknownNameError
-from fedbbpt_jax.federated.aggregators import make_aggregator
+from fedbbpt_jax.federated.aggregation.aggregators import make_aggregator
 from fedbbpt_jax.tasks.instruction.experiment import run_instruction
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "instruction config file[:mode]")

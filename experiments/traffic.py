@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 from configs import drug_minilm, fmnist_effnet
-from fedbbpt_jax.federated.algorithm import payload_of, tree_bytes
+from fedbbpt_jax.federated.algorithms.algorithm import payload_of, tree_bytes
 from fedbbpt_jax.flower.codec import to_array_record
 from fedbbpt_jax.train.build import build_experiment
 

@@ -124,3 +124,56 @@ def test_every_subpackage_has_a_layer_and_the_design_page_states_the_same_order(
   stated = {name: int(layer) for layer, names in table.items()
             for name in re.findall(r"`(\w+)`", names)}
   assert stated == LAYERS
+
+
+def _function(path, name):
+  tree = ast.parse(open(path).read())
+  return next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == name)
+
+
+def _called_names(node):
+  return {c.func.id if isinstance(c.func, ast.Name) else getattr(c.func, "attr", None)
+          for c in ast.walk(node) if isinstance(c, ast.Call)}
+
+
+# Every kind of run, and the function that starts it.
+RUN_ENTRY_POINTS = {"simulation": (f"{PACKAGE}.train.simulation", "run"),
+                    "vmapped sweep": (f"{PACKAGE}.train.vmapped_sweep", "run_vmapped"),
+                    "Flower deployment": (f"{PACKAGE}.flower.server_app", "run_deployment")}
+
+
+def test_every_kind_of_run_goes_through_the_one_driver():
+  modules = _modules()
+  for kind, (module, name) in RUN_ENTRY_POINTS.items():
+    assert "drive" in _called_names(_function(modules[module], name)), (kind, module, name)
+  # ... and nothing else keeps a round loop's records: only the driver makes RunRecords.
+  makers = sorted(m for m, path in modules.items()
+                  if "RunRecords" in _called_names(ast.parse(open(path).read())))
+  assert makers == [f"{PACKAGE}.train.driver"], makers
+
+
+# The host-side instruction searches (``experiments.instruct``) still keep records of their
+# own: the one module allowed to until they run through the driver.
+OWN_RECORDS = {f"{PACKAGE}.tasks.instruction.experiment"}
+
+
+def test_no_module_outside_train_writes_metrics_rows():
+  """``metrics.jsonl`` is named (outside docstrings) and ``MetricsLog`` used only in train/."""
+  bad = []
+  for m, path in _modules().items():
+    if m.startswith(f"{PACKAGE}.train") or m in OWN_RECORDS:
+      continue
+    tree = ast.parse(open(path).read())
+    docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                  if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef))
+                  and n.body and isinstance(n.body[0], ast.Expr)}
+    for node in ast.walk(tree):
+      if (isinstance(node, ast.Constant) and isinstance(node.value, str)
+          and "metrics.jsonl" in node.value and id(node) not in docstrings):
+        bad.append(f"{path}:{node.lineno}: names metrics.jsonl")
+      if isinstance(node, (ast.Name, ast.Attribute)) and \
+          getattr(node, "id", getattr(node, "attr", None)) == "MetricsLog":
+        bad.append(f"{path}:{node.lineno}: uses MetricsLog")
+  assert not bad, bad
+  for m in OWN_RECORDS:  # the exception is real: remove it once it is not needed
+    assert "metrics.jsonl" in open(_modules()[m]).read(), m

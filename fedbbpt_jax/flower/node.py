@@ -19,8 +19,8 @@ import jax.numpy as jnp
 from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
 
 from fedbbpt_jax.core import ConfigError, import_plugins
-from fedbbpt_jax.federated.algorithm import RoundCost
-from fedbbpt_jax.federated.server import client_keys, round_keys
+from fedbbpt_jax.federated.algorithms.algorithm import RoundCost
+from fedbbpt_jax.federated.algorithms.server import client_keys, round_keys
 from fedbbpt_jax.flower import messages as M
 from fedbbpt_jax.flower.codec import from_array_record, to_array_record
 from fedbbpt_jax.flower.seed_download import (CHECK_RTOL, discard_state, load_state,

@@ -34,7 +34,7 @@ import numpy as np
 from flwr.app import ArrayRecord
 
 from fedbbpt_jax.core import ConfigError
-from fedbbpt_jax.federated.algorithm import tree_bytes
+from fedbbpt_jax.federated.algorithms.algorithm import tree_bytes
 from fedbbpt_jax.flower.codec import from_array_record, to_array_record
 
 DOWNLOADS = ("dense", "seeds")

@@ -1,6 +1,7 @@
 """The Flower ``ServerApp`` of a deployment (``fedbbpt_jax.flower.server_app:app``).
 
-``run_deployment`` drives a run as ``train.run`` drives a simulation, with the same
+``run_deployment`` drives a run through the library's one driver (``train.driver``), as
+``train.run`` drives a simulation, with ``GridRounds`` executing the rounds: the same
 records in the same workdir (``config.json``, ``metrics.jsonl``, checkpoints,
 ``baselines.json``, ``summary.json``, plot): it builds the experiment (the server
 derives the task's set-up, e.g. the label mapping, and ships the files to the nodes),
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import jax
 import ml_collections
@@ -33,13 +34,14 @@ from flwr.app import Context, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
 from fedbbpt_jax.core import ConfigError, import_plugins
-from fedbbpt_jax.federated.faults import fault_options
+from fedbbpt_jax.federated.simulated_faults.faults import fault_options
 from fedbbpt_jax.flower import messages as M
 from fedbbpt_jax.flower.seed_download import check_seed_download
 from fedbbpt_jax.flower.settings import RunSettings, load_config, run_settings
 from fedbbpt_jax.flower.strategy import FedBBPTStrategy
-from fedbbpt_jax.train.loop import (RunRecords, TaskSchedule, last_saved, prepare,
-                                    raise_blackbox_error, zero_shot_first)
+from fedbbpt_jax.train.driver import RoundExecutor, RoundOutcome, drive
+from fedbbpt_jax.train.run_records import last_saved
+from fedbbpt_jax.train.task_schedule import TaskSchedule
 
 app = ServerApp()
 POLL_SECONDS = 0.5  # how often the ServerApp asks the SuperLink for the replies of a send
@@ -137,57 +139,74 @@ def setup_files(exp: Any, workdir: str, tasks: TaskSchedule | None = None) -> di
   return files
 
 
-def run_deployment(grid: Grid, config: ml_collections.ConfigDict, settings: RunSettings,
-                   log: Callable[[str], None] = print) -> dict[str, Any]:
-  """Runs (or resumes) ``config`` over the nodes of ``grid``; returns the summary."""
-  t_start = time.time()
-  check_deployable(config)
-  check_seed_download(settings.download, config)
-  workdir = settings.workdir
-  exp, evaluator = prepare(config, [workdir], log=log)
-  if config.baselines.get("local_only", False):
-    log("local-only baseline skipped: in a deployment it would need every client's data at "
-        "the server (config.baselines.local_only is ignored)")
-  baselines = zero_shot_first(exp, evaluator, workdir, log)
-  rec = RunRecords(exp, config, workdir, t_start, log)
-  state, start_round = rec.start(exp.algorithm.init(exp.init_params))
-  tasks = TaskSchedule(exp, evaluator, config.train.rounds)  # the baselines keep the first task
-  exp, evaluator = tasks.resumed(start_round)
-  rec.exp = exp
+class GridRounds(RoundExecutor):
+  """A deployment's rounds: each round's cohort gets its work over the Flower grid
+  (``FedBBPTStrategy``); what came back within ``round-timeout`` is aggregated."""
 
-  wait_for = settings.min_nodes or exp.num_clients
-  partitions = discover(grid, exp.num_clients, {}, wait_for, settings.discover_timeout, log)
-  if len(partitions) < wait_for:
-    raise RuntimeError(
-        f"only partitions {sorted(partitions)} of {exp.num_clients} connected within "
-        f"discover-timeout={settings.discover_timeout:g} s (min-nodes={wait_for}); "
-        f"{last_saved(start_round, workdir)}")
-  log("nodes: " + ", ".join(f"partition {p} -> node {n}" for p, n in sorted(partitions.items())))
-  strategy = FedBBPTStrategy(exp, state, partitions, setup_files(exp, workdir, tasks), log,
-                             message_ttl=settings.round_timeout + 60.0,
-                             refresh_round=tasks.in_force_round, download=settings.download)
-  strategy.summary()
-  for r in range(start_round, config.train.rounds):
-    if not rec.may_run(r):
-      break
-    extra = {}
-    if tasks.refreshes_before(r):  # e.g. ILM: the server re-derives the label mapping
-      exp, evaluator, extra = tasks.refresh(r, exp.algorithm.model(strategy.state), rec.meter)
-      rec.exp = exp
-      strategy.use_task(exp, setup_files(exp, workdir, tasks), tasks.in_force_round)
-    rec.check_budget()
-    t0 = time.time()
-    strategy.partitions = discover(grid, exp.num_clients, strategy.partitions, 0, 5.0, log)
-    replies = grid.send_and_receive(strategy.configure_train(r + 1, None, None, grid),
-                                    timeout=settings.round_timeout)
+  def __init__(self, grid: Grid, settings: RunSettings):
+    self.grid, self.settings = grid, settings
+
+  def check(self, configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence[str]
+            ) -> None:
+    check_deployable(configs[0])
+    check_seed_download(self.settings.download, configs[0])
+
+  def start(self, exp: Any, exps: list[Any], configs: Sequence[ml_collections.ConfigDict],
+            workdirs: Sequence[str], states: list[Any], start_round: int,
+            schedules: list[TaskSchedule], log: Callable[[str], None]) -> None:
+    """Finds which node holds which partition (waiting for ``min-nodes``); the strategy
+    starts on the task in force (a resumed run's last refresh)."""
+    exp = exps[0]
+    self.workdir, self.log, self.num_clients = workdirs[0], log, exp.num_clients
+    settings = self.settings
+    wait_for = settings.min_nodes or exp.num_clients
+    partitions = discover(self.grid, exp.num_clients, {}, wait_for, settings.discover_timeout,
+                          log)
+    if len(partitions) < wait_for:
+      raise RuntimeError(
+          f"only partitions {sorted(partitions)} of {exp.num_clients} connected within "
+          f"discover-timeout={settings.discover_timeout:g} s (min-nodes={wait_for}); "
+          f"{last_saved(start_round, self.workdir)}")
+    log("nodes: " + ", ".join(f"partition {p} -> node {n}" for p, n in sorted(partitions.items())))
+    self.strategy = FedBBPTStrategy(exp, states[0], partitions,
+                                    setup_files(exp, self.workdir, schedules[0]), log,
+                                    message_ttl=settings.round_timeout + 60.0,
+                                    refresh_round=schedules[0].in_force_round,
+                                    download=settings.download)
+    self.strategy.summary()
+
+  def state(self, i: int) -> Any:
+    return self.strategy.state
+
+  def use_task(self, i: int, exp: Any, schedule: TaskSchedule) -> None:
+    """The nodes get the refreshed task's files (e.g. the new label mapping) with every
+    message from now on."""
+    self.strategy.use_task(exp, setup_files(exp, self.workdir, schedule),
+                           schedule.in_force_round)
+
+  def round(self, r: int, exps: list[Any]) -> list[RoundOutcome]:
+    strategy = self.strategy
+    strategy.partitions = discover(self.grid, self.num_clients, strategy.partitions, 0, 5.0,
+                                   self.log)
+    replies = self.grid.send_and_receive(strategy.configure_train(r + 1, None, None, self.grid),
+                                         timeout=self.settings.round_timeout)
     strategy.aggregate_train(r + 1, replies)
     m = strategy.last_metrics
     jax.block_until_ready(m["survivors"])
-    raise_blackbox_error(exp)
-    extra["nodes_missing"] = len(strategy.cohort) - int(m["survivors"])
-    rec.record_round(r, strategy.state, m, time.time() - t0, evaluator, extra=extra,
-                     counters=strategy.last_counters)
-  return rec.finish(strategy.state, baselines, evaluator)
+    return [RoundOutcome(strategy.state, m, strategy.last_counters,
+                         {"nodes_missing": len(strategy.cohort) - int(m["survivors"])})]
+
+  def local_only(self, exp: Any, evaluator: Any, todo: list[int], rounds: int,
+                 log: Callable[[str], None]) -> None:
+    log("local-only baseline skipped: in a deployment it would need every client's data at "
+        "the server (config.baselines.local_only is ignored)")
+    return None
+
+
+def run_deployment(grid: Grid, config: ml_collections.ConfigDict, settings: RunSettings,
+                   log: Callable[[str], None] = print) -> dict[str, Any]:
+  """Runs (or resumes) ``config`` over the nodes of ``grid``; returns the summary."""
+  return drive([config], [settings.workdir], GridRounds(grid, settings), log)[0]
 
 
 @app.main()

@@ -1,7 +1,7 @@
 """A deployment's round logic as a Flower ``Strategy``: the simulated round, split at the wire.
 
 A simulated round is ``select -> broadcast -> run_cohort(client_update) -> [receive]
--> server_update`` (``federated.algorithm.simulated_round``). Here:
+-> server_update`` (``federated.algorithms.algorithm.simulated_round``). Here:
 
 * ``configure_train`` draws the cohort with the algorithm's own ``select`` from the
   round key (as the simulation does, so a resumed server samples what an
@@ -11,8 +11,8 @@ A simulated round is ``select -> broadcast -> run_cohort(client_update) -> [rece
 * ``aggregate_train`` decodes every reply against the expected upload structure,
   stacks the cohort in id order (a member whose node is missing, failed or timed
   out enters with weight 0 and a zero delta: every aggregator then ignores it, the
-  dropout rule of ``federated/dropout.py``), runs ``receive`` (seed uploads replayed)
-  and ``server_update`` with the simulation's keys. A round nobody answered keeps
+  dropout rule of ``federated/simulated_faults/dropout.py``), runs ``receive`` (seed
+  uploads replayed) and ``server_update`` with the simulation's keys. A round nobody answered keeps
   the parameters and the server optimizer state.
 
 The strategy holds the ``ServerState`` (parameters, server optimizer state, round);
@@ -32,9 +32,9 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDic
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from fedbbpt_jax.federated.algorithm import (NO_SURVIVORS, SERVER_KEY_FOLD, keep_state_if,
-                                             payload_of, tree_bytes)
-from fedbbpt_jax.federated.server import ServerState, round_keys
+from fedbbpt_jax.federated.algorithms.algorithm import (NO_SURVIVORS, SERVER_KEY_FOLD,
+                                                        keep_state_if, payload_of, tree_bytes)
+from fedbbpt_jax.federated.algorithms.server import ServerState, round_keys
 from fedbbpt_jax.flower import messages as M
 from fedbbpt_jax.flower.codec import from_array_record, to_array_record
 from fedbbpt_jax.flower.seed_download import (RoundRecord, check_seed_download,

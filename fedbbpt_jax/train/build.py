@@ -126,6 +126,16 @@ class Experiment:
     return (self.local_only if local_only else self.algorithm).round_cost.bb_examples
 
 
+def raise_blackbox_error(exp: Experiment) -> None:
+  """Raises the error a remote black box recorded in its host callback, if any.
+
+  A ``jax.pure_callback`` must not raise, so ``RemoteBlackBox`` returns NaN and keeps
+  the error; the driver calls this after every step and evaluation, before anything is
+  written, so a failed round is never committed (the last checkpoint stays intact).
+  """
+  exp.bundle.blackbox.raise_pending_error()
+
+
 def build_experiment(config: ml_collections.ConfigDict, workdir: str | None = None,
                      wrap_blackbox: Callable[[BlackBox], BlackBox] | None = None) -> Experiment:
   """Builds the family's bundle, the estimator, the algorithm and the local-only baseline.

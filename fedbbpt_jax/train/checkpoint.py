@@ -4,7 +4,7 @@ A checkpoint that exists may still be unreadable (a disk filled up, a file was c
 short or overwritten after the save): ``restore`` then raises ``CheckpointReadError``
 naming the round, its folder and the damaged file where it can tell, instead of
 orbax's or tensorstore's own traceback; ``set_aside`` moves such a round out of the way
-(``train.loop.RunRecords`` resumes from the round before it).
+(``train.run_records.RunRecords`` resumes from the round before it).
 """
 
 from __future__ import annotations

@@ -48,10 +48,11 @@ from fedbbpt_jax.federated import (AGGREGATORS, ALGORITHMS, CLIENT_OPTIMIZERS,
                                    SCHEDULES, SERVER_OPTIMIZERS, UPLOADS, aggregators_of,
                                    algorithms_applying, algorithms_applying_aggregator,
                                    algorithms_with_seed_uploads, server_algorithm_names)
-from fedbbpt_jax.federated.aggregators import DEFAULT_AGGREGATOR
-from fedbbpt_jax.federated.seed_uploads import check_seed_upload
-from fedbbpt_jax.federated import faults, robust_aggregators
-from fedbbpt_jax.federated.privacy import check_dp
+from fedbbpt_jax.federated.aggregation.aggregators import DEFAULT_AGGREGATOR
+from fedbbpt_jax.federated.algorithms.seed_uploads import check_seed_upload
+from fedbbpt_jax.federated.aggregation import robust_aggregators
+from fedbbpt_jax.federated.simulated_faults import faults
+from fedbbpt_jax.federated.aggregation.privacy import check_dp
 from fedbbpt_jax.parallel import BACKENDS
 from fedbbpt_jax.tasks import FAMILIES
 from fedbbpt_jax.zo import ANTITHETIC, ESTIMATORS, EVOLUTION

@@ -8,7 +8,7 @@ from typing import Any
 
 import ml_collections
 
-from fedbbpt_jax.federated.privacy import calibrates
+from fedbbpt_jax.federated.aggregation.privacy import calibrates
 
 
 def _write_atomic(path: str, text: str) -> None:

@@ -22,7 +22,6 @@ depends on seed and hyper-parameters and is vmapped over the members as well.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any, Callable, Sequence
 
 import jax
@@ -31,8 +30,12 @@ import ml_collections
 import numpy as np
 
 from fedbbpt_jax.tasks import task_state
-from fedbbpt_jax.train import loop
-from fedbbpt_jax.train.build import initial_params
+from fedbbpt_jax.tasks.evaluation import Evaluator
+from fedbbpt_jax.train.baselines import local_only_fields
+from fedbbpt_jax.train.build import Experiment, initial_params
+from fedbbpt_jax.train.driver import Log, RoundExecutor, RoundOutcome, drive
+from fedbbpt_jax.train.simulation import placed
+from fedbbpt_jax.train.task_schedule import TaskSchedule, task_round
 from fedbbpt_jax.zo import HParams
 
 # Config fields members may differ in -> the HParams field they set (None: the seed).
@@ -177,11 +180,11 @@ def sweep_step(algorithm: Any) -> tuple[Callable, list[int]]:
 
 def sweep_task_step(exp: Any, refreshing: bool) -> tuple[Callable, list[int]]:
   """``sweep_step`` of ``exp``'s round with the task's state as an argument
-  (``loop.task_round``): ``step(state, data, keys, hparams, task_states)``, every member's
+  (``task_round``): ``step(state, data, keys, hparams, task_states)``, every member's
   state (e.g. its own label map) stacked on the sweep axis when ``refreshing``, else
   ``None`` (the task as built)."""
   traces: list[int] = []
-  apply = loop.task_round(exp)
+  apply = task_round(exp)
 
   def counted(state, data, key, hparams, state_of_task):
     traces.append(1)
@@ -195,18 +198,65 @@ def member(tree: Any, i: int) -> Any:
   return jax.tree.map(lambda a: a[i], tree)
 
 
-def _local_only(exp: Any, evaluator: Any, keys: jax.Array, params: Any, hparams: HParams,
-                todo: list[int], rounds: int) -> dict[int, dict[str, Any]]:
-  """Local-only fields of the members ``todo``, trained in one vmapped program."""
-  idx = jnp.asarray(todo)
-  step, _ = sweep_step(exp.local_only)
-  state = jax.vmap(exp.local_only.init)(member(params, idx))
-  state, clients = loop.placed((state, exp.clients), exp.config.parallel.backend)
-  k, hp = keys[idx], member(hparams, idx)
-  for _ in range(rounds):
-    state, _ = step(state, clients, k, hp)
-  return {m: loop.local_only_fields(exp, evaluator, member(state.params, j), rounds)
-          for j, m in enumerate(todo)}
+class VmappedRounds(RoundExecutor):
+  """S members in one compiled program: server states, root keys and ``HParams`` stacked
+  on a leading sweep axis, every round one call of ``jit(vmap(round))`` (a refreshing
+  task's per-member state stacked too)."""
+
+  def __init__(self):
+    self.traces: list[int] = []  # one entry per trace of the round (1: one program)
+
+  def check(self, configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence[str]
+            ) -> None:
+    self.configs, self.workdirs = list(configs), list(workdirs)
+    self.diffs = check_members(configs)
+
+  def start(self, exp: Experiment, exps: list[Experiment],
+            configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence[str],
+            states: list[Any], start_round: int, schedules: list[TaskSchedule], log: Log
+            ) -> None:
+    self.refreshing = bool(schedules[0].rounds)
+    if self.refreshing and task_state(exp.task) is None:
+      raise SweepMismatchError(
+          "this task re-derives itself during training but exposes no state (Task.state / "
+          "with_state), so the members cannot share one compiled program: run them one by one")
+    self.backend = exp.config.parallel.backend
+    self.hparams = member_hparams(exp, configs, self.diffs)
+    self.keys, self.init_params = member_keys_and_params(exp, configs, self.diffs)
+    log(f"vmapped sweep of {len(configs)} members over {self.diffs or ['nothing']}")
+    state = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+    if not start_round:
+      state = jax.vmap(exp.algorithm.init)(self.init_params)
+    self._state, self.clients = placed((state, exp.clients), self.backend)
+    self.step, self.traces = sweep_task_step(exp, self.refreshing)
+
+  def state(self, i: int) -> Any:
+    return member(self._state, i)
+
+  def round(self, r: int, exps: list[Experiment]) -> list[RoundOutcome]:
+    states = None if not self.refreshing else placed(jax.tree.map(
+        lambda *xs: jnp.stack(xs), *[task_state(e.task) for e in exps]), self.backend)
+    self._state, m = self.step(self._state, self.clients, self.keys, self.hparams, states)
+    jax.block_until_ready(m["train_loss"])
+    return [RoundOutcome(member(self._state, i), member(m, i)) for i in range(len(exps))]
+
+  def local_only(self, exp: Experiment, evaluator: Evaluator, todo: list[int], rounds: int,
+                 log: Log) -> dict[int, dict[str, Any]]:
+    """The members ``todo``'s local-only baselines, trained in one vmapped program."""
+    log(f"local-only baseline of {len(todo)} members (vmapped) ...")
+    idx = jnp.asarray(todo)
+    step, _ = sweep_step(exp.local_only)
+    state = jax.vmap(exp.local_only.init)(member(self.init_params, idx))
+    state, clients = placed((state, exp.clients), self.backend)
+    k, hp = self.keys[idx], member(self.hparams, idx)
+    for _ in range(rounds):
+      state, _ = step(state, clients, k, hp)
+    return {m: local_only_fields(exp, evaluator, member(state.params, j), rounds)
+            for j, m in enumerate(todo)}
+
+  def describe_member(self, i: int) -> str:
+    differing = {k: flat_config(self.configs[i])[k] for k in self.diffs}
+    return f"sweep member {i} ({self.workdirs[i]}, differing in {differing})"
 
 
 def run_vmapped(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence[str],
@@ -217,99 +267,15 @@ def run_vmapped(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence
   Args:
     configs: one config per member, differing only in ``VMAPPABLE_FIELDS``.
     workdirs: one workdir per member (same layout as ``train.run``'s).
-    log: progress lines (prefixed by nothing; one line per round for all members).
+    log: progress lines (each member's prefixed by its index).
     stats: if given, filled with ``round_traces`` (times the round function was
       traced: 1 when later rounds reuse the program) and ``members``.
 
   Raises:
     SweepMismatchError: the members cannot share a program (names the field).
   """
-  t_start = time.time()
-  configs, workdirs = list(configs), list(workdirs)
-  if len(configs) != len(workdirs) or len(set(workdirs)) != len(workdirs):
-    raise ValueError(f"need one distinct workdir per config; got {len(configs)} configs and "
-                     f"workdirs {workdirs}")
-  diffs = check_members(configs)
-  base = configs[0]
-  exp, evaluator = loop.prepare(base, workdirs, configs=configs, log=log)
-  # A task that re-derives itself from each member's prompt (e.g. iterative label
-  # mapping): every member keeps its own schedule, and its task state enters the round.
-  schedules = [loop.TaskSchedule(exp, evaluator, base.train.rounds, w) for w in workdirs]
-  refreshing = bool(schedules[0].rounds)
-  if refreshing and task_state(exp.task) is None:
-    raise SweepMismatchError(
-        "this task re-derives itself during training but exposes no state (Task.state / "
-        "with_state), so the members cannot share one compiled program: run them one by one")
-  hparams = member_hparams(exp, configs, diffs)
-  keys, init_params = member_keys_and_params(exp, configs, diffs)
-  s = len(configs)
-  log(f"vmapped sweep of {s} members over {diffs or ['nothing']}")
-
-  # Zero-shot: one evaluation, copied into every member that lacks it.
-  cached = [loop.read_baselines(w) for w in workdirs]
-  if base.baselines.zero_shot and any("zero_shot_accuracy" not in c for c in cached):
-    zero = loop.zero_shot_fields(exp, evaluator)
-    for w, c in zip(workdirs, cached):
-      if "zero_shot_accuracy" not in c:
-        c.update(zero)
-        loop.write_baselines(w, c)
-  if "zero_shot_accuracy" in cached[0]:
-    log(f"zero-shot accuracy {100 * cached[0]['zero_shot_accuracy']:.2f}%")
-
-  recs = [loop.RunRecords(exp, c, w, t_start, log=lambda line, i=i: log(f"[{i}] {line}"))
-          for i, (c, w) in enumerate(zip(configs, workdirs))]
-  like = exp.algorithm.init(exp.init_params)
-  start_round = min(r.readable_round(like) for r in recs)  # sets unreadable rounds aside
-  member_states = [r.start(like, start_round)[0] for r in recs]
-  state = jax.tree.map(lambda *xs: jnp.stack(xs), *member_states)
-  if not start_round:
-    state = jax.vmap(exp.algorithm.init)(init_params)
-  state, clients = loop.placed((state, exp.clients), base.parallel.backend)
-
-  in_force = [s.resumed(start_round) for s in schedules]  # (experiment, evaluator) each
-  for rec, (member_exp, _) in zip(recs, in_force):
-    rec.exp = member_exp
-  step, traces = sweep_task_step(exp, refreshing)
-  for r in range(start_round, base.train.rounds):
-    if not all([rec.may_run(r) for rec in recs]):  # a DP target: the same round for all
-      break
-    extras: list[dict[str, Any]] = [{} for _ in recs]
-    for i, schedule in enumerate(schedules):
-      if schedule.refreshes_before(r):  # from the member's own prompt, into its workdir
-        member_exp, member_evaluator, extras[i] = schedule.refresh(
-            r, exp.algorithm.model(member(state, i)), recs[i].meter)
-        in_force[i] = (member_exp, member_evaluator)
-        recs[i].exp = member_exp
-    for rec in recs:
-      rec.check_budget()
-    t0 = time.time()
-    states = None if not refreshing else loop.placed(jax.tree.map(
-        lambda *xs: jnp.stack(xs), *[task_state(e.task) for e, _ in in_force]),
-        base.parallel.backend)
-    state, m = step(state, clients, keys, hparams, states)
-    jax.block_until_ready(m["train_loss"])
-    loop.raise_blackbox_error(exp)
-    seconds = time.time() - t0
-    for i, rec in enumerate(recs):
-      try:
-        rec.record_round(r, member(state, i), member(m, i), seconds, in_force[i][1],
-                         extras[i])
-      except FloatingPointError as e:
-        raise FloatingPointError(f"sweep member {i} ({workdirs[i]}, differing in "
-                                 f"{ {k: flat_config(configs[i])[k] for k in diffs} }): {e}"
-                                 ) from e
+  executor = VmappedRounds()
+  summaries = drive(configs, workdirs, executor, log)
   if stats is not None:
-    stats.update(round_traces=len(traces), members=s)
-
-  todo = [i for i, c in enumerate(cached) if base.baselines.local_only
-          and "local_only_accuracy" not in c]
-  if todo:
-    log(f"local-only baseline of {len(todo)} members (vmapped) ...")
-    t0 = time.time()
-    fields = _local_only(exp, evaluator, keys, init_params, hparams, todo, base.train.rounds)
-    seconds = time.time() - t0
-    for i in todo:
-      cached[i].update(fields[i], local_only_seconds=seconds)
-      loop.write_baselines(workdirs[i], cached[i])
-  return [rec.finish(member(state, i), cached[i], in_force[i][1])
-          for i, rec in enumerate(recs)]
+    stats.update(round_traces=len(executor.traces), members=len(summaries))
+  return summaries

@@ -4,7 +4,7 @@ import pytest
 
 from experiments.sweep import is_complete, plan_groups
 from experiments.sweep_points import load_sweep
-from fedbbpt_jax.federated.privacy import dp_settings
+from fedbbpt_jax.federated.aggregation.privacy import dp_settings
 
 SWEEP = "configs/sweeps/dp_epsilon.py"
 

@@ -17,8 +17,8 @@ from fedbbpt_jax.core import ConfigError
 from fedbbpt_jax.data import DATASETS, register_image_arrays
 from fedbbpt_jax.federated import (AGGREGATORS, ALGORITHMS, Algorithm, AlgorithmContext,
                                    RoundCost, make_algorithm, register_algorithm)
-from fedbbpt_jax.federated.fedbbpt import cohort_selector
-from fedbbpt_jax.federated.server import ServerState, client_keys, round_keys
+from fedbbpt_jax.federated.algorithms.fedbbpt import cohort_selector
+from fedbbpt_jax.federated.algorithms.server import ServerState, client_keys, round_keys
 from fedbbpt_jax.train import run, validate_config
 from fedbbpt_jax.train.build import build_experiment
 from tests.helpers.overrides import with_overrides

@@ -8,8 +8,8 @@ import optax
 from fedbbpt_jax.federated import (ClientData, ClientOutput, centralized_steps,
                                    make_centralized, make_client_optimizer, make_fedbbpt,
                                    make_fedbpt, make_local_update, make_server_optimizer)
-from fedbbpt_jax.federated.fedbpt import (FedBPTState, fedbpt_server_update, global_sigma,
-                                          local_parents)
+from fedbbpt_jax.federated.algorithms.fedbpt import (FedBPTState, fedbpt_server_update,
+                                                     global_sigma, local_parents)
 from fedbbpt_jax.zo import HParams, make_estimator
 from fedbbpt_jax.zo.cma_es import cma_start, cma_strategy
 

@@ -8,8 +8,9 @@ import pytest
 from configs.fmnist_effnet import get_config
 from fedbbpt_jax.core import ConfigError
 from fedbbpt_jax.federated import ClientData, ClientOutput, make_upload_faults
-from fedbbpt_jax.federated.attacks import (corrupt_uploads, flip_labels, malicious_ids,
-                                           malicious_mask, num_malicious, seed_malicious_ids)
+from fedbbpt_jax.federated.simulated_faults.attacks import (corrupt_uploads, flip_labels,
+                                                            malicious_ids, malicious_mask,
+                                                            num_malicious, seed_malicious_ids)
 from fedbbpt_jax.train import validate_config
 from fedbbpt_jax.train.build import build_experiment
 from fedbbpt_jax.train.vmapped_sweep import SweepMismatchError, check_members

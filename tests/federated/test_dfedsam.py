@@ -13,8 +13,8 @@ from configs.fmnist_effnet import get_config
 from fedbbpt_jax.core import ConfigError
 from fedbbpt_jax.federated import (ClientData, StepHooks, make_client_optimizer,
                                    make_local_update)
-from fedbbpt_jax.federated.dfedsam import mixing_matrices, spectral_summary
-from fedbbpt_jax.federated.server import client_keys, round_keys
+from fedbbpt_jax.federated.algorithms.dfedsam import mixing_matrices, spectral_summary
+from fedbbpt_jax.federated.algorithms.server import client_keys, round_keys
 from fedbbpt_jax.train import validate_config
 from fedbbpt_jax.train.build import build_experiment
 from fedbbpt_jax.zo import HParams, make_estimator

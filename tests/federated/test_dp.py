@@ -17,10 +17,10 @@ from configs import fmnist_effnet
 from fedbbpt_jax.core import ConfigError
 from fedbbpt_jax.federated import (AGGREGATORS, ClientOutput, make_aggregator,
                                    make_dp_gaussian)
-from fedbbpt_jax.federated.aggregators import Aggregated, split_aggregated
-from fedbbpt_jax.federated.fedbbpt import averaging_server
-from fedbbpt_jax.federated.privacy import (DpSettings, calibrate_noise_multiplier, epsilon,
-                                           rounds_within_target)
+from fedbbpt_jax.federated.aggregation.aggregators import Aggregated, split_aggregated
+from fedbbpt_jax.federated.algorithms.fedbbpt import averaging_server
+from fedbbpt_jax.federated.aggregation.privacy import (DpSettings, calibrate_noise_multiplier,
+                                                       epsilon, rounds_within_target)
 from fedbbpt_jax.train import validate_config
 from tests.helpers.overrides import with_overrides
 

@@ -24,7 +24,7 @@ from scipy.optimize import brentq
 from scipy.special import gammaln, logsumexp
 from scipy.stats import norm
 
-from fedbbpt_jax.federated.privacy import epsilon
+from fedbbpt_jax.federated.aggregation.privacy import epsilon
 
 # The orders the RDP accountant minimises over (its default).
 ORDERS = np.asarray([1 + x / 10 for x in range(1, 100)] + list(range(11, 64))

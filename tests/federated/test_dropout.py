@@ -11,10 +11,10 @@ from configs.fmnist_effnet import get_config
 from fedbbpt_jax.core import ConfigError
 from fedbbpt_jax.federated import (ClientOutput, make_client_optimizer, make_fedbbpt,
                                    make_local_update, make_upload_faults, with_faults)
-from fedbbpt_jax.federated.aggregators import make_aggregator
-from fedbbpt_jax.federated.algorithm import FAULTS_KEY_FOLD
-from fedbbpt_jax.federated.dropout import drop, survivors
-from fedbbpt_jax.federated.server import client_keys, round_keys
+from fedbbpt_jax.federated.aggregation.aggregators import make_aggregator
+from fedbbpt_jax.federated.algorithms.algorithm import FAULTS_KEY_FOLD
+from fedbbpt_jax.federated.simulated_faults.dropout import drop, survivors
+from fedbbpt_jax.federated.algorithms.server import client_keys, round_keys
 from fedbbpt_jax.train import validate_config
 from fedbbpt_jax.zo import HParams, make_estimator
 from tests.federated.test_fedbbpt import DIM, NUM_CLIENTS, candidate_losses, make_clients

@@ -77,7 +77,7 @@ def test_server_step_equals_weighted_mean_of_client_deltas():
   state = alg.init(params)
   new_state, _ = jax.jit(alg.apply)(state, clients, jax.random.key(3), hp)
   # Recompute every client's delta by hand with the same keys.
-  from fedbbpt_jax.federated.server import client_keys, round_keys
+  from fedbbpt_jax.federated.algorithms.server import client_keys, round_keys
   _, k_clients = round_keys(jax.random.key(3), 0)
   keys = client_keys(k_clients, jnp.arange(NUM_CLIENTS))
   deltas = [local(params, jax.tree.map(lambda a: a[i], clients), keys[i], hp, 0).delta["w"]

@@ -8,7 +8,7 @@ import pytest
 from configs.fmnist_effnet import get_config
 from fedbbpt_jax.core import ConfigError
 from fedbbpt_jax.federated import AGGREGATORS, make_aggregator, weighted_mean
-from fedbbpt_jax.federated.robust_aggregators import krum_scores
+from fedbbpt_jax.federated.aggregation.robust_aggregators import krum_scores
 from fedbbpt_jax.train import validate_config
 from tests.helpers.overrides import with_overrides
 

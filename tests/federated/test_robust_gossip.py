@@ -10,9 +10,9 @@ import numpy as np
 
 from configs.fmnist_effnet import get_config
 from fedbbpt_jax.federated import make_aggregator
-from fedbbpt_jax.federated.attacks import seed_malicious_ids
-from fedbbpt_jax.federated.dfedsam import neighbour_mixing
-from fedbbpt_jax.federated.server import client_keys, round_keys
+from fedbbpt_jax.federated.simulated_faults.attacks import seed_malicious_ids
+from fedbbpt_jax.federated.algorithms.dfedsam import neighbour_mixing
+from fedbbpt_jax.federated.algorithms.server import client_keys, round_keys
 from fedbbpt_jax.federated.topology import gossip
 from fedbbpt_jax.train import validate_config
 from fedbbpt_jax.train.build import build_experiment

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fedbbpt_jax.federated import ClientData, make_client_optimizer, make_local_update
-from fedbbpt_jax.federated.client import schedule_clock
+from fedbbpt_jax.federated.algorithms.client import schedule_clock
 from fedbbpt_jax.zo import HParams, make_estimator
 
 TARGET = jnp.asarray([1.0, -2.0, 0.5, 3.0], jnp.float32)

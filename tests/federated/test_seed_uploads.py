@@ -10,9 +10,9 @@ import pytest
 from fedbbpt_jax.core import ConfigError
 from fedbbpt_jax.federated import (ClientData, make_client_optimizer, make_local_update,
                                    make_seed_local_update)
-from fedbbpt_jax.federated.algorithm import traffic_metrics
-from fedbbpt_jax.federated.client import ClientOutput
-from fedbbpt_jax.federated.seed_uploads import SeedUpload, check_seed_upload
+from fedbbpt_jax.federated.algorithms.algorithm import traffic_metrics
+from fedbbpt_jax.federated.algorithms.client import ClientOutput
+from fedbbpt_jax.federated.algorithms.seed_uploads import SeedUpload, check_seed_upload
 from fedbbpt_jax.prompts.discrete import project_tree
 from fedbbpt_jax.zo import HParams, make_estimator
 

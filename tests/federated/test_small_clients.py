@@ -5,8 +5,8 @@ import numpy as np
 
 from configs.fmnist_effnet import get_config
 from fedbbpt_jax.federated import small_client_warning
-from fedbbpt_jax.federated.client import sample_minibatch
-from fedbbpt_jax.train.loop import prepare
+from fedbbpt_jax.federated.algorithms.client import sample_minibatch
+from fedbbpt_jax.train.driver import prepare
 
 
 def test_a_small_client_cycles_its_rows_in_a_random_order():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fedbbpt_jax.core import ConfigError
-from fedbbpt_jax.federated.client import ClientOutput
+from fedbbpt_jax.federated.algorithms.client import ClientOutput
 from fedbbpt_jax.flower.codec import StructureMismatch, from_array_record, to_array_record
 from fedbbpt_jax.flower.settings import (apply_overrides, config_from_json, config_to_json,
                                          load_config, node_settings, node_view, run_settings)

@@ -18,7 +18,7 @@ from fedbbpt_jax.flower.client_app import app as client_app
 from fedbbpt_jax.flower.server_app import check_deployable, setup_files
 from fedbbpt_jax.flower.strategy import FedBBPTStrategy
 from fedbbpt_jax.core import ConfigError
-from fedbbpt_jax.federated.server import client_keys, round_keys
+from fedbbpt_jax.federated.algorithms.server import client_keys, round_keys
 from fedbbpt_jax.train.build import build_experiment
 from tests.helpers.tiny_models import tiny
 

@@ -18,8 +18,8 @@ from configs.instruction_train import get_config
 from fedbbpt_jax.blackbox import QueryBudgetExceeded
 from fedbbpt_jax.blackbox.counting import CountingBlackBox
 from fedbbpt_jax.blackbox.llm_local import LocalChatLLM
-from fedbbpt_jax.federated.privacy import epsilon
-from fedbbpt_jax.federated.server import client_keys, round_keys
+from fedbbpt_jax.federated.aggregation.privacy import epsilon
+from fedbbpt_jax.federated.algorithms.server import client_keys, round_keys
 from fedbbpt_jax.models.causal_lm import load_causal_lm
 from fedbbpt_jax.parallel.cohort import run_cohort
 from fedbbpt_jax.serve.chat import create_chat_app

@@ -11,7 +11,7 @@ from scipy.stats import qmc
 
 from fedbbpt_jax.blackbox.llm_local import LocalChatLLM
 from fedbbpt_jax.blackbox.llm_remote import ChatClient
-from fedbbpt_jax.federated.aggregators import make_aggregator
+from fedbbpt_jax.federated.aggregation.aggregators import make_aggregator
 from fedbbpt_jax.models.causal_lm import load_causal_lm
 from fedbbpt_jax.serve.chat import create_chat_app
 from fedbbpt_jax.serve.keys import KeyStore

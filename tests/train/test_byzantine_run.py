@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from configs.fmnist_effnet import get_config
-from fedbbpt_jax.federated.attacks import seed_malicious_ids
+from fedbbpt_jax.federated.simulated_faults.attacks import seed_malicious_ids
 from fedbbpt_jax.train import run
 from fedbbpt_jax.train.checkpoint import RoundCheckpointer
 from tests.helpers.overrides import with_overrides

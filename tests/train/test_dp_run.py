@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from configs import fmnist_effnet
-from fedbbpt_jax.federated.privacy import dp_settings
+from fedbbpt_jax.federated.aggregation.privacy import dp_settings
 from fedbbpt_jax.train import run
 from fedbbpt_jax.train.checkpoint import RoundCheckpointer
 from fedbbpt_jax.train.records import check_or_write_config

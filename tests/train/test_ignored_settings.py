@@ -15,8 +15,8 @@ from fedbbpt_jax.core import ConfigError, get_field, is_set
 from fedbbpt_jax.data import PARTITION_READS
 from fedbbpt_jax.federated import (AGGREGATORS, ALGORITHMS, TOPOLOGIES, algorithms_applying,
                                    register_configured, server_algorithm_names)
-from fedbbpt_jax.federated.faults import attack_reads
-from fedbbpt_jax.federated.robust_aggregators import make_trimmed_mean
+from fedbbpt_jax.federated.simulated_faults.faults import attack_reads
+from fedbbpt_jax.federated.aggregation.robust_aggregators import make_trimmed_mean
 from fedbbpt_jax.train import validate_config
 from tests.helpers.overrides import with_overrides
 

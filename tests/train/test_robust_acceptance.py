@@ -19,8 +19,8 @@ import pytest
 
 from configs.fmnist_effnet import get_config
 from fedbbpt_jax.federated import make_aggregator, make_server_optimizer, make_upload_faults
-from fedbbpt_jax.federated.algorithm import simulated_round
-from fedbbpt_jax.federated.fedbbpt import averaging_server
+from fedbbpt_jax.federated.algorithms.algorithm import simulated_round
+from fedbbpt_jax.federated.algorithms.fedbbpt import averaging_server
 from fedbbpt_jax.tasks.evaluation import Evaluator
 from fedbbpt_jax.train import validate_config
 from fedbbpt_jax.train.build import build_experiment, initial_params

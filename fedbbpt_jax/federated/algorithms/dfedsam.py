@@ -41,15 +41,15 @@ import numpy as np
 from fedbbpt_jax.core import (ConfigError, check_bool, check_choice, check_number,
                               check_registered, get_field,
                               refuse_unread)
-from fedbbpt_jax.federated.aggregators import (DEFAULT_AGGREGATOR, Aggregator, aggregator_name,
-                                               make_aggregator)
-from fedbbpt_jax.federated.algorithm import (Algorithm, AlgorithmContext, RoundCost,
-                                             make_algorithm, register_algorithm)
-from fedbbpt_jax.federated.faults import refuse_faults
-from fedbbpt_jax.federated.client import StepHooks, make_local_update
-from fedbbpt_jax.federated.fedbbpt import nonfinite_count
-from fedbbpt_jax.federated.local_only import every_client, per_client_init
-from fedbbpt_jax.federated.server import ServerState
+from fedbbpt_jax.federated.aggregation.aggregators import (DEFAULT_AGGREGATOR, Aggregator,
+                                                           aggregator_name, make_aggregator)
+from fedbbpt_jax.federated.algorithms.algorithm import (Algorithm, AlgorithmContext, RoundCost,
+                                                        make_algorithm, register_algorithm)
+from fedbbpt_jax.federated.simulated_faults.faults import refuse_faults
+from fedbbpt_jax.federated.algorithms.client import StepHooks, make_local_update
+from fedbbpt_jax.federated.algorithms.fedbbpt import nonfinite_count
+from fedbbpt_jax.federated.algorithms.local_only import every_client, per_client_init
+from fedbbpt_jax.federated.algorithms.server import ServerState
 from fedbbpt_jax.federated.topology import (TOPOLOGIES, WEIGHTS, consensus_distance, gossip,
                                             mixing_matrix, mixing_rate, time_varying)
 from fedbbpt_jax.zo import ESTIMATORS, EVOLUTION

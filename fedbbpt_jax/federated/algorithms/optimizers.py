@@ -16,10 +16,10 @@ from fedbbpt_jax.core import Registry
 
 # build(weight_decay) -> transformation with learning rate 1 (the schedule is HParams').
 CLIENT_OPTIMIZERS: Registry[Callable[[float], optax.GradientTransformation]] = Registry(
-    "client optimizer", home="fedbbpt_jax.federated.optimizers.CLIENT_OPTIMIZERS")
+    "client optimizer", home="fedbbpt_jax.federated.algorithms.optimizers.CLIENT_OPTIMIZERS")
 # build(learning_rate, momentum) -> transformation of the pseudo-gradient.
 SERVER_OPTIMIZERS: Registry[Callable[[float, float], optax.GradientTransformation]] = Registry(
-    "server optimizer", home="fedbbpt_jax.federated.optimizers.SERVER_OPTIMIZERS")
+    "server optimizer", home="fedbbpt_jax.federated.algorithms.optimizers.SERVER_OPTIMIZERS")
 
 # The estimate as it is (SPSA/SPSA-GC as in BlackVIP).
 CLIENT_OPTIMIZERS.register("sgd", lambda weight_decay: optax.identity())

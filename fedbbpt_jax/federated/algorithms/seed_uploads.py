@@ -35,9 +35,9 @@ from flax import struct
 
 from fedbbpt_jax.core import ConfigError
 from fedbbpt_jax.data.clients import ClientData
-from fedbbpt_jax.federated.client import (ClientOutput, CandidateLosses, StepHooks,
-                                          client_output, make_local_step, schedule_clock,
-                                          take_step)
+from fedbbpt_jax.federated.algorithms.client import (ClientOutput, CandidateLosses, StepHooks,
+                                                     client_output, make_local_step, schedule_clock,
+                                                     take_step)
 from fedbbpt_jax.zo import ESTIMATORS, REPLAYABLE, Estimator, HParams
 
 PyTree = Any

@@ -12,8 +12,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from fedbbpt_jax.federated.aggregators import weighted_mean
-from fedbbpt_jax.federated.optimizers import make_server_optimizer
+from fedbbpt_jax.federated.aggregation.aggregators import weighted_mean
+from fedbbpt_jax.federated.algorithms.optimizers import make_server_optimizer
 
 PyTree = Any
 

@@ -33,9 +33,9 @@ import jax
 import jax.numpy as jnp
 
 from fedbbpt_jax.core import ConfigError, check_number, get_field
-from fedbbpt_jax.federated.aggregators import (Aggregator, client_mask, present,
-                                               register_configured, server_section,
-                                               weighted_mean)
+from fedbbpt_jax.federated.aggregation.aggregators import (Aggregator, client_mask, present,
+                                                           register_configured, server_section,
+                                                           weighted_mean)
 
 PyTree = Any
 __all__ = ["KRUM_RULES", "ROBUST_AGGREGATORS", "RobustOptions", "check", "clip_to_norm",

@@ -16,10 +16,10 @@ from typing import Any, Callable
 
 import optax
 
-from fedbbpt_jax.federated.algorithm import (Algorithm, AlgorithmContext, RoundCost,
-                                             register_algorithm)
-from fedbbpt_jax.federated.client import ClientOutput
-from fedbbpt_jax.federated.fedbbpt import make_fedbbpt
+from fedbbpt_jax.federated.algorithms.algorithm import (Algorithm, AlgorithmContext, RoundCost,
+                                                        register_algorithm)
+from fedbbpt_jax.federated.algorithms.client import ClientOutput
+from fedbbpt_jax.federated.algorithms.fedbbpt import make_fedbbpt
 
 PyTree = Any
 FEDONE_COHORT_SIZE = 1

@@ -1,47 +1,35 @@
-"""The experiment driver: baselines, the round loop, checkpoints, resume, summary, plots.
+"""One run's records in its workdir: query meter, checkpoints, metrics rows, summary, plot.
 
-``run`` drives one experiment. Its pieces are reusable by drivers that run several
-members of a sweep in one compiled program (``train.vmapped_sweep``): ``prepare``
-(validate, build, evaluator), ``RunRecords`` (one workdir's meter, checkpoints,
-metrics rows, summary and plots), ``zero_shot_fields`` and ``local_only_fields``.
+``RunRecords`` is the only writer of ``metrics.jsonl`` rows and ``summary.json``: the
+driver hands it every round's outcome (``record_round``) and the end of the run
+(``finish``). A row holds the fixed columns (round, loss, cohort, evaluation, meter,
+wall time), the round's refresh entries, and every other metric the round reported
+under its own name (``round_metrics``): an algorithm, aggregator, simulated fault or
+task family adds a column by returning it, with no edit here.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from typing import Any, Callable
 
-import jax
 import ml_collections
 import numpy as np
 
-from fedbbpt_jax.blackbox import BlackBox, QueryMeter
-from fedbbpt_jax.federated import fault_summary, small_client_warning
-from fedbbpt_jax.federated.privacy import dp_settings, rounds_within_target
-from fedbbpt_jax.parallel import replicate
-from fedbbpt_jax.parallel.devices import ensure_cpu_devices
+from fedbbpt_jax.blackbox import QueryMeter
+from fedbbpt_jax.federated import fault_summary
+from fedbbpt_jax.federated.aggregation.privacy import dp_settings, rounds_within_target
 from fedbbpt_jax.prompts import num_params
-from fedbbpt_jax.train import records
-from fedbbpt_jax.tasks import TaskRefresh, task_state, with_task_state
 from fedbbpt_jax.tasks.evaluation import Evaluator, task_metric_fields
-from fedbbpt_jax.train.build import Experiment, build_experiment, with_task
+from fedbbpt_jax.train import records
+from fedbbpt_jax.train.baselines import client_reports
+from fedbbpt_jax.train.build import Experiment, raise_blackbox_error
 from fedbbpt_jax.train.checkpoint import (CheckpointReadError, NoReadableCheckpoint,
                                           RoundCheckpointer)
-from fedbbpt_jax.train.config_check import validate_config
 from fedbbpt_jax.train.plots import plot_accuracy
 from fedbbpt_jax.train.round_metrics import final_metric_fields, round_metric_columns
 from fedbbpt_jax.train.summary_table import method_name
-
-def raise_blackbox_error(exp: Experiment) -> None:
-  """Raises the error a remote black box recorded in its host callback, if any.
-
-  A ``jax.pure_callback`` must not raise, so ``RemoteBlackBox`` returns NaN and keeps
-  the error; this is called after every step and evaluation, before anything is
-  written, so a failed round is never committed (the last checkpoint stays intact).
-  """
-  exp.bundle.blackbox.raise_pending_error()
 
 
 def last_saved(round_idx: int, workdir: str) -> str:
@@ -49,163 +37,6 @@ def last_saved(round_idx: int, workdir: str) -> str:
   if round_idx:
     return f"round {round_idx} is the last one saved in {workdir}"
   return f"no round is saved yet in {workdir}"
-
-
-def round_counters(exp: Experiment) -> dict[str, int]:
-  """Query-meter increments of one training round of ``exp.algorithm`` (its ``RoundCost``)."""
-  return exp.round_cost.counters()
-
-
-def _rounds_runner(algorithm, backend: str) -> Callable:
-  return algorithm.apply if backend == "loop" else jax.jit(algorithm.apply)
-
-
-def task_round(base: Experiment) -> Callable:
-  """``apply(state, clients, key, hparams, task_state) -> (state, metrics)``: one round of
-  ``base``'s algorithm on ``base``'s task around ``task_state`` (``tasks.task_state``;
-  None: the task as built).
-
-  The algorithm is rebuilt around the task inside the traced function, so a task
-  refresh (e.g. a new label map) is a new argument value, not a new program: one
-  compiled round per run, and one per vmapped sweep whose members each hold their own.
-  """
-  def apply(state, clients, key, hparams, state_of_task):
-    algorithm = (base.algorithm if state_of_task is None else
-                 with_task(base, with_task_state(base.task, state_of_task)).algorithm)
-    return algorithm.apply(state, clients, key, hparams)
-
-  return apply
-
-
-def placed(tree: Any, backend: str) -> Any:
-  """The ``shard`` backend keeps state and client data replicated over its mesh."""
-  return replicate(tree) if backend == "shard" else tree
-
-
-def prepare(config: ml_collections.ConfigDict, workdirs: list[str],
-            configs: list[ml_collections.ConfigDict] | None = None,
-            log: Callable[[str], None] = print,
-            wrap_blackbox: Callable[[BlackBox], BlackBox] | None = None
-            ) -> tuple[Experiment, Evaluator]:
-  """Validates, creates the workdirs (checking their config.json), builds, logs.
-
-  ``configs[i]`` is the config recorded in ``workdirs[i]`` (default: ``config``
-  for all); the experiment is built from ``config``; ``wrap_blackbox`` wraps its
-  black box (see ``build_experiment``).
-  """
-  configs = configs or [config] * len(workdirs)
-  for c in configs:
-    validate_config(c)
-  ensure_cpu_devices(config.parallel.get("cpu_devices", 0))
-  for workdir, c in zip(workdirs, configs):
-    os.makedirs(workdir, exist_ok=True)
-    records.check_or_write_config(workdir, c)
-  exp = build_experiment(config, workdir=workdirs[0], wrap_blackbox=wrap_blackbox)
-  raise_blackbox_error(exp)  # the setup's queries (e.g. a label mapping)
-  for name in exp.bundle.cache_files:  # every member of a sweep keeps its own copy
-    for workdir in workdirs[1:]:
-      if not os.path.exists(os.path.join(workdir, name)):
-        shutil.copyfile(os.path.join(workdirs[0], name), os.path.join(workdir, name))
-  evaluator = Evaluator(exp.task, exp.test_x, exp.test_y, config.train.eval_batch_size,
-                        exp.bundle.task_metric)
-  log(f"clients {exp.num_clients} (examples {np.asarray(exp.clients.num_examples).tolist()}), "
-      f"prompt '{config.get('prompt', {}).get('kind', config.task.family)}' with "
-      f"{num_params(exp.init_params)} parameters, "
-      f"estimator {config.zo.estimator} ({exp.num_candidates} candidates/step), "
-      f"test set {exp.bundle.test_split}")
-  small = small_client_warning(np.asarray(exp.clients.num_examples), config.client.batch_size)
-  if small:
-    log(small)
-  return exp, evaluator
-
-
-def zero_shot_fields(exp: Experiment, evaluator: Evaluator) -> dict[str, Any]:
-  """The zero-shot baseline's ``baselines.json`` entries (no prompt: seed-independent)."""
-  rep = evaluator.report(None)
-  raise_blackbox_error(exp)
-  return dict(zero_shot_accuracy=rep["accuracy"], zero_shot_loss=rep["loss"],
-              zero_shot_macro_f1=rep["macro_f1"],
-              zero_shot_per_class_recall=rep["per_class_recall"],
-              zero_shot_collapsed_to_majority=rep["collapsed_to_majority"],
-              **task_metric_fields(rep, "zero_shot_"))
-
-
-def client_reports(exp: Experiment, evaluator: Evaluator,
-                   client_params: Any) -> tuple[list[float], list[float]]:
-  """Test accuracy and macro-F1 of every client's own generator (leading client axis)."""
-  accs, f1s = [], []
-  for i in range(exp.num_clients):
-    rep = evaluator.report(jax.tree.map(lambda a: a[i], client_params))
-    raise_blackbox_error(exp)
-    accs.append(float(rep["accuracy"]))
-    f1s.append(float(rep["macro_f1"]))
-  return accs, f1s
-
-
-def local_only_fields(exp: Experiment, evaluator: Evaluator, client_params: Any,
-                      rounds: int) -> dict[str, Any]:
-  """Local-only entries from the per-client generators (leading client axis).
-
-  Accuracy and macro-F1 are per client, then averaged (and the worst accuracy).
-  """
-  accs, f1s = client_reports(exp, evaluator, client_params)
-  queries = rounds * exp.train_examples_per_round(local_only=True)
-  return {"local_only_accuracy": float(np.mean(accs)),
-          "local_only_worst_accuracy": float(np.min(accs)),
-          "local_only_client_accuracies": [float(a) for a in accs],
-          "local_only_macro_f1": float(np.mean(f1s)),
-          "local_only_client_macro_f1s": [float(f) for f in f1s],
-          "local_only_black_box_queries": int(queries)}
-
-
-def run_local_only(exp: Experiment, evaluator: Evaluator) -> dict[str, Any]:
-  """Trains every client alone for the same rounds and steps; evaluates each generator."""
-  step = _rounds_runner(exp.local_only, exp.config.parallel.backend)
-  backend = exp.config.parallel.backend
-  state, clients = placed((exp.local_only.init(exp.init_params), exp.clients), backend)
-  for _ in range(exp.config.train.rounds):
-    state, _ = step(state, clients, exp.root_key, exp.hparams)
-  return local_only_fields(exp, evaluator, state.params, exp.config.train.rounds)
-
-
-def read_baselines(workdir: str) -> dict[str, Any]:
-  path = os.path.join(workdir, "baselines.json")
-  return records.read_json(path) if os.path.exists(path) else {}
-
-
-def write_baselines(workdir: str, baselines: dict[str, Any]) -> None:
-  records.write_json(os.path.join(workdir, "baselines.json"), baselines)
-
-
-def compute_baselines(exp: Experiment, evaluator: Evaluator, workdir: str, which: tuple[str, ...],
-               log: Callable[[str], None]) -> dict[str, Any]:
-  """Computes (or reads back) the requested baselines, cached in ``baselines.json``."""
-  cached = read_baselines(workdir)
-  if "zero_shot" in which and "zero_shot_accuracy" not in cached:
-    cached.update(zero_shot_fields(exp, evaluator))
-    write_baselines(workdir, cached)
-  if "local_only" in which and "local_only_accuracy" not in cached:
-    log("local-only baseline: every client trains alone for the same rounds ...")
-    t0 = time.time()
-    cached.update(run_local_only(exp, evaluator))
-    cached["local_only_seconds"] = time.time() - t0
-    write_baselines(workdir, cached)
-  return cached
-
-
-def zero_shot_first(exp: Experiment, evaluator: Evaluator, workdir: str,
-                    log: Callable[[str], None]) -> dict[str, Any]:
-  """The zero-shot baseline, computed (and logged) before training unless
-  ``baselines.zero_shot`` is off (against a paid API it costs queries)."""
-  baselines = compute_baselines(exp, evaluator, workdir,
-                                ("zero_shot",) if exp.config.baselines.zero_shot else (), log)
-  if "zero_shot_accuracy" in baselines:
-    log(f"zero-shot accuracy {100 * baselines['zero_shot_accuracy']:.2f}%")
-  return baselines
-
-
-def requested_baselines(config: ml_collections.ConfigDict) -> tuple[str, ...]:
-  return tuple(name for name in ("zero_shot", "local_only") if config.baselines[name])
 
 
 class RunRecords:
@@ -343,7 +174,7 @@ class RunRecords:
           f"the round, so no step moved; the round is not saved ({last_saved(r, self.workdir)})"
           ": check the black box, then rerun the same command to resume")
     # A dropped client still spent its queries (it trained, then failed to report).
-    self.meter.add(**(round_counters(exp) if counters is None else counters))
+    self.meter.add(**(exp.round_cost.counters() if counters is None else counters))
     row = {"round": r + 1, "train_loss": train_loss, "cohort": np.asarray(m["cohort"]).tolist(),
            "round_seconds": round_seconds, **(extra or {})}
     # Everything else the round reported, under its own name (round_metrics.py): e.g.
@@ -446,103 +277,3 @@ class RunRecords:
                       f"{exp.num_clients} clients",
                   method=method)
     return summary
-
-
-def run(config: ml_collections.ConfigDict, workdir: str,
-        log: Callable[[str], None] = print,
-        wrap_blackbox: Callable[[BlackBox], BlackBox] | None = None) -> dict[str, Any]:
-  """Runs (or resumes) an experiment in ``workdir`` and returns its summary.
-
-  Rerunning with the same config and workdir continues after the last complete
-  round; a finished run only rewrites its summary and plots. ``wrap_blackbox``
-  wraps the black box (tests count its real calls).
-  """
-  t_start = time.time()
-  exp, evaluator = prepare(config, [workdir], log=log, wrap_blackbox=wrap_blackbox)
-
-  baselines = zero_shot_first(exp, evaluator, workdir, log)
-  rec = RunRecords(exp, config, workdir, t_start, log)
-  state, start_round = rec.start(exp.algorithm.init(exp.init_params))
-  state, clients = placed((state, exp.clients), config.parallel.backend)
-
-  # The baselines keep the first task; a refreshed one enters the round as data.
-  tasks = TaskSchedule(exp, evaluator, config.train.rounds, workdir)
-  exp, evaluator = tasks.resumed(start_round)
-  rec.exp = exp
-  backend = config.parallel.backend
-  step = task_round(tasks.base) if backend == "loop" else jax.jit(task_round(tasks.base))
-  for r in range(start_round, config.train.rounds):
-    if not rec.may_run(r):
-      break
-    extra = {}
-    if tasks.refreshes_before(r):
-      exp, evaluator, extra = tasks.refresh(r, exp.algorithm.model(state), rec.meter)
-      rec.exp = exp
-    rec.check_budget()
-    t0 = time.time()
-    state_of_task = placed(task_state(exp.task), backend) if tasks.rounds else None
-    state, m = step(state, clients, exp.root_key, exp.hparams, state_of_task)
-    jax.block_until_ready(m["train_loss"])
-    try:
-      raise_blackbox_error(exp)
-    except Exception as e:
-      e.add_note(f"stopped in round {r + 1} ({last_saved(r, workdir)}): rerun the same "
-                 "command to resume")
-      raise
-    rec.record_round(r, state, m, time.time() - t0, evaluator, extra)
-
-  baselines = compute_baselines(tasks.base, tasks.base_evaluator, workdir,
-                                requested_baselines(config), log)
-  return rec.finish(state, baselines, evaluator)
-
-
-def refreshed(base: Experiment, base_evaluator: Evaluator,
-              refresh: TaskRefresh) -> tuple[Experiment, Evaluator]:
-  """``base`` and its evaluator on a refreshed task (the evaluator's compiled functions
-  are reused: the task's state is their argument)."""
-  return with_task(base, refresh.task), base_evaluator.for_task(refresh.task)
-
-
-class TaskSchedule:
-  """The task in force in every round, for tasks that re-derive themselves
-  (``TaskBundle.refresh``, e.g. the image family's iterative label mapping).
-
-  ``base``/``base_evaluator`` are the experiment as first built (the baselines use
-  them); ``in_force`` is the last refresh applied (None before the first), whose
-  ``files`` a deployment ships to its nodes.
-  """
-
-  def __init__(self, base: Experiment, base_evaluator: Evaluator, rounds: int,
-               workdir: str | None = None):
-    self.base, self.base_evaluator = base, base_evaluator
-    # Where this run's refreshes are kept (None: where the bundle was built).
-    self.where = {} if workdir is None else {"workdir": workdir}
-    self.rounds = base.bundle.refresh_rounds(rounds)
-    self.in_force: TaskRefresh | None = None
-    self.in_force_round = -1
-
-  def refreshes_before(self, r: int) -> bool:
-    return r in self.rounds
-
-  def resumed(self, start_round: int) -> tuple[Experiment, Evaluator]:
-    """The experiment of round ``start_round``: the last refresh before it, read back."""
-    earlier = [q for q in self.rounds if q < start_round]
-    if not earlier:
-      return self.base, self.base_evaluator
-    self.in_force = self.base.bundle.refresh(None, earlier[-1], None, **self.where)
-    self.in_force_round = earlier[-1]
-    return refreshed(self.base, self.base_evaluator, self.in_force)
-
-  def refresh(self, r: int, params: Any, meter: QueryMeter
-              ) -> tuple[Experiment, Evaluator, dict[str, Any]]:
-    """Re-derives the task before round ``r`` from ``params`` (metered); returns the new
-    experiment, its evaluator and the metrics row's refresh entries."""
-    t0 = time.time()
-    current = self.in_force.task if self.in_force is not None else self.base.task
-    refresh = self.base.bundle.refresh(params, r, current, **self.where)
-    raise_blackbox_error(self.base)
-    meter.add(bb_examples=refresh.examples, bb_calls=refresh.calls)
-    self.in_force, self.in_force_round = refresh, r
-    exp, evaluator = refreshed(self.base, self.base_evaluator, refresh)
-    return exp, evaluator, {"task_refreshed": True, "refresh_bb_examples": refresh.examples,
-                            "refresh_seconds": time.time() - t0}

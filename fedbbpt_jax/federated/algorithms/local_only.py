@@ -13,10 +13,10 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from fedbbpt_jax.federated.algorithm import (Algorithm, AlgorithmContext, RoundCost,
-                                             make_algorithm, register_algorithm)
-from fedbbpt_jax.federated.client import ClientOutput
-from fedbbpt_jax.federated.server import ServerState
+from fedbbpt_jax.federated.algorithms.algorithm import (Algorithm, AlgorithmContext, RoundCost,
+                                                        make_algorithm, register_algorithm)
+from fedbbpt_jax.federated.algorithms.client import ClientOutput
+from fedbbpt_jax.federated.algorithms.server import ServerState
 
 
 def per_client_init(num_clients: int) -> Callable:

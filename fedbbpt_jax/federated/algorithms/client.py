@@ -33,7 +33,7 @@ import optax
 from flax import struct
 
 from fedbbpt_jax.data.clients import ClientData
-from fedbbpt_jax.federated.optimizers import make_client_optimizer
+from fedbbpt_jax.federated.algorithms.optimizers import make_client_optimizer
 from fedbbpt_jax.zo import Estimator, HParams
 
 PyTree = Any

@@ -19,10 +19,11 @@ from typing import Any, Callable, NamedTuple
 import jax.numpy as jnp
 
 from fedbbpt_jax.core import ConfigError, check_choice, check_number, get_field, refuse_unread
-from fedbbpt_jax.federated.algorithm import NO_SURVIVORS
-from fedbbpt_jax.federated.attacks import (ATTACK_KINDS, MODEL_POISONING, corrupt_uploads,
-                                           malicious_mask, num_malicious, seed_malicious_ids)
-from fedbbpt_jax.federated.dropout import drop_clients
+from fedbbpt_jax.federated.algorithms.algorithm import NO_SURVIVORS
+from fedbbpt_jax.federated.simulated_faults.attacks import (ATTACK_KINDS, MODEL_POISONING,
+                                                            corrupt_uploads, malicious_mask,
+                                                            num_malicious, seed_malicious_ids)
+from fedbbpt_jax.federated.simulated_faults.dropout import drop_clients
 
 
 class FaultOptions(NamedTuple):

@@ -41,9 +41,9 @@ import optax
 
 from fedbbpt_jax.core import Registry
 from fedbbpt_jax.data.clients import ClientData
-from fedbbpt_jax.federated.aggregators import AGGREGATORS, DEFAULT_AGGREGATOR
-from fedbbpt_jax.federated.client import CandidateLosses, make_local_update
-from fedbbpt_jax.federated.server import ServerState, client_keys, round_keys
+from fedbbpt_jax.federated.aggregation.aggregators import AGGREGATORS, DEFAULT_AGGREGATOR
+from fedbbpt_jax.federated.algorithms.client import CandidateLosses, make_local_update
+from fedbbpt_jax.federated.algorithms.server import ServerState, client_keys, round_keys
 from fedbbpt_jax.parallel import run_cohort
 from fedbbpt_jax.zo import Estimator, HParams
 

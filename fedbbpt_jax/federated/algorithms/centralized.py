@@ -31,12 +31,12 @@ import optax
 
 from fedbbpt_jax.core import check_choice, get_field
 from fedbbpt_jax.data.clients import ClientData
-from fedbbpt_jax.federated.aggregators import AGGREGATORS, DEFAULT_AGGREGATOR
-from fedbbpt_jax.federated.algorithm import (Algorithm, AlgorithmContext, RoundCost,
-                                             make_algorithm, register_algorithm)
-from fedbbpt_jax.federated.client import ClientOutput
-from fedbbpt_jax.federated.faults import refuse_faults
-from fedbbpt_jax.federated.fedbbpt import averaging_server
+from fedbbpt_jax.federated.aggregation.aggregators import AGGREGATORS, DEFAULT_AGGREGATOR
+from fedbbpt_jax.federated.algorithms.algorithm import (Algorithm, AlgorithmContext, RoundCost,
+                                                        make_algorithm, register_algorithm)
+from fedbbpt_jax.federated.algorithms.client import ClientOutput
+from fedbbpt_jax.federated.simulated_faults.faults import refuse_faults
+from fedbbpt_jax.federated.algorithms.fedbbpt import averaging_server
 
 PyTree = Any
 CENTRALIZED_CLIENTS = 1

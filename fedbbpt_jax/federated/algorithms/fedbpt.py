@@ -40,12 +40,13 @@ from flax import struct
 
 from fedbbpt_jax.core import ConfigError, get_field
 from fedbbpt_jax.data.clients import ClientData
-from fedbbpt_jax.federated.algorithm import (Algorithm, AlgorithmContext, RoundCost,
-                                             make_algorithm, register_algorithm)
-from fedbbpt_jax.federated.client import minibatch, nonfinite_as_worst
-from fedbbpt_jax.federated.faults import refuse_faults
-from fedbbpt_jax.federated.fedbbpt import cohort_selector, nonfinite_count, weighted_train_loss
-from fedbbpt_jax.federated.server import ServerState
+from fedbbpt_jax.federated.algorithms.algorithm import (Algorithm, AlgorithmContext, RoundCost,
+                                                        make_algorithm, register_algorithm)
+from fedbbpt_jax.federated.algorithms.client import minibatch, nonfinite_as_worst
+from fedbbpt_jax.federated.simulated_faults.faults import refuse_faults
+from fedbbpt_jax.federated.algorithms.fedbbpt import (cohort_selector, nonfinite_count,
+                                                      weighted_train_loss)
+from fedbbpt_jax.federated.algorithms.server import ServerState
 from fedbbpt_jax.zo import HParams
 from fedbbpt_jax.zo.base import flatten, stack_candidates
 from fedbbpt_jax.zo.cma_es import cma_start, cma_strategy, tell_key

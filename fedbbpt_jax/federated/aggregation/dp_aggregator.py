@@ -10,7 +10,7 @@ client's whole update pytree, and ``m`` the FIXED expected cohort size (not the
 number of clients that actually reported). Every present client counts once: the
 sum is unweighted, because weighting by example counts would let a client with many
 examples move the sum by more than ``S`` and break the sensitivity bound the
-accountant (``federated.privacy``) relies on. A client whose weight is 0 is absent
+accountant (``federated.aggregation.privacy``) relies on. A client whose weight is 0 is absent
 (dropped) and contributes nothing. The noise is drawn from the round's server key.
 
 Per round it reports ``dp_clipped_fraction`` (present clients whose norm exceeded
@@ -24,8 +24,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fedbbpt_jax.federated.aggregators import Aggregated, Aggregator, register_configured
-from fedbbpt_jax.federated.privacy import DP_AGGREGATOR, DP_DEFAULTS, dp_settings
+from fedbbpt_jax.federated.aggregation.aggregators import (Aggregated, Aggregator,
+                                                           register_configured)
+from fedbbpt_jax.federated.aggregation.privacy import DP_AGGREGATOR, DP_DEFAULTS, dp_settings
 
 PyTree = Any
 

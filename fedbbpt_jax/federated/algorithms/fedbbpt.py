@@ -17,14 +17,15 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fedbbpt_jax.federated.aggregators import (DEFAULT_AGGREGATOR, Aggregator, aggregator_name,
-                                               make_aggregator, split_aggregated)
-from fedbbpt_jax.federated.algorithm import (Algorithm, AlgorithmContext, RoundCost,
-                                             make_algorithm, register_algorithm)
-from fedbbpt_jax.federated.client import ClientOutput
-from fedbbpt_jax.federated.optimizers import make_server_optimizer
-from fedbbpt_jax.federated.seed_uploads import make_seed_local_update, replay_cohort
-from fedbbpt_jax.federated.server import ServerState, sample_cohort
+from fedbbpt_jax.federated.aggregation.aggregators import (DEFAULT_AGGREGATOR, Aggregator,
+                                                           aggregator_name, make_aggregator,
+                                                           split_aggregated)
+from fedbbpt_jax.federated.algorithms.algorithm import (Algorithm, AlgorithmContext, RoundCost,
+                                                        make_algorithm, register_algorithm)
+from fedbbpt_jax.federated.algorithms.client import ClientOutput
+from fedbbpt_jax.federated.algorithms.optimizers import make_server_optimizer
+from fedbbpt_jax.federated.algorithms.seed_uploads import make_seed_local_update, replay_cohort
+from fedbbpt_jax.federated.algorithms.server import ServerState, sample_cohort
 
 PyTree = Any
 
