@@ -54,8 +54,9 @@ flower-demo: venv data
 PYTEST := $(PY) -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
 
 # The whole suite (what .ci/run runs): at most 10 min on 2 cores.
+# The whole suite, the demo reproduction included (it starts first, beside the rest).
 test: venv data
-	$(PYTEST) -m "not demo" --durations=15 tests
+	$(PYTEST) --durations=15 tests
 
 # The edit-test loop: no deployments, multi-process runs, CLI subprocesses, real-model
 # learning runs, nor files over 15 worker-seconds (tests/conftest.py); at most 3 min on 2 cores.
@@ -66,11 +67,11 @@ test-quick: venv data
 test-demo: venv data
 	$(PYTEST) -m demo tests
 
-# The learning tests perturbed as another CPU would perturb them (tests/helpers/perturbation.py),
-# then the demo. `.ci/run` runs the whole suite perturbed instead: `FEDBBPT_TEST_PERTURB=1 make test`.
+# The learning tests and the demo, perturbed as another CPU would perturb them
+# (tests/helpers/perturbation.py). `.ci/run` runs the whole suite perturbed:
+# `FEDBBPT_TEST_PERTURB=1 make test`.
 test-extended: venv data
-	FEDBBPT_TEST_PERTURB=1 $(PYTEST) -m "learning and not demo" tests
-	$(MAKE) test-demo
+	FEDBBPT_TEST_PERTURB=1 $(PYTEST) -m "learning or demo" tests
 
 bench: venv data
 	$(PY) -m benchmarks.run

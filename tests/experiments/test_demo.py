@@ -5,8 +5,8 @@ The three runs are the demo's own command line (``python -m experiments.train
 prompt, iterative label mapping), run side by side as subprocesses, with only the
 local-only baseline left out (it costs as much as the run and is not asserted here) and
 the test set evaluated after the last round only (``train.eval_every=10``; evaluation
-does not touch training, so the final accuracy is the demo's own). ``make test-demo``
-(called by ``.ci/run``) runs it; ``make test`` does not.
+does not touch training, so the final accuracy is the demo's own). ``make test`` runs it
+first, beside the rest of the suite; ``make test-demo`` runs it alone.
 """
 
 import json
