@@ -1,19 +1,15 @@
-"""Registry of the models the service can serve, each a jittable batch function.
+"""The models the service can serve: every black box registered for the runs.
 
-A builder takes the service's command-line options and returns a ``ServedModel``.
-EfficientNet-Lite0 is served through ``blackbox.zoo.make_image_classifier``, the very
-function that builds the local surrogate, so remote and local outputs agree. The
-all-MiniLM-L6-v2 sentence encoder is served the same way through
-``blackbox.text_zoo.make_text_encoder``: ``int32`` token ids ``(max_length,)`` in,
-unit-norm embeddings (output kind ``'embedding'``) out.
-
-Every black box registered for the runs (``IMAGE_MODELS``, ``TEXT_MODELS``) is servable
-by its name too, so a user's model is served by registering it once, in a module the
-service imports: ``python -m fedbbpt_jax.serve --imports=my_models --model=my_cnn``. A
-model the runs do not know is added with its own builder::
-
-    @register_model("my_model")
-    def _my_model(options: ModelOptions) -> ServedModel: ...
+The service has no registry of its own: an image classifier registered in
+``blackbox.zoo.IMAGE_MODELS`` or a sentence encoder in ``blackbox.text_zoo.TEXT_MODELS``
+is servable by its name, built by the very function that builds the local surrogate
+(``make_image_classifier`` / ``make_text_encoder``), so remote and local outputs agree.
+Image classifiers take float pixels in ``[0, 1]`` (or ``uint8`` levels on the wire) and
+answer logits; sentence encoders take ``int32`` token ids ``(max_length,)`` and answer
+unit-norm embeddings (output kind ``'embedding'``). A user's model is served by
+registering it once, in a module the service imports:
+``python -m fedbbpt_jax.serve --imports=my_models --model=my_cnn``. (Chat LLMs are served
+by ``serve.chat``, from the same model names and files the instruction family loads.)
 """
 
 from __future__ import annotations
@@ -69,34 +65,19 @@ class ServedModel:
   pixel_range: tuple[float, float] | None = None
 
 
-SERVED_MODELS: dict[str, Callable[[ModelOptions], ServedModel]] = {}
-
-
-def register_model(name: str) -> Callable:
-  """Decorator adding a ``ModelOptions -> ServedModel`` builder under ``name``."""
-
-  def register(builder: Callable[[ModelOptions], ServedModel]) -> Callable:
-    SERVED_MODELS[name] = builder
-    return builder
-
-  return register
-
-
 def servable_models() -> tuple[str, ...]:
-  """Every name the service can serve: its own builders (``SERVED_MODELS``) and every
-  black box registered for the runs (``IMAGE_MODELS``, ``TEXT_MODELS``)."""
-  return tuple(sorted(set(SERVED_MODELS) | set(IMAGE_MODELS.names()) | set(TEXT_MODELS.names())))
+  """Every name the service can serve: the black boxes registered for the runs
+  (``IMAGE_MODELS``, ``TEXT_MODELS``)."""
+  return tuple(sorted(set(IMAGE_MODELS.names()) | set(TEXT_MODELS.names())))
 
 
 def build_served_model(name: str, options: ModelOptions = ModelOptions()) -> ServedModel:
-  """Builds a servable model (``servable_models``): a registered builder, or else the
-  image classifier / sentence encoder of that name the runs use.
+  """Builds a servable model (``servable_models``): the image classifier or sentence
+  encoder of that name the runs use.
 
   Raises:
     ValueError: ``name`` is not servable (lists the known names).
   """
-  if name in SERVED_MODELS:
-    return SERVED_MODELS[name](options)
   if name in IMAGE_MODELS:
     return served_image_classifier(name, options)
   if name in TEXT_MODELS:
@@ -131,13 +112,3 @@ def served_text_encoder(model: str, options: ModelOptions) -> ServedModel:
                      wire_dtypes=("int32",), output_kind="embedding",
                      output_size=blackbox.output_size, forward=blackbox,
                      id_range=(0, blackbox.vocab_size))
-
-
-@register_model("efficientnet_lite0")
-def _efficientnet_lite0(options: ModelOptions) -> ServedModel:
-  return served_image_classifier("efficientnet_lite0", options)
-
-
-@register_model("all_minilm_l6_v2")
-def _all_minilm_l6_v2(options: ModelOptions) -> ServedModel:
-  return served_text_encoder("all_minilm_l6_v2", options)
