@@ -1,9 +1,14 @@
-"""The visual prompt registry: ``prompt.kind`` -> ``build(canvas_size, image_size, **options)``.
+"""The prompt registry: every ``prompt.kind`` of every family, tagged with its family.
 
-Users register their own generator (a ``PromptGenerator`` builder with the same
-signature): ``PROMPTS.register("mine", make_my_prompt)``. Text prompts (discrete,
-soft) take the tokenizer and vocabulary instead and are registered by the text
-task family.
+An entry's tag says which family builds with it, and so what it is called with:
+
+* ``'image'`` (frame, coordinator, frame_mixture):
+  ``build(canvas_size, image_size, **options) -> PromptGenerator``, registered here;
+* ``'text'`` (discrete, soft): ``build(setup) -> PromptedText`` (the text family's shared
+  set-up in, the prompted task out), registered by ``tasks/text/prompt_kinds.py``.
+
+A family's config check accepts the names with its tag, and its refusal says how to
+register one: ``PROMPTS.register("mine", make_my_prompt, tags=("image",))``.
 """
 
 from __future__ import annotations
@@ -16,13 +21,12 @@ from fedbbpt_jax.prompts.coordinator import make_coordinator_prompt
 from fedbbpt_jax.prompts.frame import make_frame_prompt
 from fedbbpt_jax.prompts.frame_mixture import make_frame_mixture_prompt
 
-PROMPTS: Registry[Callable[..., PromptGenerator]] = Registry(
-    "visual prompt generator", home="fedbbpt_jax.prompts.PROMPTS")
-PROMPTS.register("frame", make_frame_prompt)
-PROMPTS.register("coordinator", make_coordinator_prompt)
-PROMPTS.register("frame_mixture", make_frame_mixture_prompt)
+PROMPTS: Registry[Callable[..., Any]] = Registry("prompt kind", home="fedbbpt_jax.prompts.PROMPTS")
+PROMPTS.register("frame", make_frame_prompt, tags=("image",))
+PROMPTS.register("coordinator", make_coordinator_prompt, tags=("image",))
+PROMPTS.register("frame_mixture", make_frame_mixture_prompt, tags=("image",))
 
 
 def make_prompt(kind: str, canvas_size: int, image_size: int, **options: Any) -> PromptGenerator:
-  """Returns the prompt generator registered as ``kind`` with its options."""
+  """Returns the image prompt generator registered as ``kind`` with its options."""
   return PROMPTS.get(kind, "prompt.kind")(canvas_size, image_size, **options)

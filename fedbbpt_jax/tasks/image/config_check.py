@@ -43,7 +43,7 @@ def check_image_config(config: Any) -> None:
                         f"config.task.label_mapping={get_field(config, 'task.label_mapping')!r} "
                         "cannot be re-derived: set config.task.remap_every=0 or "
                         f"label_mapping to one of {list(LABEL_MAPPINGS.names(REMAPPABLE))}")
-  check_registered(config, "prompt.kind", PROMPTS)
+  check_registered(config, "prompt.kind", PROMPTS, tag="image")
   check_choice(config, "prompt.region", REGIONS)
   check_number(config, "prompt.epsilon", low=0, low_inclusive=False)
   check_number(config, "prompt.frame_resolution", low=1, integer=True)

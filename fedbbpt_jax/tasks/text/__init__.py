@@ -3,12 +3,12 @@
 from fedbbpt_jax.tasks.protocol import register_family
 from fedbbpt_jax.tasks.text.build import build_text_task, verbalizer_texts
 from fedbbpt_jax.tasks.text.config_check import check_text_config
-from fedbbpt_jax.tasks.text.prompt_kinds import TEXT_PROMPTS, class_embeddings, nearest_tokens
+from fedbbpt_jax.tasks.text.prompt_kinds import class_embeddings, nearest_tokens
 from fedbbpt_jax.tasks.text.soft_prompt_text import SoftPromptTextClassification
 from fedbbpt_jax.tasks.text.text_classification import TextClassification, review_pieces
 
 register_family("text", check_text_config, build_text_task)
 
-__all__ = ["SoftPromptTextClassification", "TEXT_PROMPTS", "TextClassification",
+__all__ = ["SoftPromptTextClassification", "TextClassification",
            "build_text_task", "check_text_config", "class_embeddings", "nearest_tokens",
            "review_pieces", "verbalizer_texts"]

@@ -16,7 +16,8 @@ from fedbbpt_jax.data import (DATASETS, client_data, client_parts, describe_test
                               label_histograms, test_subset)
 from fedbbpt_jax.data.text_datasets import DEFAULT_VERBALIZER_TEMPLATE
 from fedbbpt_jax.tasks.protocol import BuildOptions, TaskBundle
-from fedbbpt_jax.tasks.text.prompt_kinds import TEXT_PROMPTS, TextSetup
+from fedbbpt_jax.prompts import PROMPTS
+from fedbbpt_jax.tasks.text.prompt_kinds import TextSetup
 from fedbbpt_jax.tasks.text.text_classification import review_pieces
 
 
@@ -60,7 +61,7 @@ def build_text_task(config: Any, options: BuildOptions) -> TaskBundle:
   setup = TextSetup(config=config, options=options, tokenizer=tokenizer,
                     client_texts=[ds.train_texts[i] for p in parts for i in p],
                     verbalizers=verbalizers, task_fields=task_fields)
-  prompted = TEXT_PROMPTS.get(pcfg.kind, "prompt.kind")(setup)
+  prompted = PROMPTS.get(pcfg.kind, "prompt.kind")(setup)
   class_names = list(ds.class_names)
   clients = options.clients(client_data(train_x, train_y, parts), len(class_names))
   return TaskBundle(task=prompted.task, blackbox=prompted.blackbox,

@@ -10,7 +10,8 @@ from fedbbpt_jax.core import (MAX_SEED, ConfigError, check_choice, check_number,
 from fedbbpt_jax.data.drug_reviews import TASKS
 from fedbbpt_jax.data.registry import DATASETS, TEXT
 from fedbbpt_jax.prompts import VOCABULARIES
-from fedbbpt_jax.tasks.text.prompt_kinds import TEXT_PROMPTS
+from fedbbpt_jax.prompts import PROMPTS
+from fedbbpt_jax.tasks.text import prompt_kinds  # noqa: F401  (registers the text kinds)
 from fedbbpt_jax.zo import CATEGORICAL, CONTINUOUS, ESTIMATORS
 
 
@@ -37,7 +38,7 @@ def check_text_config(config: Any) -> None:
     raise ConfigError(f"config.task.verbalizers={verbalizers!r} must be a tuple of strings "
                       "(one per class) or () to use the template")
   check_number(config, "task.temperature", low=0, low_inclusive=False)
-  check_registered(config, "prompt.kind", TEXT_PROMPTS)
+  check_registered(config, "prompt.kind", PROMPTS, tag="text")
   check_number(config, "prompt.length", low=1, high=get_field(config, "blackbox.max_length") - 3,
                integer=True)
   check_discrete_fields(config)

@@ -1,4 +1,4 @@
-"""The text family's prompt kinds, registered by ``prompt.kind``.
+"""The text family's prompt kinds, registered in ``prompts.PROMPTS`` with tag ``'text'``.
 
 Each kind turns the shared text setup (tokenizer, client texts, verbalizers) into a
 prompted task: its black box, task, prompt initialisation, projection and how a
@@ -23,10 +23,10 @@ import numpy as np
 from fedbbpt_jax.blackbox import BlackBox
 from fedbbpt_jax.blackbox.factory import make_text_blackbox
 from fedbbpt_jax.blackbox.text_zoo import make_embedding_encoder
-from fedbbpt_jax.core import ConfigError, Registry
+from fedbbpt_jax.core import ConfigError
 from fedbbpt_jax.models.minilm import TextTokenizer
-from fedbbpt_jax.prompts import (candidate_vocabulary, make_discrete_prompt, make_soft_prompt,
-                                 project_tree, random_projection)
+from fedbbpt_jax.prompts import (PROMPTS, candidate_vocabulary, make_discrete_prompt,
+                                 make_soft_prompt, project_tree, random_projection)
 from fedbbpt_jax.tasks.protocol import BuildOptions
 from fedbbpt_jax.tasks.text.soft_prompt_text import SoftPromptTextClassification
 from fedbbpt_jax.tasks.text.text_classification import TextClassification
@@ -64,10 +64,6 @@ class PromptedText(NamedTuple):
   describe: Callable[[PyTree], dict]
 
 
-TEXT_PROMPTS: Registry[Callable[[TextSetup], PromptedText]] = Registry(
-    "text prompt kind", home="fedbbpt_jax.tasks.text.prompt_kinds.TEXT_PROMPTS")
-
-
 def class_embeddings(blackbox: BlackBox, tokenizer: TextTokenizer, texts: list[str],
                      embed_rows: Callable | None = None) -> jnp.ndarray:
   """Unit-norm black-box embeddings ``[C, H]`` of the verbalizer texts (one call).
@@ -84,7 +80,7 @@ def _tokens_text(tokenizer: TextTokenizer, ids: list[int]) -> str:
   return " ".join(tokenizer.id_to_token(i) for i in ids)
 
 
-@TEXT_PROMPTS.register("discrete")
+@PROMPTS.register("discrete", tags=("text",))
 def discrete_prompt(setup: TextSetup) -> PromptedText:
   """BDPL's categorical prompt over the clients' frequent words or PMI n-grams."""
   pcfg, tok = setup.config.prompt, setup.tokenizer
@@ -122,7 +118,7 @@ def base_prompt_ids(tokenizer: TextTokenizer, init_text: str, length: int) -> np
   return np.asarray([pieces[i % len(pieces)] for i in range(length)], np.int32)
 
 
-@TEXT_PROMPTS.register("soft")
+@PROMPTS.register("soft", tags=("text",))
 def soft_prompt(setup: TextSetup) -> PromptedText:
   """BBT's soft prompt ``base + reshape(Az)`` on the embedding-input surrogate."""
   config, tok = setup.config, setup.tokenizer
