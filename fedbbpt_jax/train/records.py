@@ -75,9 +75,21 @@ def check_or_write_config(workdir: str, config: ml_collections.ConfigDict) -> No
   write_json(path, current)
 
 
+def _ranges(numbers: list[int]) -> str:
+  """``[1, 2, 3, 5]`` -> ``'1-3, 5'``."""
+  spans: list[list[int]] = []
+  for n in numbers:
+    if spans and n == spans[-1][1] + 1:
+      spans[-1][1] = n
+    else:
+      spans.append([n, n])
+  return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+
+
 class MetricsLogDamaged(ValueError):
-  """A line of ``metrics.jsonl`` other than the last is not a JSON row (not a crash's
-  cut-short write: the file was edited or damaged)."""
+  """``metrics.jsonl`` is damaged beyond what a crash leaves: a line other than the last
+  is not a JSON row, or no evaluated row is left to summarise (the file was edited,
+  replaced or deleted)."""
 
 
 class MetricsLog:
@@ -128,13 +140,19 @@ class MetricsLog:
     """Keeps the rows of rounds up to ``last_round``, the last checkpointed round.
 
     Drops a torn last line and the rows of later rounds (written before a crash, never
-    checkpointed: the resumed run writes them again).
+    checkpointed: the resumed run writes them again). Rows of saved rounds that are
+    missing (the file edited or replaced) cannot be written again: they are named in a
+    warning, and the run goes on from its checkpoint.
 
     Returns:
-      One warning per dropped line, naming the file and the round.
+      One warning per dropped line, and one naming the missing rounds, if any.
     """
     rows, torn = self.read()
     kept = [r for r in rows if r["round"] <= last_round]
+    missing = sorted(set(range(1, last_round + 1)) - {r["round"] for r in kept})
+    missing_warning = ([f"{self.path} holds no row for saved rounds {_ranges(missing)}: their "
+                        "metrics are lost (the checkpoints are intact; the run resumes after "
+                        f"round {last_round})"] if missing else [])
     warnings = [f"{self.path}: dropped the row of round {r['round']}, written after the last "
                 f"saved round ({last_round}); that round runs again"
                 for r in rows if r["round"] > last_round]
@@ -144,7 +162,7 @@ class MetricsLog:
                       f"{after + 1}, {len(torn)} bytes, written when the run stopped); that "
                       "round runs again")
     _write_atomic(self.path, "".join(json.dumps(r) + "\n" for r in kept))
-    return warnings
+    return warnings + missing_warning
 
   def append(self, row: dict) -> None:
     with open(self.path, "a") as f:

@@ -224,7 +224,13 @@ class RunRecords:
     config, exp = self.config, self.exp
     meter = self.meter
     rows = self.metrics_log.rows()
-    final = [r for r in rows if "test_accuracy" in r][-1]
+    evaluated = [r for r in rows if "test_accuracy" in r]
+    if not evaluated:
+      raise records.MetricsLogDamaged(
+          f"{self.metrics_log.path} holds no evaluated row (its rows were lost after round "
+          f"{self.latest_round()} was saved), so summary.json cannot be written: restore the "
+          "file, or rerun in a new --workdir")
+    final = evaluated[-1]
     summary = {
         "final_accuracy": final["test_accuracy"],
         "final_loss": final["test_loss"],

@@ -108,3 +108,38 @@ def test_only_the_last_line_may_be_cut_short(tmp_path):
                                "restore the file or use a new --workdir")
   with open(log.path) as f:
     assert f.read().count("\n") == 3  # nothing rewritten
+
+
+def test_rows_missing_for_saved_rounds_are_named_in_a_warning(tmp_path):
+  """A file edited or replaced (not a crash): the rows of saved rounds cannot be written
+  again, so the resume names them and goes on from the checkpoint."""
+  log = MetricsLog(str(tmp_path))
+  rows = [{"round": r, "train_loss": 1.0 / r} for r in (1, 4, 5, 8)]
+  with open(log.path, "w") as f:
+    f.write("".join(json.dumps(r) + "\n" for r in rows))
+  assert log.truncate(7) == [
+      f"{log.path}: dropped the row of round 8, written after the last saved round (7); that "
+      "round runs again",
+      f"{log.path} holds no row for saved rounds 2-3, 6-7: their metrics are lost (the "
+      "checkpoints are intact; the run resumes after round 7)"]
+  assert log.rows() == rows[:3]
+  assert MetricsLog(str(tmp_path)).truncate(5) == [
+      f"{log.path} holds no row for saved rounds 2-3: their metrics are lost (the checkpoints "
+      "are intact; the run resumes after round 5)"]
+
+
+def test_a_finished_run_whose_rows_are_gone_says_so_instead_of_a_summary(whole, tmp_path):
+  workdir = str(tmp_path / "lost")
+  shutil.copytree(whole, workdir)
+  os.remove(os.path.join(workdir, "metrics.jsonl"))
+  os.remove(os.path.join(workdir, "summary.json"))
+  logged = []
+  with pytest.raises(MetricsLogDamaged) as e:
+    run(config(), workdir, log=logged.append)
+  path = os.path.join(workdir, "metrics.jsonl")
+  assert str(e.value) == (f"{path} holds no evaluated row (its rows were lost after round 2 "
+                          "was saved), so summary.json cannot be written: restore the file, "
+                          "or rerun in a new --workdir")
+  assert f"warning: {path} holds no row for saved rounds 1-2: their metrics are lost (the " \
+         "checkpoints are intact; the run resumes after round 2)" in logged
+  assert not os.path.exists(os.path.join(workdir, "summary.json"))
