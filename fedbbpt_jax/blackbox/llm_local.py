@@ -25,7 +25,8 @@ from typing import Protocol, Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from fedbbpt_jax.models.causal_lm import CausalLM, left_pad, load_causal_lm
+from fedbbpt_jax.blackbox.llm_zoo import load_llm
+from fedbbpt_jax.models.causal_lm import CausalLM, left_pad
 from fedbbpt_jax.models.token_bytes import TokenLowerBound, token_lower_bound
 
 PROMPT_BUCKET = 16
@@ -71,14 +72,14 @@ class LocalChatLLM:
   """A local causal LM answering chats greedily (see the module docstring).
 
   Args:
-    lm: a loaded ``CausalLM``, or what ``load_causal_lm`` takes (a bundled model name,
-      a ``.gguf`` file, a model folder).
+    lm: a loaded ``CausalLM``, or what ``llm_zoo.load_llm`` takes (a name registered in
+      ``LLM_MODELS``, a ``.gguf`` file, a model folder).
     name: what ``/v1/models`` reports (default: the model's name).
     max_batch: requests generated together (memory and padding waste grow with it).
   """
 
   def __init__(self, lm: CausalLM | str, name: str | None = None, max_batch: int = 32):
-    self.lm = load_causal_lm(lm) if isinstance(lm, str) else lm
+    self.lm = load_llm(lm) if isinstance(lm, str) else lm
     if max_batch < 1:
       raise ValueError(f"max_batch={max_batch} must be >= 1")
     self.name = name or self.lm.name

@@ -52,6 +52,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from fedbbpt_jax.blackbox.llm_local import LocalChatLLM, Message
+from fedbbpt_jax.core import import_plugins
 from fedbbpt_jax.models.token_bytes import TokenLowerBound, why_unbounded
 from fedbbpt_jax.serve.app import BODY_TIMEOUT_S, ClientGone, error_response, read_body
 from fedbbpt_jax.serve.chat_batching import RequestBatcher
@@ -206,8 +207,12 @@ def main(argv: list[str] | None = None) -> None:
   parser = argparse.ArgumentParser(prog="python -m fedbbpt_jax.serve.chat",
                                    description="Serve a local causal LM as chat completions.")
   parser.add_argument("--model", default="smollm2-135m-instruct",
-                      help="a bundled model name, a .gguf file, or a model folder "
+                      help="a name registered in LLM_MODELS (the bundled smollm2-135m-instruct, "
+                           "or yours, with --imports), a .gguf file, or a model folder "
                            "(config.json + model.safetensors + tokenizer.json)")
+  parser.add_argument("--imports", default="",
+                      help="comma-separated modules to import first (e.g. ones registering "
+                           "an LLM in fedbbpt_jax.blackbox.llm_zoo.LLM_MODELS)")
   parser.add_argument("--name", default="", help="the model id clients send (default: --model)")
   parser.add_argument("--host", default="127.0.0.1")
   parser.add_argument("--port", type=int, default=8100)
@@ -228,6 +233,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.error(f"--body_timeout_s={args.body_timeout_s} must be > 0")
   import uvicorn  # pylint: disable=import-outside-toplevel
 
+  import_plugins(args.imports)
   llm = LocalChatLLM(args.model, name=args.name or None)
   tls = ({"ssl_certfile": args.ssl_certfile, "ssl_keyfile": args.ssl_keyfile}
          if args.ssl_certfile else {})

@@ -1,8 +1,9 @@
 """The instruction track's models and task from a config, shared by the host-side searches
 (``experiment``, section ``blackbox``) and the task family (``build``, section ``llm``):
 
-* ``load_model(path, field)``: a local causal LM, loaded once per process (sweeps and
-  baselines reuse it), a missing file a ``ConfigError`` naming ``field``;
+* ``load_model(path, field)``: a local causal LM (a name registered in
+  ``blackbox.llm_zoo.LLM_MODELS``, a ``.gguf`` file or a model folder), loaded once per
+  process (sweeps and baselines reuse it), a missing one a ``ConfigError`` naming ``field``;
 * ``chat_llm(config, section, generator_lm)``: the black-box LLM of ``config.<section>``:
   an OpenAI-compatible endpoint (``url``), or a local model (the generator's own copy
   when it is the same model);
@@ -17,7 +18,8 @@ from typing import Any
 from fedbbpt_jax.blackbox.llm_local import LocalChatLLM
 from fedbbpt_jax.blackbox.llm_remote import ChatClient
 from fedbbpt_jax.core import ConfigError
-from fedbbpt_jax.models.causal_lm import CausalLM, load_causal_lm
+from fedbbpt_jax.blackbox.llm_zoo import load_llm
+from fedbbpt_jax.models.causal_lm import CausalLM
 from fedbbpt_jax.tasks.instruction.rule_tasks import (InductionTask, load_induction_json,
                                                       rule_task)
 
@@ -27,7 +29,7 @@ _MODELS: dict[str, CausalLM] = {}
 def load_model(path: str, field: str) -> CausalLM:
   if path not in _MODELS:
     try:
-      _MODELS[path] = load_causal_lm(path)
+      _MODELS[path] = load_llm(path)
     except FileNotFoundError as e:
       raise ConfigError(f"config.{field}={path!r}: {e}") from e
   return _MODELS[path]
