@@ -73,7 +73,7 @@ class LocalChatLLM:
 
   Args:
     lm: a loaded ``CausalLM``, or what ``llm_zoo.load_llm`` takes (a name registered in
-      ``LLM_MODELS``, a ``.gguf`` file, a model folder).
+      ``BLACK_BOXES`` with the tag ``'llm'``, a ``.gguf`` file, a model folder).
     name: what ``/v1/models`` reports (default: the model's name).
     max_batch: requests generated together (memory and padding waste grow with it).
   """

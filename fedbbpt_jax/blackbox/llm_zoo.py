@@ -1,4 +1,4 @@
-"""Chat LLMs by name: ``LLM_MODELS`` maps a model name to ``load() -> CausalLM``.
+"""Chat LLMs by name: ``BLACK_BOXES`` entries with the tag ``'llm'``, ``load() -> CausalLM``.
 
 The instruction family (``generator.model_path``, ``llm.model_path``) and the chat service
 (``python -m fedbbpt_jax.serve.chat --model=...``) take a registered name, or else a path
@@ -6,19 +6,15 @@ The instruction family (``generator.model_path``, ``llm.model_path``) and the ch
 bundled SmolLM2-135M-Instruct is registered here; users register their own loader the same
 way, in a module loaded with ``--imports``::
 
-    LLM_MODELS.register("my-llm", lambda: load_causal_lm("/models/my-llm.gguf"))
+    BLACK_BOXES.register("my-llm", lambda: load_causal_lm("/models/my-llm.gguf"), tags=("llm",))
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
-from fedbbpt_jax.core import Registry
+from fedbbpt_jax.blackbox.registry import BLACK_BOXES
 from fedbbpt_jax.models.causal_lm import SMOLLM2, CausalLM, load_causal_lm
 
-LLM_MODELS: Registry[Callable[[], CausalLM]] = Registry(
-    "chat LLM", home="fedbbpt_jax.blackbox.llm_zoo.LLM_MODELS")
-LLM_MODELS.register(SMOLLM2, lambda: load_causal_lm(SMOLLM2))
+BLACK_BOXES.register(SMOLLM2, lambda: load_causal_lm(SMOLLM2), tags=("llm",))
 
 
 def load_llm(name_or_path: str) -> CausalLM:
@@ -27,10 +23,10 @@ def load_llm(name_or_path: str) -> CausalLM:
   Raises:
     FileNotFoundError: neither a registered name nor a readable model (lists the names).
   """
-  if name_or_path in LLM_MODELS:
-    return LLM_MODELS.get(name_or_path)()
+  if name_or_path in BLACK_BOXES.names("llm"):
+    return BLACK_BOXES.get(name_or_path, tag="llm")()
   try:
     return load_causal_lm(name_or_path)
   except FileNotFoundError as e:
-    raise FileNotFoundError(f"{e}; registered LLMs: {list(LLM_MODELS.names())}, "
-                            f"{LLM_MODELS.how_to_register(name_or_path)}") from e
+    raise FileNotFoundError(f"{e}; registered LLMs: {list(BLACK_BOXES.names('llm'))}, "
+                            f"{BLACK_BOXES.how_to_register(name_or_path, 'llm')}") from e

@@ -21,8 +21,8 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import jax.numpy as jnp
 
+from fedbbpt_jax.blackbox.registry import BLACK_BOXES
 from fedbbpt_jax.blackbox.surrogate import SurrogateBlackBox
-from fedbbpt_jax.core import Registry
 from fedbbpt_jax.models.bert import normalized_mean_pool
 from fedbbpt_jax.models.minilm import TextTokenizer, load_minilm
 from fedbbpt_jax.models.roberta import RobertaTokenizer, load_roberta_mlm, verbalizer_logits
@@ -31,15 +31,15 @@ from fedbbpt_jax.models.roberta import RobertaTokenizer, load_roberta_mlm, verba
 
 class SentenceEncoderEntry(NamedTuple):
   """A registered sentence encoder: ``load() -> (BertModel-like net, variables)`` and
-  ``tokenizer(max_length) -> TextTokenizer``."""
+  ``tokenizer(max_length) -> TextTokenizer``; registered in ``BLACK_BOXES`` with the tag
+  ``'text'``."""
 
   load: Callable[[], tuple[Any, Any]]
   tokenizer: Callable[[int], TextTokenizer]
 
 
-TEXT_MODELS: Registry[SentenceEncoderEntry] = Registry(
-    "sentence-encoder black box", home="fedbbpt_jax.blackbox.text_zoo.TEXT_MODELS")
-TEXT_MODELS.register("all_minilm_l6_v2", SentenceEncoderEntry(load_minilm, TextTokenizer.minilm))
+BLACK_BOXES.register("all_minilm_l6_v2", SentenceEncoderEntry(load_minilm, TextTokenizer.minilm),
+                     tags=("text",))
 
 
 class TextEncoderBlackBox(SurrogateBlackBox):
@@ -99,14 +99,14 @@ def padding_mask(embeds: jnp.ndarray) -> jnp.ndarray:
 
 
 def _entry(model: str) -> SentenceEncoderEntry:
-  return TEXT_MODELS.get(model, "blackbox.model")
+  return BLACK_BOXES.get(model, "blackbox.model", tag="text")
 
 
 def make_text_encoder(model: str, max_length: int) -> TextEncoderBlackBox:
   """Returns the frozen sentence encoder ``model`` on ids ``[N, max_length]``.
 
   Args:
-    model: a name registered in ``TEXT_MODELS``.
+    model: a name registered in ``BLACK_BOXES`` with the tag ``'text'``.
     max_length: padded sequence length of every input row (<= 512).
   """
   net, variables = _entry(model).load()

@@ -1,7 +1,8 @@
 """Image black boxes the project can build offline from real pre-trained weights.
 
-``IMAGE_MODELS`` maps ``blackbox.model`` names to ``build(input_size, weights_path=None)``;
-users register their own frozen classifier the same way.
+Each is registered in ``BLACK_BOXES`` with the tag ``'image'``: ``blackbox.model`` names
+``build(input_size, weights_path=None)``; users register their own frozen classifier the same
+way.
 """
 
 from __future__ import annotations
@@ -9,15 +10,10 @@ from __future__ import annotations
 from typing import Callable
 
 from fedbbpt_jax.blackbox.base import BlackBox
+from fedbbpt_jax.blackbox.registry import BLACK_BOXES
 from fedbbpt_jax.blackbox.surrogate import SurrogateBlackBox
-from fedbbpt_jax.core import Registry
 from fedbbpt_jax.models import imagenet_normalize, load_efficientnet_lite0
 
-IMAGE_MODELS: Registry[Callable[..., BlackBox]] = Registry(
-    "image black-box model", home="fedbbpt_jax.blackbox.zoo.IMAGE_MODELS")
-
-
-@IMAGE_MODELS.register("efficientnet_lite0")
 def efficientnet_lite0(input_size: int, weights_path: str | None = None) -> SurrogateBlackBox:
   """Frozen ImageNet EfficientNet-Lite0 on ``[N, S, S, 3]`` pixels in [0, 1].
 
@@ -30,13 +26,17 @@ def efficientnet_lite0(input_size: int, weights_path: str | None = None) -> Surr
       variables=variables, input_shape=(input_size, input_size, 3), output_size=1000)
 
 
+BLACK_BOXES.register("efficientnet_lite0", efficientnet_lite0, tags=("image",))
+
+
 def make_image_classifier(model: str, input_size: int,
                           weights_path: str | None = None) -> BlackBox:
   """Returns the frozen image classifier registered as ``model``.
 
   Args:
-    model: a name registered in ``IMAGE_MODELS``.
+    model: a name registered in ``BLACK_BOXES`` with the tag ``'image'``.
     input_size: side ``S`` of the square input (any size; 64-224 are sensible).
     weights_path: weights file; default: the one shipped by the model's package.
   """
-  return IMAGE_MODELS.get(model, "blackbox.model")(input_size, weights_path)
+  build: Callable[..., BlackBox] = BLACK_BOXES.get(model, "blackbox.model", tag="image")
+  return build(input_size, weights_path)

@@ -82,20 +82,25 @@ class Registry(Generic[T]):
     self._tags.pop(name, None)
     self._reads.pop(name, None)
 
-  def get(self, name: str, field: str | None = None) -> T:
-    """The entry registered as ``name``.
+  def get(self, name: str, field: str | None = None, tag: str | None = None) -> T:
+    """The entry registered as ``name`` (with ``tag``, if given).
 
     Args:
       name: the registered name.
       field: the config field ``name`` came from, named in the error message.
+      tag: the tag the caller needs (e.g. ``'image'``): a name registered without it is
+        refused like an unknown one, with the names that have it.
 
     Raises:
       UnknownNameError: naming the field, the value and the registered names.
     """
-    if name not in self._entries:
+    if name not in self.names(tag):
       where = f"config.{field}={name!r}" if field else f"{self.kind} {name!r}"
-      raise UnknownNameError(f"{where} is not a registered {self.kind}; choose one of "
-                             f"{list(self.names())}, {self.how_to_register(name)}")
+      kind = f"{tag} {self.kind}" if tag else self.kind
+      other = (f" (it is registered with tags {sorted(self._tags[name])})"
+               if name in self._entries else "")
+      raise UnknownNameError(f"{where} is not a registered {kind}{other}; choose one of "
+                             f"{list(self.names(tag))}, {self.how_to_register(name, tag)}")
     return self._entries[name]
 
   def how_to_register(self, name: str, tag: str | None = None) -> str:

@@ -207,12 +207,12 @@ def main(argv: list[str] | None = None) -> None:
   parser = argparse.ArgumentParser(prog="python -m fedbbpt_jax.serve.chat",
                                    description="Serve a local causal LM as chat completions.")
   parser.add_argument("--model", default="smollm2-135m-instruct",
-                      help="a name registered in LLM_MODELS (the bundled smollm2-135m-instruct, "
+                      help="a name registered in BLACK_BOXES with the tag 'llm' (the bundled smollm2-135m-instruct, "
                            "or yours, with --imports), a .gguf file, or a model folder "
                            "(config.json + model.safetensors + tokenizer.json)")
   parser.add_argument("--imports", default="",
                       help="comma-separated modules to import first (e.g. ones registering "
-                           "an LLM in fedbbpt_jax.blackbox.llm_zoo.LLM_MODELS)")
+                           "an LLM in fedbbpt_jax.blackbox.BLACK_BOXES)")
   parser.add_argument("--name", default="", help="the model id clients send (default: --model)")
   parser.add_argument("--host", default="127.0.0.1")
   parser.add_argument("--port", type=int, default=8100)

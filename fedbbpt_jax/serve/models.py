@@ -1,8 +1,8 @@
 """The models the service can serve: every black box registered for the runs.
 
-The service has no registry of its own: an image classifier registered in
-``blackbox.zoo.IMAGE_MODELS`` or a sentence encoder in ``blackbox.text_zoo.TEXT_MODELS``
-is servable by its name, built by the very function that builds the local surrogate
+The service has no registry of its own: a model registered in
+``blackbox.BLACK_BOXES`` with the tag ``'image'`` (a classifier) or ``'text'`` (a sentence
+encoder) is servable by its name, built by the very function that builds the local surrogate
 (``make_image_classifier`` / ``make_text_encoder``), so remote and local outputs agree.
 Image classifiers take float pixels in ``[0, 1]`` (or ``uint8`` levels on the wire) and
 answer logits; sentence encoders take ``int32`` token ids ``(max_length,)`` and answer
@@ -19,8 +19,9 @@ from typing import Callable
 
 import jax.numpy as jnp
 
-from fedbbpt_jax.blackbox.text_zoo import TEXT_MODELS, make_text_encoder
-from fedbbpt_jax.blackbox.zoo import IMAGE_MODELS, make_image_classifier
+from fedbbpt_jax.blackbox.registry import BLACK_BOXES
+from fedbbpt_jax.blackbox.text_zoo import make_text_encoder
+from fedbbpt_jax.blackbox.zoo import make_image_classifier
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,8 +68,8 @@ class ServedModel:
 
 def servable_models() -> tuple[str, ...]:
   """Every name the service can serve: the black boxes registered for the runs
-  (``IMAGE_MODELS``, ``TEXT_MODELS``)."""
-  return tuple(sorted(set(IMAGE_MODELS.names()) | set(TEXT_MODELS.names())))
+  (``BLACK_BOXES`` entries tagged ``'image'`` or ``'text'``)."""
+  return tuple(sorted(set(BLACK_BOXES.names("image")) | set(BLACK_BOXES.names("text"))))
 
 
 def build_served_model(name: str, options: ModelOptions = ModelOptions()) -> ServedModel:
@@ -78,9 +79,9 @@ def build_served_model(name: str, options: ModelOptions = ModelOptions()) -> Ser
   Raises:
     ValueError: ``name`` is not servable (lists the known names).
   """
-  if name in IMAGE_MODELS:
+  if name in BLACK_BOXES.names("image"):
     return served_image_classifier(name, options)
-  if name in TEXT_MODELS:
+  if name in BLACK_BOXES.names("text"):
     return served_text_encoder(name, options)
   raise ValueError(f"unknown model {name!r}; the service knows {list(servable_models())}")
 
@@ -89,7 +90,7 @@ def served_image_classifier(model: str, options: ModelOptions) -> ServedModel:
   """Serves an image classifier: float pixels in ``[0, 1]`` -> logits.
 
   Args:
-    model: a name registered in ``blackbox.zoo.IMAGE_MODELS``.
+    model: a name registered in ``BLACK_BOXES`` with the tag ``'image'``.
     options: the service's options (``input_size``); pixels travel as ``float32`` or as
       ``uint8`` levels.
   """
@@ -104,7 +105,7 @@ def served_text_encoder(model: str, options: ModelOptions) -> ServedModel:
   """Serves a sentence encoder: ``int32`` token ids -> unit-norm embeddings.
 
   Args:
-    model: a name registered in ``blackbox.text_zoo.TEXT_MODELS``.
+    model: a name registered in ``BLACK_BOXES`` with the tag ``'text'``.
     options: the service's options (``max_length`` ids per row, each in the vocabulary).
   """
   blackbox = make_text_encoder(model, options.max_length)

@@ -43,7 +43,7 @@ class ServiceProcess:
     tls: ``(certfile, keyfile, ca_file)``: serve HTTPS with that certificate; ``/v1/info``
       is polled verifying it against ``ca_file``.
     module: the module run with ``python -m``: the service itself, or a script that
-      registers more models (``IMAGE_MODELS`` / ``TEXT_MODELS``) and then calls
+      registers more models (``BLACK_BOXES``) and then calls
       ``fedbbpt_jax.serve.__main__.main``.
   """
 

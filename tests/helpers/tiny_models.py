@@ -2,7 +2,7 @@
 
 Counts, resume, equality and failure handling do not depend on which frozen network
 answers: these tests register a tiny one the way a user registers their own model
-(``IMAGE_MODELS``, ``TEXT_MODELS``) and select it by config, so their programs compile
+(``BLACK_BOXES``, tags ``'image'`` and ``'text'``) and select it by config, so their programs compile
 in a fraction of the real models' time. The real EfficientNet-Lite0 / MiniLM stay where
 the model itself matters (ports, learning, the demo).
 
@@ -24,9 +24,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from fedbbpt_jax.blackbox.zoo import IMAGE_MODELS
+from fedbbpt_jax.blackbox import BLACK_BOXES
 from fedbbpt_jax.blackbox.surrogate import SurrogateBlackBox
-from fedbbpt_jax.blackbox.text_zoo import TEXT_MODELS, SentenceEncoderEntry
+from fedbbpt_jax.blackbox.text_zoo import SentenceEncoderEntry
 from fedbbpt_jax.models.bert import BertConfig, BertModel
 from fedbbpt_jax.models.minilm import TextTokenizer
 
@@ -78,10 +78,11 @@ def load_tiny_bert():
 
 def register() -> None:
   """Registers ``tiny_cnn`` and ``tiny_bert`` (once per process)."""
-  if IMAGE not in IMAGE_MODELS:
-    IMAGE_MODELS.register(IMAGE, tiny_cnn)
-  if TEXT not in TEXT_MODELS:
-    TEXT_MODELS.register(TEXT, SentenceEncoderEntry(load_tiny_bert, TextTokenizer.minilm))
+  if IMAGE not in BLACK_BOXES:
+    BLACK_BOXES.register(IMAGE, tiny_cnn, tags=("image",))
+  if TEXT not in BLACK_BOXES:
+    BLACK_BOXES.register(TEXT, SentenceEncoderEntry(load_tiny_bert, TextTokenizer.minilm),
+                         tags=("text",))
 
 
 def tiny(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fedbbpt_jax.blackbox.zoo import IMAGE_MODELS
+from fedbbpt_jax.blackbox import BLACK_BOXES
 from fedbbpt_jax.core import (ConfigError, check_choice, check_number, check_registered,
                               check_string, get_field)
 from fedbbpt_jax.data.registry import DATASETS, IMAGE
@@ -23,7 +23,7 @@ def check_image_config(config: Any) -> None:
   for field in ("source_dir", "tfds_dir"):  # folders read by the dataset's loader ('' = none)
     if field in get_field(config, "data"):
       check_string(config, f"data.{field}", hint="a folder path, or ''")
-  check_registered(config, "blackbox.model", IMAGE_MODELS)
+  check_registered(config, "blackbox.model", BLACK_BOXES, tag="image")
   check_number(config, "blackbox.input_size", low=16, high=512, integer=True)
   check_number(config, "task.image_size", low=4, high=get_field(config, "blackbox.input_size"),
                integer=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fedbbpt_jax.blackbox.text_zoo import TEXT_MODELS
+from fedbbpt_jax.blackbox import BLACK_BOXES
 from fedbbpt_jax.core import (MAX_SEED, ConfigError, check_choice, check_number, check_registered,
                               check_string, get_field, refuse_unread)
 from fedbbpt_jax.data.drug_reviews import TASKS
@@ -27,7 +27,7 @@ def check_text_config(config: Any) -> None:
     check_choice(config, "data.task", TASKS)
   if "data.min_train_reviews" in reads:
     check_number(config, "data.min_train_reviews", low=1, integer=True)
-  check_registered(config, "blackbox.model", TEXT_MODELS)
+  check_registered(config, "blackbox.model", BLACK_BOXES, tag="text")
   check_number(config, "blackbox.max_length", low=4, high=512, integer=True)
   template = get_field(config, "task.verbalizer_template")
   if not isinstance(template, str) or (template and template.count("{}") != 1):
