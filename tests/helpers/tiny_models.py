@@ -2,8 +2,8 @@
 
 Counts, resume, equality and failure handling do not depend on which frozen network
 answers: these tests register a tiny one the way a user registers their own model
-(``BLACK_BOXES``, tags ``'image'`` and ``'text'``) and select it by config, so their programs compile
-in a fraction of the real models' time. The real EfficientNet-Lite0 / MiniLM stay where
+(``BLACK_BOXES``, tags ``'image'`` and ``'text'``) and select it by config, so their programs
+compile in a fraction of the real models' time. The real EfficientNet-Lite0 / MiniLM stay where
 the model itself matters (ports, learning, the demo).
 
 * ``tiny_cnn``: a strided 3x3 convolution, pooling to 4 x 4 and a dense head to the
