@@ -208,7 +208,8 @@ def main(argv: list[str] | None = None) -> None:
                                    description="Serve a local causal LM as chat completions.")
   parser.add_argument("--model", default="smollm2-135m-instruct",
                       help="a name registered in BLACK_BOXES with the tag 'llm' (the bundled "
-                           "smollm2-135m-instruct, or yours, with --imports), a .gguf file, or a model folder "
+                           "smollm2-135m-instruct, or yours, with --imports), a .gguf file, "
+                           "or a model folder "
                            "(config.json + model.safetensors + tokenizer.json)")
   parser.add_argument("--imports", default="",
                       help="comma-separated modules to import first (e.g. ones registering "

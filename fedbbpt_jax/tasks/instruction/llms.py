@@ -3,7 +3,8 @@
 
 * ``load_model(path, field)``: a local causal LM (a name registered in
   ``blackbox.BLACK_BOXES`` with the tag ``'llm'``, a ``.gguf`` file or a model folder),
-  loaded once per process (sweeps and baselines reuse it), a missing one a ``ConfigError`` naming ``field``;
+  loaded once per process (sweeps and baselines reuse it), a missing one a ``ConfigError``
+  naming ``field``;
 * ``chat_llm(config, section, generator_lm)``: the black-box LLM of ``config.<section>``:
   an OpenAI-compatible endpoint (``url``), or a local model (the generator's own copy
   when it is the same model);
