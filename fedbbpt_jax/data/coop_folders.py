@@ -26,8 +26,8 @@ They are kept as the file has them; ``class_names`` of the loaded dataset are th
 
 A layout is a default, not a rule: ``COOP_LAYOUTS`` maps each benchmark to a
 ``CoopLayout`` that a user may replace (``dataclasses.replace``) and pass to
-``open_coop_folder``. The folder and file names follow CoOp's DATASETS.md and
-BlackVIP's dataset readers; a split file is looked up under each of its candidate
+``open_coop_folder``. The folder and file names are those CoOp's and BlackVIP's
+dataset readers expect; a split file is looked up under each of its candidate
 names in turn (SVHN: ``split_mlai_SVHN.json``, then BlackVIP's ``split_SVHN.json``).
 """
 
@@ -85,7 +85,8 @@ class CoopLayout:
 
 
 COOP_LAYOUTS: Final[dict[str, CoopLayout]] = {
-    "caltech101": CoopLayout("caltech-101", "101_ObjectCategories", ("split_zhou_Caltech101.json",)),
+    "caltech101": CoopLayout("caltech-101", "101_ObjectCategories",
+                             ("split_zhou_Caltech101.json",)),
     "oxford_pets": CoopLayout("oxford_pets", "images", ("split_zhou_OxfordPets.json",)),
     "stanford_cars": CoopLayout("stanford_cars", "", ("split_zhou_StanfordCars.json",)),
     "oxford_flowers": CoopLayout("oxford_flowers", "jpg", ("split_zhou_OxfordFlowers.json",)),

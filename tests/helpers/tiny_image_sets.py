@@ -63,9 +63,9 @@ def tiny_tfds(data_dir: pathlib.Path, name: str, features: Any,
   encoded images and ints, so TensorFlow is not needed.
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from tensorflow_datasets.core.dataset_builders.adhoc_builder import AdhocBuilder  # pylint: disable=g-import-not-at-top
+  from tensorflow_datasets.core.dataset_builders import adhoc_builder  # pylint: disable=g-import-not-at-top
 
-  class _Builder(AdhocBuilder, skip_registration=True):
+  class _Builder(adhoc_builder.AdhocBuilder, skip_registration=True):
 
     def _split_generators(self, dl_manager):
       del dl_manager
