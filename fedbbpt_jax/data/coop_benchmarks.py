@@ -11,7 +11,9 @@ ucf101, imagenet) and where its images are, one of:
 
 The loader applies CoOp's few-shot protocol (``data/coop_few_shot.py``): ``data.shots``
 images of every class from the train split (``0``: all), ``min(shots, 4)`` per class as
-val, the whole test split, drawn with ``data.shots_seed``. Only those images are decoded
+val (from the val split, or from the train rows outside the k-shot set where the source
+has none: ImageNet, several TFDS sets), the whole test split, drawn with
+``data.shots_seed``. Only those images are decoded
 (``data/image_decoding.py``: CLIP's bicubic resize of the shorter side to
 ``data.image_size`` and centre crop), once: the decoded arrays are cached as ``.npy``
 files under ``data.cache_dir`` ('' = ``$FEDBBPT_DATA_DIR/decoded`` or
@@ -31,6 +33,9 @@ The image family partitions ``train`` among ``data.num_clients`` clients with
 Example::
 
     --config.data.name=coop:eurosat --config.data.root=/data --config.data.shots=16
+
+A class with fewer train (or val) images than the draw needs is refused, naming it
+(CoOp would keep all it has: ``load_few_shot(..., allow_fewer=True)``).
 """
 
 from __future__ import annotations

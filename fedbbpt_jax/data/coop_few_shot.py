@@ -102,7 +102,9 @@ def coop_few_shot(train_labels: np.ndarray, k: int, seed: int, num_classes: int,
     num_classes: classes ``0..num_classes-1``; each must have ``k`` train rows.
     val_labels: int labels of the val split; ``None`` draws val from the train rows
       outside the k-shot set (k = 0: no val rows then).
-    class_names, where, val_where: for error messages.
+    class_names: the classes' names, for error messages.
+    where: the train split in words, for error messages.
+    val_where: the val split in words, for error messages.
     allow_fewer: see ``k_per_class``.
 
   Raises:

@@ -23,6 +23,9 @@ Three follow other formats, as CoOp reads them:
 Class names are the split file's (CoOp writes some with '_', e.g. OxfordPets'
 ``'american_bulldog'``; its trainers replace '_' with ' ' when they build a prompt).
 They are kept as the file has them; ``class_names`` of the loaded dataset are these.
+Labels too are the file's: BlackVIP's CLEVR split numbers the object counts in the
+string order of their names (label 0 is '10', label 1 is '3'), where the TFDS reader
+(``data/tfds_images.py``) uses ``count - 3``.
 
 A layout is a default, not a rule: ``COOP_LAYOUTS`` maps each benchmark to a
 ``CoopLayout`` that a user may replace (``dataclasses.replace``) and pass to

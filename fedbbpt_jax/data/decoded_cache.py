@@ -48,7 +48,8 @@ def cached_array(cache_dir: str | None, identity: Sequence[str], shape: tuple[in
     cache_dir: the cache folder (created if absent); ``None`` builds in memory, no cache.
       Each entry keeps its ``<key>.lock`` file (empty) beside it.
     identity: lines that determine the content (they name the entry).
-    shape, dtype: of the array.
+    shape: the array's shape.
+    dtype: the array's dtype.
     build: fills ``out`` (a writable array of ``shape`` and ``dtype``) in place.
     describe: written beside the entry as ``<key>.json`` for people browsing the cache.
 

@@ -18,9 +18,12 @@ from __future__ import annotations
 import concurrent.futures
 import io
 import os
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+  from PIL import Image as PILImage
 
 DEFAULT_CHUNK = 256  # images fetched and decoded per step (bounds memory while decoding)
 
@@ -29,7 +32,7 @@ class ImageDecodeError(ValueError):
   """An image's bytes are not a decodable JPEG/PNG; the message names the image."""
 
 
-def clip_resize_crop(image, size: int) -> np.ndarray:
+def clip_resize_crop(image: "PILImage.Image", size: int) -> np.ndarray:
   """CLIP's evaluation preprocessing of a PIL image, as uint8 ``[size, size, 3]``.
 
   Args:
