@@ -156,8 +156,10 @@ def _label_of(layout: TfdsLayout, where: str):
   """``example features -> int label`` for ``layout``."""
   if layout.label == COUNT_OBJECTS:
     def count(feature: Any, row: int) -> int:
-      keys = sorted(k for k in feature.keys() if k.startswith("objects/"))
-      n = len(_values(feature[keys[0]])) if keys else 0
+      # Every per-object feature holds one or more values per object (3d_coords three):
+      # the shortest holds one each.
+      n = min((len(_values(feature[k])) for k in feature.keys() if k.startswith("objects/")),
+              default=0)
       if not CLEVR_MIN_OBJECTS <= n <= CLEVR_MAX_OBJECTS:
         raise ValueError(f"{where} row {row} has {n} objects; the counting task needs "
                          f"{CLEVR_MIN_OBJECTS}..{CLEVR_MAX_OBJECTS}")

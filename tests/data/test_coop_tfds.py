@@ -84,11 +84,15 @@ def test_a_set_with_one_split_has_a_fixed_test_split_carved_from_every_class(tmp
 def test_clevr_is_the_counting_task(tmp_path):
   features = tfds.features.FeaturesDict({
       "image": tfds.features.Image(encoding_format="png"),
-      "objects": tfds.features.Sequence({"size": tfds.features.ClassLabel(names=["s", "l"])})})
+      "objects": tfds.features.Sequence({
+          "3d_coords": tfds.features.Tensor(shape=(3,), dtype=np.float32),  # 3 values each
+          "size": tfds.features.ClassLabel(names=["s", "l"])})})
   rng = np.random.default_rng(2)
 
   def scenes(counts):
-    return [{"image": image_bytes(rng, 8, 8)[0], "objects": {"size": [0] * n}} for n in counts]
+    return [{"image": image_bytes(rng, 8, 8)[0],
+             "objects": {"3d_coords": np.zeros((n, 3), np.float32), "size": [0] * n}}
+            for n in counts]
 
   tiny_tfds(tmp_path, "clevr", features, {"train": scenes([3, 10, 5]),
                                           "validation": scenes([4, 3])})
