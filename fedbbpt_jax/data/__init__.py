@@ -1,5 +1,14 @@
 """Data sets, their registry, and their partitioning among federated clients."""
 
+from fedbbpt_jax.data.coop_benchmarks import (COOP_BENCHMARKS, COOP_READS, load_few_shot,
+                                              open_benchmark)
+from fedbbpt_jax.data.coop_few_shot import FewShotSplit, coop_few_shot, split_among_clients
+from fedbbpt_jax.data.coop_folders import (COOP_LAYOUTS, CoopLayout, CoopLayoutError,
+                                           open_coop_folder)
+from fedbbpt_jax.data.image_decoding import (ImageDecodeError, clip_resize_crop, decode_image,
+                                             to_unit_float)
+from fedbbpt_jax.data.labelled_images import ImageSplit, LabelledImages
+from fedbbpt_jax.data.tfds_images import TFDS_LAYOUTS, TfdsLayout, TfdsLayoutError, open_tfds
 from fedbbpt_jax.data.clients import (TEST_SUBSET_SEED, ClientData, client_data, client_parts,
                                       describe_test_subset, test_subset, test_subset_indices)
 from fedbbpt_jax.data.digits import load_digits_dataset
@@ -28,7 +37,28 @@ from fedbbpt_jax.data.registry import (DATASETS, register_dataset, register_imag
 
 __all__ = [
     "CLASS_NAMES",
+    "COOP_BENCHMARKS",
+    "COOP_LAYOUTS",
+    "COOP_READS",
     "ClientData",
+    "CoopLayout",
+    "CoopLayoutError",
+    "FewShotSplit",
+    "ImageDecodeError",
+    "ImageSplit",
+    "LabelledImages",
+    "TFDS_LAYOUTS",
+    "TfdsLayout",
+    "TfdsLayoutError",
+    "clip_resize_crop",
+    "coop_few_shot",
+    "decode_image",
+    "load_few_shot",
+    "open_benchmark",
+    "open_coop_folder",
+    "open_tfds",
+    "split_among_clients",
+    "to_unit_float",
     "DATASETS",
     "PARTITION_READS",
     "PARTITIONS",

@@ -5,7 +5,9 @@ An entry is a loader ``load(data_cfg) -> dataset`` (``data_cfg`` is the config's
 accepts the names with its tag (``DATASETS.names("image")``):
 
 * ``"image"``: ``{"train": (images, labels), "test": (images, labels)}``, images
-  uint8 ``[n, h, w]`` (grayscale) or ``[n, h, w, 3]``, labels int ``[n]``;
+  uint8 ``[n, h, w]`` (grayscale) or ``[n, h, w, 3]``, labels int ``[n]``; a loader may
+  add keys the family does not read (the CoOp benchmarks ``coop:<set>`` add ``"val"``
+  and ``"class_names"``, ``data/coop_benchmarks.py``);
 * ``"text"``: a ``TextClassificationData`` (texts, labels, class names, its own
   verbalizer template; ``register_text_dataset``);
 * ``"glue"``: the GLUE loader (the family reads its own tasks and splits).
@@ -25,6 +27,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from fedbbpt_jax.core import Registry
+from fedbbpt_jax.data.coop_benchmarks import COOP_BENCHMARKS, COOP_READS, PREFIX, coop_loader
 from fedbbpt_jax.data.digits import load_digits_dataset
 from fedbbpt_jax.data.drug_reviews import DEFAULT_MIN_TRAIN_REVIEWS, load_drug_reviews
 from fedbbpt_jax.data.fashion_mnist import load_fashion_mnist
@@ -122,6 +125,8 @@ def register_tfds_folder(name: str, builder_dir: str, *, image_key: str = "image
 register_dataset("fashion_mnist", lambda cfg: load_fashion_mnist(
     source_dir=cfg.source_dir, data_dir=cfg.get("tfds_dir") or None))
 register_dataset("digits", lambda cfg: load_digits_dataset())
+for _benchmark in COOP_BENCHMARKS:  # coop:caltech101 ... coop:ucf101 (data/coop_benchmarks.py)
+  register_dataset(PREFIX + _benchmark, coop_loader(_benchmark), reads=COOP_READS)
 register_dataset("drug_reviews", lambda cfg: load_drug_reviews(
     cfg.task, min_train_reviews=cfg.min_train_reviews), kind=TEXT,
     reads={"data.task": "condition", "data.min_train_reviews": DEFAULT_MIN_TRAIN_REVIEWS})

@@ -3,13 +3,14 @@
 import numpy as np
 import pytest
 
-from fedbbpt_jax.data import DATASETS, register_dataset, register_tfds_folder
+from fedbbpt_jax.data import COOP_BENCHMARKS, DATASETS, register_dataset, register_tfds_folder
 from fedbbpt_jax.data import fashion_mnist as fm
 from tests.data.test_fashion_mnist import _write_source_dir
 
 
 def test_the_built_in_datasets_are_registered_with_their_kind():
-  assert DATASETS.names("image") == ("digits", "fashion_mnist")
+  coop = tuple(f"coop:{name}" for name in COOP_BENCHMARKS)  # tests/data/test_coop_benchmarks.py
+  assert DATASETS.names("image") == (*coop, "digits", "fashion_mnist")
   assert DATASETS.names("text") == ("drug_reviews",)
   assert DATASETS.names("glue") == ("glue",)
 

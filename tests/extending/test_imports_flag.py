@@ -13,6 +13,8 @@ import textwrap
 
 import pytest
 
+from fedbbpt_jax.data import COOP_BENCHMARKS
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 USER_MODULE = textwrap.dedent('''
@@ -84,8 +86,9 @@ def test_without_the_import_the_name_is_refused_saying_how_to_register_it(tmp_pa
   assert done.returncode == 2
   lines = done.stderr.strip().splitlines()
   assert len(lines) == 1, done.stderr
+  registered = [*(f"coop:{name}" for name in COOP_BENCHMARKS), "digits", "fashion_mnist"]
   assert lines[0].startswith("error: config.data.name='odd_digits' is not one of "
-                             "['digits', 'fashion_mnist'], or register your own"), lines[0]
+                             f"{registered}, or register your own"), lines[0]
   assert ("from fedbbpt_jax.data import DATASETS; DATASETS.register('odd_digits', ..., "
           "tags=('image',))") in lines[0]
   assert "--imports=your.module" in lines[0]

@@ -7,6 +7,8 @@ apart); the aggregator and the algorithm check mechanics (what the server applie
 the meter counts), on the tiny test classifier (``tests/helpers/tiny_models.py``).
 """
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,7 +16,7 @@ import pytest
 
 from configs.fmnist_effnet import get_config
 from fedbbpt_jax.core import ConfigError
-from fedbbpt_jax.data import DATASETS, register_image_arrays
+from fedbbpt_jax.data import COOP_BENCHMARKS, DATASETS, register_image_arrays
 from fedbbpt_jax.federated import (AGGREGATORS, ALGORITHMS, Algorithm, AlgorithmContext,
                                    RoundCost, make_algorithm, register_algorithm)
 from fedbbpt_jax.federated.algorithms.fedbbpt import cohort_selector
@@ -56,8 +58,9 @@ def test_a_dataset_registered_from_user_code_runs_end_to_end(lfw_faces, tmp_path
 
 
 def test_an_unregistered_dataset_is_refused_naming_the_registered_ones():
-  with pytest.raises(ConfigError, match=r"config.data.name='lfw_faces' is not one of "
-                                        r"\['digits', 'fashion_mnist'\]"):
+  registered = [*(f"coop:{name}" for name in COOP_BENCHMARKS), "digits", "fashion_mnist"]
+  with pytest.raises(ConfigError, match=re.escape(f"config.data.name='lfw_faces' is not one of "
+                                                  f"{registered}")):
     validate_config(with_overrides(get_config("smoke"), data__name="lfw_faces"))
 
 
