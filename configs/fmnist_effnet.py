@@ -52,7 +52,9 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
   #                                        clients' mapping images at least as well | 'always'
 
   c.prompt = ml_collections.ConfigDict()
-  c.prompt.kind = "frame"                # 'frame' | 'frame_mixture' | 'coordinator'
+  c.prompt.kind = "frame"                # 'frame' | 'frame_mixture' | 'coordinator' | 'blackvip'
+  #                                        (BlackVIP's coordinator: blackbox.input_size=224,
+  #                                        region='full'; prompt.bn 'example' | 'batch')
   c.prompt.region = "frame"              # 'frame' (outside the image) | 'full'
   c.prompt.epsilon = 1.0
   c.prompt.frame_resolution = 8
@@ -60,6 +62,8 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
   c.prompt.encoder = "random"            # frozen client-side encoder of 'coordinator' and
   #                                        'frame_mixture': 'random' (fixed random convolutions)
   #                                        | 'efficientnet_lite0' (the public pretrained trunk)
+  #                                        | 'vit' ('blackvip', 'frame_mixture': a ViT's [CLS]
+  #                                        from the folder prompt.encoder_weights)
   c.prompt.encoder_blocks = 8            # 'efficientnet_lite0': trunk blocks (8 = end of stage 4)
 
   c.zo = ml_collections.ConfigDict()

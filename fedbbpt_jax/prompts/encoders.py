@@ -11,11 +11,17 @@ Encoders are registered by name in ``ENCODERS`` (``config.prompt.encoder``):
 ``build(canvas_size, out_size, options) -> (features, channels)``, where
 ``features(canvas_images [B, S, S, 3] in [0, 1]) -> [B, out_size, out_size, channels]``.
 A user adds their own: ``ENCODERS.register("my_encoder", build)``.
+
+``'vit'`` is BlackVIP's encoder: a ViT's last-layer [CLS] token (one vector, so
+``out_size`` must be 1), loaded from the local Hugging Face ViT / ViT-MAE folder
+``options.weights_path`` by ``fedbbpt_jax.models.vit_loading.load_vit``, looked up only
+when such an encoder is built (``vit_loader``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from typing import Callable
 
 import flax.linen as nn
@@ -26,6 +32,7 @@ from fedbbpt_jax.core import Registry
 from fedbbpt_jax.models import (EfficientNetLite0Trunk, imagenet_normalize,
                                 load_efficientnet_lite0, trunk_channels, trunk_stride,
                                 trunk_variables)
+from fedbbpt_jax.prompts.clip_space import clip_normalize
 
 Features = Callable[[jnp.ndarray], jnp.ndarray]
 
@@ -126,3 +133,68 @@ ENCODERS.register("random", lambda canvas_size, out_size, options: (
     options.channels))
 ENCODERS.register("efficientnet_lite0", lambda canvas_size, out_size, options: pretrained_trunk(
     canvas_size, out_size, options.blocks, options.weights_path))
+
+
+# (module, function) that loads a ViT for the 'vit' encoder; imported when one is built.
+VIT_LOADER = ("fedbbpt_jax.models.vit_loading", "load_vit")
+
+
+def vit_loader(where: tuple[str, str] = VIT_LOADER) -> Callable[[str], tuple[Features, int]]:
+  """The ViT loader ``load_vit(folder) -> (cls_features, dim)``, imported now.
+
+  ``cls_features(pixel_values [B, S, S, 3]) -> [B, dim]`` takes normalised pixels (as a
+  Hugging Face model's ``pixel_values``, channels last) and returns the last encoder
+  layer's [CLS] token. For BlackVIP's ``vit-mae-base`` that is
+  ``hidden_states[-1][:, 0]`` of the MAE weights run as a plain ViT (no patch masking),
+  before the final LayerNorm.
+
+  Raises:
+    ImportError: the module or the function does not exist, naming both and the
+      config field that asked for it.
+  """
+  module_name, function = where
+  try:
+    module = importlib.import_module(module_name)
+  except ModuleNotFoundError as e:
+    if e.name != module_name and not module_name.startswith(f"{e.name}."):
+      raise  # the loader exists but one of its own imports is missing
+    raise ImportError(
+        f"config.prompt.encoder='vit' loads its ViT with {module_name}.{function}, and "
+        f"this installation has no module {module_name} (the ViT port); use a version "
+        "that has it, or register your own encoder (from fedbbpt_jax.prompts.encoders "
+        "import ENCODERS; ENCODERS.register('my_vit', build))") from e
+  loader = getattr(module, function, None)
+  if not callable(loader):
+    raise ImportError(f"config.prompt.encoder='vit' loads its ViT with "
+                      f"{module_name}.{function}, and {module_name} has no function "
+                      f"{function!r}")
+  return loader
+
+
+def vit_cls_encoder(canvas_size: int, out_size: int, options: EncoderOptions,
+                    loader_at: tuple[str, str] = VIT_LOADER) -> tuple[Features, int]:
+  """``(features, dim)``: the [CLS] token of the ViT in ``options.weights_path``.
+
+  The ViT reads the canvas normalised with CLIP's statistics, as BlackVIP feeds it the
+  CLIP-normalised image (not the ViT's own ImageNet statistics); ``features`` returns
+  ``[B, 1, 1, dim]``. ``loader_at``: the ``(module, function)`` loading the ViT
+  (``vit_loader``); another value makes another loader an encoder, e.g.
+  ``ENCODERS.register("my_vit", partial(vit_cls_encoder, loader_at=("my.vit", "load")))``.
+  """
+  del canvas_size
+  if out_size != 1:
+    raise ValueError(f"config.prompt.encoder='vit' gives one [CLS] vector per image, and "
+                     f"this prompt kind asks for a {out_size}x{out_size} feature map: use "
+                     "it with prompt.kind='blackvip' or 'frame_mixture'")
+  if not options.weights_path:
+    raise ValueError("config.prompt.encoder='vit' needs config.prompt.encoder_weights: a "
+                     "local Hugging Face ViT or ViT-MAE folder (e.g. facebook/vit-mae-base)")
+  cls_features, dim = vit_loader(loader_at)(options.weights_path)
+
+  def features(canvas_images):
+    return cls_features(clip_normalize(canvas_images))[:, None, None, :]
+
+  return features, int(dim)
+
+
+ENCODERS.register("vit", vit_cls_encoder)

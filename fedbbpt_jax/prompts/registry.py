@@ -2,7 +2,7 @@
 
 An entry's tag says which family builds with it, and so what it is called with:
 
-* ``'image'`` (frame, coordinator, frame_mixture):
+* ``'image'`` (frame, coordinator, frame_mixture, blackvip):
   ``build(canvas_size, image_size, **options) -> PromptGenerator``, registered here;
 * ``'text'`` (discrete, soft): ``build(setup) -> PromptedText`` (the text family's shared
   set-up in, the prompted task out), registered by ``tasks/text/prompt_kinds.py``.
@@ -17,14 +17,21 @@ from typing import Any, Callable
 
 from fedbbpt_jax.core import Registry
 from fedbbpt_jax.prompts.base import PromptGenerator
+from fedbbpt_jax.prompts.blackvip import make_blackvip_prompt
 from fedbbpt_jax.prompts.coordinator import make_coordinator_prompt
 from fedbbpt_jax.prompts.frame import make_frame_prompt
 from fedbbpt_jax.prompts.frame_mixture import make_frame_mixture_prompt
 
 PROMPTS: Registry[Callable[..., Any]] = Registry("prompt kind", home="fedbbpt_jax.prompts.PROMPTS")
+# The prompt fields only some kinds read, with their defaults (refused when set for a kind
+# that ignores them, see ``core.fields.refuse_unread``).
+ENCODER_READS = {"prompt.encoder_weights": ""}
 PROMPTS.register("frame", make_frame_prompt, tags=("image",))
-PROMPTS.register("coordinator", make_coordinator_prompt, tags=("image",))
-PROMPTS.register("frame_mixture", make_frame_mixture_prompt, tags=("image",))
+PROMPTS.register("coordinator", make_coordinator_prompt, tags=("image",), reads=ENCODER_READS)
+PROMPTS.register("frame_mixture", make_frame_mixture_prompt, tags=("image",),
+                 reads=ENCODER_READS)
+PROMPTS.register("blackvip", make_blackvip_prompt, tags=("image",),
+                 reads={**ENCODER_READS, "prompt.bn": "example"})
 
 
 def make_prompt(kind: str, canvas_size: int, image_size: int, **options: Any) -> PromptGenerator:

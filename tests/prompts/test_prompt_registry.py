@@ -10,13 +10,13 @@ from tests.helpers.overrides import with_overrides
 
 
 def test_every_kind_is_tagged_with_the_family_that_builds_it():
-  assert PROMPTS.names("image") == ("coordinator", "frame", "frame_mixture")
+  assert PROMPTS.names("image") == ("blackvip", "coordinator", "frame", "frame_mixture")
   assert PROMPTS.names("text") == ("discrete", "soft")
 
 
 @pytest.mark.parametrize("config, kind, allowed, tag", [
-    (fmnist_effnet.get_config("smoke"), "soft", "['coordinator', 'frame', 'frame_mixture']",
-     "image"),
+    (fmnist_effnet.get_config("smoke"), "soft",
+     "['blackvip', 'coordinator', 'frame', 'frame_mixture']", "image"),
     (drug_minilm.get_config("smoke"), "frame", "['discrete', 'soft']", "text"),
 ])
 def test_a_family_refuses_another_familys_kind_and_says_how_to_register(config, kind, allowed,

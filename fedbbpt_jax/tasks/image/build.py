@@ -31,6 +31,8 @@ LABEL_MAP_FILE = "label_map.npz"  # the label mapping, reused on resume
 
 # Prompt generators whose encoder features are centred on the clients' mean feature.
 CENTRED_PROMPTS = ("frame_mixture",)
+# prompt.encoder of a config that sets none, by prompt.kind (others: 'random').
+DEFAULT_ENCODERS = {"frame_mixture": "efficientnet_lite0"}
 
 
 def mean_client_feature(features: Callable[[jnp.ndarray], jnp.ndarray], clients: ClientData,
@@ -49,6 +51,24 @@ def mean_client_feature(features: Callable[[jnp.ndarray], jnp.ndarray], clients:
   return np.asarray(total / max(count, 1), np.float32)
 
 
+def image_prompt_options(prompt: Any) -> dict[str, Any]:
+  """The options ``make_prompt`` gets for ``prompt.kind`` from the ``prompt`` block."""
+  options: dict[str, Any] = {"epsilon": prompt.epsilon}
+  if prompt.kind != "blackvip":  # BlackVIP's prompt covers the whole canvas
+    options["region"] = prompt.region
+  if prompt.kind in ("coordinator", "frame_mixture", "blackvip"):
+    options.update(encoder=prompt.get("encoder", DEFAULT_ENCODERS.get(prompt.kind, "random")),
+                   encoder_blocks=prompt.get("encoder_blocks", 8),
+                   encoder_weights=prompt.get("encoder_weights", "") or None)
+  if prompt.kind in ("frame", "frame_mixture"):
+    options["resolution"] = prompt.frame_resolution
+  if prompt.kind == "frame_mixture":
+    options["num_patterns"] = prompt.get("num_patterns", 4)
+  if prompt.kind == "blackvip":
+    options["bn"] = prompt.get("bn", "example")
+  return options
+
+
 def build_image_task(config: Any, options: BuildOptions) -> TaskBundle:
   """Loads the dataset, partitions it, builds black box, prompt, label mapping and task."""
   ds = DATASETS.get(config.data.name, "data.name")(config.data)
@@ -61,18 +81,7 @@ def build_image_task(config: Any, options: BuildOptions) -> TaskBundle:
   clients = options.clients(client_data(train_x, train_y, parts), num_classes)
 
   blackbox = options.wrap(make_blackbox(config.blackbox))
-  prompt_options: dict[str, Any] = {"epsilon": config.prompt.epsilon,
-                                    "region": config.prompt.region}
-  if config.prompt.kind == "frame":
-    prompt_options["resolution"] = config.prompt.frame_resolution
-  elif config.prompt.kind == "coordinator":
-    prompt_options.update(encoder=config.prompt.get("encoder", "random"),
-                          encoder_blocks=config.prompt.get("encoder_blocks", 8))
-  elif config.prompt.kind == "frame_mixture":
-    prompt_options.update(resolution=config.prompt.frame_resolution,
-                          num_patterns=config.prompt.get("num_patterns", 4),
-                          encoder=config.prompt.get("encoder", "efficientnet_lite0"),
-                          encoder_blocks=config.prompt.get("encoder_blocks", 8))
+  prompt_options = image_prompt_options(config.prompt)
   prompt = make_prompt(config.prompt.kind, config.blackbox.input_size, config.task.image_size,
                        **prompt_options)
   if config.prompt.kind in CENTRED_PROMPTS:

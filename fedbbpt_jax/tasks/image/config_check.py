@@ -5,16 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from fedbbpt_jax.blackbox import BLACK_BOXES
-from fedbbpt_jax.core import (ConfigError, check_choice, check_number, check_registered,
-                              check_string, get_field)
+from fedbbpt_jax.core import (ConfigError, assignment, check_choice, check_number,
+                              check_registered, check_string, get_field, refuse_unread)
 from fedbbpt_jax.data.registry import DATASETS, IMAGE
 from fedbbpt_jax.prompts import PROMPTS
+from fedbbpt_jax.prompts.blackvip import BN_MODES, OUTPUT_SIZE
 from fedbbpt_jax.prompts.encoders import ENCODERS
 from fedbbpt_jax.tasks.image.mappings import LABEL_MAPPINGS, REMAPPABLE
 from fedbbpt_jax.tasks.image.remap import REMAP_ACCEPT
 from fedbbpt_jax.zo import CONTINUOUS, ESTIMATORS
 
 REGIONS = ("frame", "full")
+# Prompt kinds whose encoder gives a vector per image (pooled) / a feature map.
+VECTOR_ENCODER_PROMPTS = ("blackvip", "frame_mixture")
+MAP_ENCODER_PROMPTS = ("coordinator",)
 
 
 def check_image_config(config: Any) -> None:
@@ -53,4 +57,43 @@ def check_image_config(config: Any) -> None:
     check_number(config, "prompt.num_patterns", low=1, integer=True)
   if "encoder_blocks" in get_field(config, "prompt"):
     check_number(config, "prompt.encoder_blocks", low=1, high=16, integer=True)
+  if "encoder_weights" in get_field(config, "prompt"):
+    check_string(config, "prompt.encoder_weights",
+                 hint="the frozen encoder's weights (a file or folder), or '' for the default")
+  if "bn" in get_field(config, "prompt"):
+    check_choice(config, "prompt.bn", BN_MODES)
+  check_prompt_encoder(config)
+  if get_field(config, "prompt.kind") == "blackvip":
+    check_blackvip(config)
+  refuse_unread(config, "prompt.kind", PROMPTS.all_reads())
   check_registered(config, "zo.estimator", ESTIMATORS, CONTINUOUS)
+
+
+def check_prompt_encoder(config: Any) -> None:
+  """``prompt.encoder='vit'`` (one [CLS] vector per image) needs a prompt kind that reads
+  a vector, not a feature map, and ``prompt.encoder_weights``."""
+  prompt = get_field(config, "prompt")
+  if prompt.get("encoder") != "vit":
+    return
+  kind = prompt.get("kind")
+  if kind in MAP_ENCODER_PROMPTS:
+    raise ConfigError(f"config.prompt.encoder='vit' gives one [CLS] vector per image, and "
+                      f"config.prompt.kind={kind!r} decodes a feature map; use "
+                      f"{assignment('prompt.kind', VECTOR_ENCODER_PROMPTS)} or another encoder")
+  if kind in VECTOR_ENCODER_PROMPTS and not prompt.get("encoder_weights", ""):
+    raise ConfigError("config.prompt.encoder='vit' needs config.prompt.encoder_weights: a "
+                      "local Hugging Face ViT or ViT-MAE folder (BlackVIP: facebook/vit-mae-base)")
+
+
+def check_blackvip(config: Any) -> None:
+  """BlackVIP's coordinator decodes to CLIP's 224 x 224 input and covers all of it."""
+  size = get_field(config, "blackbox.input_size")
+  if size != OUTPUT_SIZE:
+    raise ConfigError(f"config.blackbox.input_size={size}: config.prompt.kind='blackvip' "
+                      f"decodes a 7x7 map to {OUTPUT_SIZE}x{OUTPUT_SIZE} (BlackVIP's CLIP "
+                      f"input); set config.blackbox.input_size={OUTPUT_SIZE} or use "
+                      "config.prompt.kind='coordinator'")
+  region = get_field(config, "prompt.region")
+  if region != "full":
+    raise ConfigError(f"config.prompt.region={region!r}: config.prompt.kind='blackvip' covers "
+                      "the whole image (BlackVIP); set config.prompt.region='full'")
