@@ -9,6 +9,10 @@ from fedbbpt_jax.models.bert import (
     mean_pool,
     normalized_mean_pool,
 )
+from fedbbpt_jax.models.checkpoint_tensors import CheckpointMismatch
+from fedbbpt_jax.models.clip import CLIPConfig, CLIPTextConfig
+from fedbbpt_jax.models.clip_loading import load_clip, load_open_clip
+from fedbbpt_jax.models.clip_tokenizer import CLIPTokenizer
 from fedbbpt_jax.models.efficientnet_lite import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -28,9 +32,21 @@ from fedbbpt_jax.models.torch_legacy import (
     default_efficientnet_lite0_path,
     load_legacy_torch_state_dict,
 )
+from fedbbpt_jax.models.torch_zip import load_torch_state_dict
+from fedbbpt_jax.models.vit import ViTConfig
+from fedbbpt_jax.models.vit_loading import load_vit
 
 __all__ = [
     "BertConfig",
+    "CLIPConfig",
+    "CLIPTextConfig",
+    "CLIPTokenizer",
+    "CheckpointMismatch",
+    "ViTConfig",
+    "load_clip",
+    "load_open_clip",
+    "load_torch_state_dict",
+    "load_vit",
     "BertModel",
     "TextTokenizer",
     "TransformerEmbeddings",
