@@ -65,6 +65,47 @@ QUICK_FILE_SECONDS = 15.0     # heavier files are `slow`: make test-quick leaves
 # Files that compile fully (a ``learning`` or ``demo`` test in them), found at collection.
 _FULL_COMPILE_FILES: set[str] = set()
 _OPT_ENV = "JAX_DISABLE_MOST_OPTIMIZATIONS"
+# Reduced effort also turns XLA:CPU's fusion emitters off (the older elemental emitters
+# compile the same programs in about half the time): per compilation here, through the
+# compile options JAX passes to XLA while ``jax_disable_most_optimizations`` is on, and for
+# the subprocesses through their XLA_FLAGS.
+_LEGACY_EMITTERS = "xla_cpu_use_fusion_emitters"
+_LEGACY_EMITTERS_FLAG = f"--{_LEGACY_EMITTERS}=false"
+
+
+def _reduced_effort_compile_options(get_compile_options):
+  """Wraps JAX's ``compiler.get_compile_options`` to add the emitter option at reduced
+  effort (the options are part of the compile-cache key, so the two never mix)."""
+
+  def wrapped(*args, env_options_overrides=None, **kwargs):
+    if jax.config.read("jax_disable_most_optimizations"):
+      env_options_overrides = {_LEGACY_EMITTERS: False, **(env_options_overrides or {})}
+    return get_compile_options(*args, env_options_overrides=env_options_overrides, **kwargs)
+
+  return wrapped
+
+
+def _install_reduced_effort_options():
+  """Installs the wrapper where JAX's lowering calls it (jax 0.10; elsewhere the reduced
+  effort is just ``jax_disable_most_optimizations``)."""
+  try:
+    from jax._src import compiler  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    return
+  if hasattr(compiler, "get_compile_options"):
+    compiler.get_compile_options = _reduced_effort_compile_options(compiler.get_compile_options)
+
+
+_install_reduced_effort_options()
+# This process's backend reads XLA_FLAGS once, when it starts: start it now, before
+# ``_compile_effort`` sets the subprocesses' flags in the environment.
+jax.devices()
+
+
+def _with_xla_flag(flags: str, flag: str, on: bool) -> str:
+  """``flags`` (an XLA_FLAGS value) with ``flag`` present or absent."""
+  kept = [f for f in flags.split() if f != flag]
+  return " ".join(kept + ([flag] if on else []))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -73,14 +114,17 @@ def _compile_effort(request):
   path = request.node.nodeid.split("::")[0]
   reduced = (path not in _FULL_COMPILE_FILES
              and os.environ.get("FEDBBPT_TEST_FULL_COMPILE", "") != "1")
-  previous = os.environ.get(_OPT_ENV)
+  previous = {name: os.environ.get(name) for name in (_OPT_ENV, "XLA_FLAGS")}
   os.environ[_OPT_ENV] = "1" if reduced else "0"
+  os.environ["XLA_FLAGS"] = _with_xla_flag(previous["XLA_FLAGS"] or "", _LEGACY_EMITTERS_FLAG,
+                                           reduced)
   jax.config.update("jax_disable_most_optimizations", reduced)
   yield
-  if previous is None:
-    os.environ.pop(_OPT_ENV, None)
-  else:
-    os.environ[_OPT_ENV] = previous
+  for name, value in previous.items():
+    if value is None:
+      os.environ.pop(name, None)
+    else:
+      os.environ[name] = value
   jax.config.update("jax_disable_most_optimizations", False)
 
 

@@ -1,4 +1,9 @@
-"""The smoke sweep: runs, resumes without new rounds, report rows equal the summaries."""
+"""The smoke sweep: runs, resumes without new rounds, report rows equal the summaries.
+
+The sweep is ``configs/sweeps/smoke.py``'s points on the tiny image model
+(``tests/helpers/tiny_models.py``): what is tested is the sweep's and the report's
+bookkeeping, not the frozen network.
+"""
 
 import csv
 import json
@@ -11,8 +16,23 @@ from experiments.report import write_report
 from experiments.sweep import plan_groups, run_sweep
 from experiments.sweep_points import SweepError, load_sweep
 from fedbbpt_jax.zo import make_estimator
+from tests.helpers.tiny_models import IMAGE, register
 
 SMOKE = "configs/sweeps/smoke.py"
+
+
+@pytest.fixture(scope="module")
+def tiny_smoke(tmp_path_factory):
+  """A sweep file: the points of ``SMOKE`` with the tiny image model as the black box."""
+  register()
+  path = tmp_path_factory.mktemp("sweepfile") / "tiny_smoke.py"
+  path.write_text("from configs.sweeps.smoke import get_sweep as smoke\n\n\n"
+                  "def get_sweep():\n"
+                  "  points = smoke()\n"
+                  "  for point in points:\n"
+                  f"    point['overrides']['blackbox.model'] = {IMAGE!r}\n"
+                  "  return points\n")
+  return str(path)
 
 
 def metrics_lines(workdir: str) -> int:
@@ -21,9 +41,9 @@ def metrics_lines(workdir: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def sweep_dir(tmp_path_factory):
+def sweep_dir(tmp_path_factory, tiny_smoke):
   workdir = str(tmp_path_factory.mktemp("sweep"))
-  entries = run_sweep(SMOKE, workdir, log=lambda s: None)
+  entries = run_sweep(tiny_smoke, workdir, log=lambda s: None)
   assert [e["status"] for e in entries] == ["done"] * 4
   return workdir
 
@@ -44,10 +64,10 @@ def test_sweep_runs_every_point_and_lists_it(sweep_dir):
   assert groups["smoke_fedone_s1"] == ["smoke_fedone_s0", "smoke_fedone_s1"]
 
 
-def test_second_invocation_skips_finished_points(sweep_dir):
+def test_second_invocation_skips_finished_points(sweep_dir, tiny_smoke):
   before = {p: metrics_lines(os.path.join(sweep_dir, p)) for p in os.listdir(sweep_dir)
             if p.startswith("smoke_")}
-  entries = run_sweep(SMOKE, sweep_dir, log=lambda s: None)
+  entries = run_sweep(tiny_smoke, sweep_dir, log=lambda s: None)
   assert [e["status"] for e in entries] == ["skipped"] * 4
   after = {p: metrics_lines(os.path.join(sweep_dir, p)) for p in before}
   assert after == before
