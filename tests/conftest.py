@@ -50,6 +50,9 @@ elif not os.environ.get(_CACHE_ENV):
 # Read by JAX at import, here and in every subprocess: cache every compilation.
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+# Frozen weights as program arguments, not constants (``fedbbpt_jax/__init__.py``): JAX
+# reads part of this setting at import, and jax is imported here before fedbbpt_jax.
+os.environ.setdefault("JAX_USE_SIMPLIFIED_JAXPR_CONSTANTS", "true")
 
 import jax  # pylint: disable=wrong-import-position
 
