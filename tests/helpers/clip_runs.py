@@ -67,3 +67,25 @@ def expected_clip_traffic(algorithm: str, config: ml_collections.ConfigDict, sum
                        + (n_test + local_only + n_clients * n_test if baselines else 0)),
           "calls": steps + chunks + ((1 + n_clients) * chunks + n_clients * k if baselines
                                      else 0)}
+
+
+def clip_service_process(folder: pathlib.Path, max_batch: int = 8):
+  """A ``ServiceProcess`` serving the 224 px tiny CLIP for the tiny pets head (class names
+  written to ``folder``, BlackVIP's pets template), keys ``clip-key`` and ``run-key``."""
+  import json  # pylint: disable=import-outside-toplevel
+
+  import jax  # pylint: disable=import-outside-toplevel
+
+  from fedbbpt_jax.blackbox.zero_shot import write_class_names  # pylint: disable=import-outside-toplevel
+  from fedbbpt_jax.serve.process import ServiceProcess  # pylint: disable=import-outside-toplevel
+  from tests.helpers.tiny_clip import TINY_224  # pylint: disable=import-outside-toplevel
+  (folder / "keys.json").write_text(json.dumps({"clip-key": None, "run-key": None}))
+  write_class_names(str(folder / "pets.txt"), PETS)
+  cache = jax.config.jax_compilation_cache_dir or ""
+  return ServiceProcess(model="clip", input_size=224, max_batch=max_batch,
+                        keys_path=str(folder / "keys.json"),
+                        extra_args=(f"--weights_path={TINY_224}",
+                                    f"--class_names={folder / 'pets.txt'}",
+                                    "--templates=blackvip:oxford_pets"),
+                        env={"JAX_COMPILATION_CACHE_DIR": cache,
+                             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5"})
