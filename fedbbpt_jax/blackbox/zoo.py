@@ -57,5 +57,6 @@ def make_image_classifier(model: str, input_size: int, weights_path: str | None 
     return build(input_size, weights_path, head=head)
   if head is not None:
     raise ValueError(f"image model {model!r} has its own classes; a zero-shot head (class "
-                     f"names, templates) is for the zero-shot models {list(BLACK_BOXES.names(ZERO_SHOT))}")
+                     "names, templates) is for the zero-shot models "
+                     f"{list(BLACK_BOXES.names(ZERO_SHOT))}")
   return build(input_size, weights_path)

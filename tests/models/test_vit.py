@@ -122,7 +122,7 @@ def numpy_vit_before_norm(tensors, pixels, heads, eps):
   x = np.asarray(pixels, np.float64)
   kernel = t["embeddings.patch_embeddings.projection.weight"]           # [D, C, P, P]
   d, c, p = kernel.shape[0], kernel.shape[1], kernel.shape[2]
-  b, s, n = x.shape[0], x.shape[1], x.shape[1] // kernel.shape[2]
+  b, n = x.shape[0], x.shape[1] // kernel.shape[2]
   patches = x.reshape(b, n, p, n, p, c).transpose(0, 1, 3, 5, 2, 4).reshape(b, n * n, c * p * p)
   h = patches @ kernel.reshape(d, -1).T + t["embeddings.patch_embeddings.projection.bias"]
   cls = np.broadcast_to(t["embeddings.cls_token"].reshape(1, 1, d), (b, 1, d))

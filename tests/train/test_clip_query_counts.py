@@ -22,8 +22,9 @@ def test_clip_fedbbpt_and_both_baselines_count_the_real_clip_traffic(tmp_path):
   assert (summary["test_examples"], summary["num_clients"], summary["cohort_size"]) == \
       (n_test, n_clients, n_clients)
   # every client's K steps of all candidates x minibatch; no label-mapping query
-  assert counters == {"bb_calls": n_clients * k * candidates, "candidates": n_clients * k * candidates,
-                      "bb_examples": n_clients * k * candidates * batch, "client_activations": 2,
+  steps = n_clients * k
+  assert counters == {"bb_calls": steps * candidates, "candidates": steps * candidates,
+                      "bb_examples": steps * candidates * batch, "client_activations": 2,
                       "eval_bb_examples": n_test, "generator_calls": 0}
   assert summary["local_only_black_box_queries"] == n_clients * k * candidates * batch
   assert counting.counts() == expected_clip_traffic("fedbbpt", config, summary, baselines=True)
