@@ -5,7 +5,10 @@ stride-``patch_size`` convolution -> ``(H / P) * (W / P)`` patch tokens in row-m
 order, a learned class token in front, learned position embeddings added; an optional
 LayerNorm (CLIP's ``pre_layrnorm``); ``num_layers`` pre-LayerNorm blocks; a final
 LayerNorm over every token. The output is the final hidden states ``[B, 1 + N, D]``;
-``[:, 0]`` is the [CLS] feature.
+``[:, 0]`` is the [CLS] feature. With ``final_norm=False`` the output is the last block's
+states before that LayerNorm (``vit_hidden_before_norm``): Hugging Face's
+``hidden_states[-1]``, which BlackVIP's coordinator reads (``hidden_states[-1][:, 0]`` of
+``ViTForImageClassification`` loaded from ``facebook/vit-mae-base``).
 
 What the final LayerNorm is in each reference (Hugging Face ``transformers``):
 
@@ -33,7 +36,8 @@ import jax.numpy as jnp
 
 from fedbbpt_jax.models.pre_ln_transformer import BlockSpec, PreLNEncoder, layer_norm
 
-__all__ = ["ViT", "ViTConfig", "vit_cls", "vit_features"]
+__all__ = ["ViT", "ViTConfig", "vit_cls", "vit_cls_before_norm", "vit_features",
+           "vit_hidden_before_norm"]
 
 
 @dataclass(frozen=True)
@@ -85,12 +89,13 @@ class ViTConfig:
 
 
 class ViT(nn.Module):
-  """``pixels [B, S, S, C]`` -> final hidden states ``[B, 1 + N, D]`` (token 0 = [CLS])."""
+  """``pixels [B, S, S, C]`` -> final hidden states ``[B, 1 + N, D]`` (token 0 = [CLS]);
+  ``final_norm=False``: the last block's states, before the final LayerNorm."""
 
   config: ViTConfig
 
   @nn.compact
-  def __call__(self, pixels: jnp.ndarray) -> jnp.ndarray:
+  def __call__(self, pixels: jnp.ndarray, final_norm: bool = True) -> jnp.ndarray:
     c = self.config
     expected = (c.image_size, c.image_size, c.num_channels)
     if tuple(pixels.shape[1:]) != expected:
@@ -108,6 +113,8 @@ class ViT(nn.Module):
     if c.pre_norm:
       x = layer_norm(c.layer_norm_eps, "pre_norm")(x)
     x = PreLNEncoder(c.block, c.num_layers, name="encoder")(x)
+    if not final_norm:
+      return x
     return layer_norm(c.layer_norm_eps, "final_norm")(x)
 
 
@@ -120,3 +127,15 @@ def vit_features(params: dict, config: ViTConfig, pixels: jnp.ndarray) -> jnp.nd
 def vit_cls(params: dict, config: ViTConfig, pixels: jnp.ndarray) -> jnp.ndarray:
   """The [CLS] feature ``[B, D]`` after the final LayerNorm."""
   return vit_features(params, config, pixels)[:, 0]
+
+
+def vit_hidden_before_norm(params: dict, config: ViTConfig, pixels: jnp.ndarray) -> jnp.ndarray:
+  """The last block's hidden states ``[B, 1 + N, D]``, before the final LayerNorm
+  (Hugging Face's ``hidden_states[-1]``; ``params`` still holds ``final_norm``, unused)."""
+  return ViT(config).apply({"params": params}, pixels, final_norm=False)
+
+
+def vit_cls_before_norm(params: dict, config: ViTConfig, pixels: jnp.ndarray) -> jnp.ndarray:
+  """The [CLS] token ``[B, D]`` of the last block, before the final LayerNorm: BlackVIP's
+  ``hidden_states[-1][:, 0]``."""
+  return vit_hidden_before_norm(params, config, pixels)[:, 0]

@@ -74,6 +74,7 @@ training and evaluation alike.
 from __future__ import annotations
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 from jax import lax
 
@@ -179,6 +180,9 @@ def make_blackvip_prompt(canvas_size: int, image_size: int, *, epsilon: float = 
                      f"{SRC_DIM} floats: features, then the trigger)")
   decoder = BlackVIPDecoder(bn=bn)
 
+  # Compiled: op by op, the init compiled each layer's draws separately (about 40 small
+  # programs); the weights are the same bits.
+  @jax.jit
   def init(key):
     return decoder.init(key, jnp.zeros((1, dim), jnp.float32))["params"]
 

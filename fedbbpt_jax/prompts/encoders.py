@@ -12,17 +12,16 @@ Encoders are registered by name in ``ENCODERS`` (``config.prompt.encoder``):
 ``features(canvas_images [B, S, S, 3] in [0, 1]) -> [B, out_size, out_size, channels]``.
 A user adds their own: ``ENCODERS.register("my_encoder", build)``.
 
-``'vit'`` is BlackVIP's encoder: a ViT's last-layer [CLS] token (one vector, so
-``out_size`` must be 1), loaded from the local Hugging Face ViT / ViT-MAE folder
-``options.weights_path`` by ``fedbbpt_jax.models.vit_loading.load_vit``, looked up only
-when such an encoder is built (``vit_loader``).
+``'vit'`` is BlackVIP's encoder: a ViT's last-block [CLS] token before the final
+LayerNorm (one vector, so ``out_size`` must be 1), loaded from the local Hugging Face ViT /
+ViT-MAE folder ``options.weights_path`` by ``fedbbpt_jax.models.vit_loading.load_vit``
+(``vit_cls_encoder``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-from typing import Callable
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -31,7 +30,8 @@ import jax.numpy as jnp
 from fedbbpt_jax.core import Registry
 from fedbbpt_jax.models import (EfficientNetLite0Trunk, imagenet_normalize,
                                 load_efficientnet_lite0, trunk_channels, trunk_stride,
-                                trunk_variables)
+                                trunk_variables, vit)
+from fedbbpt_jax.models.vit_loading import load_vit
 from fedbbpt_jax.prompts.clip_space import clip_normalize
 
 Features = Callable[[jnp.ndarray], jnp.ndarray]
@@ -135,51 +135,38 @@ ENCODERS.register("efficientnet_lite0", lambda canvas_size, out_size, options: p
     canvas_size, out_size, options.blocks, options.weights_path))
 
 
-# (module, function) that loads a ViT for the 'vit' encoder; imported when one is built.
-VIT_LOADER = ("fedbbpt_jax.models.vit_loading", "load_vit")
+# The [CLS] before the final LayerNorm, compiled once per ViT architecture (config static);
+# the weights are an argument of the compiled program, never constants in it.
+_CLS_BEFORE_NORM = jax.jit(vit.vit_cls_before_norm, static_argnums=1)
 
-
-def vit_loader(where: tuple[str, str] = VIT_LOADER) -> Callable[[str], tuple[Features, int]]:
-  """The ViT loader ``load_vit(folder) -> (cls_features, dim)``, imported now.
-
-  ``cls_features(pixel_values [B, S, S, 3]) -> [B, dim]`` takes normalised pixels (as a
-  Hugging Face model's ``pixel_values``, channels last) and returns the last encoder
-  layer's [CLS] token. For BlackVIP's ``vit-mae-base`` that is
-  ``hidden_states[-1][:, 0]`` of the MAE weights run as a plain ViT (no patch masking),
-  before the final LayerNorm.
-
-  Raises:
-    ImportError: the module or the function does not exist, naming both and the
-      config field that asked for it.
-  """
-  module_name, function = where
-  try:
-    module = importlib.import_module(module_name)
-  except ModuleNotFoundError as e:
-    if e.name != module_name and not module_name.startswith(f"{e.name}."):
-      raise  # the loader exists but one of its own imports is missing
-    raise ImportError(
-        f"config.prompt.encoder='vit' loads its ViT with {module_name}.{function}, and "
-        f"this installation has no module {module_name} (the ViT port); use a version "
-        "that has it, or register your own encoder (from fedbbpt_jax.prompts.encoders "
-        "import ENCODERS; ENCODERS.register('my_vit', build))") from e
-  loader = getattr(module, function, None)
-  if not callable(loader):
-    raise ImportError(f"config.prompt.encoder='vit' loads its ViT with "
-                      f"{module_name}.{function}, and {module_name} has no function "
-                      f"{function!r}")
-  return loader
+ViTLoader = Callable[[str], tuple[vit.ViTConfig, Any]]
 
 
 def vit_cls_encoder(canvas_size: int, out_size: int, options: EncoderOptions,
-                    loader_at: tuple[str, str] = VIT_LOADER) -> tuple[Features, int]:
-  """``(features, dim)``: the [CLS] token of the ViT in ``options.weights_path``.
+                    load: ViTLoader = load_vit) -> tuple[Features, int]:
+  """``(features, dim)``: BlackVIP's encoder, the ViT in ``options.weights_path``.
 
-  The ViT reads the canvas normalised with CLIP's statistics, as BlackVIP feeds it the
-  CLIP-normalised image (not the ViT's own ImageNet statistics); ``features`` returns
-  ``[B, 1, 1, dim]``. ``loader_at``: the ``(module, function)`` loading the ViT
-  (``vit_loader``); another value makes another loader an encoder, e.g.
-  ``ENCODERS.register("my_vit", partial(vit_cls_encoder, loader_at=("my.vit", "load")))``.
+  ``features(canvas_images [B, S, S, 3] in [0, 1]) -> [B, 1, 1, dim]``: the canvas
+  normalised with CLIP's statistics (BlackVIP feeds its coordinator the CLIP-normalised
+  image, not the ViT's own ImageNet statistics), run through the ViT, and the [CLS] token of
+  the last block BEFORE the final LayerNorm (``vit.vit_cls_before_norm``: BlackVIP reads
+  ``hidden_states[-1][:, 0]`` of ``ViTForImageClassification`` on ``facebook/vit-mae-base``;
+  MAE's patch masking is not applied). A ViT whose input side differs from the canvas
+  reads the normalised canvas resized to its side (bilinear, antialiased); BlackVIP's
+  ViT-B/16 reads the 224 canvas as it is.
+
+  The weights are loaded once, placed on the device and passed to the compiled encoder
+  as arguments (``_CLS_BEFORE_NORM``), not closed over as constants.
+
+  Args:
+    canvas_size: side of the canvas (unused: the canvas images carry it).
+    out_size: must be 1 (one vector per image).
+    options: ``weights_path`` = a local Hugging Face ViT or ViT-MAE folder.
+    load: ``folder -> (vit.ViTConfig, params)``; another loader makes another ViT an
+      encoder, e.g. ``ENCODERS.register("my_vit", partial(vit_cls_encoder, load=my_load))``.
+
+  Raises:
+    ValueError: ``out_size != 1`` or no ``weights_path``, naming the config fields.
   """
   del canvas_size
   if out_size != 1:
@@ -189,12 +176,18 @@ def vit_cls_encoder(canvas_size: int, out_size: int, options: EncoderOptions,
   if not options.weights_path:
     raise ValueError("config.prompt.encoder='vit' needs config.prompt.encoder_weights: a "
                      "local Hugging Face ViT or ViT-MAE folder (e.g. facebook/vit-mae-base)")
-  cls_features, dim = vit_loader(loader_at)(options.weights_path)
+  config, params = load(options.weights_path)
+  params = jax.device_put(params)
+  side = config.image_size
 
   def features(canvas_images):
-    return cls_features(clip_normalize(canvas_images))[:, None, None, :]
+    pixels = clip_normalize(canvas_images)
+    if pixels.shape[1:3] != (side, side):
+      pixels = jax.image.resize(pixels, (pixels.shape[0], side, side, pixels.shape[-1]),
+                                method="linear", antialias=True)
+    return _CLS_BEFORE_NORM(params, config, pixels)[:, None, None, :]
 
-  return features, int(dim)
+  return features, int(config.hidden_size)
 
 
 ENCODERS.register("vit", vit_cls_encoder)

@@ -6,6 +6,9 @@
         [--ssl_certfile=cert.pem --ssl_keyfile=key.pem]   # HTTPS
     python -m fedbbpt_jax.serve --model=all_minilm_l6_v2 --max_length=64 --port=8001
     python -m fedbbpt_jax.serve --imports=my_models --model=my_cnn   # a model you registered
+    python -m fedbbpt_jax.serve --model=clip --input_size=224 \\
+        --weights_path=/models/clip-vit-base-patch16 \\
+        --class_names=oxford_pets.txt --templates=blackvip:oxford_pets   # a zero-shot head
 
 Without ``--keys`` the service is open (any or no bearer token; usage per token).
 """
@@ -44,6 +47,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   parser.add_argument("--input_size", type=int, default=64, help="side of square image inputs")
   parser.add_argument("--max_length", type=int, default=64,
                       help="padded token ids per row of a text model")
+  parser.add_argument("--weights_path", default="",
+                      help="an image model's weights ('' = its default; clip: a Hugging Face "
+                      "CLIP folder or open_clip weights)")
+  parser.add_argument("--class_names", default="",
+                      help="zero-shot models: file of class names, one per line in label order")
+  parser.add_argument("--templates", default="",
+                      help="zero-shot models: 'blackvip:<set>', 'ensemble:<set>' or templates "
+                      "separated by '|', each with one '{}'")
   parser.add_argument("--max_batch", type=int, default=64, help="most examples per request")
   parser.add_argument("--max_request_bytes", type=int, default=0,
                       help="body size limit (0 = a full float32 batch plus header)")
@@ -88,8 +99,13 @@ def main(argv: list[str] | None = None) -> None:
 
   configure_logging(args.log_level)
   keys = KeyStore.from_file(args.keys or None)
-  model = build_served_model(args.model, ModelOptions(input_size=args.input_size,
-                                                             max_length=args.max_length))
+  options = ModelOptions(input_size=args.input_size, max_length=args.max_length,
+                         weights_path=args.weights_path, class_names=args.class_names,
+                         templates=args.templates)
+  try:
+    model = build_served_model(args.model, options)
+  except (ValueError, FileNotFoundError) as e:
+    raise SystemExit(f"python -m fedbbpt_jax.serve: error: {e}") from None
   app = create_app(model, keys, max_batch=args.max_batch,
                    max_request_bytes=args.max_request_bytes or None, warmup=args.warmup,
                    body_timeout_s=args.body_timeout_s)

@@ -4,7 +4,8 @@ Endpoints (all errors are JSON ``{"error": code, "message": text, ...}``):
 
 * ``GET /v1/info`` (no key needed): model name, input shape and dtype, accepted wire
   dtypes, accepted values (``pixel_range`` [low, high] or token ``id_range`` [low,
-  high)), output kind and size, max batch, batch buckets and the buckets compiled.
+  high)), output kind and size, max batch, batch buckets and the buckets compiled; a
+  zero-shot model also its head (``zero_shot``: ``class_names`` and ``templates``).
 * ``POST /v1/predict``: body = one ``.npy`` array ``[n, *input_shape]`` (float32
   pixels in [0, 1], or uint8 levels read as ``q / 255``, or int32 token ids in
   ``[0, vocab_size)``; either byte order), Content-Type ``application/x-npy``;
@@ -217,7 +218,8 @@ def create_app(model: ServedModel, keys: KeyStore, max_batch: int = 64,
 
   @app.get("/v1/info")
   async def info() -> dict:
-    return {"model": model.name, "input_shape": list(model.input_shape),
+    head = {"zero_shot": model.zero_shot} if model.zero_shot is not None else {}
+    return {**head, "model": model.name, "input_shape": list(model.input_shape),
             "input_dtype": model.input_dtype, "wire_dtypes": list(model.wire_dtypes),
             "pixel_range": list(model.pixel_range) if model.pixel_range else None,
             "id_range": list(model.id_range) if model.id_range else None,

@@ -16,6 +16,7 @@ def test_the_bundled_models_are_in_the_one_registry_under_their_tags():
   assert "all_minilm_l6_v2" in BLACK_BOXES.names("text")
   assert SMOLLM2 in BLACK_BOXES.names("llm")
   assert BLACK_BOXES.tags("all_minilm_l6_v2") == {"text"}
+  assert BLACK_BOXES.tags("clip") == {"image", "zero_shot"}   # answers over a head's classes
   # The provider service serves every image and text entry, and no chat LLM.
   assert set(servable_models()) == set(BLACK_BOXES.names("image")) | set(
       BLACK_BOXES.names("text"))
@@ -34,7 +35,7 @@ def test_a_model_of_another_family_is_refused_with_the_names_that_fit():
   assert "BLACK_BOXES.register('all_minilm_l6_v2', ..., tags=('image',))" in message
   # The families' config checks ask for their own tag.
   with pytest.raises(ConfigError, match=r"config\.blackbox\.model='all_minilm_l6_v2' is not one "
-                                        r"of \['efficientnet_lite0'"):
+                                        r"of \['clip', 'efficientnet_lite0'"):
     validate_config(with_overrides(fmnist_effnet.get_config("smoke"),
                                    blackbox__model="all_minilm_l6_v2"))
   with pytest.raises(ConfigError, match=r"config\.blackbox\.model='efficientnet_lite0'"):

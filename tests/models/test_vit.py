@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.special
 
 from fedbbpt_jax.models import vit, vit_loading
 from fedbbpt_jax.models.checkpoint_files import read_weights_file
@@ -110,3 +111,64 @@ def test_vit_refuses_pixels_of_another_shape(golden):
   with pytest.raises(ValueError, match=r"pixels have shape \(2, 3, 32, 32\); the model takes "
                                        r"\[batch, 32, 32, 3\] \(NHWC\)"):
     vit.vit_features(params, config, golden["pixels"].transpose(0, 3, 1, 2))
+
+
+def numpy_vit_before_norm(tensors, pixels, heads, eps):
+  """Hugging Face ``ViTModel``'s ``hidden_states[-1]`` from its definition, in float64 numpy,
+  on the checkpoint's own tensors (``vit.`` prefix removed): patch convolution, [CLS] and
+  position embeddings, then per layer ``x + attention(LN(x))`` and ``x + MLP(LN(x))`` with
+  exact GELU; no final LayerNorm."""
+  t = {k.removeprefix("vit."): np.asarray(v, np.float64) for k, v in tensors.items()}
+  x = np.asarray(pixels, np.float64)
+  kernel = t["embeddings.patch_embeddings.projection.weight"]           # [D, C, P, P]
+  d, c, p = kernel.shape[0], kernel.shape[1], kernel.shape[2]
+  b, n = x.shape[0], x.shape[1] // kernel.shape[2]
+  patches = x.reshape(b, n, p, n, p, c).transpose(0, 1, 3, 5, 2, 4).reshape(b, n * n, c * p * p)
+  h = patches @ kernel.reshape(d, -1).T + t["embeddings.patch_embeddings.projection.bias"]
+  cls = np.broadcast_to(t["embeddings.cls_token"].reshape(1, 1, d), (b, 1, d))
+  h = np.concatenate([cls, h], axis=1) + t["embeddings.position_embeddings"][0]
+
+  def norm(v, name):
+    mean, var = v.mean(-1, keepdims=True), v.var(-1, keepdims=True)
+    return (v - mean) / np.sqrt(var + eps) * t[name + ".weight"] + t[name + ".bias"]
+
+  def dense(v, name):
+    return v @ t[name + ".weight"].T + t[name + ".bias"]
+
+  layer = 0
+  while f"encoder.layer.{layer}.layernorm_before.weight" in t:
+    pre = f"encoder.layer.{layer}."
+    a = norm(h, pre + "layernorm_before")
+    q, k, v = (dense(a, pre + f"attention.attention.{w}").reshape(b, -1, heads, d // heads)
+               for w in ("query", "key", "value"))
+    scores = np.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(d // heads)
+    weights = np.exp(scores - scores.max(-1, keepdims=True))
+    weights /= weights.sum(-1, keepdims=True)
+    attended = np.einsum("bhqk,bkhd->bqhd", weights, v).reshape(b, -1, d)
+    h = h + dense(attended, pre + "attention.output.dense")
+    m = dense(norm(h, pre + "layernorm_after"), pre + "intermediate.dense")
+    m = 0.5 * m * (1.0 + scipy.special.erf(m / np.sqrt(2.0)))
+    h = h + dense(m, pre + "output.dense")
+    layer += 1
+  return h
+
+
+def test_vit_mae_states_before_the_final_norm_are_hidden_states_minus_one(golden):
+  """BlackVIP reads ``hidden_states[-1][:, 0]``: the last block's [CLS], before the final
+  LayerNorm. Checked against an independent float64 forward of the checkpoint's tensors, and
+  the final LayerNorm of those states against transformers' ``last_hidden_state``."""
+  config, params = vit_loading.load_vit(os.path.join(TINY, "mae"))
+  tensors = read_weights_file(os.path.join(TINY, "mae", "model.safetensors"))
+  before = run(jax.jit(vit.vit_hidden_before_norm, static_argnums=1), params, config,
+               golden["pixels"])
+  reference = numpy_vit_before_norm(tensors, golden["pixels"], config.num_heads,
+                                    config.layer_norm_eps)
+  assert before.shape == (2, 17, 32)
+  assert max_error(before, reference) < ATOL
+  cls = run(jax.jit(vit.vit_cls_before_norm, static_argnums=1), params, config, golden["pixels"])
+  assert max_error(cls, reference[:, 0]) < ATOL
+  norm = params["final_norm"]
+  mean, var = before.mean(-1, keepdims=True), before.var(-1, keepdims=True)
+  normalised = (before - mean) / np.sqrt(var + config.layer_norm_eps) * norm["scale"] + norm["bias"]
+  assert max_error(normalised, golden["mae_hidden"]) < ATOL
+  assert max_error(cls, golden["mae_hidden"][:, 0]) > 0.1  # not the normalised [CLS]

@@ -1,14 +1,17 @@
 """BlackVIP's coordinator (``prompt.kind='blackvip'``): its size, its layers against torch's
 definitions, CLIP's pixel range, its BatchNorm modes, P_EPS, and one SPSA-GC step.
 
-The encoder is a tiny ViT-like stand-in with the ``load_vit`` contract
-(``tests/helpers/tiny_vit.py``, 768 features like ViT-B/16), registered as ``tiny_vit``
-through ``encoders.vit_cls_encoder``, the function behind ``prompt.encoder='vit'``.
-Generators and decoders are compiled once per module (fixtures) and shared.
+The encoder is ``prompt.encoder='vit'`` on the real tiny ViT-MAE checkpoint
+(``tests/data/vit_mae_tiny/mae``: 32 px, 8 px patches, 32 features, so the canvas is
+resized to it and the trigger holds 1,568 - 32 floats); BlackVIP's 9,920 floats are
+counted on the decoder at ViT-B/16's 768 features. Generators and decoders are compiled
+once per module (fixtures) and shared.
 """
 
-import functools
-import importlib.util
+import os
+import re
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -22,13 +25,16 @@ from fedbbpt_jax.federated import make_client_optimizer, make_local_update
 from fedbbpt_jax.prompts import apply_prompt, make_prompt, num_params
 from fedbbpt_jax.prompts.blackvip import BlackVIPDecoder, Normalization
 from fedbbpt_jax.prompts.clip_space import clip_bounds, clip_clamp, clip_normalize
-from fedbbpt_jax.prompts.encoders import (VIT_LOADER, ENCODERS, EncoderOptions, vit_cls_encoder,
-                                          vit_loader)
+from fedbbpt_jax.models import vit, vit_loading
+from fedbbpt_jax.prompts.encoders import ENCODERS, EncoderOptions, vit_cls_encoder
 from fedbbpt_jax.prompts.transposed_conv import conv_transpose_patches
 from fedbbpt_jax.tasks.image.visual_reprogramming import VisualReprogramming
 from fedbbpt_jax.zo import HParams, make_estimator
-from tests.helpers import tiny_vit
+from tests.helpers.golden_compare import DATA
 from tests.helpers.tiny_models import tiny_cnn
+
+MAE = os.path.join(DATA, "vit_mae_tiny", "mae")
+ROOT = os.path.dirname(os.path.dirname(DATA))
 
 # BlackVIP's trainers/utils.py clip_clipping: the normalised images of pixels 0 and 1.
 BLACKVIP_LOW = [-1.79226253, -1.75209713, -1.48021977]
@@ -38,9 +44,9 @@ STD = np.array([0.26862954, 0.26130258, 0.27577711])
 
 
 def blackvip(epsilon=1.0, bn="example"):
-  """The ``blackvip`` generator on ``tiny_vit``, its functions compiled."""
-  gen = make_prompt("blackvip", 224, 224, epsilon=epsilon, bn=bn, encoder="tiny_vit",
-                    encoder_weights="unread")
+  """The ``blackvip`` generator on the tiny MAE, its functions compiled."""
+  gen = make_prompt("blackvip", 224, 224, epsilon=epsilon, bn=bn, encoder="vit",
+                    encoder_weights=MAE)
   return gen._replace(init=jax.jit(gen.init), features=jax.jit(gen.features),
                       apply=jax.jit(gen.apply))
 
@@ -48,13 +54,10 @@ def blackvip(epsilon=1.0, bn="example"):
 @pytest.fixture(scope="module")
 def setup():
   """The default generator, its initial parameters, images and their features."""
-  ENCODERS.register("tiny_vit", functools.partial(
-      vit_cls_encoder, loader_at=("tests.helpers.tiny_vit", "load_vit")))
   gen = blackvip()
   params = gen.init(jax.random.key(0))
   x = jax.random.uniform(jax.random.key(1), (3, 224, 224, 3))
-  yield {"gen": gen, "params": params, "x": x, "z": gen.features(x)}
-  ENCODERS.unregister("tiny_vit")
+  return {"gen": gen, "params": params, "x": x, "z": gen.features(x)}
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +72,10 @@ def loud(params):
 
 
 def test_parameter_counts_are_blackvips(setup):
-  params = setup["params"]
+  # BlackVIP's decoder at ViT-B/16's 768 features; the tiny MAE's 32 leave 1,536 to the trigger
+  params = jax.jit(BlackVIPDecoder().init)(jax.random.key(0), jnp.zeros((1, 768)))["params"]
   assert num_params(params) == 9920
+  assert num_params(setup["params"]) == 9920 - 800 + 1536
   per_block = {name: {part: num_params(leaf) for part, leaf in params[name].items()}
                for name in ("block1", "block2", "block3", "block4")}
   assert per_block == {
@@ -84,6 +89,7 @@ def test_parameter_counts_are_blackvips(setup):
   assert params["block2"]["mix"]["kernel"].shape == (64, 32, 1, 1)
   assert params["output"]["kernel"].shape == (16, 3, 2, 2)
   assert 0.0 <= float(params["trigger"].min()) and float(params["trigger"].max()) < 0.1
+  assert setup["params"]["trigger"].shape == (1536,)
 
 
 def test_the_prompt_covers_the_224_canvas_and_reads_the_clip_normalised_cls(setup):
@@ -92,10 +98,43 @@ def test_the_prompt_covers_the_224_canvas_and_reads_the_clip_normalised_cls(setu
   assert delta.shape == (3, 224, 224, 3)
   assert bool(jnp.all(jnp.isfinite(delta)))
   assert float(jnp.abs(delta[0] - delta[1]).max()) > 1e-3  # it depends on the image
-  cls_features, dim = tiny_vit.load_vit("unread")
-  expected = cls_features(jnp.asarray((np.asarray(x) - MEAN) / STD, jnp.float32))
-  assert setup["z"].shape == (3, dim) == (3, 768)
+  # BlackVIP's z: the CLIP-normalised image (here resized to the tiny MAE's 32 px) through
+  # the ViT, the last block's [CLS] before the final LayerNorm
+  config, params = vit_loading.load_vit(MAE)
+  normalised = jnp.asarray((np.asarray(x) - MEAN) / STD, jnp.float32)
+  resized = jax.image.resize(normalised, (3, 32, 32, 3), method="linear", antialias=True)
+  expected = jax.jit(vit.vit_cls_before_norm, static_argnums=1)(params, config, resized)
+  assert setup["z"].shape == (3, 32)
   np.testing.assert_allclose(setup["z"], expected, atol=1e-5)
+  normalised_cls = jax.jit(vit.vit_cls, static_argnums=1)(params, config, resized)
+  assert float(jnp.abs(setup["z"] - normalised_cls).max()) > 0.1
+
+
+# The lowered program of a jitted encoder call, in a process that imports fedbbpt_jax before
+# jax (as the command lines do, so that the package's JAX settings take effect at jax's import).
+LOWERED_SIGNATURE = """
+import re, sys
+import fedbbpt_jax
+import jax, jax.numpy as jnp
+from fedbbpt_jax.prompts.encoders import EncoderOptions, vit_cls_encoder
+features, dim = vit_cls_encoder(224, 1, EncoderOptions(weights_path=sys.argv[1]))
+text = jax.jit(features).lower(jnp.zeros((2, 224, 224, 3))).as_text()
+print(dim, bool(re.search(r"stablehlo.constant dense<[^\\n]*tensor<(17x32|8x8x3x32)xf32>", text)))
+print(re.search(r"func.func public @main\\(([^)]*)\\)", text).group(1))
+"""
+
+
+def test_the_vit_weights_are_arguments_of_the_compiled_encoder_not_constants():
+  out = subprocess.run([sys.executable, "-c", LOWERED_SIGNATURE, MAE], capture_output=True,
+                       text=True, check=True, cwd=ROOT).stdout.splitlines()
+  assert out[0] == "32 False"   # no weight tensor compiled in as a constant
+  signature = out[1]
+  # the position embedding [17, 32] and the patch kernel [8, 8, 3, 32] come in as arguments
+  assert "tensor<17x32xf32> {jax.const = true}" in signature
+  assert "tensor<8x8x3x32xf32> {jax.const = true}" in signature
+  _, params = vit_loading.load_vit(MAE)
+  assert len(jax.tree.leaves(params)) == 38
+  assert signature.count("{jax.const = true}") == 36   # every tensor but the final LayerNorm's
 
 
 def torch_conv_transpose(x, weight, bias, groups):
@@ -183,7 +222,7 @@ def test_prompted_images_stay_within_clips_normalised_range(setup, decode):
 
 def test_batch_norm_mode_depends_on_batch_mates_and_the_default_does_not(setup, decode):
   params, z = {"params": setup["params"]}, setup["z"]
-  other_mates = z.at[1:].set(jax.random.normal(jax.random.key(2), (2, 768)))
+  other_mates = z.at[1:].set(jax.random.normal(jax.random.key(2), (2, z.shape[1])))
   alone = jnp.repeat(z[:1], 3, axis=0)  # a batch of one image's copies: its own statistics
   by_example, by_batch = decode["example"], decode["batch"]
   np.testing.assert_allclose(by_example(params, other_mates)[0], by_example(params, z)[0],
@@ -222,7 +261,7 @@ def test_one_spsa_gc_step_moves_every_parameter_through_the_black_box(setup):
   out = local(setup["params"], data, jax.random.key(5),
               HParams.create(lr=0.01, sigma=0.01, momentum=0.9), 0)
   step, _ = ravel_pytree(out.delta)
-  assert step.shape == (9920,)
+  assert step.shape == (9920 - 800 + 1536,)
   assert np.isfinite(float(out.metrics["train_loss"]))
   # SPSA-GC's first step is -a (1 + beta) (L+ - L-) / (2 c Delta_j), |Delta_j| in [0.5, 1):
   # every float moves, and the largest move is less than twice the smallest.
@@ -241,16 +280,26 @@ def test_building_refuses_what_the_decoder_cannot_take():
     make_prompt("blackvip", 224, 224, encoder_channels=1568)
 
 
-def test_vit_encoder_names_what_it_misses():
-  options = EncoderOptions(weights_path="/models/vit-mae-base")
+def test_vit_encoder_names_what_it_misses(tmp_path):
+  options = EncoderOptions(weights_path=MAE)
   with pytest.raises(ValueError, match=r"prompt.encoder='vit' needs config.prompt.encoder_weights"):
     vit_cls_encoder(224, 1, EncoderOptions())
   with pytest.raises(ValueError, match=r"gives one \[CLS\] vector per image.*a 4x4 feature map"):
     vit_cls_encoder(224, 4, options)
-  with pytest.raises(ImportError, match=r"fedbbpt_jax.prompts.canvas has no function 'load_vit'"):
-    vit_loader(("fedbbpt_jax.prompts.canvas", "load_vit"))
-  with pytest.raises(ImportError, match=r"this installation has no module tests.helpers.no_vit"):
-    vit_loader(("tests.helpers.no_vit", "load_vit"))
-  if importlib.util.find_spec(VIT_LOADER[0]) is None:  # until the ViT port is in the tree
-    with pytest.raises(ImportError, match=r"has no module fedbbpt_jax.models.vit_loading"):
-      vit_cls_encoder(224, 1, options)
+  with pytest.raises(FileNotFoundError, match=re.escape(f"{tmp_path}")):
+    vit_cls_encoder(224, 1, EncoderOptions(weights_path=str(tmp_path)))
+
+
+def test_another_vit_loader_makes_another_encoder():
+  loaded = []
+
+  def load(folder):
+    loaded.append(folder)
+    return vit_loading.load_vit(MAE)
+
+  features, dim = vit_cls_encoder(224, 1, EncoderOptions(weights_path="/models/mine"), load=load)
+  x = jax.random.uniform(jax.random.key(6), (2, 224, 224, 3))
+  reference, _ = vit_cls_encoder(224, 1, EncoderOptions(weights_path=MAE))
+  assert loaded == ["/models/mine"] and dim == 32
+  np.testing.assert_array_equal(features(x), reference(x))
+  assert "vit" in ENCODERS.names()

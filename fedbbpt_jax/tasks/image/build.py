@@ -5,6 +5,11 @@ box (``blackbox.model``, local or served); the visual prompt (``prompt.kind``); 
 label mapping from the clients' unprompted predictions (cached in the workdir, so
 a resume does not query the black box again), re-derived from the prompted
 predictions every ``task.remap_every`` rounds when that is > 0 (ILM-VP).
+
+A zero-shot black box (``blackbox.model='clip'``) is built for the dataset's classes: its
+head is the dataset's ``class_names`` with the templates of ``blackbox.templates``
+(``zero_shot_head``), its outputs are those classes, and the label mapping is
+``'identity'`` (the config check requires it).
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from fedbbpt_jax.blackbox.factory import make_blackbox
+from fedbbpt_jax.blackbox.zero_shot import ZeroShotHead, templates_from_spec
+from fedbbpt_jax.blackbox.zoo import is_zero_shot
+from fedbbpt_jax.core import ConfigError
 from fedbbpt_jax.data import (DATASETS, ClientData, client_data, client_parts,
                               describe_test_subset, label_histograms, test_subset)
 from fedbbpt_jax.prompts import make_prompt, place_on_canvas
@@ -69,18 +77,36 @@ def image_prompt_options(prompt: Any) -> dict[str, Any]:
   return options
 
 
+def zero_shot_head(config: Any, class_names: Any) -> ZeroShotHead | None:
+  """The head a zero-shot black box is built for: the dataset's class names and
+  ``blackbox.templates``; None for a model with its own classes.
+
+  Raises:
+    ConfigError: the dataset has no class names (naming ``data.name``).
+  """
+  if not is_zero_shot(config.blackbox.model):
+    return None
+  if not class_names:
+    raise ConfigError(f"config.blackbox.model={config.blackbox.model!r} classifies over the "
+                      f"dataset's class names, and config.data.name={config.data.name!r} gives "
+                      "none (its loader returns no 'class_names'; the coop:<set> datasets do)")
+  return ZeroShotHead(tuple(str(c) for c in class_names),
+                      templates_from_spec(config.blackbox.templates))
+
+
 def build_image_task(config: Any, options: BuildOptions) -> TaskBundle:
   """Loads the dataset, partitions it, builds black box, prompt, label mapping and task."""
   ds = DATASETS.get(config.data.name, "data.name")(config.data)
   train_x, train_y = ds["train"]
   test_x, test_y = ds["test"]
-  num_classes = int(max(train_y.max(), test_y.max())) + 1
+  class_names = ds.get("class_names")
+  num_classes = max(int(max(train_y.max(), test_y.max())) + 1, len(class_names or ()))
   split_size = len(test_y)
   test_x, test_y = test_subset(test_x, test_y, config.data.test_examples)
   parts = client_parts(train_y, config.data)
   clients = options.clients(client_data(train_x, train_y, parts), num_classes)
 
-  blackbox = options.wrap(make_blackbox(config.blackbox))
+  blackbox = options.wrap(make_blackbox(config.blackbox, zero_shot_head(config, class_names)))
   prompt_options = image_prompt_options(config.prompt)
   prompt = make_prompt(config.prompt.kind, config.blackbox.input_size, config.task.image_size,
                        **prompt_options)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from fedbbpt_jax.blackbox import BLACK_BOXES
+from fedbbpt_jax.blackbox.zero_shot import templates_from_spec
+from fedbbpt_jax.blackbox.zoo import is_zero_shot
 from fedbbpt_jax.core import (ConfigError, assignment, check_choice, check_number,
                               check_registered, check_string, get_field, refuse_unread)
 from fedbbpt_jax.data.registry import DATASETS, IMAGE
@@ -29,6 +31,15 @@ def check_image_config(config: Any) -> None:
       check_string(config, f"data.{field}", hint="a folder path, or ''")
   check_registered(config, "blackbox.model", BLACK_BOXES, tag="image")
   check_number(config, "blackbox.input_size", low=16, high=512, integer=True)
+  if "weights_path" in get_field(config, "blackbox"):
+    check_string(config, "blackbox.weights_path",
+                 hint="the black box's weights (a file or folder), or '' for the model's default")
+  if "templates" in get_field(config, "blackbox"):
+    check_string(config, "blackbox.templates",
+                 hint="a zero-shot model's templates ('blackvip:<set>', 'ensemble:<set>' or "
+                 "templates separated by '|'), or ''")
+  refuse_unread(config, "blackbox.model", BLACK_BOXES.all_reads())
+  check_zero_shot(config)
   check_number(config, "task.image_size", low=4, high=get_field(config, "blackbox.input_size"),
                integer=True)
   check_number(config, "task.background", low=0.0, high=1.0)
@@ -67,6 +78,26 @@ def check_image_config(config: Any) -> None:
     check_blackvip(config)
   refuse_unread(config, "prompt.kind", PROMPTS.all_reads())
   check_registered(config, "zo.estimator", ESTIMATORS, CONTINUOUS)
+
+
+def check_zero_shot(config: Any) -> None:
+  """A zero-shot black box (CLIP) answers over the dataset's classes: its templates must
+  read (``blackbox.templates``) and output ``i`` is class ``i`` (``task.label_mapping=
+  'identity'``: no frequency mapping, no ILM)."""
+  model = get_field(config, "blackbox.model")
+  if not is_zero_shot(model):
+    return
+  spec = get_field(config, "blackbox.templates")
+  try:
+    templates_from_spec(spec)
+  except ValueError as e:
+    raise ConfigError(f"config.blackbox.templates={spec!r}: config.blackbox.model={model!r} "
+                      f"embeds the dataset's class names in these templates; {e}") from None
+  mapping = get_field(config, "task.label_mapping")
+  if mapping != "identity":
+    raise ConfigError(f"config.task.label_mapping={mapping!r}: config.blackbox.model={model!r} "
+                      "answers over the dataset's own classes (a zero-shot head of its class "
+                      "names), so output i is class i; set config.task.label_mapping='identity'")
 
 
 def check_prompt_encoder(config: Any) -> None:

@@ -11,6 +11,10 @@ from the prompted predictions during training (``task.remap_every``, ILM).
   the frequency mapping (``label_mapping.frequency_mapping``).
 * ``fixed``: a hand-made list of source classes per label (``FIXED_MAPPINGS``, by
   dataset); no query.
+* ``identity``: output ``i`` is class ``i`` (no query): for a black box that answers over
+  the dataset's own classes, a zero-shot model given the dataset's class names (CLIP,
+  ``blackbox.model='clip'``; the config check requires it there). Its output count must
+  equal the dataset's number of classes.
 
 A user registers their own: ``LABEL_MAPPINGS.register("mine", derive)``.
 """
@@ -57,3 +61,22 @@ def fixed(predict, clients: ClientData, num_classes: int, cfg: Any, dataset: str
 
 LABEL_MAPPINGS.register("frequency", frequency, tags=(REMAPPABLE,))
 LABEL_MAPPINGS.register("fixed", fixed)
+
+
+def identity(predict, clients: ClientData, num_classes: int, cfg: Any, dataset: str,
+             num_sources: int) -> tuple[np.ndarray, int, int]:
+  """Output ``i`` -> class ``i`` (see the module docstring); no query.
+
+  Raises:
+    ConfigError: the black box's output count is not the dataset's number of classes.
+  """
+  del predict, clients, cfg
+  if num_sources != num_classes:
+    raise ConfigError(f"config.task.label_mapping='identity' reads output i as class i, and "
+                      f"the black box answers {num_sources} outputs for the {num_classes} "
+                      f"classes of config.data.name={dataset!r}: use a mapping that pools "
+                      "outputs into classes ('frequency', 'fixed')")
+  return np.eye(num_classes, dtype=np.float32), 0, 0
+
+
+LABEL_MAPPINGS.register("identity", identity)
