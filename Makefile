@@ -53,13 +53,13 @@ flower-demo: venv data
 # the files heaviest first (tests/durations.json; xdist's own reordering off).
 PYTEST := $(PY) -m pytest -q -n auto --dist loadfile --no-loadscope-reorder
 
-# The whole suite (what .ci/run runs): at most 10 min on 2 cores.
-# The whole suite, the demo reproduction included (it starts first, beside the rest).
+# The suite (what .ci/run runs): every test but the demo reproduction (make test-demo, a
+# slow tier of its own: 3 runs of the full demo, about 6 CPU-minutes); at most 10 min on 2 cores.
 test: venv data
-	$(PYTEST) --durations=15 tests
+	$(PYTEST) --durations=15 -m "not demo" tests
 
 # The edit-test loop: no deployments, multi-process runs, CLI subprocesses, real-model
-# learning runs, nor files over 15 worker-seconds (tests/conftest.py); at most 3 min on 2 cores.
+# learning runs, nor files over 12 worker-seconds (tests/conftest.py); at most 3 min on 2 cores.
 test-quick: venv data
 	$(PYTEST) -m "not slow and not demo" tests
 
