@@ -207,3 +207,16 @@ def decentralized(*, topology: str = "ring", gossip_steps: int = 1, rho: float =
   d.edge_probability = 0.5               # erdos_renyi
   d.topology_seed = 0                    # random topologies' seed
   return d
+
+
+def bo(*, initial: int = 25, batch: int = 25, fit_steps: int = 100,
+       score_vectors: str = "clients", max_points: int = 1000) -> ml_collections.ConfigDict:
+  """The ``config.bo`` section, read by ``server.algorithm='fed_bo'`` / ``'centralized_bo'``
+  only (Bayesian optimisation of a small prompt, e.g. the instruction family's ``z``)."""
+  b = ml_collections.ConfigDict()
+  b.initial = initial                    # Sobol design points (a multiple of bo.batch)
+  b.batch = batch                        # points evaluated per round
+  b.fit_steps = fit_steps                # Adam steps of the GP's hyper-parameter fit
+  b.score_vectors = score_vectors        # fed_bo's kernel input: per-client means | 'examples'
+  b.max_points = max_points              # the server's record of evaluated points (its size)
+  return b

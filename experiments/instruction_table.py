@@ -1,17 +1,21 @@
-"""The instruction track's score table: federated vs centralized BO vs local-only at equal
-black-box queries, on rule tasks, over seeds, with SmolLM2-135M-Instruct offline as both
-the generator and the black-box LLM.
+"""The instruction track's comparison at equal black-box queries: federated zero-order
+(``fedbbpt``), federated BO (``fed_bo``), centralized BO on the pooled examples
+(``centralized_bo``) and every client alone (the zero-order local-only baseline), against
+the zero-shot instruction (``z = 0``), over seeds, through ``experiments.train``'s driver.
 
     python -m experiments.instruction_table --workdir=/tmp/instruction_table \\
-        [--tasks=first_word_letter,singular_to_plural,letters_list] [--seeds=0,1,2] [--demos=3] \\
-        [--methods=federated,bo,local_only] [--sigma=0.2]
+        [--tasks=first_word_letter] [--seeds=0,1,2] [--demos=3] \\
+        [--methods=fedbbpt,fed_bo,centralized_bo] [--budget=450]
 
-Every run is ``run_instruction`` on ``configs/instruction.py:table`` (one process, so the
-model is loaded and compiled once). Equal queries: the federated search's training
-queries (``rounds x clients x (2 candidates + 1 check) x examples_per_client`` at most)
-set the others' budgets: local-only runs ``num_clients`` times more rounds on one client,
-BO evaluates ``federated queries / pooled examples`` points. Writes ``results.json`` and
-``table.md`` (mean ± std over seeds of the test score before and after) in the workdir.
+Every run is ``train.run`` on ``configs/instruction.py`` (one process: the models are loaded
+once) with 3 clients x 5 training examples and 20 test examples. Equal queries: ``--budget``
+``(z, example)`` rows of training for every method. ``fedbbpt`` (one SPSA step of 2
+candidates on a batch of 5 per client and round) runs ``budget / 30`` rounds; the BO methods
+evaluate ``budget / 15`` points on all 15 training examples, a design of a third of them
+(rounded to the batch) and the rest in batches of 5. The local-only baseline runs beside
+``fedbbpt``: every client alone, the same rounds (a third of the queries each). Writes
+``results.json`` and ``table.md`` (test execution accuracy, mean ± std over seeds) in the
+workdir; runs already in ``results.json`` are not repeated, and an interrupted run resumes.
 """
 
 from __future__ import annotations
@@ -24,49 +28,77 @@ import numpy as np
 from absl import app, flags
 
 from configs.instruction import get_config
-from fedbbpt_jax.tasks.instruction.experiment import run_instruction
+from fedbbpt_jax.train import run
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "where results.json and table.md go")
-_TASKS = flags.DEFINE_list("tasks", ["first_word_letter", "singular_to_plural", "letters_list"],
-                           "rule tasks")
-_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "seeds (task examples, projection, search)")
-_DEMOS = flags.DEFINE_integer("demos", 0, "few-shot demonstrations in every execution query "
+_TASKS = flags.DEFINE_list("tasks", ["first_word_letter"], "rule tasks")
+_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "seeds (task examples, projection, run)")
+_DEMOS = flags.DEFINE_integer("demos", 3, "few-shot demonstrations in every execution query "
                               "(task.demos; InstructZero's execution uses 5)")
-_METHODS = ("federated", "bo", "local_only")
-_ONLY = flags.DEFINE_list("methods", list(_METHODS), "methods to run")
-_SIGMA = flags.DEFINE_float("sigma", None, "zo.sigma of the zero-order searches (default: the "
-                            "config's)")
+METHODS = ("fedbbpt", "fed_bo", "centralized_bo")
+_ONLY = flags.DEFINE_list("methods", list(METHODS), "server.algorithm values to compare")
+_BUDGET = flags.DEFINE_integer("budget", 450, "training (z, example) rows per method")
 flags.mark_flag_as_required("workdir")
 
+CLIENTS, PER_CLIENT, BATCH, BO_BATCH = 3, 5, 5, 5
 
-def config_for(task: str, seed: int, method: str):
-  c = get_config("table")
-  c.task.name, c.seed, c.method = task, seed, method
+
+def config_for(task: str, seed: int, method: str, budget: int, demos: int):
+  """The run of one table cell (see the module docstring)."""
+  c = get_config()
+  c.task.name, c.seed, c.data.task_seed = task, seed, seed
   c.generator.projection_seed = seed
-  c.task.demos = _DEMOS.value
-  if _SIGMA.value is not None:
-    c.zo.sigma = _SIGMA.value
-  if method == "local_only":  # one client, as many queries as the whole federation
-    c.train.rounds *= c.task.num_clients
+  c.task.demos = demos
+  c.data.num_clients, c.data.train_examples = CLIENTS, CLIENTS * PER_CLIENT
+  c.data.test_examples = 20
+  c.client.batch_size = BATCH
+  c.server.algorithm = method
+  if method in ("fed_bo", "centralized_bo"):
+    points = budget // (CLIENTS * PER_CLIENT)
+    c.train.rounds = points // BO_BATCH
+    c.bo.batch = BO_BATCH
+    c.bo.initial = max(1, round(points / 3 / BO_BATCH)) * BO_BATCH
+    c.bo.score_vectors = "examples" if method == "centralized_bo" else "clients"
+  else:
+    c.train.rounds = budget // (CLIENTS * 2 * BATCH)  # SPSA: 2 candidates a step
+    c.baselines.local_only = True
+  c.train.eval_every = c.train.rounds
+  c.train.eval_batch_size = 20
   return c
 
 
-def fmt(xs) -> str:
-  return f"{100 * np.mean(xs):.1f} ± {100 * np.std(xs):.1f}"
+def fmt(values) -> str:
+  v = 100 * np.asarray(values, float)
+  return f"{v.mean():.1f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.1f}"
 
 
 def table(rows: list[dict]) -> str:
-  lines = ["| task | method | zero-shot (z = 0) | found | train queries | generations |",
-           "|---|---|---|---|---|---|"]
+  lines = ["| task | method | zero-shot (z = 0) | found | training rows | LLM requests | "
+           "generations | seeds |", "|---|---|---|---|---|---|---|---|"]
   for task in dict.fromkeys(r["task"] for r in rows):
-    for method in _METHODS:
+    for method in (*METHODS, "local_only"):
       rs = [r for r in rows if r["task"] == task and r["method"] == method]
-      if rs:
-        lines.append(f"| {task} | {method} | {fmt([r['zero_shot_test_score'] for r in rs])} | "
-                     f"{fmt([r['test_score'] for r in rs])} | "
-                     f"{np.mean([r['train_queries'] for r in rs]):.0f} | "
-                     f"{np.mean([r['generations'] for r in rs]):.0f} |")
+      if not rs:
+        continue
+      lines.append(f"| {task} | {method} | {fmt([r['zero_shot'] for r in rs])} | "
+                   f"{fmt([r['found'] for r in rs])} | "
+                   f"{np.mean([r['training_rows'] for r in rs]):.0f} | "
+                   f"{np.mean([r['llm_requests'] for r in rs]):.0f} | "
+                   f"{np.mean([r['generations'] for r in rs]):.0f} | {len(rs)} |")
   return "\n".join(lines) + "\n"
+
+
+def rows_of(task: str, seed: int, method: str, summary: dict, seconds: float) -> list[dict]:
+  """The table rows of one run (``fedbbpt`` also gives the local-only baseline's)."""
+  out = [{"task": task, "seed": seed, "method": method, "zero_shot": summary["zero_shot_accuracy"],
+          "found": summary["final_accuracy"], "training_rows": summary["black_box_queries"],
+          "llm_requests": summary["llm_requests"], "generations": summary["generations"],
+          "instruction": summary["instruction"], "seconds": round(seconds, 1)}]
+  if summary.get("local_only_accuracy") is not None:
+    out.append({**out[0], "method": "local_only", "found": summary["local_only_accuracy"],
+                "training_rows": summary["local_only_black_box_queries"],
+                "instruction": None})
+  return out
 
 
 def main(argv):
@@ -81,15 +113,15 @@ def main(argv):
         if (task, seed, method) in done:
           continue
         start = time.time()
-        s = run_instruction(config_for(task, seed, method),
-                            os.path.join(_WORKDIR.value, f"{task}_{seed}_{method}"))
-        s.update(seed=seed, seconds=round(time.time() - start, 1))
-        rows.append(s)
+        summary = run(config_for(task, seed, method, _BUDGET.value, _DEMOS.value),
+                      os.path.join(_WORKDIR.value, f"{task}_{seed}_{method}"))
+        new = rows_of(task, seed, method, summary, time.time() - start)
+        rows.extend(new)
         with open(out, "w") as f:
           json.dump(rows, f, indent=1)
-        print(f"{task} seed {seed} {method}: {100 * s['zero_shot_test_score']:.1f} -> "
-              f"{100 * s['test_score']:.1f} ({s['train_queries']} queries, {s['seconds']} s) "
-              f"{s['instruction']!r}", flush=True)
+        print(f"{task} seed {seed} {method}: {100 * new[0]['zero_shot']:.1f} -> "
+              f"{100 * new[0]['found']:.1f}% ({new[0]['training_rows']} rows, "
+              f"{new[0]['seconds']} s) {new[0]['instruction']!r}", flush=True)
   with open(os.path.join(_WORKDIR.value, "table.md"), "w") as f:
     f.write(table(rows))
   print(table(rows))

@@ -1,7 +1,8 @@
 """Federated algorithms: the contract and its registry, client steps, aggregation.
 
 Importing this package registers the built-in algorithms (``fedbbpt``, ``fedone``,
-``centralized``, ``fedbpt``, the decentralized ``dfedsam`` and the ``local_only`` baseline), the
+``centralized``, ``fedbpt``, the decentralized ``dfedsam``, the Bayesian-optimisation ``fed_bo`` and
+``centralized_bo``, and the ``local_only`` baseline), the
 aggregators (``weighted_mean``, the robust ``median``, ``trimmed_mean``, ``norm_bounded_mean``,
 ``krum``, ``multi_krum``, and ``dp_gaussian``: DP-FedAvg, ``federated.aggregation.privacy``
 accounts for it) and the client/server optimizers. The sub-packages: ``algorithms`` (the
@@ -19,7 +20,8 @@ from fedbbpt_jax.federated.algorithms.algorithm import (ALGORITHMS, Algorithm, A
                                                         algorithms_applying,
                                                         algorithms_applying_aggregator,
                                                         algorithms_with_seed_uploads,
-                                                        make_algorithm, register_algorithm,
+                                                        make_algorithm, refuse_host_server,
+                                                        register_algorithm,
                                                         server_algorithm_names, simulated_round,
                                                         with_faults)
 from fedbbpt_jax.federated.aggregation import robust_aggregators  # registers median, krum, ...
@@ -27,6 +29,7 @@ from fedbbpt_jax.federated.simulated_faults.attacks import ATTACK_KINDS, flip_la
 from fedbbpt_jax.federated.simulated_faults.faults import (fault_summary, label_flip_ids,
                                                            make_upload_faults)
 from fedbbpt_jax.federated.algorithms.centralized import centralized_steps, make_centralized
+from fedbbpt_jax.federated.algorithms.bayes_opt import BOState, make_bayes_opt
 from fedbbpt_jax.federated.algorithms.client import (SCHEDULES, ClientOutput, StepHooks,
                                                      make_local_step, make_local_update,
                                                      nonfinite_as_worst, small_client_warning)
@@ -45,7 +48,8 @@ from fedbbpt_jax.federated.algorithms.server import ServerState, sample_cohort
 from fedbbpt_jax.federated.topology import TOPOLOGIES
 
 __all__ = ["AGGREGATORS", "ALGORITHMS", "ATTACK_KINDS", "Aggregated", "Algorithm",
-           "AlgorithmContext", "AlgorithmSpec", "CLIENT_OPTIMIZERS", "ClientData",
+           "AlgorithmContext", "AlgorithmSpec", "BOState", "make_bayes_opt", "CLIENT_OPTIMIZERS",
+           "ClientData",
            "ClientOutput", "FederatedAlgorithm", "RoundCost", "SCHEDULES",
            "SERVER_OPTIMIZERS", "SeedUpload", "ServerState", "StepHooks", "TOPOLOGIES", "UPLOADS",
            "aggregators_of", "algorithms_applying", "algorithms_applying_aggregator",
@@ -55,7 +59,7 @@ __all__ = ["AGGREGATORS", "ALGORITHMS", "ATTACK_KINDS", "Aggregated", "Algorithm
            "make_client_optimizer", "make_dfedsam", "make_dp_gaussian", "make_fedbbpt",
            "make_fedbpt", "make_fedone", "make_local_only", "make_local_step",
            "make_local_update", "make_seed_local_update", "make_server_optimizer",
-           "make_upload_faults", "nonfinite_as_worst", "register_algorithm",
+           "make_upload_faults", "nonfinite_as_worst", "refuse_host_server", "register_algorithm",
            "register_configured", "robust_aggregators", "sample_cohort", "seed_estimators",
            "server_algorithm_names", "simulated_round",
            "small_client_warning", "weighted_mean", "with_faults"]

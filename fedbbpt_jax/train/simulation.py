@@ -44,7 +44,9 @@ class SimulatedRounds(RoundExecutor):
     self.backend = exp.config.parallel.backend
     self.refreshing = bool(schedules[0].rounds)
     self._state, self.clients = placed((states[0], exp.clients), self.backend)
-    self.step = rounds_runner(task_round(exp), self.backend)
+    # A server step on the host (BO's GP fit) runs eagerly around its jitted client step.
+    self.step = rounds_runner(task_round(exp),
+                              "loop" if exp.algorithm.host_server else self.backend)
 
   def state(self, i: int) -> Any:
     return self._state

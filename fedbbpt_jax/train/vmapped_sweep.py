@@ -29,6 +29,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from fedbbpt_jax.core import ConfigError
+from fedbbpt_jax.federated import refuse_host_server
 from fedbbpt_jax.tasks import task_state
 from fedbbpt_jax.tasks.evaluation import Evaluator
 from fedbbpt_jax.train.baselines import local_only_fields
@@ -111,6 +113,10 @@ def check_members(configs: Sequence[ml_collections.ConfigDict]) -> list[str]:
         "config.attack.kind='label_flip' poisons the data of each seed's own malicious "
         "clients at build time, and a vmapped sweep shares one data set: run the seeds "
         "separately")
+  try:
+    refuse_host_server(configs[0], "a vmapped sweep")
+  except ConfigError as e:
+    raise SweepMismatchError(str(e)) from e
   backend = configs[0].parallel.backend
   if backend not in SWEEP_BACKENDS:
     raise SweepMismatchError(f"config.parallel.backend={backend!r}: a vmapped sweep needs one "

@@ -56,11 +56,11 @@ def test_text_seeds_refuses_an_ignored_dp_setting_in_one_line(tmp_path):
   assert not os.path.exists(tmp_path / "w" / "seed_0")
 
 
-def test_instruct_refuses_an_unknown_aggregator_in_one_line(tmp_path):
-  out = launch("instruct", "--config=configs/instruction.py:smoke", f"--workdir={tmp_path / 'w'}",
+def test_an_unknown_aggregator_is_refused_in_one_line(tmp_path):
+  out = launch("train", "--config=configs/instruction.py:smoke", f"--workdir={tmp_path / 'w'}",
                "--config.server.aggregator=averaged")
-  assert_one_line_refusal(out, "config.server.aggregator='averaged' is not a registered "
-                               "aggregator; choose one of ['dp_gaussian', 'krum', 'median', "
+  assert_one_line_refusal(out, "config.server.aggregator='averaged' is not one of "
+                               "['dp_gaussian', 'krum', 'median', "
                                "'multi_krum', 'norm_bounded_mean', 'trimmed_mean', "
                                "'weighted_mean'], or register your own in a module of yours "
                                "(from fedbbpt_jax.federated import AGGREGATORS; "

@@ -160,6 +160,6 @@ def test_a_registered_algorithm_checks_its_config(largest_client):
 
 def test_an_unknown_algorithm_lists_the_registered_ones():
   with pytest.raises(ConfigError, match=r"config.server.algorithm='largest_client' is not one "
-                                        r"of \['centralized', 'dfedsam', 'fedbbpt', 'fedbpt', "
-                                        r"'fedone'\]"):
+                                        r"of \['centralized', 'centralized_bo', 'dfedsam', "
+                                        r"'fed_bo', 'fedbbpt', 'fedbpt', 'fedone'\]"):
     validate_config(with_overrides(get_config("smoke"), server__algorithm="largest_client"))

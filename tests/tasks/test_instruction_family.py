@@ -1,5 +1,5 @@
 """The instruction family through the generic training loop (``task.family='instruction'``,
-``configs/instruction_train.py``) on a tiny GPT-2 made in the test as generator and
+``configs/instruction.py``) on a tiny GPT-2 made in the test as generator and
 black-box LLM: the black box scores exactly as the host-side scorer does, once per
 (instruction, example); traced (jit + vmap over clients) equals eager; a run trains,
 describes its instruction, resumes bit-exactly; the median aggregator moves z by the
@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs.instruction_train import get_config
+from configs.instruction import get_config
 from fedbbpt_jax.blackbox import QueryBudgetExceeded
 from fedbbpt_jax.blackbox.counting import CountingBlackBox
 from fedbbpt_jax.blackbox.llm_local import LocalChatLLM

@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from configs.instruction_train import get_config
+from configs.instruction import get_config
 from fedbbpt_jax.train import run
 from tests.helpers.overrides import with_overrides
 from tests.helpers.tiny_gpt2 import write_tiny_gpt2

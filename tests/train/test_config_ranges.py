@@ -19,12 +19,12 @@ import re
 import ml_collections
 import pytest
 
-from configs import drug_minilm, fmnist_effnet, glue_roberta, instruction_train
+from configs import drug_minilm, fmnist_effnet, glue_roberta, instruction
 from fedbbpt_jax.core import MAX_SEED, ConfigError, check_number, range_text
 from fedbbpt_jax.train import validate_config
 
 CONFIGS = {"image": fmnist_effnet, "text": drug_minilm, "glue": glue_roberta,
-           "instruction": instruction_train}
+           "instruction": instruction}
 MODES = {
     "image": ("", "smoke", "dfedsam"),
     "text": ("", "sentiment", "smoke", "soft", "soft_smoke", "dfedsam"),

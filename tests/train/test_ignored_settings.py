@@ -21,7 +21,8 @@ from fedbbpt_jax.train import validate_config
 from tests.helpers.overrides import with_overrides
 
 # What an algorithm needs to validate at all (fedbpt runs CMA-ES); 5 clients for Krum.
-NEEDS = {"fedbpt": dict(zo__estimator="cma_es", zo__num_directions=4)}
+NEEDS = {"fedbpt": dict(zo__estimator="cma_es", zo__num_directions=4),
+         "fed_bo": dict(server__cohort_size=0), "centralized_bo": dict(server__cohort_size=0)}
 
 
 def smoke(**overrides):
@@ -43,7 +44,7 @@ def leaves(config, prefix):
 def test_the_declared_defaults_are_those_of_configs_common():
   blocks = ml_collections.ConfigDict({
       "server": common.server(), "decentralized": common.decentralized(),
-      "attack": common.attack(), "data": common.partition(num_clients=1)})
+      "attack": common.attack(), "data": common.partition(num_clients=1), "bo": common.bo()})
   for name, field, default in declared_reads():
     value = get_field(blocks, field)
     assert (value, type(value)) == (default, type(default)), (name, field)
@@ -69,9 +70,9 @@ def test_which_algorithms_apply_an_aggregator_is_what_validation_accepts():
         assert "config.server.aggregator=" in str(e), str(e)  # refused for the pair only
       pairs += 1
     assert tuple(accepted) == algorithms_applying(aggregator), aggregator
-  assert pairs == len(AGGREGATORS) * len(server_algorithm_names()) == 35
+  assert pairs == len(AGGREGATORS) * len(server_algorithm_names()) == 49
   assert algorithms_applying("dp_gaussian") == ("fedbbpt",)
-  assert algorithms_applying("median") == ("dfedsam", "fedbbpt")
+  assert algorithms_applying("median") == ("dfedsam", "fed_bo", "fedbbpt")
 
 
 def test_dp_with_an_algorithm_that_ignores_aggregators_says_what_to_set_and_that_works():

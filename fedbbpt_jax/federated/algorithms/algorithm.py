@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from fedbbpt_jax.core import Registry
+from fedbbpt_jax.core import ConfigError, Registry
 from fedbbpt_jax.data.clients import ClientData
 from fedbbpt_jax.federated.aggregation.aggregators import AGGREGATORS, DEFAULT_AGGREGATOR
 from fedbbpt_jax.federated.algorithms.client import CandidateLosses, make_local_update
@@ -51,6 +51,7 @@ PyTree = Any
 BASELINE = "baseline"  # tag of algorithms that run as a baseline, not as server.algorithm
 APPLIES_AGGREGATOR = "applies_aggregator"  # tag: the server combines uploads with server.aggregator
 SEED_UPLOADS = "seed_uploads"  # tag: runs with client.upload='seeds' (seed_uploads.py)
+HOST_SERVER = "host_server"  # tag: its server step runs on the host (``Algorithm.host_server``)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +87,10 @@ class Algorithm(NamedTuple):
 
   ``apply(state, data, key, hparams) -> (state, metrics)``: ``data`` holds every client
   (leading client axis), ``key`` is the run's root key; the round's randomness is
-  ``fold_in(key, state.round)``.
+  ``fold_in(key, state.round)``. ``host_server``: the server step runs on the host (e.g.
+  a GP fit, ``bayes_opt.py``), so ``apply`` is called eagerly around its jitted client
+  step, and what must trace the server step (a vmapped sweep, a deployment's jitted server
+  step) refuses the algorithm.
   """
 
   name: str
@@ -104,6 +108,7 @@ class Algorithm(NamedTuple):
   summary: dict = {}
   backend: str = "vmap"
   receive: Callable[..., Any] | None = None
+  host_server: bool = False
 
 
 FederatedAlgorithm = Algorithm  # the earlier name
@@ -316,7 +321,8 @@ def register_algorithm(name: str, build: Callable[[AlgorithmContext], Algorithm]
                        check_fields: Callable[[Any], None] | None = None,
                        seed_uploads: bool = False, aggregators: Sequence[str] | None = None,
                        aggregator_role: str = DEFAULT_ROLE,
-                       reads: Mapping[str, Any] | None = None, display_name: str = "") -> None:
+                       reads: Mapping[str, Any] | None = None, display_name: str = "",
+                       host_server: bool = False) -> None:
   """Registers an algorithm; ``baseline`` ones are not offered as ``server.algorithm``;
   ``applies_aggregator``: its server combines the uploads with ``server.aggregator``
   (``aggregators``: only these ones; implies ``applies_aggregator``); ``seed_uploads``:
@@ -330,6 +336,7 @@ def register_algorithm(name: str, build: Callable[[AlgorithmContext], Algorithm]
                        display_name)
   tags = ((BASELINE,) if baseline else ()) + ((APPLIES_AGGREGATOR,) if applies_aggregator else ())
   tags += (SEED_UPLOADS,) if seed_uploads else ()
+  tags += (HOST_SERVER,) if host_server else ()
   ALGORITHMS.register(name, spec, tags=tags, overwrite=overwrite, reads=reads)
 
 
@@ -356,6 +363,16 @@ def aggregators_of(algorithm: str) -> tuple[str, ...]:
 def algorithms_applying(aggregator: str) -> tuple[str, ...]:
   """The ``server.algorithm`` values that apply ``aggregator`` (from the registries)."""
   return tuple(name for name in server_algorithm_names() if aggregator in aggregators_of(name))
+
+
+def refuse_host_server(config: Any, where: str) -> None:
+  """``ConfigError`` when ``config.server.algorithm`` runs its server step on the host and
+  ``where`` (a vmapped sweep, a deployment) must trace it."""
+  name = config.server.algorithm
+  if name in ALGORITHMS.names() and HOST_SERVER in ALGORITHMS.tags(name):
+    raise ConfigError(f"config.server.algorithm={name!r} runs its server step on the host "
+                      f"(e.g. a GP fit), which {where} cannot trace; run it as a plain "
+                      "simulation (experiments.train), one seed per run")
 
 
 def algorithms_with_seed_uploads() -> tuple[str, ...]:

@@ -1,11 +1,7 @@
-"""Checks every field of an instruction config before anything is loaded: each failure a
-``ConfigError`` naming the field, its value and the allowed range.
-
-``check_instruction_config``: the host-side searches' config (``configs/instruction.py``,
-``experiments.instruct``; ``server.aggregator`` is checked where it is resolved, with
-the ``federated`` registry). ``check_instruction_family_config``: the family's own fields
-in an ``experiments.train`` config (``configs/instruction_train.py``). Model paths are
-checked when the models are loaded.
+"""Checks the instruction family's own fields of an ``experiments.train`` config
+(``configs/instruction.py``) before anything is loaded: each failure a ``ConfigError``
+naming the field, its value and the allowed range. The generic fields are checked by
+``train``; model paths when the models are loaded.
 """
 
 from __future__ import annotations
@@ -18,9 +14,6 @@ from fedbbpt_jax.core.fields import (check_choice, check_number, check_registere
 from fedbbpt_jax.tasks.instruction.rule_tasks import RULES
 from fedbbpt_jax.tasks.instruction.scorers import SCORERS
 from fedbbpt_jax.zo import CONTINUOUS, ESTIMATORS
-
-METHODS = ("federated", "local_only", "bo")
-
 
 def check_task_fields(config: Any) -> None:
   """``task.*``: the task, its scorer, the exemplars and the execution demonstrations."""
@@ -50,36 +43,14 @@ def check_llm_fields(config: Any, section: str) -> None:
   if url and not url.startswith(("http://", "https://")):
     raise ConfigError(f"config.{section}.url={url!r} must be '' (the local model_path) or an "
                       "http:// or https:// OpenAI-compatible endpoint")
-  for field in ("max_tokens", "max_batch") + (("max_concurrency",) if section == "llm" else ()):
+  for field in ("max_tokens", "max_batch", "max_concurrency"):
     check_number(config, f"{section}.{field}", low=1, integer=True)
   check_number(config, f"{section}.budget_tokens", low=0, integer=True, hint="0 = unlimited")
 
 
-def check_instruction_config(config: Any) -> None:
-  """The host-side searches' config: raises ``ConfigError`` for the first field out of
-  range (see the module docstring)."""
-  check_choice(config, "method", METHODS)
-  check_number(config, "seed", low=0, integer=True)
-  check_task_fields(config)
-  for field in ("task.examples_per_client", "task.num_clients", "task.test_examples"):
-    check_number(config, field, low=1, integer=True)
-  check_generator_fields(config, path_required=False)
-  check_llm_fields(config, "blackbox")
-  check_registered(config, "zo.estimator", ESTIMATORS, CONTINUOUS)
-  check_number(config, "zo.num_directions", low=1, integer=True)
-  check_number(config, "zo.sigma", low=0, low_inclusive=False)
-  check_number(config, "zo.lr", low=0, low_inclusive=False)
-  check_number(config, "train.rounds", low=1, integer=True)
-  check_number(config, "train.local_steps", low=1, integer=True)
-  check_string(config, "server.aggregator", non_empty=True)
-  check_number(config, "bo.initial", low=2, integer=True, hint="the GP needs two points")
-  check_number(config, "bo.iterations", low=0, integer=True)
-  check_number(config, "bo.batch", low=1, integer=True)
-
-
 def check_instruction_family_config(config: Any) -> None:
   """The instruction family's own fields of a ``experiments.train`` config
-  (``configs/instruction_train.py``; the generic fields are checked by ``train``)."""
+  (``configs/instruction.py``; the generic fields are checked by ``train``)."""
   check_choice(config, "data.partition", ("iid",))  # every label is 1: label skew is void
   check_number(config, "data.train_examples", low=1, integer=True)
   check_number(config, "data.test_examples", low=1, integer=True,

@@ -1,12 +1,12 @@
 """InstructZero's BO on tinygp: the instruction-coupled GP posterior equals the closed
 form; EI golden values; the loop spends exactly its evaluations and finds the optimum
-of a smooth score; end to end with the tiny generator and a black-box LLM."""
+of a smooth score."""
 
 import jax.numpy as jnp
 import numpy as np
 from scipy.stats import norm as np_norm
 
-from fedbbpt_jax.tasks.instruction.bayes_opt import (GPParams, build_gp, expected_improvement,
+from fedbbpt_jax.zo.bayes_opt import (GPParams, build_gp, expected_improvement,
                                                      optimize, sobol_design)
 
 
