@@ -31,8 +31,11 @@ def plot_accuracy(rows: list[dict], path: str, zero_shot: float | None = None,
               marker="o", label=f"{method} (global generator)")
     if federated:
       xs = [r[key] for r in federated]
-      ax.plot(xs, [100 * r["fed_test_accuracy"] for r in federated], marker="s",
-              color="tab:green", label="federated (clients' test splits)")
+      # Dashed, hollow markers: the pooled curve often lies on the central one (the
+      # splits together are the central test set).
+      ax.plot(xs, [100 * r["fed_test_accuracy"] for r in federated], marker="s", ls="--",
+              markerfacecolor="none", color="tab:green",
+              label="federated (clients' test splits, pooled)")
       ax.fill_between(xs, [100 * r["fed_test_client_accuracy_min"] for r in federated],
                       [100 * r["fed_test_client_accuracy_max"] for r in federated],
                       color="tab:green", alpha=0.15, label="worst to best client")
