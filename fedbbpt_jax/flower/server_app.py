@@ -231,7 +231,9 @@ def main(grid: Grid, context: Context) -> None:
   summary = run_deployment(PromptGrid(grid), config, settings,
                            log=lambda s: print(s, flush=True))
   accuracy = summary["final_accuracy"]  # None when only the clients test (federated)
+  where = ""
   if accuracy is None:
-    accuracy = summary["final_fed_test_accuracy"]
-  print(f"final accuracy {100 * accuracy:.2f}% after {summary['rounds']} "
+    accuracy, where = summary.get("final_fed_test_accuracy"), " (clients' test splits)"
+  accuracy_text = "n/a" if accuracy is None else f"{100 * accuracy:.2f}%"
+  print(f"final accuracy {accuracy_text}{where} after {summary['rounds']} "
         f"rounds; records in {settings.workdir}", flush=True)

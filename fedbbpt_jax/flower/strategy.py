@@ -16,14 +16,14 @@ A simulated round is ``select -> broadcast -> run_cohort(client_update) -> [rece
   the parameters and the server optimizer state.
 
 The strategy holds the ``ServerState`` (parameters, server optimizer state, round);
-the ``ArrayRecord`` it returns is the new global generator.
+the ``ArrayRecord`` it returns is the new global generator. With ``download='seeds'``
+it also keeps every round's seed uploads and sends nodes those instead of the model
+(``seed_download.py``).
 
 Federated evaluation (``train.evaluation`` 'federated' or 'both'): ``configure_evaluate``
 sends every connected node the global model; ``aggregate_evaluate`` reads the replies'
 sums (``evaluation_wire.py``) into ``last_test_sums``, the clients that answered in
-partition order. With ``download='seeds'``
-it also keeps every round's seed uploads and sends nodes those instead of the model
-(``seed_download.py``).
+partition order.
 """
 
 from __future__ import annotations

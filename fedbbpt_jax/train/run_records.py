@@ -31,8 +31,8 @@ from fedbbpt_jax.train.build import Experiment, raise_blackbox_error
 from fedbbpt_jax.train.checkpoint import (CheckpointReadError, NoReadableCheckpoint,
                                           RoundCheckpointer)
 from fedbbpt_jax.train.plots import plot_accuracy
-from fedbbpt_jax.train.round_metrics import federated_summary_fields
-from fedbbpt_jax.train.round_metrics import final_metric_fields, round_metric_columns
+from fedbbpt_jax.train.round_metrics import (federated_summary_fields, final_metric_fields,
+                                             round_metric_columns)
 from fedbbpt_jax.train.summary_table import method_name
 
 

@@ -17,7 +17,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from configs.fmnist_effnet import get_config
 from fedbbpt_jax.core import ConfigError
 from fedbbpt_jax.data import local_test_parts, make_partition
-from fedbbpt_jax.train import run, validate_config
+from fedbbpt_jax.train import records, run, validate_config
 from fedbbpt_jax.train.build import build_experiment
 from fedbbpt_jax.train.checkpoint import RoundCheckpointer
 from fedbbpt_jax.train.client_tests import SimulatedClientTests
@@ -182,3 +182,16 @@ def test_federated_only_tests_on_the_clients_alone(runs):
   assert summary["final_accuracy"] is None and summary["best_accuracy"] is None
   assert summary["final_fed_test_accuracy"] == rows[0]["fed_test_accuracy"]
   assert os.path.getsize(os.path.join(workdir, "accuracy.png")) > 0
+
+
+def test_a_run_recorded_before_the_field_existed_resumes(tmp_path):
+  """``train.evaluation`` may differ on resume (``records.RESUMABLE_FIELDS``): a workdir
+  whose config.json has no such field (written before it existed) takes the new config."""
+  config = smoke()
+  old = json.loads(config.to_json())
+  del old["train"]["evaluation"]
+  (tmp_path / "config.json").write_text(json.dumps(old))
+  records.check_or_write_config(str(tmp_path), config)  # no ValueError
+  assert json.loads((tmp_path / "config.json").read_text())["train"]["evaluation"] == "central"
+  with pytest.raises(ValueError, match=r"a different config \(seed: 0 -> 1\)"):
+    records.check_or_write_config(str(tmp_path), smoke(seed=1))  # other fields still refused
