@@ -167,6 +167,9 @@ def train(*, rounds: int, eval_every: int, eval_batch_size: int) -> ml_collectio
   t.rounds = rounds
   t.eval_every = eval_every              # test every this many rounds (and after the last)
   t.eval_batch_size = eval_batch_size
+  # 'central' (the server's test set) | 'federated' (every client scores the global model
+  # on its local test split and sends sums: fed_test_* columns) | 'both'
+  t.evaluation = "central"
   t.init_noise = 0.0                     # relative noise on the initial prompt parameters
   #                                        (robustness check: 1e-6 is another CPU's rounding)
   return t

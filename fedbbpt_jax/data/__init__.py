@@ -9,8 +9,10 @@ from fedbbpt_jax.data.image_decoding import (ImageDecodeError, clip_resize_crop,
                                              to_unit_float)
 from fedbbpt_jax.data.labelled_images import ImageSplit, LabelledImages
 from fedbbpt_jax.data.tfds_images import TFDS_LAYOUTS, TfdsLayout, TfdsLayoutError, open_tfds
-from fedbbpt_jax.data.clients import (TEST_SUBSET_SEED, ClientData, client_data, client_parts,
-                                      describe_test_subset, test_subset, test_subset_indices)
+from fedbbpt_jax.data.clients import (LOCAL_TEST_STREAM, TEST_SUBSET_SEED, ClientData,
+                                      client_data, client_parts, describe_test_subset,
+                                      local_test_parts, local_test_seed, test_subset,
+                                      test_subset_indices)
 from fedbbpt_jax.data.digits import load_digits_dataset
 from fedbbpt_jax.data.drug_reviews import load_drug_reviews
 from fedbbpt_jax.data.text_datasets import TextClassificationData
@@ -71,6 +73,9 @@ __all__ = [
     "describe_test_subset",
     "k_shot_per_class",
     "label_histograms",
+    "LOCAL_TEST_STREAM",
+    "local_test_parts",
+    "local_test_seed",
     "load_digits_dataset",
     "load_drug_reviews",
     "load_fashion_mnist",

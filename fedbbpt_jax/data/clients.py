@@ -1,4 +1,5 @@
-"""Federated client data: partition -> cap -> pack -> ``ClientData``, and the test subset.
+"""Federated client data: partition -> cap -> pack -> ``ClientData``, the test subset,
+and the clients' local test splits.
 
 Every task family turns its training examples into clients the same way, so the
 steps live here once:
@@ -6,6 +7,7 @@ steps live here once:
     parts = client_parts(train_y, config.data)          # partition + per-client cap
     clients = client_data(train_x, train_y, parts)      # [C, max_n, ...] + true sizes
     test_x, test_y = test_subset(test_x, test_y, config.data.test_examples)
+    local = local_test_parts(test_y, config.data)       # federated evaluation's splits
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from fedbbpt_jax.core import ConfigError
 from fedbbpt_jax.data.partition import make_partition, pack_clients
 
 TEST_SUBSET_SEED = 0  # the fixed test subset is the same for every run and seed
+# The local test splits draw from their own stream of ``data.partition_seed``
+# (``local_test_seed``), never from the training partition's.
+LOCAL_TEST_STREAM = 1
 
 
 @struct.dataclass
@@ -97,3 +103,39 @@ def describe_test_subset(dataset: str, num_examples: int, split_size: int) -> st
     return f"{dataset} test, all {num_examples} examples"
   return (f"{dataset} test, fixed subset of {num_examples} of {split_size} "
           f"(permutation seed {TEST_SUBSET_SEED})")
+
+
+def local_test_seed(partition_seed: int) -> int:
+  """The seed of the local test splits: stream ``LOCAL_TEST_STREAM`` of ``partition_seed``
+  (a ``numpy.random.SeedSequence`` child), independent of the training partition's draw."""
+  sequence = np.random.SeedSequence(int(partition_seed), spawn_key=(LOCAL_TEST_STREAM,))
+  return int(sequence.generate_state(1)[0])
+
+
+def local_test_parts(test_y: np.ndarray, data_cfg: Any) -> list[np.ndarray]:
+  """Every client's local test split: rows of the test set ``test_y``, by the training
+  partition's rule on its own seed stream.
+
+  The reproduction convenience of federated evaluation: a simulated (or reproduced)
+  client holds the share of the run's test set that ``data.partition`` (with
+  ``data.dirichlet_alpha`` or ``data.shards_per_client``) gives it from
+  ``local_test_seed(data.partition_seed)``; ``data.examples_per_client`` (a cap on
+  training examples) does not apply. The splits are disjoint, sorted, and their union is
+  every row of ``test_y``, so their pooled counts are a re-grouping of the central test set.
+
+  Raises:
+    ConfigError: the test set cannot be split so (e.g. fewer rows than clients), naming
+      ``data.test_examples`` and ``data.num_clients``.
+  """
+  test_y = np.asarray(test_y)
+  try:
+    return make_partition(data_cfg.partition, test_y.astype(np.int64), data_cfg.num_clients,
+                          local_test_seed(data_cfg.partition_seed),
+                          alpha=data_cfg.dirichlet_alpha,
+                          shards_per_client=data_cfg.shards_per_client)
+  except ValueError as e:
+    raise ConfigError(
+        f"federated evaluation (config.train.evaluation) splits the {len(test_y)} test "
+        f"examples (config.data.test_examples={data_cfg.get('test_examples', 0)}) among "
+        f"config.data.num_clients={data_cfg.num_clients} clients by "
+        f"config.data.partition={data_cfg.partition!r}, which fails: {e}") from e

@@ -29,3 +29,10 @@ def query(message: Message, context: Context) -> Message:
   node = node_settings(context.node_config)
   return Message(RecordDict({M.NODE: MetricRecord({M.PARTITION_ID: node.partition_id})}),
                  reply_to=message)
+
+
+@app.evaluate()
+def evaluate(message: Message, context: Context) -> Message:
+  """Federated evaluation: the global model on this node's local test split (sums only)."""
+  from fedbbpt_jax.flower.node_evaluation import evaluate_reply  # pylint: disable=import-outside-toplevel
+  return evaluate_reply(message, context.node_config)

@@ -17,10 +17,17 @@ Train reply (node -> server):
   ``REPORT``: ``MetricRecord`` with ``partition-id``, ``num-examples``, the query-meter
   increments of its activation and ``train-seconds``.
 Query message (server -> node, discovery): empty; reply ``NODE`` with ``partition-id``.
+Evaluate message (server -> every connected node, ``train.evaluation`` 'federated' or
+'both', after the rounds it tests): ``GLOBAL`` (the global model,
+``algorithm.model(state)``) and ``RUN`` as in a train message; reply ``TEST_SUMS``: a
+``MetricRecord`` with ``partition-id``, ``num-examples``, ``loss-sum``, the ``[C, C]``
+confusion matrix sparse (``confusion-cells``: flat indices ``true * C + predicted`` of its
+non-zero cells, ``confusion-counts``) and ``eval-seconds`` (``evaluation_wire.py``).
 """
 
 GLOBAL, RUN, UPLOAD, REPORT, NODE = "global", "run", "upload", "report", "node"
 STATE, HISTORY, STATE_ROUND, PARAMS_CHECK = "state", "history", "state-round", "params-check"
 CONFIG_JSON, ROUND, REFRESH_ROUND, FILE_PREFIX = "config-json", "round", "refresh-round", "file:"
 PARTITION_ID = "partition-id"
-TRAIN, QUERY = "train", "query"
+TRAIN, QUERY, EVALUATE = "train", "query", "evaluate"
+TEST_SUMS = "test-sums"

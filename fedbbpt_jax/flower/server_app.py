@@ -8,7 +8,9 @@ derives the task's set-up, e.g. the label mapping, and ships the files to the no
 discovers which node holds which partition, restores the last complete round if the
 workdir has one, then for every round sends the cohort its work through
 ``FedBBPTStrategy``, aggregates what came back within ``round-timeout``, evaluates on
-its test set and checkpoints. Rerunning ``flwr run`` with the same ``workdir`` resumes.
+its test set (and, with ``train.evaluation`` 'federated' or 'both', asks every connected
+node to test the global model on its local test split and adds their sums) and
+checkpoints. Rerunning ``flwr run`` with the same ``workdir`` resumes.
 The ServerApp looks for replies every ``POLL_SECONDS`` (``PromptGrid``), so a round
 ends as soon as its last reply is in.
 
@@ -40,6 +42,7 @@ from fedbbpt_jax.flower import messages as M
 from fedbbpt_jax.flower.seed_download import check_seed_download
 from fedbbpt_jax.flower.settings import RunSettings, load_config, run_settings
 from fedbbpt_jax.flower.strategy import FedBBPTStrategy
+from fedbbpt_jax.tasks.federated_evaluation import ClientTestSums
 from fedbbpt_jax.train.driver import RoundExecutor, RoundOutcome, drive
 from fedbbpt_jax.train.run_records import last_saved
 from fedbbpt_jax.train.task_schedule import TaskSchedule
@@ -198,6 +201,17 @@ class GridRounds(RoundExecutor):
     return [RoundOutcome(strategy.state, m, strategy.last_counters,
                          {"nodes_missing": len(strategy.cohort) - int(m["survivors"])})]
 
+  def evaluate_clients(self, r: int, exps: list[Any], members: list[int]
+                       ) -> dict[int, ClientTestSums]:
+    """Every connected node tests the global model on its local test split; the sums of
+    those that answered within ``round-timeout``."""
+    strategy = self.strategy
+    replies = self.grid.send_and_receive(strategy.configure_evaluate(r + 1, None, None,
+                                                                     self.grid),
+                                         timeout=self.settings.round_timeout)
+    strategy.aggregate_evaluate(r + 1, replies)
+    return {i: strategy.last_test_sums for i in members}
+
   def local_only(self, exp: Any, evaluator: Any, todo: list[int], rounds: int,
                  log: Callable[[str], None]) -> None:
     log("local-only baseline skipped: in a deployment it would need every client's data at "
@@ -218,5 +232,10 @@ def main(grid: Grid, context: Context) -> None:
   config = load_config(settings.config, settings.overrides)
   summary = run_deployment(PromptGrid(grid), config, settings,
                            log=lambda s: print(s, flush=True))
-  print(f"final accuracy {100 * summary['final_accuracy']:.2f}% after {summary['rounds']} "
+  accuracy = summary["final_accuracy"]  # None when only the clients test (federated)
+  where = ""
+  if accuracy is None:
+    accuracy, where = summary.get("final_fed_test_accuracy"), " (clients' test splits)"
+  accuracy_text = "n/a" if accuracy is None else f"{100 * accuracy:.2f}%"
+  print(f"final accuracy {accuracy_text}{where} after {summary['rounds']} "
         f"rounds; records in {settings.workdir}", flush=True)

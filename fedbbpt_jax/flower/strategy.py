@@ -19,6 +19,11 @@ The strategy holds the ``ServerState`` (parameters, server optimizer state, roun
 the ``ArrayRecord`` it returns is the new global generator. With ``download='seeds'``
 it also keeps every round's seed uploads and sends nodes those instead of the model
 (``seed_download.py``).
+
+Federated evaluation (``train.evaluation`` 'federated' or 'both'): ``configure_evaluate``
+sends every connected node the global model; ``aggregate_evaluate`` reads the replies'
+sums (``evaluation_wire.py``) into ``last_test_sums``, the clients that answered in
+partition order.
 """
 
 from __future__ import annotations
@@ -37,10 +42,12 @@ from fedbbpt_jax.federated.algorithms.algorithm import (NO_SURVIVORS, SERVER_KEY
 from fedbbpt_jax.federated.algorithms.server import ServerState, round_keys
 from fedbbpt_jax.flower import messages as M
 from fedbbpt_jax.flower.codec import from_array_record, to_array_record
+from fedbbpt_jax.flower.evaluation_wire import client_sums_of
 from fedbbpt_jax.flower.seed_download import (RoundRecord, check_seed_download,
                                               history_bytes, history_record, params_check,
                                               record_of)
 from fedbbpt_jax.flower.settings import config_to_json
+from fedbbpt_jax.tasks.federated_evaluation import ClientTestSums, federated_report
 from fedbbpt_jax.train.build import Experiment
 
 PyTree = Any
@@ -109,6 +116,8 @@ class FedBBPTStrategy(Strategy):
     self.last_metrics: dict[str, Any] = {}
     self.last_counters: dict[str, int] = {}
     self.last_notes: list[str] = []
+    self._evaluating: list[tuple[int, Message]] = []  # (partition id, message) this time
+    self.last_test_sums: ClientTestSums | None = None
 
   def use_task(self, exp: Experiment, setup_files: dict[str, bytes] | None,
                refresh_round: int = -1) -> None:
@@ -139,10 +148,7 @@ class FedBBPTStrategy(Strategy):
                        f"cannot configure round {server_round}")
     self.cohort = self.sample(round_idx)
     received = self.exp.algorithm.broadcast(self.state)
-    run = {M.CONFIG_JSON: self.config_json, M.ROUND: round_idx,
-           M.REFRESH_ROUND: self.refresh_round,
-           **{M.FILE_PREFIX + k: v for k, v in self.setup_files.items()},
-           **(dict(config) if config else {})}
+    run = self.run_entries(round_idx, config)
     self.sent, self.last_notes, self._messages = {}, [], []
     self._download_bytes = 0
     messages = []
@@ -157,6 +163,13 @@ class FedBBPTStrategy(Strategy):
                               group_id=str(server_round), ttl=self.message_ttl))
       self._messages.append((pid, messages[-1]))
     return messages
+
+  def run_entries(self, round_idx: int, config: ConfigRecord | None = None) -> dict:
+    """The ``RUN`` record's entries of a message for 0-based round ``round_idx``."""
+    return {M.CONFIG_JSON: self.config_json, M.ROUND: round_idx,
+            M.REFRESH_ROUND: self.refresh_round,
+            **{M.FILE_PREFIX + k: v for k, v in self.setup_files.items()},
+            **(dict(config) if config else {})}
 
   def model_content(self, pid: int, round_idx: int, received: Any, run: dict) -> RecordDict:
     """What partition ``pid``'s node gets: the global model (``download='dense'``), or
@@ -237,14 +250,57 @@ class FedBBPTStrategy(Strategy):
                if k not in ("cohort", "aggregator") and np.ndim(v) == 0}
     return to_array_record(self.exp.algorithm.model(self.state)), MetricRecord(scalars)
 
-  def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
-                         grid: Grid) -> Iterable[Message]:
-    """No federated evaluation: the server evaluates on its test set."""
-    return []
+  def configure_evaluate(self, server_round: int, arrays: ArrayRecord | None,
+                         config: ConfigRecord | None, grid: Grid) -> Iterable[Message]:
+    """Messages asking every connected node to test the global model after round
+    ``server_round`` (1-based) on its local test split (``node_evaluation.py``).
+
+    ``arrays``/``config`` are Flower's; the model sent is the strategy's state's
+    (``algorithm.model``), dense whatever the run's ``download``.
+    """
+    model = to_array_record(self.exp.algorithm.model(self.state))
+    run = ConfigRecord(self.run_entries(server_round - 1, config))
+    self._evaluating = [
+        (pid, Message(RecordDict({M.GLOBAL: model, M.RUN: run}), dst_node_id=node,
+                      message_type=M.EVALUATE, group_id=f"evaluate-{server_round}",
+                      ttl=self.message_ttl))
+        for pid, node in sorted(self.partitions.items())]
+    return [message for _, message in self._evaluating]
 
   def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]
                          ) -> MetricRecord | None:
-    return None
+    """Reads the nodes' sums into ``last_test_sums``; returns the pooled ``fed_test_*``
+    scalars. A node that failed, answered for another partition, sent counts that do
+    not fit the task, or did not answer is left out, with a logged line."""
+    num_classes = int(self.exp.task.num_classes)
+    asked = {message.metadata.message_id: pid for pid, message in self._evaluating}
+    got: dict[int, ClientTestSums] = {}
+    answered, notes = set(), []
+    for reply in replies:
+      pid = asked.get(reply.metadata.reply_to_message_id)
+      answered.add(pid)
+      where = (f"partition {pid}" if pid is not None
+               else f"node {reply.metadata.src_node_id}")
+      if reply.has_error():
+        notes.append(f"{where}: error {reply.error.code}: {reply.error.reason}")
+        continue
+      try:
+        sums = client_sums_of(reply.content[M.TEST_SUMS], num_classes)
+        if int(sums.partition_ids[0]) != pid:
+          raise ValueError(f"it answered for partition {int(sums.partition_ids[0])}, which "
+                           "was not asked of it")
+      except (KeyError, ValueError) as e:
+        notes.append(f"{where}: test sums refused: {e}")
+        continue
+      got[pid] = sums
+    notes += [f"partition {pid}: no test sums in time"
+              for pid in sorted(set(asked.values()) - answered)]
+    for note in notes:
+      self.log(f"round {server_round} evaluation: {note}")
+    self.last_test_sums = ClientTestSums.concatenate([got[p] for p in sorted(got)],
+                                                     num_classes)
+    return MetricRecord({k: float(v) for k, v in federated_report(self.last_test_sums).items()
+                         if np.ndim(v) == 0})
 
   def summary(self) -> None:
     c = self.exp.config

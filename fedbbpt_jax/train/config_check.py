@@ -55,6 +55,7 @@ from fedbbpt_jax.federated.simulated_faults import faults
 from fedbbpt_jax.federated.aggregation.privacy import check_dp
 from fedbbpt_jax.parallel import BACKENDS
 from fedbbpt_jax.tasks import FAMILIES
+from fedbbpt_jax.tasks.federated_evaluation import EVALUATIONS
 from fedbbpt_jax.zo import ANTITHETIC, ESTIMATORS, EVOLUTION
 
 __all__ = ["ConfigError", "validate_config"]
@@ -230,6 +231,10 @@ def check_loop(config: ml_collections.ConfigDict) -> None:
   check_number(config, "train.rounds", low=1, integer=True)
   check_number(config, "train.eval_every", low=1, integer=True)
   check_number(config, "train.eval_batch_size", low=1, integer=True)
+  if "evaluation" in get_field(config, "train"):
+    check_choice(config, "train.evaluation", EVALUATIONS,
+                 hint="where the global model is tested: the server's test set, the "
+                      "clients' local test splits, or both")
   if "init_noise" in get_field(config, "train"):
     check_number(config, "train.init_noise", low=0, high=0.1,
                  hint="relative noise on the initial prompt parameters")

@@ -8,7 +8,8 @@ step sizes, nothing that changes the program). What executes a round is the
     validate, build, evaluator (prepare)       zero-shot baseline (once, copied)
     per member: records, resume, task schedule
     every round: may it run (DP target)? -> task refresh (the member's own prompt)
-                 -> budget check -> executor.round -> black-box error? -> record
+                 -> budget check -> executor.round -> black-box error?
+                 -> executor.evaluate_clients (train.evaluation, when due) -> record
     local-only baseline (the executor trains it, or cannot)  -> summary, plot
 
 The executors:
@@ -39,9 +40,11 @@ from fedbbpt_jax.federated import small_client_warning
 from fedbbpt_jax.parallel.devices import ensure_cpu_devices
 from fedbbpt_jax.prompts import num_params
 from fedbbpt_jax.tasks.evaluation import Evaluator
+from fedbbpt_jax.tasks.federated_evaluation import ClientTestSums
 from fedbbpt_jax.train import baselines as B
 from fedbbpt_jax.train import records
 from fedbbpt_jax.train.build import Experiment, build_experiment, raise_blackbox_error
+from fedbbpt_jax.train.client_tests import SimulatedClientTests
 from fedbbpt_jax.train.config_check import validate_config
 from fedbbpt_jax.train.run_records import RunRecords, last_saved
 from fedbbpt_jax.train.task_schedule import TaskSchedule
@@ -66,8 +69,11 @@ class RoundExecutor:
 
   The life of an executor: ``check`` (before anything is written), ``start`` (after the
   build, the zero-shot baseline and the resume), then ``round`` once per round, with
-  ``use_task`` before a round whose task a member refreshed; ``local_only`` at the end.
+  ``use_task`` before a round whose task a member refreshed and ``evaluate_clients``
+  after a round the clients test (``train.evaluation``); ``local_only`` at the end.
   """
+
+  _client_tests: SimulatedClientTests | None = None
 
   def check(self, configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence[str]
             ) -> None:
@@ -98,6 +104,17 @@ class RoundExecutor:
     """The local-only baseline fields of the members ``todo`` (None: it cannot be run
     here, logged)."""
     raise NotImplementedError
+
+  def evaluate_clients(self, r: int, exps: list[Experiment], members: list[int]
+                       ) -> dict[int, ClientTestSums]:
+    """The federated evaluation after round ``r + 1`` of the members ``members``: every
+    client's sums for the member's global model (``exp.algorithm.model(state)``) on its
+    local test split. By default the simulated clients' (``SimulatedClientTests``, all
+    on this host); a deployment asks its nodes."""
+    del r
+    if self._client_tests is None:
+      self._client_tests = SimulatedClientTests(exps[0])
+    return {i: self._client_tests(exps[i], self.state(i)) for i in members}
 
   def describe_member(self, i: int) -> str:
     """How an error names member ``i`` (empty for a single run)."""
@@ -159,6 +176,18 @@ def zero_shot(exp: Experiment, evaluator: Evaluator, config: ml_collections.Conf
   return cached
 
 
+def evaluate_clients(executor: RoundExecutor, recs: list[RunRecords], r: int,
+                     exps: list[Experiment]) -> dict[int, ClientTestSums]:
+  """The federated evaluation after round ``r + 1`` of the members due
+  (``RunRecords.federated_due``); ``{}`` when none is."""
+  due = [i for i, rec in enumerate(recs) if rec.federated_due(r)]
+  if not due:
+    return {}
+  sums = executor.evaluate_clients(r, exps, due)
+  raise_blackbox_error(exps[0])
+  return sums
+
+
 def drive(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence[str],
           executor: RoundExecutor, log: Log = print,
           wrap_blackbox: Callable[[BlackBox], BlackBox] | None = None) -> list[dict[str, Any]]:
@@ -215,10 +244,12 @@ def drive(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence[str],
                  "command to resume")
       raise
     seconds = time.time() - t0
+    client_tests = evaluate_clients(executor, recs, r, [e for e, _ in in_force])
     for i, (rec, out) in enumerate(zip(recs, outcomes, strict=True)):
       try:
         rec.record_round(r, out.state, out.metrics, seconds, in_force[i][1],
-                         {**extras[i], **out.extra}, counters=out.counters)
+                         {**extras[i], **out.extra}, counters=out.counters,
+                         client_tests=client_tests.get(i))
       except FloatingPointError as e:
         if not executor.describe_member(i):
           raise

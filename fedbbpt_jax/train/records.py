@@ -38,11 +38,13 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
 
 
 # Fields a resumed run may change: extending a finished run by more rounds is allowed.
-# May change between a run and its resumption: more rounds, a raised budget, and how
-# the black box is reached (a service on a new port or key, other retry settings).
+# May change between a run and its resumption: more rounds, a raised budget, how the
+# black box is reached (a service on a new port or key, other retry settings), and where
+# the rounds still to come are tested (``train.evaluation``: it changes no training; a
+# run recorded before the field existed resumes with it).
 RESUMABLE_FIELDS = ("train.rounds", "blackbox.budget_examples", "blackbox.url",
                     "blackbox.api_key_env", "blackbox.max_attempts", "blackbox.backoff_seconds",
-                    "blackbox.timeout_seconds", "blackbox.max_concurrency")
+                    "blackbox.timeout_seconds", "blackbox.max_concurrency", "train.evaluation")
 
 
 def resumable_fields(config: ml_collections.ConfigDict) -> tuple[str, ...]:

@@ -28,7 +28,13 @@ LOOP_ROW_COLUMNS = frozenset({
     "no_survivors", "attackers", "nonfinite_candidates", "upload_bytes", "download_bytes",
     "collapsed_to_majority", "task_refreshed", "refresh_bb_examples", "refresh_seconds",
     "nodes_missing", "task_metric_name"})
-LOOP_ROW_PREFIXES = ("test_", "dp_")
+LOOP_ROW_PREFIXES = ("test_", "dp_", "fed_test_")
+# The federated evaluation's columns the summary keeps, as ``final_<name>``.
+FEDERATED_SUMMARY_COLUMNS = (
+    "fed_test_accuracy", "fed_test_loss", "fed_test_macro_f1", "fed_test_per_class_recall",
+    "fed_test_examples", "fed_test_clients", "fed_test_client_accuracy_min",
+    "fed_test_client_accuracy_mean", "fed_test_client_accuracy_max",
+    "fed_test_client_accuracy_std")
 
 
 def json_value(value: Any) -> Any:
@@ -64,3 +70,18 @@ def final_metric_fields(last_row: Mapping[str, Any], meter_counters: Iterable[st
   loop_owned = LOOP_ROW_COLUMNS | set(meter_counters)
   return {f"final_{name}": value for name, value in last_row.items()
           if name not in loop_owned and not name.startswith(LOOP_ROW_PREFIXES)}
+
+
+def federated_summary_fields(rows: list[Mapping[str, Any]], evaluation: str) -> dict[str, Any]:
+  """The summary's federated-evaluation fields: ``evaluation`` (``train.evaluation``)
+  and, from the last row the clients tested, ``final_<column>`` of
+  ``FEDERATED_SUMMARY_COLUMNS`` and ``best_fed_test_accuracy``; nothing for
+  ``'central'`` (the summary is then as it always was)."""
+  if evaluation == "central":
+    return {}
+  tested = [r for r in rows if "fed_test_accuracy" in r]
+  out: dict[str, Any] = {"evaluation": evaluation}
+  if tested:
+    out.update({f"final_{k}": tested[-1][k] for k in FEDERATED_SUMMARY_COLUMNS})
+    out["best_fed_test_accuracy"] = max(r["fed_test_accuracy"] for r in tested)
+  return out

@@ -18,17 +18,21 @@ import ml_collections
 import numpy as np
 
 from fedbbpt_jax.blackbox import QueryMeter
+from fedbbpt_jax.data import local_test_parts
 from fedbbpt_jax.federated import fault_summary
 from fedbbpt_jax.federated.aggregation.privacy import dp_settings, rounds_within_target
 from fedbbpt_jax.prompts import num_params
 from fedbbpt_jax.tasks.evaluation import Evaluator, task_metric_fields
+from fedbbpt_jax.tasks.federated_evaluation import (ClientTestSums, evaluation_mode,
+                                                    federated_report)
 from fedbbpt_jax.train import records
 from fedbbpt_jax.train.baselines import client_reports
 from fedbbpt_jax.train.build import Experiment, raise_blackbox_error
 from fedbbpt_jax.train.checkpoint import (CheckpointReadError, NoReadableCheckpoint,
                                           RoundCheckpointer)
 from fedbbpt_jax.train.plots import plot_accuracy
-from fedbbpt_jax.train.round_metrics import final_metric_fields, round_metric_columns
+from fedbbpt_jax.train.round_metrics import (federated_summary_fields, final_metric_fields,
+                                             round_metric_columns)
 from fedbbpt_jax.train.summary_table import method_name
 
 
@@ -66,6 +70,24 @@ class RunRecords:
     self.privacy = dp_settings(config)
     self.last_round = (rounds_within_target(self.privacy, config.train.rounds)
                        if self.privacy else config.train.rounds)
+    # Where the global model is tested (train.evaluation): the server's test set, the
+    # clients' local test splits (the executor's ``evaluate_clients``), or both.
+    self.evaluation = evaluation_mode(config)
+    if self.federated:  # refuse a test set the clients cannot split, before round 1
+      local_test_parts(exp.test_y, config.data)
+
+  @property
+  def federated(self) -> bool:
+    """Whether the clients test the global model on their local test splits."""
+    return self.evaluation in ("federated", "both")
+
+  def evaluation_due(self, r: int) -> bool:
+    """Whether round ``r + 1`` is tested (every ``train.eval_every`` rounds and the last)."""
+    return (r + 1) % self.config.train.eval_every == 0 or r + 1 == self.last_round
+
+  def federated_due(self, r: int) -> bool:
+    """Whether the clients test the model after round ``r + 1``."""
+    return self.federated and self.evaluation_due(r)
 
   def may_run(self, r: int) -> bool:
     """Whether round ``r + 1`` may run; logs why not when ``server.dp.target_epsilon``
@@ -149,12 +171,15 @@ class RunRecords:
 
   def record_round(self, r: int, state: Any, m: dict, round_seconds: float,
                    evaluator: Evaluator, extra: dict[str, Any] | None = None,
-                   counters: dict[str, int] | None = None) -> dict[str, Any]:
+                   counters: dict[str, int] | None = None,
+                   client_tests: ClientTestSums | None = None) -> dict[str, Any]:
     """Meters, evaluates (when due), appends the row of round ``r + 1`` (with ``extra``),
     checkpoints it.
 
     ``counters``: the round's query-meter increments when they were measured (a
     deployment sums what its nodes reported); default the algorithm's ``RoundCost``.
+    ``client_tests``: the clients' sums of the federated evaluation after this round
+    (``federated_due``), reported as the ``fed_test_*`` columns.
     """
     config, exp = self.config, self.exp
     no_survivors = bool(m.get("no_survivors", False))
@@ -186,7 +211,7 @@ class RunRecords:
       row["no_survivors"] = no_survivors
     if self.privacy:
       row.update(dp_epsilon=self.privacy.epsilon(r + 1), dp_delta=self.privacy.delta)
-    if (r + 1) % config.train.eval_every == 0 or r + 1 == self.last_round:
+    if self.evaluation != "federated" and self.evaluation_due(r):
       rep = evaluator.report(exp.algorithm.model(state))
       raise_blackbox_error(exp)
       self.meter.add(eval_bb_examples=evaluator.num_examples)
@@ -204,6 +229,12 @@ class RunRecords:
         self.log(f"warning: round {r + 1}: one class takes "
                  f"{100 * rep['max_prediction_share']:.0f}% of the test predictions "
                  "(majority collapse): judge by macro-F1, not accuracy")
+    if client_tests is not None:
+      # Counted as evaluation queries, as the central test set's (not in bb_examples).
+      self.meter.add(eval_bb_examples=int(client_tests.num_examples.sum()))
+      row.update(federated_report(client_tests))
+      if "fed_test_accuracy" not in row:
+        self.log(f"warning: round {r + 1}: no client reported its local test sums")
     wall = self.prior_seconds + time.time() - self.t_start
     row.update(wall_seconds=wall, **self.meter.state_dict())
     self.metrics_log.append(row)
@@ -212,6 +243,10 @@ class RunRecords:
                                     "task_counters": self.task_counters(),
                                     "task_cache": self.exp.bundle.cache_state()})
     acc_text = f"acc {100 * row['test_accuracy']:.2f}%  " if "test_accuracy" in row else ""
+    if "fed_test_accuracy" in row:
+      acc_text += (f"fed acc {100 * row['fed_test_accuracy']:.2f}% (clients "
+                   f"{100 * row['fed_test_client_accuracy_min']:.1f}-"
+                   f"{100 * row['fed_test_client_accuracy_max']:.1f}%)  ")
     loss_text = "n/a" if train_loss is None else f"{train_loss:.4f}"
     self.log(f"round {r + 1}/{config.train.rounds}  {acc_text}train loss {loss_text}  "
              f"queries {self.meter.counts['bb_examples']:,}  {round_seconds:.1f}s")
@@ -225,19 +260,20 @@ class RunRecords:
     meter = self.meter
     rows = self.metrics_log.rows()
     evaluated = [r for r in rows if "test_accuracy" in r]
-    if not evaluated:
+    if not evaluated and not any("fed_test_accuracy" in r for r in rows):
       raise records.MetricsLogDamaged(
           f"{self.metrics_log.path} holds no evaluated row (its rows were lost after round "
           f"{self.latest_round()} was saved), so summary.json cannot be written: restore the "
           "file, or rerun in a new --workdir")
-    final = evaluated[-1]
+    # train.evaluation='federated' tests on the server's test set never: its fields are None.
+    final = evaluated[-1] if evaluated else {}
     summary = {
-        "final_accuracy": final["test_accuracy"],
-        "final_loss": final["test_loss"],
+        "final_accuracy": final.get("test_accuracy"),
+        "final_loss": final.get("test_loss"),
         "final_macro_f1": final.get("test_macro_f1"),
         "final_per_class_recall": final.get("test_per_class_recall"),
         "collapsed_to_majority": final.get("collapsed_to_majority"),
-        "best_accuracy": max(r["test_accuracy"] for r in rows if "test_accuracy" in r),
+        "best_accuracy": max((r["test_accuracy"] for r in evaluated), default=None),
         "algorithm": exp.algorithm.name,
         "rounds": config.train.rounds,
         "num_clients": exp.num_clients,
@@ -271,6 +307,7 @@ class RunRecords:
         summary["final_" + key.removeprefix("test_")] = rows[-1][key]
     # The last round's metrics of the algorithm (e.g. consensus_distance, a user's own).
     summary.update(final_metric_fields(rows[-1], meter.state_dict()))
+    summary.update(federated_summary_fields(rows, self.evaluation))  # none if 'central'
     summary.update(exp.bundle.describe(exp.algorithm.model(state)))  # e.g. the learned prompt
     summary.update(self.task_counters())  # after describe: its own work counts too
     summary.setdefault("zero_shot_accuracy", None)

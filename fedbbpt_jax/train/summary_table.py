@@ -43,6 +43,13 @@ def format_summary(summary: dict[str, Any], workdir: str) -> str:
                  (f"{algorithm} macro-F1", f1(summary.get("final_macro_f1")))]
     if summary.get("collapsed_to_majority"):
       rows.insert(6, ("WARNING", "predictions collapsed to one class"))
+  if summary.get("final_fed_test_accuracy") is not None:  # train.evaluation: the clients'
+    rows[4:4] = [
+        (f"{algorithm} accuracy (clients' test splits, pooled)",
+         _pct(summary["final_fed_test_accuracy"])),
+        ("  per client: worst / mean / best",
+         " / ".join(_pct(summary[f"final_fed_test_client_accuracy_{k}"])
+                    for k in ("min", "mean", "max")))]
   if "learned_prompt" in summary:
     rows.append(("learned prompt", repr(summary["learned_prompt"])))
   width = max(len(k) for k, _ in rows)

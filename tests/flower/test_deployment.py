@@ -9,6 +9,11 @@ charged each node's key exactly that node's queries. The smoke experiment is tri
 in ``tests/blackbox/test_remote.py``, so every request the service computes holds
 exactly 16 examples (one compiled bucket, and the same rows per request in simulation
 and deployment; the simulation runs while the deployment does, on the server's key).
+
+Both runs also test every round on the clients (``train.evaluation='both'``): each node
+scores the global model on its local test split through the ClientApp's ``evaluate``
+handler and pays for exactly those rows; the deployed ``fed_test_*`` columns equal the
+simulation's.
 """
 
 import concurrent.futures
@@ -18,8 +23,10 @@ import jax
 import numpy as np
 import pytest
 
+from fedbbpt_jax.data import local_test_parts
 from fedbbpt_jax.flower.settings import load_config
 from fedbbpt_jax.train import run
+from fedbbpt_jax.train.build import build_experiment
 from tests.helpers.flower_loopback import (BASE, NODES, PER_STEP, RUN, STEPS,  # noqa: F401
                                            deployment, federation, final_params,
                                            node_extra, rows, service, usage)
@@ -29,7 +36,7 @@ pytestmark = pytest.mark.slow  # make test-quick leaves it out
 
 @pytest.mark.parametrize("upload", ["dense", "seeds"])
 def test_deployment_equals_simulation(federation, service, tmp_path, monkeypatch, upload):
-  overrides = f"{BASE} blackbox.url={service.url} client.upload={upload}"
+  overrides = f"{BASE} blackbox.url={service.url} client.upload={upload} train.evaluation=both"
   before = [usage(service, f"node-key-{i}") for i in range(NODES)]
 
   def deploy():
@@ -47,15 +54,25 @@ def test_deployment_equals_simulation(federation, service, tmp_path, monkeypatch
     out, wall = deploying.result()
   assert "final accuracy" in out.stdout, out.stdout[-3000:]
   used = [usage(service, f"node-key-{i}") - before[i] for i in range(NODES)]
-  assert used == [2 * STEPS * PER_STEP] * NODES  # every node paid for its own queries
+  # Every node paid for its own queries: 2 rounds of training and 2 evaluations of its
+  # local test split.
+  test_y = build_experiment(config, workdir=str(tmp_path / "sim")).test_y  # no query
+  splits = local_test_parts(test_y, config.data)
+  assert used == [2 * STEPS * PER_STEP + 2 * len(split) for split in splits]
 
   deployed, simulated = rows(tmp_path / "flower"), rows(tmp_path / "sim")
   for d, s in zip(deployed, simulated, strict=True):
     assert d["cohort"] == s["cohort"]
     assert d["train_loss"] == pytest.approx(s["train_loss"], rel=1e-5)
     assert d["test_accuracy"] == pytest.approx(s["test_accuracy"], abs=1 / 192)
-    for key in ("upload_bytes", "bb_examples", "bb_calls"):
+    for key in ("upload_bytes", "bb_examples", "bb_calls", "eval_bb_examples",
+                "fed_test_examples", "fed_test_clients"):
       assert d[key] == s[key], key
+    for key in ("fed_test_accuracy", "fed_test_macro_f1", "fed_test_client_accuracy_min",
+                "fed_test_client_accuracy_mean", "fed_test_client_accuracy_max",
+                "fed_test_client_accuracy_std"):
+      assert d[key] == pytest.approx(s[key], abs=1e-12), key  # the same predictions
+    assert d["fed_test_loss"] == pytest.approx(s["fed_test_loss"], rel=1e-5)
     assert d["nodes_missing"] == 0 and d["survivors"] == NODES
   # Downloads: the global model (192 float32) to 3 nodes; with seeds, the whole state
   # (+ its round, 772 B) the first time, then round 1's record: keys 3 x 8, losses

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flwr.app import ArrayRecord, Context, RecordDict
+from flwr.app import ArrayRecord, Context, MetricRecord, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
 from configs.fmnist_effnet import get_config
@@ -19,7 +19,9 @@ from fedbbpt_jax.flower.server_app import check_deployable, setup_files
 from fedbbpt_jax.flower.strategy import FedBBPTStrategy
 from fedbbpt_jax.core import ConfigError
 from fedbbpt_jax.federated.algorithms.server import client_keys, round_keys
+from fedbbpt_jax.tasks.federated_evaluation import federated_report
 from fedbbpt_jax.train.build import build_experiment
+from fedbbpt_jax.train.client_tests import SimulatedClientTests
 from tests.helpers.tiny_models import tiny
 
 NODE_IDS = {0: 101, 1: 202, 2: 303}
@@ -146,3 +148,43 @@ def test_deployment_refuses_simulation_only_settings(field, value, message):
   config[section][name] = value
   with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("'", ".")):
     check_deployable(config)
+
+
+def test_evaluate_replies_are_the_simulated_clients_sums(tmp_path):
+  """Federated evaluation through the real ClientApp's ``evaluate`` handler: every node's
+  sums for the global model on its local test split equal the simulation's for that
+  client (same counts; loss sums to float rounding); a node that does not answer or
+  sends counts that do not fit is left out, named in a note."""
+  config = smoke()
+  config.train.evaluation = "both"
+  exp, strategy, notes = deployed_rounds(config, tmp_path, rounds=0)  # the initial model
+  simulated = SimulatedClientTests(exp)(exp, strategy.state)
+  messages = list(strategy.configure_evaluate(1, None, None, grid=None))
+  assert [(m.metadata.message_type, m.metadata.dst_node_id) for m in messages] == [
+      ("evaluate", 101), ("evaluate", 202), ("evaluate", 303)]
+  record = strategy.aggregate_evaluate(1, deliver(messages, tmp_path))
+  got = strategy.last_test_sums
+  np.testing.assert_array_equal(got.partition_ids, [0, 1, 2])
+  np.testing.assert_array_equal(got.confusion, simulated.confusion)
+  np.testing.assert_array_equal(got.num_examples, simulated.num_examples)
+  assert got.num_examples.sum() == 200 and got.num_examples.min() > 0  # the smoke test set
+  np.testing.assert_allclose(got.loss_sum, simulated.loss_sum, rtol=1e-5)
+  report = federated_report(simulated)
+  assert record["fed_test_accuracy"] == report["fed_test_accuracy"]
+  assert record["fed_test_clients"] == 3 and notes == []
+
+  messages = list(strategy.configure_evaluate(1, None, None, grid=None))
+  replies = deliver(messages, tmp_path, drop=(1,))
+  sums = dict(replies[1].content[M.TEST_SUMS])  # partition 2's: one count too many
+  replies[1].content[M.TEST_SUMS] = MetricRecord(
+      {**sums, "confusion-counts": [c + (i == 0) for i, c in enumerate(sums["confusion-counts"])]})
+  record = strategy.aggregate_evaluate(1, replies)
+  np.testing.assert_array_equal(strategy.last_test_sums.partition_ids, [0])
+  np.testing.assert_array_equal(strategy.last_test_sums.confusion, simulated.confusion[:1])
+  assert record["fed_test_clients"] == 1
+  assert record["fed_test_examples"] == simulated.num_examples[0]
+  n2 = int(simulated.num_examples[2])
+  assert notes == [
+      f"round 1 evaluation: partition 2: test sums refused: the confusion counts (sum {n2 + 1}, "
+      f"least 1) do not add up to num-examples={n2} with every count >= 1",
+      "round 1 evaluation: partition 1: no test sums in time"]
