@@ -52,13 +52,16 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
   #                                        clients' mapping images at least as well | 'always'
 
   c.prompt = ml_collections.ConfigDict()
-  c.prompt.kind = "frame"                # 'frame' | 'frame_mixture' | 'coordinator' | 'blackvip'
+  c.prompt.kind = "frame"                # 'frame' | 'intrinsic_frame' | 'frame_mixture' |
+  #                                        'coordinator' | 'blackvip'
   #                                        (BlackVIP's coordinator: blackbox.input_size=224,
   #                                        region='full'; prompt.bn 'example' | 'batch')
   c.prompt.region = "frame"              # 'frame' (outside the image) | 'full'
   c.prompt.epsilon = 1.0
   c.prompt.frame_resolution = 8
   c.prompt.num_patterns = 4              # 'frame_mixture': frame patterns mixed per image
+  c.prompt.intrinsic_dim = 48            # 'intrinsic_frame': 3 k (k per colour channel)
+  c.prompt.rank = 2                      # 'intrinsic_frame': rank of its low-rank factor
   c.prompt.encoder = "random"            # frozen client-side encoder of 'coordinator' and
   #                                        'frame_mixture': 'random' (fixed random convolutions)
   #                                        | 'efficientnet_lite0' (the public pretrained trunk)

@@ -2,7 +2,7 @@
 
 An entry's tag says which family builds with it, and so what it is called with:
 
-* ``'image'`` (frame, coordinator, frame_mixture, blackvip):
+* ``'image'`` (frame, intrinsic_frame, coordinator, frame_mixture, blackvip):
   ``build(canvas_size, image_size, **options) -> PromptGenerator``, registered here;
 * ``'text'`` (discrete, soft): ``build(setup) -> PromptedText`` (the text family's shared
   set-up in, the prompted task out), registered by ``tasks/text/prompt_kinds.py``.
@@ -21,6 +21,7 @@ from fedbbpt_jax.prompts.blackvip import make_blackvip_prompt
 from fedbbpt_jax.prompts.coordinator import make_coordinator_prompt
 from fedbbpt_jax.prompts.frame import make_frame_prompt
 from fedbbpt_jax.prompts.frame_mixture import make_frame_mixture_prompt
+from fedbbpt_jax.prompts.intrinsic_frame import make_intrinsic_frame_prompt
 
 PROMPTS: Registry[Callable[..., Any]] = Registry("prompt kind", home="fedbbpt_jax.prompts.PROMPTS")
 # The prompt fields only some kinds read, with their defaults (refused when set for a kind
@@ -32,6 +33,8 @@ PROMPTS.register("frame_mixture", make_frame_mixture_prompt, tags=("image",),
                  reads=ENCODER_READS)
 PROMPTS.register("blackvip", make_blackvip_prompt, tags=("image",),
                  reads={**ENCODER_READS, "prompt.bn": "example"})
+PROMPTS.register("intrinsic_frame", make_intrinsic_frame_prompt, tags=("image",),
+                 reads={"prompt.intrinsic_dim": 48, "prompt.rank": 2})
 
 
 def make_prompt(kind: str, canvas_size: int, image_size: int, **options: Any) -> PromptGenerator:

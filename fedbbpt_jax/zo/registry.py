@@ -5,7 +5,8 @@ Tags say what an estimator works on and returns:
 * ``continuous``: any real parameter vector; with ``gradient`` (an unbiased estimate
   of the gradient of a quadratic's smoothed loss) or ``evolution`` (evosax strategies:
   search gradients, or a distribution that sets the parameters);
-  ``antithetic`` ones draw +/- pairs (an even count);
+  ``antithetic`` ones draw +/- pairs (an even count); ``clipped`` ones return a gradient
+  estimate clipped to norm ``sqrt(n)`` (ZIP; ``clipping.py``), biased by design;
 * ``categorical``: probability-matrix parameters of a discrete prompt (one-hot
   candidates), e.g. BDPL;
 * ``replayable``: its update reads only key-derived directions (or samples), the
@@ -20,10 +21,12 @@ from __future__ import annotations
 from typing import Callable
 
 from fedbbpt_jax.core import Registry
-from fedbbpt_jax.zo import base, bdpl, cma_es, coordinate, gaussian, search_gradient, sphere, spsa
+from fedbbpt_jax.zo import (base, bdpl, clipping, cma_es, coordinate, gaussian, search_gradient,
+                            sphere, spsa)
 
 CONTINUOUS, GRADIENT, EVOLUTION, CATEGORICAL = "continuous", "gradient", "evolution", "categorical"
 ANTITHETIC = "antithetic"  # draws candidates in +/- pairs: needs an even count
+CLIPPED = "clipped"  # a gradient estimate clipped to norm sqrt(n) (biased by design; clipping.py)
 REPLAYABLE = "replayable"  # steps replayable from the key and the losses (seed uploads)
 
 ESTIMATORS: Registry[Callable[[int], base.Estimator]] = Registry(
@@ -38,6 +41,13 @@ for _name, _build in {
     "coordinate": coordinate.make_coordinate,
 }.items():
   ESTIMATORS.register(_name, _build, tags=(CONTINUOUS, GRADIENT, REPLAYABLE))
+
+# ZIP's intrinsic-dimensional clipping (zo/clipping.py) of the two SPSA variants.
+for _name in ("spsa", "spsa_gc"):
+  ESTIMATORS.register(
+      f"{_name}_clip",
+      lambda n, name=_name: clipping.clipped(ESTIMATORS.get(name)(n), f"{name}_clip"),
+      tags=(CONTINUOUS, CLIPPED, REPLAYABLE))
 
 ESTIMATORS.register("cma_es", cma_es.make_cma_es, tags=(CONTINUOUS, EVOLUTION))
 for _name in ("open_es", "pgpe"):

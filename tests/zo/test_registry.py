@@ -12,7 +12,7 @@ import pytest
 from evosax.algorithms import CMA_ES
 
 from fedbbpt_jax.federated import ClientData, make_client_optimizer, make_local_update
-from fedbbpt_jax.zo import CONTINUOUS, ESTIMATORS, EVOLUTION, GRADIENT, HParams, make_estimator
+from fedbbpt_jax.zo import CLIPPED, CONTINUOUS, ESTIMATORS, EVOLUTION, GRADIENT, HParams, make_estimator
 
 DIM = 10
 CURVATURE = jnp.asarray(np.linspace(0.5, 2.0, DIM), jnp.float32)
@@ -33,7 +33,9 @@ def candidate_losses(candidates, batch):
 
 def test_registry_partitions_the_names():
   continuous = set(ESTIMATORS.names(CONTINUOUS))
-  assert continuous == set(ESTIMATORS.names(GRADIENT)) | set(ESTIMATORS.names(EVOLUTION))
+  assert continuous == (set(ESTIMATORS.names(GRADIENT)) | set(ESTIMATORS.names(EVOLUTION))
+                        | set(ESTIMATORS.names(CLIPPED)))
+  assert set(ESTIMATORS.names(CLIPPED)) == {"spsa_clip", "spsa_gc_clip"}
   assert {"sphere", "coordinate", "gaussian", "gaussian_antithetic"} <= set(
       ESTIMATORS.names(GRADIENT))
   assert set(ESTIMATORS.names(EVOLUTION)) == {"cma_es", "open_es", "pgpe"}

@@ -68,8 +68,10 @@ def image_prompt_options(prompt: Any) -> dict[str, Any]:
     options.update(encoder=prompt.get("encoder", DEFAULT_ENCODERS.get(prompt.kind, "random")),
                    encoder_blocks=prompt.get("encoder_blocks", 8),
                    encoder_weights=prompt.get("encoder_weights", "") or None)
-  if prompt.kind in ("frame", "frame_mixture"):
+  if prompt.kind in ("frame", "frame_mixture", "intrinsic_frame"):
     options["resolution"] = prompt.frame_resolution
+  if prompt.kind == "intrinsic_frame":
+    options.update(intrinsic_dim=prompt.get("intrinsic_dim", 48), rank=prompt.get("rank", 2))
   if prompt.kind == "frame_mixture":
     options["num_patterns"] = prompt.get("num_patterns", 4)
   if prompt.kind == "blackvip":

@@ -73,6 +73,14 @@ def check_image_config(config: Any) -> None:
                  hint="the frozen encoder's weights (a file or folder), or '' for the default")
   if "bn" in get_field(config, "prompt"):
     check_choice(config, "prompt.bn", BN_MODES)
+  if "rank" in get_field(config, "prompt"):
+    check_number(config, "prompt.rank", low=1, integer=True)
+  if "intrinsic_dim" in get_field(config, "prompt"):
+    check_number(config, "prompt.intrinsic_dim", low=3, integer=True)
+    if get_field(config, "prompt.intrinsic_dim") % 3:
+      raise ConfigError(f"config.prompt.intrinsic_dim={get_field(config, 'prompt.intrinsic_dim')}"
+                        " must be a multiple of 3 (one row of the low-rank matrix per colour "
+                        "channel)")
   check_prompt_encoder(config)
   if get_field(config, "prompt.kind") == "blackvip":
     check_blackvip(config)
