@@ -12,7 +12,8 @@ import pytest
 from evosax.algorithms import CMA_ES
 
 from fedbbpt_jax.federated import ClientData, make_client_optimizer, make_local_update
-from fedbbpt_jax.zo import CLIPPED, CONTINUOUS, ESTIMATORS, EVOLUTION, GRADIENT, HParams, make_estimator
+from fedbbpt_jax.zo import (CLIPPED, CONTINUOUS, ESTIMATORS, EVOLUTION, GRADIENT, HParams,
+                            make_estimator)
 
 DIM = 10
 CURVATURE = jnp.asarray(np.linspace(0.5, 2.0, DIM), jnp.float32)
