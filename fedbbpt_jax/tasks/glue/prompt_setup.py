@@ -108,5 +108,6 @@ class GlueSetup:
     return task, blackbox
 
   def describe_prompt_ids(self, ids: list[int]) -> dict:
+    """The prompt decoded as text, its ids and its BPE tokens."""
     return {"learned_prompt": self.decoder.decode(ids), "learned_prompt_ids": ids,
             "learned_prompt_tokens": [self.decoder.id_to_token(i) for i in ids]}

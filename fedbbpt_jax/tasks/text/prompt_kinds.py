@@ -72,6 +72,7 @@ class TextSetup(NamedTuple):
     return task, blackbox
 
   def describe_prompt_ids(self, ids: list[int]) -> dict:
+    """The prompt's word pieces joined by spaces, and its ids."""
     return {"learned_prompt": _tokens_text(self.tokenizer, ids), "learned_prompt_ids": ids}
 
 
