@@ -44,7 +44,10 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
   c.task.exemplars = 5                   # demonstrations shown to the generator
   c.task.demos = 0                       # few-shot demonstrations in each execution query
 
-  c.generator = ml_collections.ConfigDict()
+  c.prompt = ml_collections.ConfigDict()
+  c.prompt.kind = "soft_instruction"     # the soft prompt z of the generator LLM (generator.*)
+
+  c.generator = ml_collections.ConfigDict()  # read by prompt.kind='soft_instruction'
   c.generator.model_path = "smollm2-135m-instruct"  # bundled name, .gguf file or folder
   c.generator.intrinsic_dim = 10
   c.generator.num_soft_tokens = 5

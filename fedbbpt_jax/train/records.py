@@ -47,6 +47,15 @@ RESUMABLE_FIELDS = ("train.rounds", "blackbox.budget_examples", "blackbox.url",
                     "blackbox.timeout_seconds", "blackbox.max_concurrency", "train.evaluation")
 
 
+# Fields added to the configs after runs were recorded, with the value that reproduces what
+# such a run did: a recorded config that lacks one resumes when the new config holds that
+# value (the instruction family's prompt kind and BO block, the image family's
+# intrinsic-frame sizes).
+ADDED_FIELDS = {"prompt.kind": "soft_instruction", "prompt.intrinsic_dim": 48, "prompt.rank": 2,
+                "bo.initial": 25, "bo.batch": 25, "bo.fit_steps": 100,
+                "bo.score_vectors": "clients", "bo.max_points": 1000}
+
+
 def resumable_fields(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   """``RESUMABLE_FIELDS``, less ``train.rounds`` when DP calibrates its noise to it
   (``server.dp.noise_multiplier=-1``: more rounds would change the noise of every round)."""
@@ -58,7 +67,9 @@ def resumable_fields(config: ml_collections.ConfigDict) -> tuple[str, ...]:
 def check_or_write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   """Writes ``config.json``; if one exists, requires the same config (resume safety).
 
-  Only ``resumable_fields(config)`` may differ (the file is then rewritten).
+  Only ``resumable_fields(config)`` may differ, and ``ADDED_FIELDS`` may be absent from
+  the recorded config when the new one holds their listed value (the file is then
+  rewritten).
 
   Raises:
     ValueError: naming the fields that differ from the workdir's config.
@@ -68,9 +79,11 @@ def check_or_write_config(workdir: str, config: ml_collections.ConfigDict) -> No
   if os.path.exists(path):
     old = _flatten(read_json(path))
     new = _flatten(current)
+    added = {k for k, v in ADDED_FIELDS.items() if k not in old and new.get(k) == v}
     diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
              for k in sorted(set(old) | set(new))
-             if old.get(k) != new.get(k) and k not in resumable_fields(config)]
+             if old.get(k) != new.get(k) and k not in resumable_fields(config)
+             and k not in added]
     if diffs:
       raise ValueError(f"workdir {workdir} holds a run with a different config "
                        f"({'; '.join(diffs)}); use a new --workdir or the same config")

@@ -22,11 +22,11 @@ from fedbbpt_jax.federated.aggregation.privacy import epsilon
 from fedbbpt_jax.federated.algorithms.server import client_keys, round_keys
 from fedbbpt_jax.models.causal_lm import load_causal_lm
 from fedbbpt_jax.parallel.cohort import run_cohort
+from fedbbpt_jax.prompts import InstructionGenerator
 from fedbbpt_jax.serve.chat import create_chat_app
 from fedbbpt_jax.serve.keys import KeyStore
 from fedbbpt_jax.tasks.instruction import InstructionBlackBox, InstructionExecution
 from fedbbpt_jax.tasks.instruction.execution import InstructionScorer
-from fedbbpt_jax.tasks.instruction.generator import InstructionGenerator
 from fedbbpt_jax.tasks.instruction.rule_tasks import rule_task
 from fedbbpt_jax.train import run
 from fedbbpt_jax.train.build import build_experiment

@@ -10,12 +10,11 @@ import pytest
 
 from fedbbpt_jax.blackbox.llm_local import LocalChatLLM
 from fedbbpt_jax.models.causal_lm import load_causal_lm
+from fedbbpt_jax.prompts.instruction_generator import InstructionGenerator, exemplar_prompt
 from fedbbpt_jax.tasks.instruction.execution import InstructionScorer, execution_messages
-from fedbbpt_jax.tasks.instruction.generator import (InstructionGenerator, degenerate,
-                                                      exemplar_prompt)
 from fedbbpt_jax.tasks.instruction.rule_tasks import (RULES, load_induction_json, number_words,
                                                       plural, rule_task)
-from fedbbpt_jax.tasks.instruction.scorers import contains, exact_match, f1
+from fedbbpt_jax.tasks.instruction.scorers import contains, degenerate, exact_match, f1
 from tests.helpers.tiny_gpt2 import write_tiny_gpt2
 from tests.helpers.tiny_llama import write_llama_gguf
 

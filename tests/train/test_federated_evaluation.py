@@ -195,3 +195,16 @@ def test_a_run_recorded_before_the_field_existed_resumes(tmp_path):
   assert json.loads((tmp_path / "config.json").read_text())["train"]["evaluation"] == "central"
   with pytest.raises(ValueError, match=r"a different config \(seed: 0 -> 1\)"):
     records.check_or_write_config(str(tmp_path), smoke(seed=1))  # other fields still refused
+
+
+def test_a_field_added_since_resumes_only_at_the_value_the_run_had(tmp_path):
+  """``records.ADDED_FIELDS``: a recorded config without ``prompt.rank`` (added with the
+  intrinsic frame) resumes under the new config holding its listed value, not another."""
+  config = smoke()
+  old = json.loads(config.to_json())
+  del old["prompt"]["rank"]
+  (tmp_path / "config.json").write_text(json.dumps(old))
+  with pytest.raises(ValueError, match=r"a different config \(prompt.rank: None -> 3\)"):
+    records.check_or_write_config(str(tmp_path), smoke(prompt__rank=3))
+  records.check_or_write_config(str(tmp_path), config)  # rank 2: what the run had
+  assert json.loads((tmp_path / "config.json").read_text())["prompt"]["rank"] == 2

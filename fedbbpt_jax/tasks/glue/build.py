@@ -6,8 +6,9 @@ and dev drawn per class from the halves) -> client partition -> host
 tokenisation of every row once as ``<s> [prompt slot] template(texts) </s>`` ->
 packed clients. The black box is the frozen masked LM from
 ``config.blackbox.model_dir`` returning the verbalizer logits at ``<mask>``; the
-prompt is BDPL's categorical discrete prompt over candidate tokens of the
-clients' texts (PMI n-grams or frequent words, flattened to RoBERTa BPE ids).
+prompt kind (``prompt.kind``, a ``prompts.PROMPTS`` entry tagged ``'glue'``, built from
+``prompt_setup.GlueSetup``) is BDPL's categorical discrete prompt over candidate tokens of
+the clients' texts (PMI n-grams or frequent words, flattened to RoBERTa BPE ids) by default.
 
 Dev forwards are not counted as queries (as in BDPL and FedOne); the summary
 reports the final prompt's dev accuracy and task metric.
@@ -23,19 +24,18 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from fedbbpt_jax.blackbox.text_zoo import make_masked_lm_blackbox, make_masked_lm_tokenizer
+from fedbbpt_jax.blackbox.text_zoo import make_masked_lm_tokenizer
 from fedbbpt_jax.core import ConfigError
 from fedbbpt_jax.data import DATASETS, client_data, label_histograms, test_subset_indices
 from fedbbpt_jax.data.few_shot import FewShotError, k_shot_clients
 from fedbbpt_jax.data.glue import GlueDataError, GlueTask
 from fedbbpt_jax.data.registry import glue_test_split
 from fedbbpt_jax.models.roberta import RobertaTokenizer
-from fedbbpt_jax.prompts import make_discrete_prompt, project_tree
-from fedbbpt_jax.prompts.vocabulary import flatten_to_token_ids, frequent_words, pmi_ngrams
+from fedbbpt_jax.prompts import PROMPTS
 from fedbbpt_jax.tasks.evaluation import Evaluator
 from fedbbpt_jax.tasks.glue.config_check import check_glue_paths
-from fedbbpt_jax.tasks.glue.masked_lm_classification import MaskedLMClassification
 from fedbbpt_jax.tasks.glue.metrics import task_metric
+from fedbbpt_jax.tasks.glue.prompt_setup import GlueSetup
 from fedbbpt_jax.tasks.protocol import BuildOptions, TaskBundle
 
 
@@ -47,39 +47,6 @@ def _decoder(model_dir: str):
 def example_sentences(texts: list[tuple[str, ...]]) -> list[str]:
   """Every sentence of every example (pair tasks contribute both texts)."""
   return [t for example in texts for t in example]
-
-
-def whole_word_ids(tokenizer: RobertaTokenizer, phrase: str) -> list[int]:
-  """BPE ids of the words of ``phrase`` that are one token with a leading space.
-
-  Each word is looked up as ``" " + word`` (as it appears inside a sentence:
-  ``Ġthe``, ``Ġfilm``); a word that BPE splits into several pieces is skipped, so
-  every candidate is a real single token of the vocabulary, never a bare
-  fragment (``Ġ``, ``able``). BDPL's flattening of its n-grams into token ids keeps such
-  fragments; dropping them is a choice.
-  """
-  out = []
-  for word in phrase.split():
-    ids = tokenizer.pieces(" " + word)
-    if len(ids) == 1:
-      out.append(ids[0])
-  return out
-
-
-def glue_vocabulary(kind: str, texts: list[str], tokenizer: RobertaTokenizer, size: int,
-                    fill: bool, exclude: tuple[int, ...]) -> np.ndarray:
-  """``size`` candidate ids: PMI n-grams (topped up with frequent words) or frequent words.
-
-  Phrases are flattened in order (most frequent first) into distinct whole-word
-  BPE ids (``whole_word_ids``), as BDPL flattens its PMI n-gram file.
-  """
-  if kind == "pmi_ngram":
-    phrases = [g for g, _ in pmi_ngrams(texts)]
-    if fill:
-      phrases += [w for w, _ in frequent_words(texts, alphabetic_only=False)]
-  else:
-    phrases = [w for w, _ in frequent_words(texts)]
-  return flatten_to_token_ids(phrases, lambda p: whole_word_ids(tokenizer, p), size, exclude)
 
 
 def encode_rows(tokenizer: RobertaTokenizer, task: GlueTask, texts: list[tuple[str, ...]],
@@ -100,19 +67,16 @@ def _mask_id_of_model(model_dir: str) -> int:
     return int(json.load(f)["vocab_size"]) - 1
 
 
-def describe_prompt(task: MaskedLMClassification, params: Any, glue_task: GlueTask,
-                    decoder: Any, verbalizer_ids: list[int], vocabulary: np.ndarray,
-                    train_examples: int, dev: Evaluator, test_line: str) -> dict[str, Any]:
-  """Summary entries: the learned prompt, task, metric, split sizes and dev scores."""
-  ids = [int(i) for i in np.asarray(task.prompt_ids(params))]
+def describe_run(params: Any, prompt_entries: dict, glue_task: GlueTask,
+                 verbalizer_ids: list[int], train_examples: int, dev: Evaluator,
+                 test_line: str) -> dict[str, Any]:
+  """Summary entries: the prompt kind's (the learned prompt), the task, metric, split sizes
+  and dev scores."""
   rep = dev.report(params)
-  return {"learned_prompt": decoder.decode(ids), "learned_prompt_ids": ids,
-          "learned_prompt_tokens": [decoder.id_to_token(i) for i in ids],
-          "glue_task": glue_task.name, "task_metric_name": task.metric,
+  return {**prompt_entries, "glue_task": glue_task.name, "task_metric_name": glue_task.metric,
           "class_names": list(glue_task.label_names),
           "verbalizers": list(glue_task.verbalizers),
           "verbalizer_ids": list(verbalizer_ids),
-          "candidate_vocabulary_size": int(len(vocabulary)),
           "train_examples": int(train_examples), "dev_examples": int(dev.num_examples),
           "test_split": test_line,
           "dev_accuracy": rep["accuracy"], "dev_task_metric": rep["task_metric"]}
@@ -168,26 +132,17 @@ def build_glue_task(config: ml_collections.ConfigDict, options: BuildOptions) ->
   unk = decoder.token_to_id("<unk>")
   specials = tuple(i for i in (tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id,
                                tokenizer.mask_id, unk) if i is not None)
-  try:
-    vocabulary = glue_vocabulary(pcfg.vocabulary, vocab_texts, tokenizer, pcfg.vocabulary_size,
-                                 pcfg.vocabulary_fill, specials)
-  except ValueError as e:
-    raise ConfigError(f"config.prompt.vocabulary_size={pcfg.vocabulary_size} "
-                      f"(config.prompt.vocabulary={pcfg.vocabulary!r} from "
-                      f"config.prompt.vocabulary_texts={pcfg.vocabulary_texts!r}): {e}") from e
-
-  blackbox = options.wrap(make_masked_lm_blackbox(model_dir, config.blackbox.max_length,
-                                                  verbalizer_ids))
-  prompt = make_discrete_prompt(vocabulary, p)
-  task = MaskedLMClassification(blackbox=blackbox, prompt=prompt, prompt_length=p,
-                                pad_id=tokenizer.pad_id, metric=gtask.metric)
+  setup = GlueSetup(config=config, options=options, tokenizer=tokenizer, decoder=decoder,
+                    vocabulary_texts=vocab_texts, special_ids=specials,
+                    verbalizer_ids=verbalizer_ids, metric=gtask.metric)
+  prompted = PROMPTS.get(pcfg.kind, "prompt.kind", "glue")(setup)
   metric = (gtask.metric, functools.partial(task_metric, gtask.metric))
-  dev = Evaluator(task, dev_x, dev_y, config.train.eval_batch_size, metric)
+  dev = Evaluator(prompted.task, dev_x, dev_y, config.train.eval_batch_size, metric)
   test_line = f"glue/{gtask.name} {test_split} (GLUE dev set), {len(test_y)} examples"
-  return TaskBundle(task=task, blackbox=blackbox, clients=clients, test_x=test_x,
-                    test_y=test_y, init_prompt=prompt.init,
+  return TaskBundle(task=prompted.task, blackbox=prompted.blackbox, clients=clients,
+                    test_x=test_x, test_y=test_y, init_prompt=prompted.init_prompt,
                     label_histograms=label_histograms(train_y, parts, num_classes),
-                    test_split=test_line, project=project_tree, task_metric=metric,
-                    describe=lambda params: describe_prompt(
-                        task, params, gtask, decoder, verbalizer_ids, vocabulary,
+                    test_split=test_line, project=prompted.project, task_metric=metric,
+                    describe=lambda params: describe_run(
+                        params, prompted.describe(params), gtask, verbalizer_ids,
                         len(train_y), dev, test_line))

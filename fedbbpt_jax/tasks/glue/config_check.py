@@ -17,11 +17,10 @@ from fedbbpt_jax.core import (ConfigError, check_bool, check_choice, check_numbe
                               check_registered, get_field)
 from fedbbpt_jax.data.glue import GLUE_TASKS
 from fedbbpt_jax.data.registry import DATASETS, GLUE
-from fedbbpt_jax.prompts import VOCABULARIES
+from fedbbpt_jax.prompts import PROMPTS, VOCABULARIES
 from fedbbpt_jax.zo import CATEGORICAL, ESTIMATORS
 
 GLUE_MODELS = ("roberta_mlm",)
-GLUE_PROMPTS = ("discrete",)
 VOCABULARY_TEXTS = ("clients", "train_split")
 TEST_SPLITS = ("", "validation", "validation_matched", "validation_mismatched")
 MODEL_FILES = "config.json, tokenizer.json and model.safetensors (or a legacy pytorch_model.bin)"
@@ -50,7 +49,7 @@ def check_glue_config(config: ml_collections.ConfigDict) -> None:
                       "sets the client sizes (use config.data.k_shot)")
   check_choice(config, "blackbox.model", GLUE_MODELS)
   check_number(config, "blackbox.max_length", low=8, high=512, integer=True)
-  check_choice(config, "prompt.kind", GLUE_PROMPTS)
+  check_registered(config, "prompt.kind", PROMPTS, tag="glue")
   check_number(config, "prompt.length", low=1, high=get_field(config, "blackbox.max_length") - 6,
                integer=True)
   check_choice(config, "prompt.vocabulary", VOCABULARIES)

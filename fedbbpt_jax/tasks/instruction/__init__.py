@@ -4,8 +4,10 @@ black-box LLM is given, optimised through the soft prompt of an open LLM.
 Registered here as a task family, so ``experiments.train`` runs it through the one driver
 with every registered algorithm (federated zero-order ``fedbbpt``, the Bayesian optimisers
 ``fed_bo`` and ``centralized_bo``, ...): ``build`` makes the bundle, ``execution_task``
-its task, ``llm_blackbox`` its black box; rule-defined and JSON tasks, scorers, soft
-prompt -> instruction (``generator``) and execution scoring are its parts.
+its task, ``llm_blackbox`` its black box, ``prompt_kinds`` its prompt kinds (``PROMPTS``
+entries tagged ``'instruction'``: ``soft_instruction``, the soft prompt of an open LLM
+turned into an instruction by ``prompts.InstructionGenerator``); rule-defined and JSON
+tasks, scorers and execution scoring are its parts.
 """
 
 from fedbbpt_jax.tasks.instruction.build import build_instruction_task

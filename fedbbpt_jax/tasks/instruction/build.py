@@ -6,26 +6,29 @@ Data flow: the task's examples (a rule task generated offline, or an instruction
 JSON file) -> the first ``task.exemplars`` are the generator's demonstrations (never
 trained or tested on) -> the next ``data.train_examples`` are split over the clients
 (``data.partition``, IID; every example's label is 1, "answered right") -> the last
-``data.test_examples`` are the test set. The generator (``generator.*``) and the
-black-box LLM (``llm.*``: an OpenAI-compatible endpoint, or a local model, the same copy
-when it is the generator's model) are built once; the prompt is ``{"z": zeros(d)}``,
-i.e. training starts from the zero-shot instruction, and every step is projected back
-into ``[-1, 1]^d``.
+``data.test_examples`` are the test set. The prompt kind (``prompt.kind``, a
+``prompts.PROMPTS`` entry tagged ``'instruction'``, see ``prompt_kinds``) builds the
+generator ``z -> instruction`` and the prompt's start and projection (``soft_instruction``:
+the open LLM of ``generator.*``, ``{"z": zeros(d)}``, i.e. training starts from the
+zero-shot instruction, and every step projected back into ``[-1, 1]^d``); the black-box
+LLM (``llm.*``: an OpenAI-compatible endpoint, or a local model, the same copy when it is
+the generator's model) is built once.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import jax.numpy as jnp
 import numpy as np
 
 from fedbbpt_jax.data import client_data, client_parts, label_histograms
+from fedbbpt_jax.prompts import PROMPTS
 from fedbbpt_jax.tasks.instruction.execution_task import InstructionExecution
-from fedbbpt_jax.tasks.instruction.generator import InstructionGenerator
 from fedbbpt_jax.tasks.instruction.llm_blackbox import InstructionBlackBox
-from fedbbpt_jax.tasks.instruction.llms import chat_llm, load_model, load_task
+from fedbbpt_jax.tasks.instruction.llms import chat_llm, load_task
+from fedbbpt_jax.tasks.instruction.prompt_kinds import InstructionSetup
 from fedbbpt_jax.tasks.protocol import BuildOptions, TaskBundle
+
 
 def task_examples(config: Any) -> tuple[str, tuple[tuple[str, str], ...], str | None]:
   """``(name, examples, true definition)`` of ``config.task``, exactly as many as needed."""
@@ -38,14 +41,12 @@ def task_examples(config: Any) -> tuple[str, tuple[tuple[str, str], ...], str | 
 
 def build_instruction_task(config: Any, options: BuildOptions) -> TaskBundle:
   """The bundle (see the module docstring)."""
-  t, d, g = config.task, config.data, config.generator
+  t, d = config.task, config.data
   name, examples, definition = task_examples(config)
   exemplars = examples[:t.exemplars]
-  generator = InstructionGenerator(load_model(g.model_path, "generator.model_path"), exemplars,
-                                   intrinsic_dim=g.intrinsic_dim,
-                                   num_soft_tokens=g.num_soft_tokens,
-                                   max_new_tokens=g.max_new_tokens,
-                                   projection_seed=g.projection_seed)
+  prompted = PROMPTS.get(config.prompt.kind, "prompt.kind", "instruction")(
+      InstructionSetup(config=config, exemplars=tuple(exemplars)))
+  generator, dim = prompted.generator, prompted.generator.intrinsic_dim
   blackbox = InstructionBlackBox(generator, chat_llm(config, "llm"), examples, t.scorer,
                                  demos=exemplars[:t.demos], max_tokens=config.llm.max_tokens)
   blackbox = options.wrap(blackbox)
@@ -54,7 +55,7 @@ def build_instruction_task(config: Any, options: BuildOptions) -> TaskBundle:
   test_x = np.arange(t.exemplars + d.train_examples, len(examples), dtype=np.int32)
   parts = client_parts(train_y, d)
   clients = options.clients(client_data(train_x, train_y, parts), 2)
-  task = InstructionExecution(blackbox, g.intrinsic_dim)
+  task = InstructionExecution(blackbox, dim)
   inner = blackbox if isinstance(blackbox, InstructionBlackBox) else blackbox.inner
 
   def counters() -> dict[str, int]:  # carried over a resume by the loop
@@ -68,20 +69,18 @@ def build_instruction_task(config: Any, options: BuildOptions) -> TaskBundle:
     inner.load_cache_state(state.get("scores", []))
 
   def describe(params) -> dict:
-    z = np.zeros(g.intrinsic_dim, np.float32) if params is None else np.asarray(params["z"])
+    z = np.zeros(dim, np.float32) if params is None else np.asarray(params["z"])
     return {"task": name, "true_definition": definition,
             "instruction": inner.instruction(z), "zero_shot_instruction": inner.instruction(
-                np.zeros(g.intrinsic_dim, np.float32)), **counters()}
+                np.zeros(dim, np.float32)), **counters()}
 
   return TaskBundle(
       task=task, blackbox=blackbox, clients=clients, test_x=test_x,
       test_y=np.ones(len(test_x), np.int32),
-      init_prompt=lambda key: {"z": jnp.zeros((g.intrinsic_dim,), jnp.float32)},
+      init_prompt=prompted.init_prompt,
       label_histograms=label_histograms(train_y, parts, 2),
       test_split=f"{name}: examples {test_x[0]}-{test_x[-1]} ({len(test_x)}), after "
                  f"{t.exemplars} exemplars and {d.train_examples} training examples",
-      project=lambda params: {"z": jnp.clip(params["z"], -1.0, 1.0)},
+      project=prompted.project,
       describe=describe, counters=counters, cache_state=cache_state,
       load_cache_state=load_cache_state)
-
-

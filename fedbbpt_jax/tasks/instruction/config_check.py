@@ -11,9 +11,11 @@ from typing import Any
 from fedbbpt_jax.core import ConfigError
 from fedbbpt_jax.core.fields import (check_choice, check_number, check_registered, check_string,
                                      get_field)
+from fedbbpt_jax.prompts import PROMPTS
 from fedbbpt_jax.tasks.instruction.rule_tasks import RULES
 from fedbbpt_jax.tasks.instruction.scorers import SCORERS
 from fedbbpt_jax.zo import CONTINUOUS, ESTIMATORS
+
 
 def check_task_fields(config: Any) -> None:
   """``task.*``: the task, its scorer, the exemplars and the execution demonstrations."""
@@ -57,6 +59,7 @@ def check_instruction_family_config(config: Any) -> None:
                hint="the family's test examples follow its training examples")
   check_number(config, "data.task_seed", low=0, integer=True)
   check_task_fields(config)
+  check_registered(config, "prompt.kind", PROMPTS, tag="instruction")
   check_generator_fields(config, path_required=True)
   check_llm_fields(config, "llm")
   if not get_field(config, "llm.url") and not get_field(config, "llm.model_path"):

@@ -23,8 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from fedbbpt_jax.blackbox.llm_local import ChatLLM
-from fedbbpt_jax.tasks.instruction.generator import degenerate
-from fedbbpt_jax.tasks.instruction.scorers import SCORERS
+from fedbbpt_jax.tasks.instruction.scorers import SCORERS, degenerate
 
 
 def execution_messages(instruction: str, x: str,

@@ -2,12 +2,12 @@
 
 A row of the input is ``[z_1 .. z_d, example index]``: the prompt generator's point and
 the task example it is applied to. The host side turns each distinct ``z`` into its
-instruction (the open LLM, ``InstructionGenerator``, cached by ``z``), asks the
-black-box LLM the example under that instruction (one batched ``complete`` for every
-pair it has not answered before; degenerate instructions score 0 without a query), and
-returns the example's execution score. So the federated zero-order machinery of
-``train`` (any estimator, algorithm, aggregator, DP, checkpoints, sweeps) optimises the
-instruction exactly as it optimises a visual or text prompt.
+instruction (the prompt kind's generator, e.g. ``prompts.InstructionGenerator``: the open
+LLM, cached by ``z``), asks the black-box LLM the example under that instruction (one
+batched ``complete`` for every pair it has not answered before; degenerate instructions
+score 0 without a query), and returns the example's execution score. So the federated
+zero-order machinery of ``train`` (any estimator, algorithm, aggregator, DP, checkpoints,
+sweeps) optimises the instruction exactly as it optimises a visual or text prompt.
 
 Jitted code reaches the host through ``jax.pure_callback(..., vmap_method="expand_dims")``
 (one host call per compiled step, all clients and candidates stacked), as the remote
@@ -33,16 +33,17 @@ import numpy as np
 
 from fedbbpt_jax.blackbox import BlackBox
 from fedbbpt_jax.blackbox.llm_local import ChatLLM
+from fedbbpt_jax.prompts.instruction_generator import InstructionSource
 from fedbbpt_jax.tasks.instruction.execution import execution_messages
-from fedbbpt_jax.tasks.instruction.generator import InstructionGenerator, degenerate
-from fedbbpt_jax.tasks.instruction.scorers import SCORERS
+from fedbbpt_jax.tasks.instruction.scorers import SCORERS, degenerate
 
 
 class InstructionBlackBox(BlackBox):
   """``[N, d + 1]`` rows of ``(z, example index)`` -> ``[N, 1]`` execution scores.
 
   Args:
-    generator: soft prompt -> instruction (the open LLM, its exemplars and projection).
+    generator: point -> instruction (the prompt kind's, e.g. the open LLM with its
+      exemplars and projection).
     llm: the black-box LLM (``ChatLLM``: local, or an OpenAI-compatible endpoint).
     examples: the task's ``(input, expected output)`` pairs (indexed by the rows).
     scorer: a name in ``scorers.SCORERS``.
@@ -50,7 +51,7 @@ class InstructionBlackBox(BlackBox):
     max_tokens: answer length limit.
   """
 
-  def __init__(self, generator: InstructionGenerator, llm: ChatLLM,
+  def __init__(self, generator: InstructionSource, llm: ChatLLM,
                examples: Sequence[tuple[str, str]], scorer: str,
                demos: Sequence[tuple[str, str]] = (), max_tokens: int = 16):
     self.generator, self.llm = generator, llm

@@ -8,6 +8,10 @@ is compared with articles kept, on both sides.
 * ``exact_match``: 1 if the normalised strings are equal;
 * ``contains``: 1 if the normalised expected output occurs in the answer as whole words;
 * ``f1``: token-level F1 of the normalised strings (SQuAD style).
+
+``degenerate(instruction, exemplars)`` names why an instruction is unusable (empty, a
+template marker, a copy of an exemplar's input or output); such instructions are scored
+worst without querying.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import collections
 import re
 import string
-from typing import Callable
+from typing import Callable, Sequence
 
 _PUNCT = set(string.punctuation) - {"-"}
 
@@ -51,6 +55,19 @@ def f1(answer: str, expected: str) -> float:
     return 0.0
   precision, recall = common / len(got), common / len(want)
   return 2 * precision * recall / (precision + recall)
+
+
+def degenerate(instruction: str, exemplars: Sequence[tuple[str, str]]) -> str | None:
+  """Why ``instruction`` is unusable, or None."""
+  text = normalise(instruction)
+  if not text:
+    return "empty"
+  if "input:" in instruction.lower() or "output:" in instruction.lower():
+    return "contains the exemplar template (Input:/Output:)"
+  for x, y in exemplars:
+    if text in (normalise(x), normalise(y)):
+      return "copies an exemplar"
+  return None
 
 
 SCORERS: dict[str, Callable[[str, str], float]] = {"exact_match": exact_match,

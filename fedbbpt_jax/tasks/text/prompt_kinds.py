@@ -1,14 +1,16 @@
-"""The text family's prompt kinds, registered in ``prompts.PROMPTS`` with tag ``'text'``.
+"""The text family's prompt kinds (``prompts.PROMPTS`` entries with tag ``'text'``).
 
-Each kind turns the shared text setup (tokenizer, client texts, verbalizers) into a
-prompted task: its black box, task, prompt initialisation, projection and how a
-learned prompt is described.
+Each kind turns the shared text set-up (``TextSetup``: tokenizer, client texts,
+verbalizers) into a prompted task (``prompts.PromptedTask``): its black box, task, prompt
+initialisation, projection and how a learned prompt is described.
 
-* ``discrete``: BDPL's categorical prompt over a candidate vocabulary of the training
-  texts; the black box is the sentence encoder on token ids (local or served);
+* ``discrete`` (registered in ``prompts/registry.py``, shared with the GLUE family):
+  BDPL's categorical prompt over a candidate vocabulary of the training texts; the black
+  box is the sentence encoder on token ids (local or served, ``TextSetup.token_task``);
   parameters are projected back onto the simplex after every step.
-* ``soft``: BBT's continuous prompt ``base + reshape(Az)`` at the embedding layer of a
-  frozen LOCAL SURROGATE that takes input embeddings (a provider API takes tokens).
+* ``soft`` (registered here): BBT's continuous prompt ``base + reshape(Az)`` at the
+  embedding layer of a frozen LOCAL SURROGATE that takes input embeddings (a provider API
+  takes tokens).
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from fedbbpt_jax.blackbox.factory import make_text_blackbox
 from fedbbpt_jax.blackbox.text_zoo import make_embedding_encoder
 from fedbbpt_jax.core import ConfigError
 from fedbbpt_jax.models.minilm import TextTokenizer
-from fedbbpt_jax.prompts import (PROMPTS, candidate_vocabulary, make_discrete_prompt,
-                                 make_soft_prompt, project_tree, random_projection)
+from fedbbpt_jax.prompts import (PROMPTS, PromptedTask, PromptGenerator, candidate_vocabulary,
+                                 make_soft_prompt, random_projection)
 from fedbbpt_jax.tasks.protocol import BuildOptions
 from fedbbpt_jax.tasks.text.soft_prompt_text import SoftPromptTextClassification
 from fedbbpt_jax.tasks.text.text_classification import TextClassification
@@ -35,7 +37,7 @@ PyTree = Any
 
 
 class TextSetup(NamedTuple):
-  """What every text prompt kind starts from.
+  """What every text prompt kind starts from (a ``prompts.TokenPromptSetup``).
 
   Attributes:
     config: the experiment config.
@@ -53,15 +55,25 @@ class TextSetup(NamedTuple):
   verbalizers: list[str]
   task_fields: dict
 
+  def candidate_vocabulary(self) -> np.ndarray:
+    """The clients' frequent words or PMI n-grams as word-piece ids (no special tokens)."""
+    pcfg, tok = self.config.prompt, self.tokenizer
+    return candidate_vocabulary(pcfg.vocabulary, self.client_texts, tok.pieces,
+                                pcfg.vocabulary_size,
+                                exclude=(tok.pad_id, tok.cls_id, tok.sep_id, tok.unk_id))
 
-class PromptedText(NamedTuple):
-  """A prompt kind's part of the bundle."""
+  def token_task(self, prompt: PromptGenerator) -> tuple[TextClassification, BlackBox]:
+    """Cosine-verbalizer classification by the sentence encoder on token ids."""
+    blackbox = self.options.wrap(make_text_blackbox(self.config.blackbox))
+    task = TextClassification(
+        blackbox=blackbox, prompt=prompt,
+        class_embeddings=class_embeddings(blackbox, self.tokenizer, self.verbalizers),
+        **self.task_fields)
+    return task, blackbox
 
-  task: TextClassification
-  blackbox: BlackBox
-  init_prompt: Callable[[jax.Array], PyTree]
-  project: Callable[[PyTree], PyTree] | None
-  describe: Callable[[PyTree], dict]
+  def describe_prompt_ids(self, ids: list[int]) -> dict:
+    """The prompt's word pieces joined by spaces, and its ids."""
+    return {"learned_prompt": _tokens_text(self.tokenizer, ids), "learned_prompt_ids": ids}
 
 
 def class_embeddings(blackbox: BlackBox, tokenizer: TextTokenizer, texts: list[str],
@@ -78,27 +90,6 @@ def class_embeddings(blackbox: BlackBox, tokenizer: TextTokenizer, texts: list[s
 
 def _tokens_text(tokenizer: TextTokenizer, ids: list[int]) -> str:
   return " ".join(tokenizer.id_to_token(i) for i in ids)
-
-
-@PROMPTS.register("discrete", tags=("text",))
-def discrete_prompt(setup: TextSetup) -> PromptedText:
-  """BDPL's categorical prompt over the clients' frequent words or PMI n-grams."""
-  pcfg, tok = setup.config.prompt, setup.tokenizer
-  blackbox = setup.options.wrap(make_text_blackbox(setup.config.blackbox))
-  vocabulary = candidate_vocabulary(pcfg.vocabulary, setup.client_texts, tok.pieces,
-                                    pcfg.vocabulary_size,
-                                    exclude=(tok.pad_id, tok.cls_id, tok.sep_id, tok.unk_id))
-  prompt = make_discrete_prompt(vocabulary, pcfg.length)
-  task = TextClassification(blackbox=blackbox, prompt=prompt,
-                            class_embeddings=class_embeddings(blackbox, tok, setup.verbalizers),
-                            **setup.task_fields)
-
-  def describe(params: PyTree) -> dict:
-    ids = [int(i) for i in np.asarray(task.prompt_ids(params))]
-    return {"learned_prompt": _tokens_text(tok, ids), "learned_prompt_ids": ids,
-            "candidate_vocabulary_size": int(len(vocabulary))}
-
-  return PromptedText(task, blackbox, prompt.init, project_tree, describe)
 
 
 def nearest_tokens(task: SoftPromptTextClassification, params: PyTree) -> list[int]:
@@ -119,7 +110,7 @@ def base_prompt_ids(tokenizer: TextTokenizer, init_text: str, length: int) -> np
 
 
 @PROMPTS.register("soft", tags=("text",))
-def soft_prompt(setup: TextSetup) -> PromptedText:
+def soft_prompt(setup: TextSetup) -> PromptedTask:
   """BBT's soft prompt ``base + reshape(Az)`` on the embedding-input surrogate."""
   config, tok = setup.config, setup.tokenizer
   pcfg = config.prompt
@@ -145,4 +136,4 @@ def soft_prompt(setup: TextSetup) -> PromptedText:
             "soft_prompt_base": _tokens_text(tok, [int(i) for i in base]),
             "soft_prompt_dim": int(z.size), "soft_prompt_z_norm": float(np.linalg.norm(z))}
 
-  return PromptedText(task, blackbox, prompt.init, None, describe)
+  return PromptedTask(task, blackbox, prompt.init, None, describe)

@@ -18,21 +18,22 @@ the default here (``None``) scales it to the spread of the model's own token
 embeddings (``std(embedding) / std(Az)`` for uniform ``z``), a choice, stated.
 
 Instructions are cached by ``z`` (float32 bytes): the same point never costs a second
-generation (``generations`` / ``cache_hits`` count). ``degenerate(instruction,
-exemplars)`` names why an instruction is unusable (empty, a template marker, a copy of
-an exemplar's input or output); such instructions are scored worst without querying.
+generation (``generations`` / ``cache_hits`` count).
+
+``InstructionSource`` is what the instruction family asks of any instruction prompt kind's
+generator; ``InstructionGenerator`` is the one its ``soft_instruction`` kind
+(``tasks/instruction/prompt_kinds.py``) builds from ``config.generator``.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from fedbbpt_jax.models.causal_lm import CausalLM
-from fedbbpt_jax.tasks.instruction.scorers import normalise
 
 QUESTION = "The instruction was to"
 CHAT_QUESTION = "What was the instruction?"
@@ -50,21 +51,32 @@ def exemplar_prompt(exemplars: Sequence[tuple[str, str]], lm: CausalLM | None = 
                    ) + QUESTION
 
 
-def degenerate(instruction: str, exemplars: Sequence[tuple[str, str]]) -> str | None:
-  """Why ``instruction`` is unusable, or None."""
-  text = normalise(instruction)
-  if not text:
-    return "empty"
-  if "input:" in instruction.lower() or "output:" in instruction.lower():
-    return "contains the exemplar template (Input:/Output:)"
-  for x, y in exemplars:
-    if text in (normalise(x), normalise(y)):
-      return "copies an exemplar"
-  return None
+class InstructionSource(Protocol):
+  """Points ``z`` in ``[-1, 1]^intrinsic_dim`` -> instructions, cached, with its counters.
+
+  Attributes:
+    intrinsic_dim: ``d``, the length of every point.
+    exemplars: the ``(input, output)`` demonstrations instructions are induced from (an
+      instruction copying one of them is degenerate).
+    generations: instructions made so far (cache hits not counted).
+  """
+
+  intrinsic_dim: int
+  exemplars: tuple[tuple[str, str], ...]
+  generations: int
+
+  def generate(self, zs: np.ndarray) -> list[str]:
+    """The instruction of every row of ``zs`` ``[N, d]``."""
+
+  def cache_state(self) -> dict[str, str]:
+    """The instructions made so far as JSON (saved with every checkpoint)."""
+
+  def load_cache_state(self, state: dict[str, str]) -> None:
+    """Adds a ``cache_state`` (a resumed run makes none of them again)."""
 
 
 class InstructionGenerator:
-  """``generate(zs) -> instructions`` (see the module docstring).
+  """``generate(zs) -> instructions`` (see the module docstring); an ``InstructionSource``.
 
   Args:
     lm: the open causal LM (``models.causal_lm.CausalLM``).
