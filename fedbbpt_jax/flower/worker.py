@@ -102,7 +102,11 @@ class Worker:
           return
         header, body = W.recv_frame(conn)
         conn.settimeout(None)
-        reply = self.answer(header, body)
+        try:
+          reply = self.answer(header, body)
+        except Exception as ex:  # pylint: disable=broad-except  (a bug here: still answer)
+          log(f"the request {header.get('op')!r} failed:\n{traceback.format_exc()}")
+          reply = {"ok": False, "error": W.describe_exception(ex)}, b""
         W.send_frame(conn, *reply)
     except (OSError, EOFError, ValueError) as e:
       log(f"a connection failed: {type(e).__name__}: {e}")
@@ -114,10 +118,10 @@ class Worker:
   def answer(self, header: dict, body: bytes) -> tuple[dict, bytes]:
     op = header.get("op")
     if op == "status":
-      node = sys.modules.get(NODE_MODULE)
+      builds = getattr(sys.modules.get(NODE_MODULE), "builds", None)  # None: not imported yet
       with self.lock:
         return {"ok": True, "pid": os.getpid(), "trained": self.trained,
-                "training": self.training, "builds": node.builds() if node else 0}, b""
+                "training": self.training, "builds": builds() if builds else 0}, b""
     if op != "train":
       return {"ok": False, "error": W.describe_exception(ValueError(
           f"the worker has no operation {op!r}"))}, b""

@@ -29,6 +29,7 @@ from fedbbpt_jax.flower import worker_protocol as W
 from fedbbpt_jax.flower.server_app import setup_files
 from fedbbpt_jax.flower.settings import node_settings
 from fedbbpt_jax.flower.strategy import FedBBPTStrategy
+from fedbbpt_jax.serve.process import LOOPBACK, free_port
 from fedbbpt_jax.train.build import build_experiment
 from tests.helpers.inprocess_grid import client_reply
 from tests.helpers.tiny_models import tiny
@@ -106,57 +107,62 @@ def train(sent, node_config, want):
   assert report == expected
 
 
-def test_rounds_go_through_one_worker_that_builds_the_experiment_once(setup):
-  message, reference, node_config = setup
-  for r in (0, 1):
-    train(message(r), node_config, reference[r])
-  info = W.read_info(worker_directory(node_config))
-  assert status(node_config) == {"ok": True, "pid": info["pid"], "trained": 2, "training": 0,
-                                 "builds": 1}
-  with open(os.path.join(worker_directory(node_config), W.LOG)) as f:
-    lines = [line.split(": ", 1)[1] for line in f if "trained round" in line]
-  assert [line.split(" in ")[0] for line in lines] == ["trained round 0", "trained round 1"]
-  assert lines[0].endswith("(built the experiment)\n") and "built" not in lines[1]
-  assert os.stat(os.path.join(worker_directory(node_config), W.INFO)).st_mode & 0o777 == 0o600
-
-
 def test_a_worker_killed_mid_request_names_its_log_and_the_next_round_starts_a_new_one(setup):
   message, reference, node_config = setup
-  old = status(node_config)["pid"]
+  old = status(node_config)["pid"]  # (starts a worker: no JAX imported yet)
   outcome = {}
 
-  def straggle():  # a long request (it sleeps 60 s before training), killed below
+  def request():
     try:
-      worker_client.train_reply(message(1), {**node_config, "train-delay-seconds": 60.0})
+      worker_client.train_reply(message(0), node_config)
     except Exception as e:  # pylint: disable=broad-except
       outcome["error"] = e
 
-  thread = threading.Thread(target=straggle)
+  thread = threading.Thread(target=request)
   thread.start()
   deadline = time.monotonic() + 60
   while status(node_config)["training"] == 0 and time.monotonic() < deadline:
-    time.sleep(0.1)
-  os.kill(old, signal.SIGKILL)
-  thread.join(30)
+    time.sleep(0.05)
+  os.kill(old, signal.SIGKILL)  # while it trains (importing JAX, building)
+  thread.join(60)
   log = os.path.join(worker_directory(node_config), W.LOG)
   assert type(outcome["error"]) is W.WorkerError
   assert str(outcome["error"]) == (f"the node's worker (pid {old}) ended before it replied; "
                                    f"its log: {log}")
-  train(message(2), node_config, reference[2])
+  train(message(0), node_config, reference[0])
   new = status(node_config)
   assert new["pid"] != old and (new["trained"], new["builds"]) == (1, 1)
   assert W.read_info(worker_directory(node_config))["pid"] == new["pid"]
 
 
-@pytest.mark.parametrize("failure", ["path-like set-up file", "node override"])
+def test_rounds_go_through_one_worker_that_builds_the_experiment_once(setup):
+  message, reference, node_config = setup
+  before = status(node_config)
+  for r in (1, 2):
+    train(message(r), node_config, reference[r])
+  pid = W.read_info(worker_directory(node_config))["pid"]
+  assert status(node_config) == {"ok": True, "pid": pid, "trained": before["trained"] + 2,
+                                 "training": 0, "builds": 1}
+  assert before["pid"] == pid
+  with open(os.path.join(worker_directory(node_config), W.LOG)) as f:
+    lines = [line.split(": ", 1)[1] for line in f if f"worker {pid}: trained round" in line]
+  assert [line.split(" in ")[0] for line in lines[-2:]] == ["trained round 1", "trained round 2"]
+  assert sum(line.endswith("(built the experiment)\n") for line in lines) == 1
+  assert os.stat(os.path.join(worker_directory(node_config), W.INFO)).st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("failure", ["path-like set-up file", "node override", "provider down"])
 def test_a_failure_in_the_worker_reaches_the_server_as_in_process(setup, failure, tmp_path):
   """Flower's error reply (``client_reply``: the class and the text) is the same whether
   the request raised in the worker or in the ClientApp process."""
   message, _, node_config = setup
   if failure == "path-like set-up file":
     bad, extra = message(0, **{M.FILE_PREFIX + "../escaped.npz": b"evil"}), {}
-  else:
+  elif failure == "node override":
     bad, extra = message(0), {"overrides": "train.rounds=3"}
+  else:  # (the node's black box is a closed port)
+    bad, extra = message(0), {"blackbox-url": f"http://{LOOPBACK}:{free_port()}",
+                              "overrides": "blackbox.max_attempts=1"}
   reasons = []
   for worker in (True, False):
     config = {**node_config, **extra, "worker": worker}
@@ -172,6 +178,11 @@ def test_a_failure_in_the_worker_reaches_the_server_as_in_process(setup, failure
                           "'blackbox.api_key_env', 'blackbox.max_attempts', "
                           "'blackbox.backoff_seconds', 'blackbox.timeout_seconds', "
                           "'blackbox.max_concurrency', 'blackbox.chunk_size']'>")
+  elif failure == "provider down":
+    assert reasons[0] == (
+        "<class 'fedbbpt_jax.blackbox.remote.RemoteBlackBoxError'>:<'remote black box "
+        f"{extra['blackbox-url']}/v1/info failed: no HTTP response: ConnectError: [Errno 111] "
+        "Connection refused'>")
   else:
     assert reasons[0].startswith("<class 'ValueError'>:<'the server sent set-up files whose "
                                  "names are not plain file names: ['../escaped.npz']")
