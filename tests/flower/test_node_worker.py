@@ -6,12 +6,15 @@ process (``worker=false``).
 The worker is started once and reused (one experiment built, one pid); a worker killed
 mid-request gives an error naming its log and is replaced at the next round; a failure
 inside the worker reaches the server as the in-process one does; the worker refuses a
-client without its secret and exits after its idle timeout; the loopback teardown's
+client without its secret and exits after its idle timeout or when its SuperNode is
+gone; ClientApps asking at once start one worker; the loopback teardown's
 ``stop_workers`` leaves no process.
 """
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -188,31 +191,42 @@ def test_a_failure_in_the_worker_reaches_the_server_as_in_process(setup, failure
                                  "names are not plain file names: ['../escaped.npz']")
 
 
-def test_the_worker_refuses_a_wrong_secret_and_exits_when_idle(tmp_path):
+def test_the_worker_refuses_a_client_without_its_secret(tmp_path):
   """A worker that only answered status requests (no JAX imported): cheap to start."""
-  node_config = {"partition-id": 7, "workdir": str(tmp_path), "worker": True,
-                 "worker-idle-seconds": 1.5}
+  node_config = {"partition-id": 7, "workdir": str(tmp_path), "worker": True}
   directory = worker_directory(node_config)
   pid = status(node_config)["pid"]
   info = W.read_info(directory)
   assert os.stat(directory).st_mode & 0o777 == 0o700
-  sock = worker_client.open_connection(info)  # the right secret: accepted
-  sock.close()
+  assert os.stat(os.path.join(directory, W.INFO)).st_mode & 0o777 == 0o600
   with pytest.raises(W.WorkerAuthError) as e:
     worker_client.open_connection({**info, "secret": W.new_secret()})
-  assert str(e.value).startswith("the worker refused the connection: wrong secret (")
+  assert str(e.value) == ("the worker refused the connection: wrong secret (the connection "
+                          "closed 0 of 32 bytes into a read)")
+  assert status(node_config)["pid"] == pid  # it goes on serving
+  assert worker_client.stop_workers(str(tmp_path)) == [pid]
+  with open(os.path.join(directory, W.LOG)) as f:
+    lines = [line.split(f"worker {pid}: ", 1)[1].rstrip("\n") for line in f]
+  assert lines == [f"listening on 127.0.0.1:{info['port']}; exits after 600 s idle",
+                   "refused a connection: it does not hold the secret", "exiting: SIGTERM"]
+
+
+def test_the_worker_exits_when_idle(tmp_path):
+  node_config = {"partition-id": 7, "workdir": str(tmp_path), "worker": True,
+                 "worker-idle-seconds": 1.0}
+  directory = worker_directory(node_config)
+  pid = status(node_config)["pid"]
+  start = W.read_info(directory)["start"]
   deadline = time.monotonic() + 30
-  while W.running(pid, info["start"]) and time.monotonic() < deadline:
-    time.sleep(0.1)
-  assert not W.running(pid, info["start"])
+  while W.running(pid, start) and time.monotonic() < deadline:
+    time.sleep(0.05)
+  assert not W.running(pid, start)
   assert W.read_info(directory) is None  # it removed its worker.json
   with open(os.path.join(directory, W.LOG)) as f:
     lines = [line.split(f"worker {pid}: ", 1)[1].rstrip("\n") for line in f]
-  assert lines[0] == f"listening on 127.0.0.1:{info['port']}; exits after 1.5 s idle"
-  assert sorted(lines[1:3]) == [  # (the first connection sent no request)
-      "a connection failed: EOFError: the connection closed 0 of 12 bytes into a read",
-      "refused a connection: it does not hold the secret"]
-  assert lines[3].startswith("exiting: no request for ") and len(lines) == 4
+  assert len(lines) == 2 and lines[0].endswith("; exits after 1 s idle")
+  assert lines[1].startswith("exiting: no request for ") and lines[1].endswith(" s")
+  assert float(lines[1].split()[-2]) >= 1
 
 
 def test_worker_false_and_auto_train_in_this_process(setup, tmp_path):
@@ -239,3 +253,47 @@ def test_an_exception_class_this_process_has_not_loaded_prints_as_in_the_worker(
   assert (str(type(ex)), str(ex)) == ("<class 'some_plugin.errors.Provider.Down'>", "no answer")
   ex = W.rebuild_exception(W.describe_exception(ConfigError("bad field")))
   assert type(ex) is ConfigError and str(ex) == "bad field"
+
+
+def test_clientapps_that_ask_at_once_start_one_worker(tmp_path):
+  node_config = {"partition-id": 3, "workdir": str(tmp_path), "worker": True,
+                 "worker-idle-seconds": 60.0}
+  pids = []
+  threads = [threading.Thread(target=lambda: pids.append(status(node_config)["pid"]))
+             for _ in range(3)]
+  for thread in threads:
+    thread.start()
+  for thread in threads:
+    thread.join(60)
+  assert len(pids) == 3 and len(set(pids)) == 1
+  with open(os.path.join(worker_directory(node_config), W.LOG)) as f:
+    assert sum("listening on" in line for line in f) == 1
+  assert worker_client.stop_workers(str(tmp_path)) == pids[:1]
+  assert W.read_info(worker_directory(node_config)) is None
+
+
+def test_the_worker_exits_when_the_supernode_it_serves_is_gone(tmp_path):
+  """The worker as ``worker_client.start_worker`` starts it under a SuperNode (here a
+  stand-in process whose exit it watches)."""
+  supernode = subprocess.Popen(["sleep", "60"])
+  start = W.process_start(supernode.pid)
+  with open(tmp_path / W.LOG, "wb") as log:
+    worker = subprocess.Popen([sys.executable, "-m", "fedbbpt_jax.flower.worker", "--dir",
+                               str(tmp_path), "--idle-seconds", "60", "--watch-pid",
+                               str(supernode.pid), "--watch-start", str(start)],
+                              stdout=log, stderr=subprocess.STDOUT)
+  try:
+    deadline = time.monotonic() + 30
+    while W.read_info(str(tmp_path)) is None and time.monotonic() < deadline:
+      time.sleep(0.05)
+    assert W.read_info(str(tmp_path))["watch-pid"] == supernode.pid
+    supernode.kill()
+    supernode.wait()
+    assert worker.wait(timeout=10) == 0
+  finally:
+    supernode.kill()
+    worker.kill()
+  lines = (tmp_path / W.LOG).read_text().splitlines()
+  assert lines[-1].endswith(f"worker {worker.pid}: exiting: the SuperNode it served "
+                            f"(pid {supernode.pid}) is gone")
+  assert W.read_info(str(tmp_path)) is None
