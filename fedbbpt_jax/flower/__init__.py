@@ -6,6 +6,10 @@
 * ``strategy.FedBBPTStrategy``: the round logic as a Flower ``Strategy``;
 * ``codec``: pytrees <-> ``ArrayRecord`` with named, checked keys;
 * ``settings``: run config, node config, the experiment config on the wire;
+* ``worker``, ``worker_client``, ``worker_protocol``: a node's long-lived worker process that
+  keeps the built experiment and its compiled client step between rounds (a SuperNode
+  starts a fresh ClientApp process per message), how the ClientApp finds, starts and asks
+  it, and what they send each other;
 * ``loopback``: a SuperLink, SuperNodes and the provider service as local processes.
 
 This package sits above ``train`` (it drives runs); nothing below imports it. Importing

@@ -1,6 +1,10 @@
 """The Flower ``ClientApp`` of a deployment (``fedbbpt_jax.flower.client_app:app``).
 
-``train``: run this node's ``client_update`` for the round in the message (``node.py``);
+``train``: run this node's ``client_update`` for the round in the message (``node.py``),
+in the node's long-lived worker process (``worker.py``) unless the node config says
+``worker=false``;
+``evaluate``: score the global model on this node's local test split
+(``node_evaluation.py``), through the same worker;
 ``query``: answer which partition this node holds (discovery). The heavy imports (JAX,
 the task families) happen inside the train handler, so that discovery stays cheap: a
 SuperNode starts a fresh ClientApp process for every message.
@@ -18,8 +22,9 @@ app = ClientApp()
 
 @app.train()
 def train(message: Message, context: Context) -> Message:
-  from fedbbpt_jax.flower.node import train_reply  # pylint: disable=import-outside-toplevel
-  return train_reply(message, context.node_config)
+  """Training: through the node's long-lived worker (``worker_client.py``), or here."""
+  from fedbbpt_jax.flower import worker_client  # pylint: disable=import-outside-toplevel
+  return worker_client.train_reply(message, context.node_config)
 
 
 @app.query()
@@ -33,6 +38,7 @@ def query(message: Message, context: Context) -> Message:
 
 @app.evaluate()
 def evaluate(message: Message, context: Context) -> Message:
-  """Federated evaluation: the global model on this node's local test split (sums only)."""
-  from fedbbpt_jax.flower.node_evaluation import evaluate_reply  # pylint: disable=import-outside-toplevel
-  return evaluate_reply(message, context.node_config)
+  """Federated evaluation: the global model on this node's local test split (sums only),
+  through the node's worker like training, or here."""
+  from fedbbpt_jax.flower import worker_client  # pylint: disable=import-outside-toplevel
+  return worker_client.evaluate_reply(message, context.node_config)

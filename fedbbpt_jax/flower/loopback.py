@@ -4,7 +4,9 @@ Used by the integration tests and ``make flower-demo`` (``main``, whose temporar
 home, API keys included, is removed at the end, also on failure); the same commands,
 with TLS and real addresses, are what a multi-machine run uses (docs/flower.md,
 docs/deployment/flower.md). Every process is started in its own session and stopped by its PID (its
-whole process group: the ServerApp and ClientApp processes Flower spawns go with it).
+whole process group: the ServerApp and ClientApp processes Flower spawns go with it); the
+nodes' workers (``worker.py``, in sessions of their own) are stopped by the pids their
+``worker.json`` records.
 Flower's home directory (``FLWR_HOME``) is the one given; telemetry and the update
 check are off.
 
@@ -201,8 +203,24 @@ class LoopbackFederation:
     return self.nodes[i]
 
   def kill_node(self, i: int) -> None:
-    """Kills SuperNode ``i`` and its ClientApp processes at once (SIGKILL)."""
+    """Kills SuperNode ``i``, its ClientApp processes and its worker at once (SIGKILL), as
+    when its machine goes down."""
     stop_group(self.nodes[i], grace=0.0)
+    self.stop_workers([i], grace=0.0)
+
+  def node_workdirs(self, indices: Sequence[int] | None = None) -> list[str]:
+    """The workdirs of the nodes ``indices`` (all by default), as their node configs say."""
+    from fedbbpt_jax.flower.settings import node_settings  # pylint: disable=import-outside-toplevel
+    indices = range(len(self.node_configs)) if indices is None else indices
+    return [node_settings(self.node_configs[i]).workdir for i in indices]
+
+  def stop_workers(self, indices: Sequence[int] | None = None, grace: float = 5.0) -> None:
+    """Stops the workers of the nodes ``indices`` (all by default): started in sessions
+    of their own, they outlive their SuperNode's process group (``worker.py``)."""
+    from fedbbpt_jax.flower import worker_client  # pylint: disable=import-outside-toplevel
+    for workdir in self.node_workdirs(indices):
+      for directory in worker_client.worker_dirs(workdir):
+        worker_client.stop_worker(directory, grace=grace)
 
   def run(self, run_config: Mapping[str, Any], app_dir: str = APP_DIR,
           timeout: float = 600.0) -> subprocess.CompletedProcess:
@@ -234,13 +252,18 @@ class LoopbackFederation:
                               start_new_session=True)
 
   def stop(self) -> None:
-    """Stops every SuperNode, then the SuperLink (each by its process group)."""
+    """Stops every SuperNode (by its process group) and its worker, then the SuperLink."""
     for node in self.nodes:
       stop_group(node)
+    self.stop_workers()
     stop_group(self.superlink)
 
   def pids(self) -> list[int]:
-    return [p.pid for p in [self.superlink, *self.nodes] if p is not None]
+    """The SuperLink's, the SuperNodes' and their running workers' pids."""
+    from fedbbpt_jax.flower import worker_client  # pylint: disable=import-outside-toplevel
+    workers = [pid for workdir in self.node_workdirs()
+               for pid in worker_client.worker_pids(workdir)]
+    return [p.pid for p in [self.superlink, *self.nodes] if p is not None] + workers
 
   def __enter__(self) -> "LoopbackFederation":
     try:

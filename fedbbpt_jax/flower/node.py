@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 from typing import Any, Callable
 
@@ -66,10 +67,18 @@ def write_setup_files(directory: str, run: ConfigRecord) -> None:
 
 
 # Experiments this process built, by what they were built from: a SuperNode starts a fresh
-# process per message, but a long-lived ClientApp process (and the in-process tests)
-# trains many rounds on the same one. Keeps the last few.
+# process per message, but the node's worker (``worker.py``), a long-lived ClientApp
+# process and the in-process tests train many rounds on the same one. Keeps the last few;
+# the lock makes concurrent requests (the worker's threads) build an experiment once.
 _BUILT: dict[tuple, tuple[Experiment, Callable]] = {}
 _KEEP = 4
+_BUILD_LOCK = threading.Lock()
+_BUILDS = [0]  # experiments this process has built (``builds``)
+
+
+def builds() -> int:
+  """How many experiments this process has built (cache misses of ``node_experiment``)."""
+  return _BUILDS[0]
 
 
 def node_experiment(node: NodeSettings, run: ConfigRecord) -> tuple[Experiment, Callable]:
@@ -78,12 +87,14 @@ def node_experiment(node: NodeSettings, run: ConfigRecord) -> tuple[Experiment, 
   files = tuple(sorted((k, hashlib.sha256(v).hexdigest()) for k, v in run.items()
                        if k.startswith(M.FILE_PREFIX)))
   key = (str(run[M.CONFIG_JSON]), node, files, int(run.get(M.REFRESH_ROUND, -1)))
-  if key not in _BUILT:
-    while len(_BUILT) >= _KEEP:
-      _BUILT.pop(next(iter(_BUILT)))
-    exp = build_node_experiment(node, run)
-    _BUILT[key] = (exp, jax.jit(exp.algorithm.client_update))
-  return _BUILT[key]
+  with _BUILD_LOCK:
+    if key not in _BUILT:
+      while len(_BUILT) >= _KEEP:
+        _BUILT.pop(next(iter(_BUILT)))
+      exp = build_node_experiment(node, run)
+      _BUILT[key] = (exp, jax.jit(exp.algorithm.client_update))
+      _BUILDS[0] += 1
+    return _BUILT[key]
 
 
 def build_node_experiment(node: NodeSettings, run: ConfigRecord) -> Experiment:
@@ -110,7 +121,7 @@ def activation_counters(exp: Experiment) -> dict[str, int]:
   return RoundCost(1, cost.candidates_per_activation, cost.batch_size).counters()
 
 
-def global_model(message: Message, exp: Experiment, directory: str) -> Any:
+def global_model(content: RecordDict, exp: Experiment, directory: str) -> Any:
   """The broadcast this round trains from: sent as it is (``GLOBAL``), or rebuilt from the
   whole server state (``STATE``) or from the state this node kept and the recorded
   rounds since (``HISTORY``, ``seed_download.py``); a rebuilt state is kept for next time.
@@ -120,7 +131,7 @@ def global_model(message: Message, exp: Experiment, directory: str) -> Any:
       replayed parameters differ from the server's checksum (the kept state is then
       deleted; the server sends the whole state next time).
   """
-  content, run = message.content, message.content[M.RUN]
+  run = content[M.RUN]
   init = exp.algorithm.init(exp.init_params)
   if M.GLOBAL in content:
     return from_array_record(content[M.GLOBAL], exp.algorithm.broadcast(init),
@@ -148,15 +159,21 @@ def global_model(message: Message, exp: Experiment, directory: str) -> Any:
 
 def train_reply(message: Message, node_config: Any) -> Message:
   """Runs this node's ``client_update`` for the round the message names; the reply."""
+  return Message(train_content(message.content, node_config), reply_to=message)
+
+
+def train_content(content: RecordDict, node_config: Any) -> RecordDict:
+  """The content of ``train_reply``'s reply to a train message holding ``content`` (what
+  the node's worker computes for a ClientApp process, ``worker.py``)."""
   node = node_settings(node_config)
   import_plugins(node.imports)  # this node's own plugins (its config's, not the server's)
-  run = message.content[M.RUN]
+  run = content[M.RUN]
   exp, client_update = node_experiment(node, run)
   round_idx = int(run[M.ROUND])
   if node.train_delay_seconds:
     time.sleep(node.train_delay_seconds)
   t0 = time.time()
-  received = global_model(message, exp, run_directory(node, str(run[M.CONFIG_JSON])))
+  received = global_model(content, exp, run_directory(node, str(run[M.CONFIG_JSON])))
   own = jax.tree.map(lambda a: a[node.partition_id], exp.clients)
   _, k_clients = round_keys(exp.root_key, round_idx)
   key = client_keys(k_clients, jnp.asarray([node.partition_id]))[0]
@@ -165,6 +182,5 @@ def train_reply(message: Message, node_config: Any) -> Message:
   exp.bundle.blackbox.raise_pending_error()
   report = {M.PARTITION_ID: node.partition_id, "num-examples": int(upload.num_examples),
             "train-seconds": time.time() - t0, **activation_counters(exp)}
-  return Message(RecordDict({M.UPLOAD: to_array_record(upload),
-                             M.REPORT: MetricRecord(report)}), reply_to=message)
+  return RecordDict({M.UPLOAD: to_array_record(upload), M.REPORT: MetricRecord(report)})
 

@@ -46,16 +46,21 @@ def local_test_evaluator(exp: Experiment, partition_id: int) -> LocalTestEvaluat
   return _EVALUATORS[id(exp)][1]
 
 
-def evaluate_reply(message: Message, node_config: Any) -> Message:
-  """Scores the global model in ``message`` on this node's local test split; the reply."""
+def evaluate_content(content: RecordDict, node_config: Any) -> RecordDict:
+  """Scores the global model in an evaluate message's ``content`` on this node's local
+  test split; the reply's content (what the node's worker runs, too)."""
   node = node_settings(node_config)
   import_plugins(node.imports)  # this node's own plugins (its config's, not the server's)
-  exp, _ = node_experiment(node, message.content[M.RUN])
+  exp, _ = node_experiment(node, content[M.RUN])
   t0 = time.time()
   like = exp.algorithm.model(exp.algorithm.init(exp.init_params))
-  params = from_array_record(message.content[M.GLOBAL], like,
+  params = from_array_record(content[M.GLOBAL], like,
                              what="the global model sent for evaluation")
   sums = local_test_evaluator(exp, node.partition_id).sums(params, exp.task)
   exp.bundle.blackbox.raise_pending_error()
-  return Message(RecordDict({M.TEST_SUMS: client_sums_record(sums, time.time() - t0)}),
-                 reply_to=message)
+  return RecordDict({M.TEST_SUMS: client_sums_record(sums, time.time() - t0)})
+
+
+def evaluate_reply(message: Message, node_config: Any) -> Message:
+  """Scores the global model in ``message`` on this node's local test split; the reply."""
+  return Message(evaluate_content(message.content, node_config), reply_to=message)

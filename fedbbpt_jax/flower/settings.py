@@ -20,7 +20,11 @@ experiment config on the wire.
   ``NODE_LOCAL_FIELDS``), ``imports`` (the node's own plugin modules, e.g. the dataset
   or model the run names; a node imports only what its own config lists, never what
   the server asks for) and ``train-delay-seconds`` (a straggler: sleep before training;
-  for fault drills).
+  for fault drills), ``worker`` (``true``: the node's rounds run in a long-lived worker
+  process that keeps the built experiment and its compiled step, ``worker.py``;
+  ``false``: in the ClientApp process Flower starts for each message; ``"auto"``, the
+  default: a worker when the ClientApp runs in such a per-message process) and
+  ``worker-idle-seconds`` (the worker exits after that long without a request).
 * **The experiment config** travels from the server to every node as JSON inside the
   train message, so nodes need no config file and cannot drift from the server.
 """
@@ -194,6 +198,8 @@ class NodeSettings:
   overrides: str
   train_delay_seconds: float
   imports: str = ""
+  worker: str = "auto"  # "on", "off" or "auto"
+  worker_idle_seconds: float = 600.0
 
 
 def node_settings(node_config: Mapping[str, Any]) -> NodeSettings:
@@ -209,6 +215,18 @@ def node_settings(node_config: Mapping[str, Any]) -> NodeSettings:
   if partition < 0 or delay < 0:
     raise ConfigError(f"node config 'partition-id'={partition} and 'train-delay-seconds'="
                       f"{delay} must be >= 0")
+  worker = node_config.get("worker", "auto")
+  worker = {True: "on", False: "off", "true": "on", "false": "off", "auto": "auto"}.get(
+      worker.lower() if isinstance(worker, str) else worker)
+  if worker is None:
+    raise ConfigError(f"node config 'worker'={node_config['worker']!r} must be true, false or "
+                      "\"auto\"")
+  try:
+    idle = float(node_config.get("worker-idle-seconds", 600.0))
+  except (TypeError, ValueError) as e:
+    raise ConfigError(f"node config 'worker-idle-seconds': {e}") from None
+  if not idle > 0:
+    raise ConfigError(f"node config 'worker-idle-seconds'={idle} must be > 0")
   url = node_config.get("blackbox-url")
   key_env = node_config.get("api-key-env")
   return NodeSettings(
@@ -218,7 +236,7 @@ def node_settings(node_config: Mapping[str, Any]) -> NodeSettings:
       blackbox_url=None if url is None else str(url),
       api_key_env=None if key_env is None else str(key_env),
       overrides=str(node_config.get("overrides", "")), train_delay_seconds=delay,
-      imports=str(node_config.get("imports", "")))
+      imports=str(node_config.get("imports", "")), worker=worker, worker_idle_seconds=idle)
 
 
 def node_view(config: ml_collections.ConfigDict, node: NodeSettings) -> ml_collections.ConfigDict:
