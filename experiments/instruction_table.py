@@ -58,7 +58,6 @@ def config_for(task: str, seed: int, method: str, budget: int, demos: int):
     c.train.rounds = points // BO_BATCH
     c.bo.batch = BO_BATCH
     c.bo.initial = max(1, round(points / 3 / BO_BATCH)) * BO_BATCH
-    c.bo.score_vectors = "examples" if method == "centralized_bo" else "clients"
   else:
     c.train.rounds = budget // (CLIENTS * 2 * BATCH)  # SPSA: 2 candidates a step
     c.baselines.local_only = True
