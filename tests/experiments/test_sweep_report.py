@@ -15,6 +15,7 @@ import pytest
 from experiments.report import write_report
 from experiments.sweep import plan_groups, run_sweep
 from experiments.sweep_points import SweepError, load_sweep
+from fedbbpt_jax.train import validate_config
 from fedbbpt_jax.zo import make_estimator
 from tests.helpers.tiny_models import IMAGE, register
 
@@ -242,6 +243,19 @@ def test_image_prompts_sweep_changes_only_the_generator_and_the_seed():
     assert p.config.client.lr == base.client.lr and p.config.train.rounds == base.train.rounds
     assert p.config.zo.num_directions == base.zo.num_directions
     assert not p.config.baselines.local_only
+
+
+def test_zip_sweep_groups_each_variants_seeds_and_validates(tmp_path):
+  points = load_sweep("configs/sweeps/zip_prompts.py")
+  assert len(points) == 15
+  for p in points:
+    validate_config(p.config)
+  variants = {(p.config.prompt.kind, p.config.zo.estimator) for p in points}
+  assert variants == {("frame", "spsa_gc"), ("intrinsic_frame", "spsa_gc"),
+                      ("intrinsic_frame", "spsa_clip"), ("intrinsic_frame", "spsa_gc_clip"),
+                      ("frame", "spsa_gc_clip")}
+  workdirs = [str(tmp_path / p.name) for p in points]
+  assert plan_groups(points, workdirs, vmap=True) == [[i, i + 1, i + 2] for i in range(0, 15, 3)]
 
 
 def test_dp_runs_get_an_accuracy_against_epsilon_table_and_plot(tmp_path):
