@@ -79,11 +79,11 @@ def table(rows: list[dict]) -> str:
       rs = [r for r in rows if r["task"] == task and r["method"] == method]
       if not rs:
         continue
+      mean = lambda key: ("(in fedbbpt's)" if rs[0][key] is None  # the baseline's run
+                          else f"{np.mean([r[key] for r in rs]):.0f}")
       lines.append(f"| {task} | {method} | {fmt([r['zero_shot'] for r in rs])} | "
-                   f"{fmt([r['found'] for r in rs])} | "
-                   f"{np.mean([r['training_rows'] for r in rs]):.0f} | "
-                   f"{np.mean([r['llm_requests'] for r in rs]):.0f} | "
-                   f"{np.mean([r['generations'] for r in rs]):.0f} | {len(rs)} |")
+                   f"{fmt([r['found'] for r in rs])} | {mean('training_rows')} | "
+                   f"{mean('llm_requests')} | {mean('generations')} | {len(rs)} |")
   return "\n".join(lines) + "\n"
 
 
@@ -96,7 +96,7 @@ def rows_of(task: str, seed: int, method: str, summary: dict, seconds: float) ->
   if summary.get("local_only_accuracy") is not None:
     out.append({**out[0], "method": "local_only", "found": summary["local_only_accuracy"],
                 "training_rows": summary["local_only_black_box_queries"],
-                "instruction": None})
+                "llm_requests": None, "generations": None, "instruction": None})
   return out
 
 
