@@ -24,10 +24,9 @@ import json
 import os
 import time
 
-import numpy as np
 from absl import app, flags
 
-from configs.instruction import get_config
+from experiments.instruction_runs import METHODS, config_for, rows_of, table
 from fedbbpt_jax.train import run
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "where results.json and table.md go")
@@ -35,69 +34,9 @@ _TASKS = flags.DEFINE_list("tasks", ["first_word_letter"], "rule tasks")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "seeds (task examples, projection, run)")
 _DEMOS = flags.DEFINE_integer("demos", 3, "few-shot demonstrations in every execution query "
                               "(task.demos; InstructZero's execution uses 5)")
-METHODS = ("fedbbpt", "fed_bo", "centralized_bo")
 _ONLY = flags.DEFINE_list("methods", list(METHODS), "server.algorithm values to compare")
 _BUDGET = flags.DEFINE_integer("budget", 450, "training (z, example) rows per method")
 flags.mark_flag_as_required("workdir")
-
-CLIENTS, PER_CLIENT, BATCH, BO_BATCH = 3, 5, 5, 5
-
-
-def config_for(task: str, seed: int, method: str, budget: int, demos: int):
-  """The run of one table cell (see the module docstring)."""
-  c = get_config()
-  c.task.name, c.seed, c.data.task_seed = task, seed, seed
-  c.generator.projection_seed = seed
-  c.task.demos = demos
-  c.data.num_clients, c.data.train_examples = CLIENTS, CLIENTS * PER_CLIENT
-  c.data.test_examples = 20
-  c.client.batch_size = BATCH
-  c.server.algorithm = method
-  if method in ("fed_bo", "centralized_bo"):
-    points = budget // (CLIENTS * PER_CLIENT)
-    c.train.rounds = points // BO_BATCH
-    c.bo.batch = BO_BATCH
-    c.bo.initial = max(1, round(points / 3 / BO_BATCH)) * BO_BATCH
-  else:
-    c.train.rounds = budget // (CLIENTS * 2 * BATCH)  # SPSA: 2 candidates a step
-    c.baselines.local_only = True
-  c.train.eval_every = c.train.rounds
-  c.train.eval_batch_size = 20
-  return c
-
-
-def fmt(values) -> str:
-  v = 100 * np.asarray(values, float)
-  return f"{v.mean():.1f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.1f}"
-
-
-def table(rows: list[dict]) -> str:
-  lines = ["| task | method | zero-shot (z = 0) | found | training rows | LLM requests | "
-           "generations | seeds |", "|---|---|---|---|---|---|---|---|"]
-  for task in dict.fromkeys(r["task"] for r in rows):
-    for method in (*METHODS, "local_only"):
-      rs = [r for r in rows if r["task"] == task and r["method"] == method]
-      if not rs:
-        continue
-      mean = lambda key: ("(in fedbbpt's)" if rs[0][key] is None  # the baseline's run
-                          else f"{np.mean([r[key] for r in rs]):.0f}")
-      lines.append(f"| {task} | {method} | {fmt([r['zero_shot'] for r in rs])} | "
-                   f"{fmt([r['found'] for r in rs])} | {mean('training_rows')} | "
-                   f"{mean('llm_requests')} | {mean('generations')} | {len(rs)} |")
-  return "\n".join(lines) + "\n"
-
-
-def rows_of(task: str, seed: int, method: str, summary: dict, seconds: float) -> list[dict]:
-  """The table rows of one run (``fedbbpt`` also gives the local-only baseline's)."""
-  out = [{"task": task, "seed": seed, "method": method, "zero_shot": summary["zero_shot_accuracy"],
-          "found": summary["final_accuracy"], "training_rows": summary["black_box_queries"],
-          "llm_requests": summary["llm_requests"], "generations": summary["generations"],
-          "instruction": summary["instruction"], "seconds": round(seconds, 1)}]
-  if summary.get("local_only_accuracy") is not None:
-    out.append({**out[0], "method": "local_only", "found": summary["local_only_accuracy"],
-                "training_rows": summary["local_only_black_box_queries"],
-                "llm_requests": None, "generations": None, "instruction": None})
-  return out
 
 
 def main(argv):

@@ -1,9 +1,9 @@
-"""``experiments.instruction_table``'s runs: every method's config passes validation (no
-model is loaded) and every method is given the same training rows."""
+"""``experiments.instruction_table``'s runs (``instruction_runs``): every method's config
+passes validation (no model is loaded) and every method is given the same training rows."""
 
 import pytest
 
-from experiments.instruction_table import CLIENTS, METHODS, PER_CLIENT, config_for
+from experiments.instruction_runs import CLIENTS, METHODS, PER_CLIENT, config_for
 from fedbbpt_jax.train import validate_config
 
 

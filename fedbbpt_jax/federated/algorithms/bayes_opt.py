@@ -57,7 +57,6 @@ from fedbbpt_jax.federated.algorithms.centralized import pool_clients
 from fedbbpt_jax.federated.algorithms.server import client_keys, round_keys
 from fedbbpt_jax.federated.simulated_faults.faults import refuse_faults
 from fedbbpt_jax.parallel import run_cohort
-from fedbbpt_jax.zo.bayes_opt import BOResult, propose, sobol_design
 
 PyTree = Any
 SCORE_VECTORS = ("clients", "examples")
@@ -159,6 +158,10 @@ def make_bayes_opt(ctx: AlgorithmContext, name: str, pooled: bool) -> Algorithm:
                if not pooled else make_aggregator("weighted_mean"))
   state_box: dict[str, Any] = {}
 
+  # SciPy (the Sobol design) and tinygp are imported only when a BO run starts: importing
+  # the algorithm registry (every node, every ServerApp) stays light.
+  from fedbbpt_jax.zo import bayes_opt as gp  # pylint: disable=import-outside-toplevel
+
   def init(params):
     flat, unravel = ravel_pytree(params)
     dim = int(flat.shape[0])
@@ -167,7 +170,7 @@ def make_bayes_opt(ctx: AlgorithmContext, name: str, pooled: bool) -> Algorithm:
                         f"with a GP; BO is for at most {MAX_DIM} (the instruction family's "
                         "generator.intrinsic_dim, a small soft prompt)")
     state_box["unravel"], state_box["design"] = unravel, np.asarray(
-        sobol_design(initial, dim, seed), np.float32)
+        gp.sobol_design(initial, dim, seed), np.float32)
     width = rows * num_clients if per_example else num_clients
     return BOState(params=params, points=jnp.zeros((capacity, dim), jnp.float32),
                    scores=jnp.zeros((capacity,), jnp.float32),
@@ -218,9 +221,9 @@ def make_bayes_opt(ctx: AlgorithmContext, name: str, pooled: bool) -> Algorithm:
       proposals = state_box["design"][n:n + batch]
     elif n + batch <= capacity:  # (also after the last round: a resume may add rounds)
       rng = np.random.default_rng([seed, round_done])
-      proposals = propose(BOResult(points[:n], all_scores[:n].astype(float),
-                                   all_vectors[:n].astype(float)),
-                          batch, rng, fit_steps=fit_steps).astype(np.float32)
+      proposals = gp.propose(gp.BOResult(points[:n], all_scores[:n].astype(float),
+                                         all_vectors[:n].astype(float)),
+                             batch, rng, fit_steps=fit_steps).astype(np.float32)
     else:  # the record is full: no round can follow
       proposals = np.zeros_like(np.asarray(state.proposals))
     new = BOState(params=state_box["unravel"](jnp.asarray(points[best])),

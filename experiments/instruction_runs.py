@@ -1,0 +1,69 @@
+"""The runs and the table of ``experiments.instruction_table`` (no flags: importable by
+tests and other scripts): each method's config at an equal budget of training rows, the
+rows one run gives, and the markdown table of mean ± std over seeds."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from configs.instruction import get_config
+
+METHODS = ("fedbbpt", "fed_bo", "centralized_bo")
+CLIENTS, PER_CLIENT, BATCH, BO_BATCH = 3, 5, 5, 5
+
+
+def config_for(task: str, seed: int, method: str, budget: int, demos: int):
+  """The run of one table cell (see ``experiments.instruction_table``'s docstring)."""
+  c = get_config()
+  c.task.name, c.seed, c.data.task_seed = task, seed, seed
+  c.generator.projection_seed = seed
+  c.task.demos = demos
+  c.data.num_clients, c.data.train_examples = CLIENTS, CLIENTS * PER_CLIENT
+  c.data.test_examples = 20
+  c.client.batch_size = BATCH
+  c.server.algorithm = method
+  if method in ("fed_bo", "centralized_bo"):
+    points = budget // (CLIENTS * PER_CLIENT)
+    c.train.rounds = points // BO_BATCH
+    c.bo.batch = BO_BATCH
+    c.bo.initial = max(1, round(points / 3 / BO_BATCH)) * BO_BATCH
+  else:
+    c.train.rounds = budget // (CLIENTS * 2 * BATCH)  # SPSA: 2 candidates a step
+    c.baselines.local_only = True
+  c.train.eval_every = c.train.rounds
+  c.train.eval_batch_size = 20
+  return c
+
+
+def fmt(values) -> str:
+  v = 100 * np.asarray(values, float)
+  return f"{v.mean():.1f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.1f}"
+
+
+def table(rows: list[dict]) -> str:
+  lines = ["| task | method | zero-shot (z = 0) | found | training rows | LLM requests | "
+           "generations | seeds |", "|---|---|---|---|---|---|---|---|"]
+  for task in dict.fromkeys(r["task"] for r in rows):
+    for method in (*METHODS, "local_only"):
+      rs = [r for r in rows if r["task"] == task and r["method"] == method]
+      if not rs:
+        continue
+      mean = lambda key: ("(in fedbbpt's)" if rs[0][key] is None  # the baseline's run
+                          else f"{np.mean([r[key] for r in rs]):.0f}")
+      lines.append(f"| {task} | {method} | {fmt([r['zero_shot'] for r in rs])} | "
+                   f"{fmt([r['found'] for r in rs])} | {mean('training_rows')} | "
+                   f"{mean('llm_requests')} | {mean('generations')} | {len(rs)} |")
+  return "\n".join(lines) + "\n"
+
+
+def rows_of(task: str, seed: int, method: str, summary: dict, seconds: float) -> list[dict]:
+  """The table rows of one run (``fedbbpt`` also gives the local-only baseline's)."""
+  out = [{"task": task, "seed": seed, "method": method, "zero_shot": summary["zero_shot_accuracy"],
+          "found": summary["final_accuracy"], "training_rows": summary["black_box_queries"],
+          "llm_requests": summary["llm_requests"], "generations": summary["generations"],
+          "instruction": summary["instruction"], "seconds": round(seconds, 1)}]
+  if summary.get("local_only_accuracy") is not None:
+    out.append({**out[0], "method": "local_only", "found": summary["local_only_accuracy"],
+                "training_rows": summary["local_only_black_box_queries"],
+                "llm_requests": None, "generations": None, "instruction": None})
+  return out
