@@ -63,28 +63,30 @@ def rounds_of(config, rounds):
 
 def test_fed_bo_with_one_client_equals_centralized_bo_round_for_round(model, numbers_task):
   fed_exp, fed, fed_m = rounds_of(bo_config(model, numbers_task, "fed_bo", data__num_clients=1,
-                                            bo__score_vectors="examples"), 3)
+                                            bo__score_vectors="examples"), 2)
   _, central, central_m = rounds_of(bo_config(model, numbers_task, "centralized_bo",
-                                              data__num_clients=1), 3)
-  assert int(fed.count) == int(central.count) == 6  # 3 rounds x bo.batch 2
+                                              data__num_clients=1), 2)
+  assert int(fed.count) == int(central.count) == 4  # 2 rounds x bo.batch 2
   for field in ("points", "scores", "vectors", "proposals"):
     np.testing.assert_array_equal(np.asarray(getattr(fed, field)),
                                   np.asarray(getattr(central, field)), err_msg=field)
   np.testing.assert_array_equal(np.asarray(fed.params["z"]), np.asarray(central.params["z"]))
   assert [float(m["train_loss"]) for m in fed_m] == [float(m["train_loss"]) for m in central_m]
-  # Rounds 1-2 evaluate the Sobol design (bo.initial 4, two a round); round 3 the GP's
-  # proposals, points never evaluated before; the model is the best point so far.
-  points, scores = np.asarray(fed.points)[:6], np.asarray(fed.scores)[:6]
-  np.testing.assert_allclose(points[:4], sobol_design(4, 4, 0), rtol=0, atol=1e-7)
-  assert all(not np.any(np.all(points[:4] == p, axis=1)) for p in points[4:])
-  assert not np.any(np.asarray(fed.points)[6:])  # the rest of the record is empty
+  # Rounds 1-2 evaluate the Sobol design (bo.initial 4, two a round); the GP then proposes
+  # round 3's points (equal above), none evaluated before; the model is the best so far.
+  points, scores = np.asarray(fed.points)[:4], np.asarray(fed.scores)[:4]
+  np.testing.assert_allclose(points, sobol_design(4, 4, 0), rtol=0, atol=1e-7)
+  proposals = np.asarray(fed.proposals)
+  assert proposals.shape == (2, 4) and np.abs(proposals).max() <= 1.0
+  assert all(not np.any(np.all(points == p, axis=1)) for p in proposals)
+  assert not np.any(np.asarray(fed.points)[4:])  # the rest of the record is empty
   np.testing.assert_array_equal(np.asarray(fed.params["z"]), points[np.argmax(scores)])
   assert float(fed_m[-1]["train_loss"]) == pytest.approx(-scores.max())
   assert scores.max() > scores.min()  # the scores vary with z on this task
   # Every (point, example) of the client's 6 examples was scored: vectors are -losses.
-  rows = np.asarray(fed_exp.clients.x[0][:6])
+  rows = np.asarray(fed_exp.clients.x[0][:6])  # the client's 6 examples
   bb = fed_exp.bundle.blackbox
-  for p, vector in zip(points, np.asarray(fed.vectors)[:6]):
+  for p, vector in zip(points, np.asarray(fed.vectors)[:4]):
     want = bb.predict(np.asarray(instruction_rows(p, rows)))[:, 0]
     np.testing.assert_allclose(vector, want - 1.0, atol=1e-6)  # score - 1 = -loss
 
@@ -111,20 +113,21 @@ def test_the_server_combines_the_clients_scores_as_computed_by_hand(model, numbe
 
 def test_a_bo_run_counts_the_rows_it_scored_and_resumes_bit_exactly(model, numbers_task,
                                                                    tmp_path):
-  config = lambda rounds: bo_config(model, numbers_task, "fed_bo", train__rounds=rounds)
+  config = lambda rounds: bo_config(model, numbers_task, "fed_bo", train__rounds=rounds,
+                                    bo__initial=2)
   wrapped = []
-  straight = run(config(3), str(tmp_path / "straight"),
+  straight = run(config(2), str(tmp_path / "straight"),
                  wrap_blackbox=lambda bb: wrapped.append(CountingBlackBox(bb)) or wrapped[-1])
-  # 3 rounds x 2 points x 2 clients x 3 examples; evaluation: the test set after every round.
-  assert straight["black_box_queries"] == 3 * 2 * 2 * 3
-  assert wrapped[0].counts()["examples"] == 3 * 2 * 2 * 3 + 3 * config(3).data.test_examples
-  run(config(1), str(tmp_path / "resumed"))
-  resumed = run(config(3), str(tmp_path / "resumed"))
+  # 2 rounds x 2 points x 2 clients x 3 examples; evaluation: the test set after every round.
+  assert straight["black_box_queries"] == 2 * 2 * 2 * 3
+  assert wrapped[0].counts()["examples"] == 2 * 2 * 2 * 3 + 2 * config(2).data.test_examples
+  run(config(1), str(tmp_path / "resumed"))  # round 2's points: the GP's, after a resume
+  resumed = run(config(2), str(tmp_path / "resumed"))
   read = lambda w: [{k: v for k, v in json.loads(line).items()
                      if k not in ("round_seconds", "wall_seconds")}
                     for line in open(w / "metrics.jsonl")]
   assert read(tmp_path / "resumed") == read(tmp_path / "straight")
-  assert [r["bo_points"] for r in read(tmp_path / "straight")] == [2, 4, 6]
+  assert [r["bo_points"] for r in read(tmp_path / "straight")] == [2, 4]
   for key in ("instruction", "final_loss", "black_box_queries"):
     assert resumed[key] == straight[key]
 
