@@ -59,7 +59,7 @@ test: venv data
 	$(PYTEST) --durations=15 -m "not demo" tests
 
 # The edit-test loop: no deployments, multi-process runs, CLI subprocesses, real-model
-# learning runs, nor files over 12 worker-seconds (tests/conftest.py); at most 3 min on 2 cores.
+# learning runs, nor files over 11 worker-seconds (tests/conftest.py); at most 3 min on 2 cores.
 test-quick: venv data
 	$(PYTEST) -m "not slow and not demo" tests
 

@@ -66,7 +66,7 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 _DURATIONS = os.path.join(os.path.dirname(__file__), "durations.json")
 _UNKNOWN_FILE_SECONDS = 10.0  # a file not yet measured goes among the medium ones
-QUICK_FILE_SECONDS = 12.0     # heavier files are `slow`: make test-quick leaves them out
+QUICK_FILE_SECONDS = 11.0     # heavier files are `slow`: make test-quick leaves them out
 
 
 # Files that compile fully (a ``learning`` or ``demo`` test in them), found at collection.
