@@ -30,7 +30,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from flwr.app import Message
 
@@ -63,23 +63,28 @@ def train_reply(message: Message, node_config: Mapping[str, Any]) -> Message:
       ended before it replied (each naming the worker's log).
     Exception: what the request raised in the worker (same class name and text).
   """
-  node = node_settings(node_config)
-  if not use_worker(node):
+  def here(message, node_config):
     from fedbbpt_jax.flower import node as in_process  # pylint: disable=import-outside-toplevel
     return in_process.train_reply(message, node_config)
-  _, body = request(node, {"op": "train", "node-config": dict(node_config)},
-                    W.encode_records(message.content), reply_seconds(message))
-  return Message(W.decode_records(body), reply_to=message)
+  return worker_reply(message, node_config, "train", here)
 
 
 def evaluate_reply(message: Message, node_config: Mapping[str, Any]) -> Message:
   """The reply to an evaluate message, from the node's worker like ``train_reply`` (the
   worker's built experiment and compiled evaluation reused), or computed here."""
-  node = node_settings(node_config)
-  if not use_worker(node):
+  def here(message, node_config):
     from fedbbpt_jax.flower import node_evaluation  # pylint: disable=import-outside-toplevel
     return node_evaluation.evaluate_reply(message, node_config)
-  _, body = request(node, {"op": "evaluate", "node-config": dict(node_config)},
+  return worker_reply(message, node_config, "evaluate", here)
+
+
+def worker_reply(message: Message, node_config: Mapping[str, Any], op: str,
+                 here: Callable[[Message, Mapping[str, Any]], Message]) -> Message:
+  """``message``'s reply from the node's worker (operation ``op``), or ``here(message,
+  node_config)`` in this process when the node runs no worker."""
+  if not use_worker(node_settings(node_config)):
+    return here(message, node_config)
+  _, body = request(node_settings(node_config), {"op": op, "node-config": dict(node_config)},
                     W.encode_records(message.content), reply_seconds(message))
   return Message(W.decode_records(body), reply_to=message)
 
