@@ -11,8 +11,8 @@ from fedbbpt_jax.data.labelled_images import ImageSplit, LabelledImages
 from fedbbpt_jax.data.tfds_images import TFDS_LAYOUTS, TfdsLayout, TfdsLayoutError, open_tfds
 from fedbbpt_jax.data.clients import (LOCAL_TEST_STREAM, TEST_SUBSET_SEED, ClientData,
                                       client_data, client_parts, describe_test_subset,
-                                      local_test_parts, local_test_seed, test_subset,
-                                      test_subset_indices)
+                                      local_test_parts, local_test_seed, size_only_clients,
+                                      test_subset, test_subset_indices)
 from fedbbpt_jax.data.digits import load_digits_dataset
 from fedbbpt_jax.data.drug_reviews import load_drug_reviews
 from fedbbpt_jax.data.text_datasets import TextClassificationData
@@ -89,6 +89,7 @@ __all__ = [
     "register_dataset",
     "register_image_arrays",
     "register_tfds_folder",
+    "size_only_clients",
     "test_subset",
     "test_subset_indices",
 ]

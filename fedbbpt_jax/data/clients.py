@@ -66,6 +66,16 @@ def client_data(x: np.ndarray, y: np.ndarray, parts: Sequence[np.ndarray]) -> Cl
                     num_examples=jnp.asarray(packed.num_examples, jnp.int32))
 
 
+def size_only_clients(sizes: Sequence[int], example: Any) -> ClientData:
+  """Stand-ins for clients whose data this process does not hold (a deployment's
+  server): their true sizes, and one zero row each shaped like ``example`` (an array of
+  at least the example dimensions; its leading axis is ignored), never trained on."""
+  example = np.asarray(example)
+  x = np.zeros((len(sizes), 1) + example.shape[1:], example.dtype)
+  return ClientData(x=jnp.asarray(x), y=jnp.zeros((len(sizes), 1), jnp.int32),
+                    num_examples=jnp.asarray(np.asarray(sizes, np.int32)))
+
+
 def test_subset_indices(num_examples: int, keep: int,
                         candidates: np.ndarray | None = None) -> np.ndarray:
   """Sorted indices of the fixed test subset: ``keep`` of them (0 or more than exist: all).

@@ -5,7 +5,10 @@ in the node's long-lived worker process (``worker.py``) unless the node config s
 ``worker=false``;
 ``evaluate``: score the global model on this node's local test split
 (``node_evaluation.py``), through the same worker;
-``query``: answer which partition this node holds (discovery). The heavy imports (JAX,
+``query``: answer which partition this node holds and how many training examples it has
+(discovery);
+``query.setup``: compute a set-up statistic on this node's own data (``node_setup.py``),
+through the worker like training. The heavy imports (JAX,
 the task families) happen inside the train handler, so that discovery stays cheap: a
 SuperNode starts a fresh ClientApp process for every message.
 """
@@ -34,6 +37,13 @@ def query(message: Message, context: Context) -> Message:
   node = node_settings(context.node_config)
   return Message(RecordDict({M.NODE: MetricRecord({M.PARTITION_ID: node.partition_id})}),
                  reply_to=message)
+
+
+@app.query("setup")
+def setup(message: Message, context: Context) -> Message:
+  """A set-up statistic of this node's own data, through the node's worker, or here."""
+  from fedbbpt_jax.flower import worker_client  # pylint: disable=import-outside-toplevel
+  return worker_client.setup_reply(message, context.node_config)
 
 
 @app.evaluate()

@@ -23,6 +23,12 @@ Evaluate message (server -> every connected node, ``train.evaluation`` 'federate
 ``MetricRecord`` with ``partition-id``, ``num-examples``, ``loss-sum``, the ``[C, C]``
 confusion matrix sparse (``confusion-cells``: flat indices ``true * C + predicted`` of its
 non-zero cells, ``confusion-counts``) and ``eval-seconds`` (``evaluation_wire.py``).
+Set-up request (server -> every connected node, message type ``query.setup``, while the
+server derives the task's set-up, ``tasks/local_setup.py``): ``RUN`` as in a train
+message (before training: the config only) plus ``statistic`` (its name), and
+``REQUEST``: an ``ArrayRecord`` of the request's arrays; reply ``STATS``: an
+``ArrayRecord`` of the statistic's arrays, and ``REPORT`` with ``partition-id`` and
+``setup-seconds``.
 """
 
 GLOBAL, RUN, UPLOAD, REPORT, NODE = "global", "run", "upload", "report", "node"
@@ -31,3 +37,4 @@ CONFIG_JSON, ROUND, REFRESH_ROUND, FILE_PREFIX = "config-json", "round", "refres
 PARTITION_ID = "partition-id"
 TRAIN, QUERY, EVALUATE = "train", "query", "evaluate"
 TEST_SUMS = "test-sums"
+SETUP, STATISTIC, REQUEST, STATS = "query.setup", "statistic", "request", "stats"

@@ -1,5 +1,8 @@
 """A deployed client's work: build its view of the experiment, run ``client_update``.
 
+The node's view holds its own client only (``BuildOptions.role='node'``): the set-up
+comes as the files the server derived from every node's statistics (``node_setup.py``).
+
 The node runs the very ``client_update`` a simulated round maps over the cohort, with
 the very key a simulation gives client ``partition-id`` in that round (``round_keys``
 then ``client_keys``), on its own partition, against the black box its node config
@@ -30,6 +33,7 @@ from fedbbpt_jax.flower.strategy import make_server_step
 from fedbbpt_jax.flower.settings import (NodeSettings, config_from_json, node_settings,
                                          node_view)
 from fedbbpt_jax.train.build import Experiment, build_experiment, with_task
+from fedbbpt_jax.tasks.protocol import NODE
 from fedbbpt_jax.train.config_check import validate_config
 
 
@@ -108,7 +112,7 @@ def build_node_experiment(node: NodeSettings, run: ConfigRecord) -> Experiment:
                       f"this run: config.data.num_clients={num_clients}")
   directory = run_directory(node, config_json)
   write_setup_files(directory, run)
-  exp = build_experiment(config, workdir=directory)
+  exp = build_experiment(config, workdir=directory, role=NODE, partition_id=node.partition_id)
   refresh_round = int(run.get(M.REFRESH_ROUND, -1))
   if refresh_round >= 0:  # the task the server re-derived before that round (read back)
     exp = with_task(exp, exp.bundle.refresh(None, refresh_round, None).task)
@@ -174,7 +178,7 @@ def train_content(content: RecordDict, node_config: Any) -> RecordDict:
     time.sleep(node.train_delay_seconds)
   t0 = time.time()
   received = global_model(content, exp, run_directory(node, str(run[M.CONFIG_JSON])))
-  own = jax.tree.map(lambda a: a[node.partition_id], exp.clients)
+  own = jax.tree.map(lambda a: a[0], exp.clients)  # the node holds its own client only
   _, k_clients = round_keys(exp.root_key, round_idx)
   key = client_keys(k_clients, jnp.asarray([node.partition_id]))[0]
   upload = client_update(received, own, key, exp.hparams, jnp.asarray(round_idx, jnp.int32))

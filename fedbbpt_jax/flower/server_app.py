@@ -3,9 +3,11 @@
 ``run_deployment`` drives a run through the library's one driver (``train.driver``), as
 ``train.run`` drives a simulation, with ``GridRounds`` executing the rounds: the same
 records in the same workdir (``config.json``, ``metrics.jsonl``, checkpoints,
-``baselines.json``, ``summary.json``, plot): it builds the experiment (the server
-derives the task's set-up, e.g. the label mapping, and ships the files to the nodes),
-discovers which node holds which partition, restores the last complete round if the
+``baselines.json``, ``summary.json``, plot): it discovers which node holds which
+partition, builds the experiment **without any training data** (the clients' sizes
+come from their nodes; the task's set-up, e.g. the label mapping, is derived from the
+statistics every node computes on its own data, ``setup_gather.py``, and its files go
+to the nodes), restores the last complete round if the
 workdir has one, then for every round sends the cohort its work through
 ``FedBBPTStrategy``, aggregates what came back within ``round-timeout``, evaluates on
 its test set (and, with ``train.evaluation`` 'federated' or 'both', asks every connected
@@ -16,7 +18,9 @@ ends as soon as its last reply is in.
 
 A task that re-derives itself during training (the image family's iterative label
 mapping, ``task.remap_every``) is refreshed by the server before the due rounds, as in
-``train.run``; the files of the refresh in force go to the nodes with every message.
+``train.run``, from the nodes' statistics; the files of the refresh in force go to the
+nodes with every message. A task family that cannot build without every client's data
+(``TaskFamily.roles``) is refused with an error naming ``task.family``.
 
 What a deployment refuses, at load time: algorithms with per-client state (DFedSAM,
 local-only) and simulated faults (``config.attack``, ``config.server.dropout``: real
@@ -40,11 +44,14 @@ from fedbbpt_jax.federated import refuse_host_server
 from fedbbpt_jax.federated.simulated_faults.faults import fault_options
 from fedbbpt_jax.flower import messages as M
 from fedbbpt_jax.flower.seed_download import check_seed_download
-from fedbbpt_jax.flower.settings import RunSettings, load_config, run_settings
+from fedbbpt_jax.flower.settings import RunSettings, config_to_json, load_config, run_settings
+from fedbbpt_jax.flower.setup_gather import DeploymentGather, client_sizes
 from fedbbpt_jax.flower.strategy import FedBBPTStrategy
 from fedbbpt_jax.tasks.federated_evaluation import ClientTestSums
+from fedbbpt_jax.tasks.local_setup import CLIENT_SIZE
+from fedbbpt_jax.tasks.protocol import SERVER
+from fedbbpt_jax.train.build import build_experiment
 from fedbbpt_jax.train.driver import RoundExecutor, RoundOutcome, drive
-from fedbbpt_jax.train.run_records import last_saved
 from fedbbpt_jax.train.task_schedule import TaskSchedule
 
 app = ServerApp()
@@ -150,6 +157,39 @@ class GridRounds(RoundExecutor):
 
   def __init__(self, grid: Grid, settings: RunSettings):
     self.grid, self.settings = grid, settings
+    self.strategy: FedBBPTStrategy | None = None
+
+  def build(self, config: ml_collections.ConfigDict, workdir: str,
+            wrap_blackbox: Any, log: Callable[[str], None]) -> Any:
+    """Finds which node holds which partition (waiting for ``min-nodes``), asks every
+    node its training-example count, and builds the experiment without training data:
+    the task's set-up from the statistics the nodes compute on their own data
+    (``setup_gather.py``)."""
+    settings, num_clients = self.settings, int(config.data.num_clients)
+    self.workdir, self.log, self.num_clients = workdir, log, num_clients
+    wait_for = settings.min_nodes or num_clients
+    self.partitions = discover(self.grid, num_clients, {}, wait_for, settings.discover_timeout,
+                               log)
+    if len(self.partitions) < wait_for:
+      raise RuntimeError(
+          f"only partitions {sorted(self.partitions)} of {num_clients} connected within "
+          f"discover-timeout={settings.discover_timeout:g} s (min-nodes={wait_for}); "
+          "a rerun with the same workdir resumes after the last complete round")
+    log("nodes: " + ", ".join(f"partition {p} -> node {n}"
+                              for p, n in sorted(self.partitions.items())))
+    self.config_json = config_to_json(config)
+    self.gather = DeploymentGather(self.grid, self.partitions, self.setup_entries,
+                                   settings.round_timeout, log)
+    sizes = client_sizes(self.gather.by_partition(CLIENT_SIZE, {}), num_clients)
+    return build_experiment(config, workdir=workdir, wrap_blackbox=wrap_blackbox,
+                            role=SERVER, client_sizes=sizes, gather=self.gather)
+
+  def setup_entries(self) -> dict:
+    """The ``RUN`` entries of a set-up request: the config, and once training has
+    started, the round's entries with the set-up files in force."""
+    if self.strategy is None:
+      return {M.CONFIG_JSON: self.config_json, M.ROUND: -1, M.REFRESH_ROUND: -1}
+    return self.strategy.run_entries(int(self.strategy.state.round))
 
   def check(self, configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence[str]
             ) -> None:
@@ -159,21 +199,10 @@ class GridRounds(RoundExecutor):
   def start(self, exp: Any, exps: list[Any], configs: Sequence[ml_collections.ConfigDict],
             workdirs: Sequence[str], states: list[Any], start_round: int,
             schedules: list[TaskSchedule], log: Callable[[str], None]) -> None:
-    """Finds which node holds which partition (waiting for ``min-nodes``); the strategy
-    starts on the task in force (a resumed run's last refresh)."""
-    exp = exps[0]
-    self.workdir, self.log, self.num_clients = workdirs[0], log, exp.num_clients
-    settings = self.settings
-    wait_for = settings.min_nodes or exp.num_clients
-    partitions = discover(self.grid, exp.num_clients, {}, wait_for, settings.discover_timeout,
-                          log)
-    if len(partitions) < wait_for:
-      raise RuntimeError(
-          f"only partitions {sorted(partitions)} of {exp.num_clients} connected within "
-          f"discover-timeout={settings.discover_timeout:g} s (min-nodes={wait_for}); "
-          f"{last_saved(start_round, self.workdir)}")
-    log("nodes: " + ", ".join(f"partition {p} -> node {n}" for p, n in sorted(partitions.items())))
-    self.strategy = FedBBPTStrategy(exp, states[0], partitions,
+    """The strategy starts on the task in force (a resumed run's last refresh), with the
+    nodes ``build`` found."""
+    exp, settings = exps[0], self.settings
+    self.strategy = FedBBPTStrategy(exp, states[0], self.partitions,
                                     setup_files(exp, self.workdir, schedules[0]), log,
                                     message_ttl=settings.round_timeout + 60.0,
                                     refresh_round=schedules[0].in_force_round,
@@ -193,6 +222,7 @@ class GridRounds(RoundExecutor):
     strategy = self.strategy
     strategy.partitions = discover(self.grid, self.num_clients, strategy.partitions, 0, 5.0,
                                    self.log)
+    self.gather.partitions = strategy.partitions  # (a task refresh asks these nodes)
     replies = self.grid.send_and_receive(strategy.configure_train(r + 1, None, None, self.grid),
                                          timeout=self.settings.round_timeout)
     strategy.aggregate_train(r + 1, replies)

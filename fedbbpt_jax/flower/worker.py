@@ -122,7 +122,7 @@ class Worker:
       with self.lock:
         return {"ok": True, "pid": os.getpid(), "trained": self.trained,
                 "training": self.training, "builds": builds() if builds else 0}, b""
-    if op not in ("train", "evaluate"):
+    if op not in ("train", "evaluate", "setup"):
       return {"ok": False, "error": W.describe_exception(ValueError(
           f"the worker has no operation {op!r}"))}, b""
     t0 = time.time()
@@ -135,6 +135,9 @@ class Worker:
       if op == "evaluate":
         from fedbbpt_jax.flower import node_evaluation  # pylint: disable=import-outside-toplevel
         reply = node_evaluation.evaluate_content(content, header["node-config"])
+      elif op == "setup":
+        from fedbbpt_jax.flower import node_setup  # pylint: disable=import-outside-toplevel
+        reply = node_setup.setup_content(content, header["node-config"])
       else:
         reply = node.train_content(content, header["node-config"])
     except BaseException as ex:  # pylint: disable=broad-except  (goes to the server)
@@ -144,6 +147,10 @@ class Worker:
       with self.lock:
         self.training -= 1
     built = " (built the experiment)" if node.builds() > built else ""
+    if op == "setup":
+      log(f"answered set-up statistic {content[M.RUN][M.STATISTIC]!r} in "
+          f"{time.time() - t0:.1f} s{built}")
+      return {"ok": True, "pid": os.getpid()}, W.encode_records(reply)
     if op == "evaluate":
       log(f"evaluated after round {content[M.RUN][M.ROUND]} in {time.time() - t0:.1f} s{built}")
       return {"ok": True, "pid": os.getpid()}, W.encode_records(reply)

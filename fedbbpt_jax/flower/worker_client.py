@@ -78,6 +78,15 @@ def evaluate_reply(message: Message, node_config: Mapping[str, Any]) -> Message:
   return worker_reply(message, node_config, "evaluate", here)
 
 
+def setup_reply(message: Message, node_config: Mapping[str, Any]) -> Message:
+  """The reply to a set-up request, from the node's worker like ``train_reply`` (its built
+  experiment reused), or computed here."""
+  def here(message, node_config):
+    from fedbbpt_jax.flower import node_setup  # pylint: disable=import-outside-toplevel
+    return node_setup.setup_reply(message, node_config)
+  return worker_reply(message, node_config, "setup", here)
+
+
 def worker_reply(message: Message, node_config: Mapping[str, Any], op: str,
                  here: Callable[[Message, Mapping[str, Any]], Message]) -> Message:
   """``message``'s reply from the node's worker (operation ``op``), or ``here(message,

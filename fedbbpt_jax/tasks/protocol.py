@@ -11,6 +11,12 @@ the name ``config.task.family`` takes:
   current prompt every ``refresh_every`` rounds (the image family's iterative label
   mapping).
 
+Where the data lie (``BuildOptions.role``): a **simulation** holds every client in one
+process; a deployment's **server** holds no training data (the clients' sizes come from
+their nodes, the set-up from the statistics they compute, ``local_setup.py``); a
+deployment's **node** holds one client's data and answers the set-up statistics for
+it. A family lists the roles it builds in ``TaskFamily.roles``.
+
 The generic layers (``train``, ``federated``) only see this protocol: they never name
 a family. Users register their own family with ``register_family``.
 """
@@ -27,6 +33,7 @@ import numpy as np
 from fedbbpt_jax.blackbox import BlackBox
 from fedbbpt_jax.core import Registry
 from fedbbpt_jax.data.clients import ClientData
+from fedbbpt_jax.tasks.local_setup import Gather, Statistic
 
 PyTree = Any
 TaskMetric = Callable[[np.ndarray, np.ndarray], float]  # (labels, predictions) -> value
@@ -85,11 +92,31 @@ class BuildOptions:
     prepare_clients: ``(clients, num_classes) -> clients``, applied to the packed
       client data before anything uses it (the simulated label-flip attack). A family
       calls ``options.clients(...)`` right after packing its clients.
+    role: ``'simulation'`` (every client's data here), ``'server'`` (no training data:
+      ``client_sizes`` and ``gather`` stand for the clients) or ``'node'`` (client
+      ``partition_id``'s data only; the set-up files are in ``workdir``, sent by the
+      server; a file not there yet means the set-up is being gathered: build with a
+      neutral placeholder, and answer ``statistics``).
+    partition_id: the node's client.
+    client_sizes: the server's view of every client: its training-example count.
+    gather: the server's way to ask every client for a set-up statistic.
   """
 
   workdir: str | None = None
   wrap_blackbox: Callable[[BlackBox], BlackBox] | None = None
   prepare_clients: Callable[[ClientData, int], ClientData] | None = None
+  role: str = "simulation"
+  partition_id: int = -1
+  client_sizes: tuple[int, ...] = ()
+  gather: Gather | None = None
+
+  def __post_init__(self):
+    if self.role not in ROLES:
+      raise ValueError(f"BuildOptions.role={self.role!r} is not one of {ROLES}")
+    if self.role == NODE and self.partition_id < 0:
+      raise ValueError("BuildOptions: a node build needs its partition_id")
+    if self.role == SERVER and (self.gather is None or not self.client_sizes):
+      raise ValueError("BuildOptions: a server build needs the clients' sizes and a gather")
 
   def wrap(self, blackbox: BlackBox) -> BlackBox:
     return blackbox if self.wrap_blackbox is None else self.wrap_blackbox(blackbox)
@@ -98,6 +125,10 @@ class BuildOptions:
     """The family's packed ``clients`` as training will see them (``prepare_clients``)."""
     return clients if self.prepare_clients is None else self.prepare_clients(clients,
                                                                              num_classes)
+
+
+SIMULATION, SERVER, NODE = "simulation", "server", "node"
+ROLES = (SIMULATION, SERVER, NODE)
 
 
 class TaskRefresh(NamedTuple):
@@ -140,6 +171,10 @@ class TaskBundle:
       adds one back on resume, so that a resumed run repeats no work already done and
       its counters equal an uninterrupted run's.
     cache_files: files the build wrote in ``options.workdir`` (copied to sweep members).
+    statistics: the set-up statistics this build answers for the clients it holds
+      (``local_setup.py``): a node's answers to the server's set-up requests.
+    client_count: how many clients the run has when ``clients`` holds fewer (a node
+      holds its own only, at index 0); 0 = ``clients``' leading axis.
     refresh_every: re-derive the task every this many rounds (0 = never).
     refresh: ``(params, round, current_task, workdir=<the build's>) -> TaskRefresh``:
       the task for rounds ``round .. round + refresh_every - 1``, derived with the
@@ -167,6 +202,8 @@ class TaskBundle:
   cache_state: Callable[[], Any] = lambda: {}
   load_cache_state: Callable[[Any], None] = lambda state: None
   cache_files: tuple[str, ...] = ()
+  statistics: dict[str, Statistic] = dataclasses.field(default_factory=dict)
+  client_count: int = 0
   refresh_every: int = 0
   refresh: Callable[..., TaskRefresh] | None = None
 
@@ -178,14 +215,16 @@ class TaskBundle:
 
   @property
   def num_clients(self) -> int:
-    return int(self.clients.num_examples.shape[0])
+    return self.client_count or int(self.clients.num_examples.shape[0])
 
 
 class TaskFamily(NamedTuple):
-  """A registered task family (see the module docstring)."""
+  """A registered task family (see the module docstring); ``roles``: the
+  ``BuildOptions.role`` values its ``build`` supports."""
 
   check: Callable[[Any], None]
   build: Callable[[Any, BuildOptions], TaskBundle]
+  roles: tuple[str, ...] = (SIMULATION,)
 
 
 FAMILIES: Registry[TaskFamily] = Registry("task family", home="fedbbpt_jax.tasks.FAMILIES")
@@ -193,6 +232,11 @@ FAMILIES: Registry[TaskFamily] = Registry("task family", home="fedbbpt_jax.tasks
 
 def register_family(name: str, check: Callable[[Any], None],
                     build: Callable[[Any, BuildOptions], TaskBundle], *,
-                    overwrite: bool = False) -> None:
-  """Registers a task family under ``name`` (the value of ``config.task.family``)."""
-  FAMILIES.register(name, TaskFamily(check, build), overwrite=overwrite)
+                    roles: tuple[str, ...] = (SIMULATION,), overwrite: bool = False) -> None:
+  """Registers a task family under ``name`` (the value of ``config.task.family``);
+  ``roles``: where its build can run (``ROLES``; a deployment needs all three)."""
+  bad = [r for r in roles if r not in ROLES]
+  if bad or SIMULATION not in roles:
+    raise ValueError(f"task family {name!r}: roles {roles} must include {SIMULATION!r} and "
+                     f"be among {ROLES}")
+  FAMILIES.register(name, TaskFamily(check, build, tuple(roles)), overwrite=overwrite)

@@ -24,6 +24,7 @@ from fedbbpt_jax.federated import (ALGORITHMS, Algorithm, AlgorithmContext, flip
                                    label_flip_ids, make_client_optimizer, make_upload_faults,
                                    with_faults)
 from fedbbpt_jax.tasks import FAMILIES, BuildOptions, Task, TaskBundle
+from fedbbpt_jax.tasks.protocol import SIMULATION
 from fedbbpt_jax.zo import HParams, make_estimator
 
 INIT_KEY_FOLD = 2**31 - 1  # the prompt's init key: fold_in(key(seed), INIT_KEY_FOLD)
@@ -137,7 +138,8 @@ def raise_blackbox_error(exp: Experiment) -> None:
 
 
 def build_experiment(config: ml_collections.ConfigDict, workdir: str | None = None,
-                     wrap_blackbox: Callable[[BlackBox], BlackBox] | None = None) -> Experiment:
+                     wrap_blackbox: Callable[[BlackBox], BlackBox] | None = None,
+                     role: str = SIMULATION, **where: Any) -> Experiment:
   """Builds the family's bundle, the estimator, the algorithm and the local-only baseline.
 
   Args:
@@ -145,8 +147,18 @@ def build_experiment(config: ml_collections.ConfigDict, workdir: str | None = No
     workdir: where the family may cache its setup (e.g. the image label mapping).
     wrap_blackbox: applied to the black box before anything uses it (tests count
       real calls with ``blackbox.counting.CountingBlackBox``).
+    role: where the data lie (``tasks.BuildOptions.role``): 'simulation' (here),
+      'server' (nowhere here; ``where`` gives ``client_sizes`` and ``gather``) or 'node'
+      (one client's; ``where`` gives ``partition_id``).
+
+  Raises:
+    ConfigError: the task family cannot build in ``role`` (naming ``task.family``).
   """
   family = FAMILIES.get(config.task.family, "task.family")
+  if role not in family.roles:
+    raise ConfigError(f"config.task.family={config.task.family!r} derives its set-up in one "
+                      f"process holding every client's data; it has no {role!r} build, so a "
+                      "deployment whose server holds no training data cannot run it")
   flipped: list[int] = []  # the label-flip attack, applied by the family to its clients
 
   def flip(clients, num_classes):
@@ -155,7 +167,8 @@ def build_experiment(config: ml_collections.ConfigDict, workdir: str | None = No
 
   label_flip = config.get("attack", {}).get("kind", "none") == "label_flip"
   bundle = family.build(config, BuildOptions(workdir=workdir, wrap_blackbox=wrap_blackbox,
-                                             prepare_clients=flip if label_flip else None))
+                                             prepare_clients=flip if label_flip else None,
+                                             role=role, **where))
   if label_flip and not flipped:
     raise ConfigError(f"config.attack.kind='label_flip': task family "
                       f"{config.task.family!r} never passes its clients through "
@@ -179,7 +192,7 @@ def build_algorithms(config: ml_collections.ConfigDict, bundle: TaskBundle,
       client_optimizer=make_client_optimizer(config.client.optimizer,
                                              config.client.get("weight_decay", 0.0)),
       num_clients=bundle.num_clients, backend=config.parallel.backend, project=bundle.project,
-      num_examples=np.asarray(bundle.clients.num_examples))
+      num_examples=None if bundle.client_count else np.asarray(bundle.clients.num_examples))
   algorithm = ALGORITHMS.get(config.server.algorithm, "server.algorithm").build(ctx)
   algorithm = with_faults(algorithm, make_upload_faults(config, bundle.num_clients))
   return algorithm, ALGORITHMS.get(LOCAL_ONLY).build(ctx)

@@ -79,6 +79,13 @@ class RoundExecutor:
             ) -> None:
     """Refuses what this executor cannot run, naming the field (nothing written yet)."""
 
+  def build(self, config: ml_collections.ConfigDict, workdir: str,
+            wrap_blackbox: Callable[[BlackBox], BlackBox] | None, log: Log) -> Experiment:
+    """The experiment of ``config`` (after ``check``): every client's data in this
+    process; a deployment's server builds without them (``flower/server_app.py``)."""
+    del log
+    return build_experiment(config, workdir=workdir, wrap_blackbox=wrap_blackbox)
+
   def start(self, exp: Experiment, exps: list[Experiment],
             configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence[str],
             states: list[Any], start_round: int, schedules: list[TaskSchedule], log: Log
@@ -125,13 +132,15 @@ class RoundExecutor:
 def prepare(config: ml_collections.ConfigDict, workdirs: list[str],
             configs: list[ml_collections.ConfigDict] | None = None,
             log: Log = print,
-            wrap_blackbox: Callable[[BlackBox], BlackBox] | None = None
+            wrap_blackbox: Callable[[BlackBox], BlackBox] | None = None,
+            build: Callable[..., Experiment] | None = None
             ) -> tuple[Experiment, Evaluator]:
   """Validates, creates the workdirs (checking their config.json), builds, logs.
 
   ``configs[i]`` is the config recorded in ``workdirs[i]`` (default: ``config``
-  for all); the experiment is built from ``config``; ``wrap_blackbox`` wraps its
-  black box (see ``build_experiment``).
+  for all); the experiment is built from ``config`` by ``build(config, workdir,
+  wrap_blackbox, log)`` (default: ``RoundExecutor.build``, every client here);
+  ``wrap_blackbox`` wraps its black box (see ``build_experiment``).
   """
   configs = configs or [config] * len(workdirs)
   for c in configs:
@@ -140,7 +149,7 @@ def prepare(config: ml_collections.ConfigDict, workdirs: list[str],
   for workdir, c in zip(workdirs, configs):
     os.makedirs(workdir, exist_ok=True)
     records.check_or_write_config(workdir, c)
-  exp = build_experiment(config, workdir=workdirs[0], wrap_blackbox=wrap_blackbox)
+  exp = (build or RoundExecutor().build)(config, workdirs[0], wrap_blackbox, log)
   raise_blackbox_error(exp)  # the setup's queries (e.g. a label mapping)
   for name in exp.bundle.cache_files:  # every member of a sweep keeps its own copy
     for workdir in workdirs[1:]:
@@ -204,7 +213,7 @@ def drive(configs: Sequence[ml_collections.ConfigDict], workdirs: Sequence[str],
   executor.check(configs, workdirs)
   base = configs[0]
   exp, evaluator = prepare(base, workdirs, configs=configs, log=log,
-                           wrap_blackbox=wrap_blackbox)
+                           wrap_blackbox=wrap_blackbox, build=executor.build)
   cached = zero_shot(exp, evaluator, base, workdirs, log)
 
   prefix = (lambda i: f"[{i}] ") if len(workdirs) > 1 else (lambda i: "")

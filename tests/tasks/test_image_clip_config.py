@@ -74,9 +74,9 @@ def test_clip_head_and_identity_mapping_are_refused_where_they_cannot_apply():
   assert head.templates == ("a photo of a {}, a type of pet.",)
   assert zero_shot_head(fmnist_effnet.get_config("smoke"), ("a", "b")) is None
   identity = LABEL_MAPPINGS.get("identity")
-  label_map, examples, calls = identity(None, None, 3, None, "coop:oxford_pets", 3)
+  label_map, examples, calls = identity(None, 3, None, "coop:oxford_pets", 3)
   assert (label_map.tolist(), examples, calls) == ([[1, 0, 0], [0, 1, 0], [0, 0, 1]], 0, 0)
   with pytest.raises(ConfigError, match=r"config.task.label_mapping='identity' reads output i as "
                                         r"class i, and the black box answers 1000 outputs for the "
                                         r"10 classes of config.data.name='fashion_mnist'"):
-    identity(None, None, 10, None, "fashion_mnist", 1000)
+    identity(None, 10, None, "fashion_mnist", 1000)

@@ -13,6 +13,7 @@ import os
 import shutil
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.special
@@ -20,7 +21,9 @@ import scipy.special
 from configs import fmnist_effnet
 from fedbbpt_jax.blackbox.counting import CountingBlackBox
 from fedbbpt_jax.core import ConfigError
-from fedbbpt_jax.tasks.image.remap import choose_mapping, correct_predictions, refresh_file
+from fedbbpt_jax.data import ClientData
+from fedbbpt_jax.tasks.image.remap import choose_mapping, refresh_file
+from fedbbpt_jax.tasks.image.setup_statistics import correct_predictions, remap_correct
 from fedbbpt_jax.train import run, validate_config
 from fedbbpt_jax.train.build import build_experiment
 from fedbbpt_jax.train.checkpoint import RoundCheckpointer
@@ -160,18 +163,34 @@ def test_each_round_is_evaluated_under_the_mapping_then_in_force(remapped_run, r
 
 def test_a_candidate_mapping_is_kept_only_if_it_is_not_worse():
   # Two images of labels 0 and 1; sources 0..3. The current mapping (0 -> label 0,
-  # 1 -> label 1) gets both right; the candidate (2 -> 0, 3 -> 1) gets one right.
+  # 1 -> label 1) gets both right; the candidate (2 -> 0, 3 -> 1) gets none right.
   logits = np.asarray([[5.0, 0.0, 0.0, 4.0], [0.0, 5.0, 1.0, 0.0]])
-  outputs = [(logits, np.asarray([0, 1]))]
+  labels = np.asarray([0, 1])
   current = np.asarray([[1, 0], [0, 1], [0, 0], [0, 0]], np.float32)
   candidate = np.asarray([[0, 0], [0, 0], [1, 0], [0, 1]], np.float32)
-  assert correct_predictions(outputs, current) == 2
-  assert correct_predictions(outputs, candidate) == 0
-  np.testing.assert_array_equal(choose_mapping(outputs, current, candidate, "better"), current)
-  np.testing.assert_array_equal(choose_mapping(outputs, current, candidate, "always"), candidate)
-  np.testing.assert_array_equal(choose_mapping(outputs, candidate, current, "better"), current)
+  assert correct_predictions(logits, labels, current) == 2
+  assert correct_predictions(logits, labels, candidate) == 0
+  # The client's guard statistic counts both on the outputs it kept, then forgets them.
+  client = ClientData(x=jnp.zeros((2, 1)), y=jnp.asarray(labels), num_examples=jnp.asarray(2))
+  store = {"remap_3_logits": logits, "remap_3_labels": labels}
+  right = remap_correct(2)(client, {"round": 3, "current": current, "candidate": candidate},
+                           store)
+  assert right == {"current": 2, "candidate": 0} and store == {}
+  with pytest.raises(RuntimeError, match="kept no outputs of the re-map before round 4"):
+    remap_correct(2)(client, {"round": 3, "current": current, "candidate": candidate}, store)
+  asked = []
+
+  def correct():
+    asked.append(1)
+    return right["current"], right["candidate"]
+
+  np.testing.assert_array_equal(choose_mapping(current, candidate, "better", correct), current)
+  np.testing.assert_array_equal(choose_mapping(candidate, current, "better",
+                                               lambda: (0, 2)), current)
+  np.testing.assert_array_equal(choose_mapping(current, candidate, "always", correct), candidate)
+  assert len(asked) == 1  # 'always' asks the clients nothing
   with pytest.raises(ValueError, match="remap_accept"):
-    choose_mapping(outputs, current, candidate, "sometimes")
+    choose_mapping(current, candidate, "sometimes", correct)
 
 
 def test_remapping_is_metered_and_the_meter_equals_the_real_traffic(remapped_run):

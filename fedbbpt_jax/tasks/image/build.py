@@ -2,9 +2,11 @@
 
 Data flow: a registered image dataset -> client parts -> packed clients; the black
 box (``blackbox.model``, local or served); the visual prompt (``prompt.kind``); the
-label mapping from the clients' unprompted predictions (cached in the workdir, so
+label mapping from the clients' unprompted prediction counts (cached in the workdir, so
 a resume does not query the black box again), re-derived from the prompted
-predictions every ``task.remap_every`` rounds when that is > 0 (ILM-VP).
+predictions every ``task.remap_every`` rounds when that is > 0 (ILM-VP). The set-up
+comes from statistics every client computes on its own images
+(``setup_statistics.py``), so a deployment's server derives it without them.
 
 A zero-shot black box (``blackbox.model='clip'``) is built for the dataset's classes: its
 head is the dataset's ``class_names`` with the templates of ``blackbox.templates``
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -27,14 +29,20 @@ from fedbbpt_jax.blackbox.zero_shot import ZeroShotHead, templates_from_spec
 from fedbbpt_jax.blackbox.zoo import is_zero_shot
 from fedbbpt_jax.core import ConfigError
 from fedbbpt_jax.data import (DATASETS, ClientData, client_data, client_parts,
-                              describe_test_subset, label_histograms, test_subset)
+                              describe_test_subset, label_histograms, size_only_clients,
+                              test_subset)
 from fedbbpt_jax.prompts import make_prompt, place_on_canvas
 from fedbbpt_jax.tasks.image.mappings import LABEL_MAPPINGS
 from fedbbpt_jax.tasks.image.remap import cached_label_map, make_label_map_refresh
+from fedbbpt_jax.tasks.image.setup_statistics import (FEATURE_SUMS, LABEL_COUNTS, REMAP_CORRECT,
+                                                      REMAP_COUNTS, feature_sums, label_counts,
+                                                      remap_correct, remap_counts)
 from fedbbpt_jax.tasks.image.visual_reprogramming import VisualReprogramming
-from fedbbpt_jax.tasks.protocol import BuildOptions, TaskBundle
+from fedbbpt_jax.tasks.local_setup import Gather, local_gather, summed
+from fedbbpt_jax.tasks.protocol import NODE, SERVER, SIMULATION, BuildOptions, TaskBundle
 
 LABEL_MAP_FILE = "label_map.npz"  # the label mapping, reused on resume
+FEATURE_CENTER_FILE = "feature_center.npz"  # frame_mixture's centre, reused on resume
 
 
 # Prompt generators whose encoder features are centred on the clients' mean feature.
@@ -43,20 +51,37 @@ CENTRED_PROMPTS = ("frame_mixture",)
 DEFAULT_ENCODERS = {"frame_mixture": "efficientnet_lite0"}
 
 
-def mean_client_feature(features: Callable[[jnp.ndarray], jnp.ndarray], clients: ClientData,
-                        m: int) -> np.ndarray:
-  """Mean encoder feature over every client's first ``m`` images.
+def mean_feature(gather: Gather) -> np.ndarray:
+  """The clients' mean encoder feature over their mapping images: each client sends one
+  feature sum and a count (``feature_sums``; no black-box query)."""
+  stats = gather(FEATURE_SUMS, {})
+  return np.asarray(summed(stats, "sum") / max(int(summed(stats, "count")), 1), np.float32)
 
-  Each client runs its own frozen encoder and sends one feature sum and a count (a
-  one-off secure sum of ``C + 1`` numbers); no black-box query is made.
-  """
-  total, count = 0.0, 0
-  for i in range(clients.num_examples.shape[0]):
-    n = min(m, int(clients.num_examples[i]))
-    if n:
-      total = total + np.asarray(features(jnp.asarray(clients.x[i, :n]))).sum(axis=0)
-      count += n
-  return np.asarray(total / max(count, 1), np.float32)
+
+def num_image_classes(test_y: np.ndarray, class_names: Any,
+                      train_y: np.ndarray | None = None) -> int:
+  """The task's class count: the labels seen (test split, and the training split where
+  this process holds it) and the dataset's class names."""
+  seen = int(test_y.max()) if train_y is None else int(max(train_y.max(), test_y.max()))
+  return max(seen + 1, len(class_names or ()))
+
+
+def read_setup_file(workdir: str | None, name: str, key: str = "value") -> np.ndarray | None:
+  """Entry ``key`` of the set-up file ``name`` in ``workdir`` (written by this run, or
+  sent by the server to a node), or None while it does not exist."""
+  path = os.path.join(workdir, name) if workdir else None
+  if not path or not os.path.exists(path):
+    return None
+  with np.load(path) as f:
+    return f[key]
+
+
+def write_setup_file(workdir: str | None, name: str, value: np.ndarray) -> None:
+  """Writes a set-up array atomically (read back on resume, shipped to nodes)."""
+  if workdir:
+    tmp = os.path.join(workdir, name + ".tmp.npz")
+    np.savez(tmp, value=value)
+    os.replace(tmp, os.path.join(workdir, name))
 
 
 def image_prompt_options(prompt: Any) -> dict[str, Any]:
@@ -96,45 +121,95 @@ def zero_shot_head(config: Any, class_names: Any) -> ZeroShotHead | None:
                       templates_from_spec(config.blackbox.templates))
 
 
-def build_image_task(config: Any, options: BuildOptions) -> TaskBundle:
-  """Loads the dataset, partitions it, builds black box, prompt, label mapping and task."""
-  ds = DATASETS.get(config.data.name, "data.name")(config.data)
+def image_clients(config: Any, options: BuildOptions, ds: dict, num_classes: int
+                  ) -> tuple[ClientData, np.ndarray | None]:
+  """The clients this process holds (every one, one node's own, or none: the server's
+  stand-ins of the sizes the nodes reported) and their label histograms (None on the
+  server, which sees no label)."""
+  if options.role == SERVER:
+    test_x = ds["test"][0]
+    return size_only_clients(options.client_sizes, test_x[:0]), None
   train_x, train_y = ds["train"]
+  parts = client_parts(train_y, config.data)
+  if options.role == NODE:
+    parts = [parts[options.partition_id]]
+    if len(parts[0]) and int(train_y[parts[0]].max()) >= num_classes:
+      raise ConfigError(f"config.data.name={config.data.name!r}: client "
+                        f"{options.partition_id} holds label {int(train_y[parts[0]].max())}, "
+                        f"beyond the {num_classes} classes of the test split and class names")
+  clients = options.clients(client_data(train_x, train_y, parts), num_classes)
+  return clients, label_histograms(train_y, parts, num_classes)
+
+
+def build_image_task(config: Any, options: BuildOptions) -> TaskBundle:
+  """Loads the dataset, partitions it, builds black box, prompt, label mapping and task.
+
+  Every role (``BuildOptions.role``) derives the set-up from the clients' statistics
+  (``setup_statistics.py``): a simulation asks its own clients, a server its nodes; a
+  node reads what the server derived from its set-up files.
+  """
+  ds = DATASETS.get(config.data.name, "data.name")(config.data)
+  role, workdir = options.role, options.workdir
   test_x, test_y = ds["test"]
   class_names = ds.get("class_names")
-  num_classes = max(int(max(train_y.max(), test_y.max())) + 1, len(class_names or ()))
+  num_classes = num_image_classes(test_y, class_names,
+                                  ds["train"][1] if role == SIMULATION else None)
   split_size = len(test_y)
   test_x, test_y = test_subset(test_x, test_y, config.data.test_examples)
-  parts = client_parts(train_y, config.data)
-  clients = options.clients(client_data(train_x, train_y, parts), num_classes)
+  clients, histograms = image_clients(config, options, ds, num_classes)
+  statistics: dict[str, Any] = {}
+  gather = options.gather if role == SERVER else local_gather(statistics, clients)
+  m = config.task.mapping_examples_per_client
 
   blackbox = options.wrap(make_blackbox(config.blackbox, zero_shot_head(config, class_names)))
   prompt_options = image_prompt_options(config.prompt)
   prompt = make_prompt(config.prompt.kind, config.blackbox.input_size, config.task.image_size,
                        **prompt_options)
+  cache_files = []
   if config.prompt.kind in CENTRED_PROMPTS:
-    encode = jax.jit(lambda x: prompt.features(place_on_canvas(
+    uncentred = prompt  # the clients' features are of the uncentred prompt
+    encode = jax.jit(lambda x: uncentred.features(place_on_canvas(
         x, config.blackbox.input_size, config.task.image_size, config.task.background)))
-    prompt = make_prompt(config.prompt.kind, config.blackbox.input_size, config.task.image_size,
-                         feature_center=mean_client_feature(
-                             encode, clients, config.task.mapping_examples_per_client),
-                         **prompt_options)
+    statistics[FEATURE_SUMS] = feature_sums(encode, m)
+    center = read_setup_file(workdir, FEATURE_CENTER_FILE)
+    if center is None and role != NODE:
+      center = mean_feature(gather)
+      write_setup_file(workdir, FEATURE_CENTER_FILE, center)
+    if center is not None:  # (a node gathering the centre builds the uncentred prompt)
+      prompt = make_prompt(config.prompt.kind, config.blackbox.input_size,
+                           config.task.image_size, feature_center=center, **prompt_options)
+    cache_files.append(FEATURE_CENTER_FILE)
   unmapped = VisualReprogramming(blackbox, prompt, config.task.image_size,
                                  jnp.zeros((blackbox.output_size, num_classes)),
                                  config.task.background, config.task.loss_temperature)
-  cache = os.path.join(options.workdir, LABEL_MAP_FILE) if options.workdir else None
+  predict = jax.jit(unmapped.source_logits)
+  statistics[LABEL_COUNTS] = label_counts(lambda x: predict(None, x), m,
+                                          blackbox.output_size, num_classes)
+  like = jax.tree.map(np.zeros_like, jax.eval_shape(prompt.init, jax.random.key(0)))
+  statistics[REMAP_COUNTS] = remap_counts(predict, like, m, blackbox.output_size, num_classes)
+  statistics[REMAP_CORRECT] = remap_correct(m)
+  cache = os.path.join(workdir, LABEL_MAP_FILE) if workdir else None
   derive = LABEL_MAPPINGS.get(config.task.label_mapping, "task.label_mapping")
-  label_map, setup_examples, setup_calls = cached_label_map(
-      cache, lambda: derive(jax.jit(lambda x: unmapped.source_logits(None, x)), clients,
-                            num_classes, config.task, config.data.name, blackbox.output_size))
+  setup_examples = setup_calls = 0
+  if role == NODE:  # the server's mapping; a placeholder while the counts are gathered
+    label_map = read_setup_file(workdir, LABEL_MAP_FILE, "label_map")
+    if label_map is None:
+      label_map = np.zeros((blackbox.output_size, num_classes), np.float32)
+  else:
+    label_map, setup_examples, setup_calls = cached_label_map(
+        cache, lambda: derive(gather, num_classes, config.task, config.data.name,
+                              blackbox.output_size))
+  if cache:
+    cache_files.append(LABEL_MAP_FILE)
   task = dataclasses.replace(unmapped, label_map=jnp.asarray(label_map))
   remap_every = int(config.task.get("remap_every", 0))
   return TaskBundle(task=task, blackbox=blackbox, clients=clients, test_x=test_x,
-                    test_y=test_y, init_prompt=prompt.init,
-                    label_histograms=label_histograms(train_y, parts, num_classes),
+                    test_y=test_y, init_prompt=prompt.init, label_histograms=histograms,
                     test_split=describe_test_subset(config.data.name, len(test_y), split_size),
                     setup_examples=setup_examples, setup_calls=setup_calls,
-                    cache_files=(LABEL_MAP_FILE,) if cache else (),
+                    cache_files=tuple(f for f in cache_files if workdir),
+                    statistics=statistics if role != SERVER else {},
+                    client_count=int(config.data.num_clients) if role == NODE else 0,
                     refresh_every=remap_every,
-                    refresh=make_label_map_refresh(task, clients, config.task, config.data.name,
-                                                   options.workdir) if remap_every else None)
+                    refresh=make_label_map_refresh(task, gather, config.task, workdir)
+                    if remap_every else None)

@@ -1,8 +1,9 @@
 """Iterative label mapping (ILM-VP), federated, and the label-map files.
 
 Before every ``task.remap_every``-th round the clients run the prompted black box on
-their mapping images (one call each) and send their prediction counts; the server
-sums them and derives a candidate mapping (``label_mapping.frequency_mapping``).
+their mapping images (one call each) and send their prediction counts
+(``setup_statistics.py``); the server sums them and derives a candidate mapping
+(``label_mapping.frequency_mapping``).
 Each mapping in force is kept in the workdir with what it cost, so a resumed run
 reads it back instead of querying again.
 """
@@ -13,57 +14,27 @@ import dataclasses
 import os
 from typing import Any, Callable
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fedbbpt_jax.data import ClientData
-from fedbbpt_jax.tasks.image.label_mapping import frequency_mapping, prediction_counts
+from fedbbpt_jax.tasks.image.label_mapping import frequency_mapping
+from fedbbpt_jax.tasks.image.setup_statistics import REMAP_CORRECT, REMAP_COUNTS
 from fedbbpt_jax.tasks.image.visual_reprogramming import VisualReprogramming
+from fedbbpt_jax.tasks.local_setup import Gather, flat_params, summed, work
 from fedbbpt_jax.tasks.protocol import TaskRefresh
 
-def mapping_outputs(predict: Callable[[jnp.ndarray], jnp.ndarray], clients: ClientData,
-                    m: int) -> list[tuple[np.ndarray, np.ndarray]]:
-  """Every client's ``(source logits, labels)`` on its first ``m`` images: one call each.
-
-  The outputs stay with their client; only counts built from them reach the server.
-  """
-  outputs = []
-  for i in range(clients.num_examples.shape[0]):
-    n = min(m, int(clients.num_examples[i]))
-    if n:
-      outputs.append((np.asarray(predict(jnp.asarray(clients.x[i, :n]))),
-                      np.asarray(clients.y[i, :n])))
-  return outputs
-
-
-def counted_mapping(outputs: list[tuple[np.ndarray, np.ndarray]], num_classes: int,
-                    sources_per_label: int) -> tuple[np.ndarray, int, int]:
-  """The frequency mapping from the clients' summed prediction counts, and the
-  black-box examples and calls the outputs cost."""
-  counts = sum(prediction_counts(lg, y, num_classes) for lg, y in outputs)
-  return (frequency_mapping(counts, sources_per_label), sum(len(y) for _, y in outputs),
-          len(outputs))
-
-
-def correct_predictions(outputs: list[tuple[np.ndarray, np.ndarray]],
-                        label_map: np.ndarray) -> int:
-  """How many of the clients' images ``label_map`` classifies right (each client counts
-  its own; the server sums the integers)."""
-  m = np.asarray(label_map, np.float64)
-  return int(sum(np.sum(np.argmax(np.asarray(lg, np.float64) @ m, -1) == y)
-                 for lg, y in outputs))
-
-
-def choose_mapping(outputs: list[tuple[np.ndarray, np.ndarray]], current: np.ndarray,
-                   candidate: np.ndarray, accept: str) -> np.ndarray:
-  """The mapping for the next rounds: ``candidate`` if ``accept == 'always'`` or it
-  classifies the clients' mapping images at least as well as ``current``."""
+def choose_mapping(current: np.ndarray, candidate: np.ndarray, accept: str,
+                   correct: Callable[[], tuple[int, int]]) -> np.ndarray:
+  """The mapping for the next rounds: ``candidate`` if ``accept == 'always'``, or if it
+  classifies the clients' mapping images at least as well as ``current``
+  (``correct() -> (right with current, right with candidate)``, summed over the
+  clients; asked only for ``'better'``)."""
   if accept not in REMAP_ACCEPT:
     raise ValueError(f"remap_accept={accept!r} is not one of {REMAP_ACCEPT}")
-  if accept == "better" and (correct_predictions(outputs, current)
-                             > correct_predictions(outputs, candidate)):
-    return np.asarray(current, np.float32)
+  if accept == "better":
+    right_current, right_candidate = correct()
+    if right_current > right_candidate:
+      return np.asarray(current, np.float32)
   return np.asarray(candidate, np.float32)
 
 
@@ -75,30 +46,34 @@ def refresh_file(round_idx: int) -> str:
 REMAP_ACCEPT = ("better", "always")
 
 
-def make_label_map_refresh(task: VisualReprogramming, clients: ClientData, cfg: Any,
-                           dataset: str, build_workdir: str | None
-                           ) -> Callable[..., TaskRefresh]:
+def make_label_map_refresh(task: VisualReprogramming, gather: Gather, cfg: Any,
+                           build_workdir: str | None) -> Callable[..., TaskRefresh]:
   """Iterative label mapping (ILM-VP; docs/algorithms.md, "Frequency label mapping"), federated.
 
   Before round r the clients run the *prompted* black box on their mapping images
-  (one call each) and send the server their prediction counts; the server sums them
-  and derives a candidate mapping. With ``remap_accept='better'`` (default) the
-  clients then count how many of those same images the current and the candidate
-  mapping classify right (their outputs are kept: no further query) and the server
-  keeps the candidate only if it is at least as good; ``'always'`` takes it as is.
+  (one call each, ``remap_counts``) and send the server their prediction counts; the
+  server sums them and derives a candidate mapping. With ``remap_accept='better'``
+  (default) the clients then count how many of those same images the current and the
+  candidate mapping classify right (``remap_correct``: their outputs were kept, no
+  further query) and the server keeps the candidate only if it is at least as good;
+  ``'always'`` takes it as is. ``gather`` asks the clients (``local_setup.py``).
   The mapping in force is kept in ``workdir`` (default ``build_workdir``; a vmapped
   sweep passes each member's) as ``refresh_file(r)`` with what it cost, so a resume
   reads it instead of asking again.
   """
-  predict = jax.jit(task.source_logits)
   accept = cfg.get("remap_accept", "better")
 
-  def derive(params: Any, current: np.ndarray) -> tuple[np.ndarray, int, int]:
-    outputs = mapping_outputs(lambda x: predict(params, x), clients,
-                              cfg.mapping_examples_per_client)
-    candidate, examples, calls = counted_mapping(outputs, task.num_classes,
-                                                 cfg.sources_per_label)
-    return choose_mapping(outputs, current, candidate, accept), examples, calls
+  def derive(params: Any, current: np.ndarray, round_idx: int) -> tuple[np.ndarray, int, int]:
+    stats = gather(REMAP_COUNTS, {"params": flat_params(params), "round": round_idx,
+                                  "keep": int(accept == "better")})
+    candidate = frequency_mapping(summed(stats, "counts"), cfg.sources_per_label)
+
+    def correct() -> tuple[int, int]:
+      right = gather(REMAP_CORRECT, {"round": round_idx, "current": current,
+                                     "candidate": candidate})
+      return int(summed(right, "current")), int(summed(right, "candidate"))
+
+    return (choose_mapping(current, candidate, accept, correct),) + work(stats)
 
   def refresh(params: Any, round_idx: int, current: Any = None,
               workdir: str | None = build_workdir) -> TaskRefresh:
@@ -111,7 +86,7 @@ def make_label_map_refresh(task: VisualReprogramming, clients: ClientData, cfg: 
       return TaskRefresh(dataclasses.replace(task, label_map=jnp.asarray(label_map)), 0, 0,
                          (refresh_file(round_idx),))
     in_force = np.asarray((current or task).label_map)
-    label_map, queries, calls = cached_label_map(path, lambda: derive(params, in_force))
+    label_map, queries, calls = cached_label_map(path, lambda: derive(params, in_force, round_idx))
     return TaskRefresh(dataclasses.replace(task, label_map=jnp.asarray(label_map)), queries,
                        calls, (refresh_file(round_idx),) if path else ())
 
