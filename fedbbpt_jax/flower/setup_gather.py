@@ -11,7 +11,7 @@ is then that of the clients that answered).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 from flwr.app import ConfigRecord, Message, RecordDict
