@@ -78,10 +78,12 @@ def test_ilm_deployment_stopped_and_resumed_equals_simulation(tmp_path):
     assert d.get("task_refreshed") == s.get("task_refreshed")
   for a, b in zip(params(str(tmp_path / "sim"), config), params(workdir, config)):
     np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-5)
-  # The nodes got the refreshed mapping's file; discovery asked each node once; only
-  # round 3 was trained after the restart.
+  # The nodes got the refreshed mapping's file. After the restart: discovery asked each
+  # node once, then its size (the server holds no data), then the re-map's counts and
+  # guard before round 3 (the first mapping was read back: no new counts); only round 3
+  # was trained.
   assert list((tmp_path / "nodes" / "node0").glob("run-*/label_map_r0002.npz"))
-  assert [t for t, _ in grid.sent] == ["query"] * 3 + ["train"] * 3
+  assert [t for t, _ in grid.sent] == ["query"] * 3 + ["query.setup"] * 9 + ["train"] * 3
 
 
 def test_a_node_that_never_answers_is_dropped_every_round(tmp_path):

@@ -185,7 +185,8 @@ def build_image_task(config: Any, options: BuildOptions) -> TaskBundle:
   predict = jax.jit(unmapped.source_logits)
   statistics[LABEL_COUNTS] = label_counts(lambda x: predict(None, x), m,
                                           blackbox.output_size, num_classes)
-  like = jax.tree.map(np.zeros_like, jax.eval_shape(prompt.init, jax.random.key(0)))
+  like = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype),
+                      jax.eval_shape(prompt.init, jax.random.key(0)))
   statistics[REMAP_COUNTS] = remap_counts(predict, like, m, blackbox.output_size, num_classes)
   statistics[REMAP_CORRECT] = remap_correct(m)
   cache = os.path.join(workdir, LABEL_MAP_FILE) if workdir else None

@@ -1,0 +1,51 @@
+"""The datasets the loopback tests deploy, as a server that holds no training data has them.
+
+``guard()`` (what the server's plugin ``tests.helpers.server_plugins`` calls on import,
+through the run config ``imports``) re-registers the image datasets the tests deploy (``digits``, ``fashion_mnist``) with loaders whose training split raises
+``TrainingDataRead`` when anything asks for it; the test split (a server-side test set)
+and the class names are there. The nodes import their own plugins, with the real loaders.
+(``digits`` is scikit-learn's in-memory dataset: its loader splits it, then hands out
+the test split alone; ``fashion_mnist`` reads the test split's IDX files only.)
+"""
+
+from fedbbpt_jax.data import DATASETS, register_dataset
+from fedbbpt_jax.data.fashion_mnist import read_idx_split
+
+
+class TrainingDataRead(RuntimeError):
+  """The server asked for training data it must not hold."""
+
+
+class TrainSplitGuarded(dict):
+  """A dataset mapping whose ``"train"`` entry raises ``TrainingDataRead``."""
+
+  def __getitem__(self, key):
+    if key == "train":
+      raise TrainingDataRead("the server read the training split: a deployment's server "
+                             "holds no training data")
+    return super().__getitem__(key)
+
+
+def without_train_split(load):
+  """``load`` with every entry but the training split handed on."""
+
+  def loader(data_cfg):
+    full = load(data_cfg)
+    return TrainSplitGuarded({k: v for k, v in full.items() if k != "train"})
+
+  return loader
+
+
+def guard() -> dict:
+  """Registers the guarded loaders; returns the ones they replace (to restore them)."""
+  replaced = {"digits": DATASETS.get("digits"), "fashion_mnist": DATASETS.get("fashion_mnist")}
+  register_dataset("digits", without_train_split(replaced["digits"]), overwrite=True)
+  register_dataset("fashion_mnist", lambda cfg: TrainSplitGuarded(
+      test=read_idx_split(cfg.source_dir, "test")), overwrite=True)
+  return replaced
+
+
+def unguard(replaced: dict) -> None:
+  """Puts the loaders ``guard`` replaced back."""
+  for name, loader in replaced.items():
+    register_dataset(name, loader, overwrite=True)
