@@ -1,11 +1,15 @@
 """A real Flower deployment on loopback (``tests/helpers/flower_loopback.py``: SuperLink,
-3 SuperNodes, one partition and API key each, the model provider service, ``flwr run``).
+3 SuperNodes, one partition and API key each, the model provider service, ``flwr run``)
+whose server holds no training data: its plugin (``tests/helpers/server_plugins.py``)
+makes reading the dataset's training split raise, so the label mapping and the ILM
+re-map before round 2 can only come from the nodes' statistics.
 
 2 rounds with dense and with seed-and-scalar uploads (and downloads: the nodes replay
 round 1 themselves, keeping the state between their ClientApp processes) end at the
 generator of the in-process simulation with the same config and seed (float
 tolerance), with the same metrics, upload traffic and query counts; the provider
-charged each node's key exactly that node's queries. The smoke experiment is trimmed as
+charged each node's key exactly that node's queries: its mapping images for the label
+counts and the re-map, its training, its local test split. The smoke experiment is trimmed as
 in ``tests/blackbox/test_remote.py``, so every request the service computes holds
 exactly 16 examples (one compiled bucket, and the same rows per request in simulation
 and deployment; the simulation runs while the deployment does, on the server's key).
@@ -27,21 +31,23 @@ from fedbbpt_jax.data import local_test_parts
 from fedbbpt_jax.flower.settings import load_config
 from fedbbpt_jax.train import run
 from fedbbpt_jax.train.build import build_experiment
-from tests.helpers.flower_loopback import (BASE, NODES, PER_STEP, RUN, STEPS,  # noqa: F401
-                                           deployment, federation, final_params,
-                                           node_extra, rows, service, usage)
+from tests.helpers.flower_loopback import (BASE, NODES, PER_STEP, RUN,  # noqa: F401
+                                           SERVER_PLUGINS, STEPS, deployment, federation,
+                                           final_params, node_extra, rows, service, usage)
 
 pytestmark = pytest.mark.slow  # make test-quick leaves it out
 
 
 @pytest.mark.parametrize("upload", ["dense", "seeds"])
-def test_deployment_equals_simulation(federation, service, tmp_path, monkeypatch, upload):
-  overrides = f"{BASE} blackbox.url={service.url} client.upload={upload} train.evaluation=both"
+def test_deployment_with_no_training_data_at_the_server_equals_simulation(
+    federation, service, tmp_path, monkeypatch, upload):
+  overrides = (f"{BASE} blackbox.url={service.url} client.upload={upload} "
+               "train.evaluation=both task.remap_every=1")
   before = [usage(service, f"node-key-{i}") for i in range(NODES)]
 
   def deploy():
     t0 = time.time()
-    out = federation.run({**RUN, "overrides": overrides,
+    out = federation.run({**RUN, "imports": SERVER_PLUGINS, "overrides": overrides,
                           "workdir": str(tmp_path / "flower"), "round-timeout": 300.0,
                           "download": upload})  # seeds: nodes replay the rounds themselves
     return out, time.time() - t0
@@ -54,11 +60,11 @@ def test_deployment_equals_simulation(federation, service, tmp_path, monkeypatch
     out, wall = deploying.result()
   assert "final accuracy" in out.stdout, out.stdout[-3000:]
   used = [usage(service, f"node-key-{i}") - before[i] for i in range(NODES)]
-  # Every node paid for its own queries: 2 rounds of training and 2 evaluations of its
-  # local test split.
+  # Every node paid for its own queries: the label counts and the re-map's counts on its
+  # 10 mapping images, 2 rounds of training and 2 evaluations of its local test split.
   test_y = build_experiment(config, workdir=str(tmp_path / "sim")).test_y  # no query
   splits = local_test_parts(test_y, config.data)
-  assert used == [2 * STEPS * PER_STEP + 2 * len(split) for split in splits]
+  assert used == [2 * 10 + 2 * STEPS * PER_STEP + 2 * len(split) for split in splits]
 
   deployed, simulated = rows(tmp_path / "flower"), rows(tmp_path / "sim")
   for d, s in zip(deployed, simulated, strict=True):
@@ -74,6 +80,7 @@ def test_deployment_equals_simulation(federation, service, tmp_path, monkeypatch
       assert d[key] == pytest.approx(s[key], abs=1e-12), key  # the same predictions
     assert d["fed_test_loss"] == pytest.approx(s["fed_test_loss"], rel=1e-5)
     assert d["nodes_missing"] == 0 and d["survivors"] == NODES
+    assert d.get("task_refreshed") == s.get("task_refreshed")
   # Downloads: the global model (192 float32) to 3 nodes; with seeds, the whole state
   # (+ its round, 772 B) the first time, then round 1's record: keys 3 x 8, losses
   # 3 x 3 x 4 x 4, counts, ids, flags 3 x (4 + 4 + 1) = 195 B to each node.
@@ -82,6 +89,8 @@ def test_deployment_equals_simulation(federation, service, tmp_path, monkeypatch
   assert [r["download_bytes"] for r in simulated] == [3 * 768] * 2
   a = final_params(config, str(tmp_path / "sim"), 2)
   b = final_params(config, str(tmp_path / "flower"), 2)
+  np.testing.assert_array_equal(np.load(tmp_path / "flower" / "label_map_r0001.npz")["label_map"],
+                                np.load(tmp_path / "sim" / "label_map_r0001.npz")["label_map"])
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
     np.testing.assert_allclose(np.asarray(y), np.asarray(x), atol=2e-5, rtol=1e-4)
   print(f"\n{upload}: loopback run of 2 rounds {wall:.1f} s, "

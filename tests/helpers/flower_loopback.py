@@ -30,6 +30,8 @@ BASE = (f"train.rounds=2 data.test_examples=192 train.eval_batch_size=96 "
         f"baselines.local_only=false blackbox.api_key_env=FEDBBPT_SERVER_KEY "
         f"blackbox.backoff_seconds=0.05 blackbox.model={IMAGE}")
 RUN = {"config": "configs/fmnist_effnet.py:smoke", "imports": PLUGINS}  # + overrides, workdir
+# The server's plugin in the runs that hold it to no training data (its training splits raise).
+SERVER_PLUGINS = "tests.helpers.server_plugins"
 KEYS = {"server-key": None, **{f"node-key-{i}": None for i in range(NODES)}}
 ENV = {"FEDBBPT_SERVER_KEY": "server-key", "PYTHONPATH": ROOT,  # the plugins are importable
        **{f"FEDBBPT_NODE_KEY_{i}": f"node-key-{i}" for i in range(NODES)}}

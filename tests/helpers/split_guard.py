@@ -1,11 +1,12 @@
 """The datasets the loopback tests deploy, as a server that holds no training data has them.
 
 ``guard()`` (what the server's plugin ``tests.helpers.server_plugins`` calls on import,
-through the run config ``imports``) re-registers the image datasets the tests deploy (``digits``, ``fashion_mnist``) with loaders whose training split raises
+through the run config ``imports``) re-registers the image datasets the tests deploy
+(``digits``, ``fashion_mnist``) with loaders whose training split raises
 ``TrainingDataRead`` when anything asks for it; the test split (a server-side test set)
-and the class names are there. The nodes import their own plugins, with the real loaders.
-(``digits`` is scikit-learn's in-memory dataset: its loader splits it, then hands out
-the test split alone; ``fashion_mnist`` reads the test split's IDX files only.)
+and the class names are there. The nodes import their own plugins, with the real
+loaders. (``digits`` is scikit-learn's in-memory dataset: its loader splits it, then
+hands out the test split alone; ``fashion_mnist`` reads the test split's IDX files only.)
 """
 
 from fedbbpt_jax.data import DATASETS, register_dataset
