@@ -56,6 +56,10 @@ from fedbbpt_jax.train.task_schedule import TaskSchedule
 
 app = ServerApp()
 POLL_SECONDS = 0.5  # how often the ServerApp asks the SuperLink for the replies of a send
+DISCOVERY_POLL_SECONDS = 0.25  # how often discovery looks for answers and new nodes
+# How long discovery waits for the other nodes asked once enough partitions are known:
+# a node killed without a goodbye stays listed until its heartbeat expires (about 60 s).
+DISCOVERY_GRACE_SECONDS = 5.0
 
 
 class PromptGrid:
@@ -105,37 +109,50 @@ def check_deployable(config: ml_collections.ConfigDict) -> None:
 
 
 def discover(grid: Grid, num_clients: int, known: dict[int, int], wait_for: int,
-             timeout: float, log: Callable[[str], None] = print) -> dict[int, int]:
+             timeout: float, log: Callable[[str], None] = print,
+             grace: float = DISCOVERY_GRACE_SECONDS) -> dict[int, int]:
   """``{partition id: node id}`` of the connected nodes, asking only nodes not in
   ``known`` (a node restarted under a new id is asked again; a node gone is dropped).
 
-  Waits until ``wait_for`` partitions are known or ``timeout`` seconds pass.
+  Returns once every node asked has answered, or ``grace`` seconds after ``wait_for``
+  partitions became known (a node that is listed but dead is not waited for), or after
+  ``timeout`` seconds.
   """
   partitions = dict(known)
   deadline = time.monotonic() + timeout
+  enough_at = 0.0  # when wait_for partitions were first known
+  pending: dict[str, int] = {}  # message id -> node asked, no answer yet
   while True:
     connected = set(grid.get_node_ids())
     partitions = {p: n for p, n in partitions.items() if n in connected}
-    new = sorted(connected - set(partitions.values()))
+    new = sorted(connected - set(partitions.values()) - set(pending.values()))
     if new:
       asked = [Message(RecordDict(), dst_node_id=n, message_type=M.QUERY, group_id="discovery")
                for n in new]
-      for reply in grid.send_and_receive(asked, timeout=max(1.0, deadline - time.monotonic())):
-        if reply.has_error():
-          log(f"discovery: node {reply.metadata.src_node_id}: {reply.error.reason}")
-          continue
-        pid = int(reply.content[M.NODE][M.PARTITION_ID])
-        if not 0 <= pid < num_clients:
-          log(f"discovery: node {reply.metadata.src_node_id} holds partition-id={pid}, not a "
-              f"client of this run (config.data.num_clients={num_clients}); ignored")
-          continue
-        if pid in partitions and partitions[pid] != reply.metadata.src_node_id:
-          log(f"discovery: partition {pid} now on node {reply.metadata.src_node_id} (was "
-              f"node {partitions[pid]})")
-        partitions[pid] = reply.metadata.src_node_id
-    if len(partitions) >= wait_for or time.monotonic() >= deadline:
+      pending.update(zip(grid.push_messages(asked), new))
+    for reply in grid.pull_messages(list(pending)) if pending else ():
+      pending.pop(reply.metadata.reply_to_message_id, None)
+      if reply.has_error():
+        log(f"discovery: node {reply.metadata.src_node_id}: {reply.error.reason}")
+        continue
+      pid = int(reply.content[M.NODE][M.PARTITION_ID])
+      if not 0 <= pid < num_clients:
+        log(f"discovery: node {reply.metadata.src_node_id} holds partition-id={pid}, not a "
+            f"client of this run (config.data.num_clients={num_clients}); ignored")
+        continue
+      if pid in partitions and partitions[pid] != reply.metadata.src_node_id:
+        log(f"discovery: partition {pid} now on node {reply.metadata.src_node_id} (was "
+            f"node {partitions[pid]})")
+      partitions[pid] = reply.metadata.src_node_id
+    now = time.monotonic()
+    if len(partitions) >= wait_for:
+      if not pending:
+        return partitions
+      if not enough_at:
+        enough_at, deadline = now, min(deadline, now + grace)
+    if now >= deadline:
       return partitions
-    time.sleep(0.5)
+    time.sleep(DISCOVERY_POLL_SECONDS)
 
 
 def setup_files(exp: Any, workdir: str, tasks: TaskSchedule | None = None) -> dict[str, bytes]:
@@ -220,8 +237,8 @@ class GridRounds(RoundExecutor):
 
   def round(self, r: int, exps: list[Any]) -> list[RoundOutcome]:
     strategy = self.strategy
-    strategy.partitions = discover(self.grid, self.num_clients, strategy.partitions, 0, 5.0,
-                                   self.log)
+    known = {p: n for p, n in strategy.partitions.items() if p not in strategy.silent()}
+    strategy.partitions = discover(self.grid, self.num_clients, known, 0, 5.0, self.log)
     self.gather.partitions = strategy.partitions  # (a task refresh asks these nodes)
     replies = self.grid.send_and_receive(strategy.configure_train(r + 1, None, None, self.grid),
                                          timeout=self.settings.round_timeout)

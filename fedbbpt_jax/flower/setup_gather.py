@@ -4,9 +4,10 @@
 ``query.setup`` message to every connected node (``messages.py``) carrying the run's
 config and set-up files in force (``run_entries``) with the request's arrays; the
 nodes answer with their statistic (``node_setup.py``). The answers come back in
-partition order. A node that fails names itself and its error; a node that does not
-answer within the timeout is left out of the statistic, with a logged line (the set-up
-is then that of the clients that answered).
+partition order. A node that fails (its error logged) or does not answer within the
+timeout is left out of the statistic, with a logged line: the set-up is then that of
+the clients that answered, as in a simulation without those clients. No answer at all
+raises, with the nodes' errors.
 """
 
 from __future__ import annotations
@@ -69,14 +70,16 @@ class DeploymentGather:
         continue
       record = reply.content[M.STATS]
       got[pid] = {k: record[k].numpy() for k in record.keys()}
-    if failed:
-      raise RuntimeError(f"set-up statistic {name!r} failed on " + "; ".join(failed))
+    for note in failed:
+      self.log(f"set-up statistic {name!r}: {note}")
+    if not got:
+      raise RuntimeError(f"set-up statistic {name!r}: no node answered within "
+                         f"{self.timeout:g} s" + "".join(f"; {note}" for note in failed))
     missing = sorted(set(self.partitions) - set(got))
     if missing:
-      self.log(f"set-up statistic {name!r}: no answer from partitions {missing} within "
-               f"{self.timeout:g} s; the set-up is that of partitions {sorted(got)}")
-    if not got:
-      raise RuntimeError(f"set-up statistic {name!r}: no node answered within {self.timeout:g} s")
+      self.log(f"set-up statistic {name!r}: partitions {missing} left out (no answer within "
+               f"{self.timeout:g} s, or an error); the set-up is that of partitions "
+               f"{sorted(got)}")
     return got
 
 

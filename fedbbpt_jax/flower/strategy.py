@@ -164,6 +164,11 @@ class FedBBPTStrategy(Strategy):
       self._messages.append((pid, messages[-1]))
     return messages
 
+  def silent(self) -> set[int]:
+    """The partitions sent work in the last round whose node never replied (not even an
+    error): the next round asks them again at discovery, and skips a node still silent."""
+    return set(self.sent) - self._answered
+
   def run_entries(self, round_idx: int, config: ConfigRecord | None = None) -> dict:
     """The ``RUN`` record's entries of a message for 0-based round ``round_idx``."""
     return {M.CONFIG_JSON: self.config_json, M.ROUND: round_idx,
