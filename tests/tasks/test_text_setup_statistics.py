@@ -15,6 +15,7 @@ from configs import drug_minilm
 from fedbbpt_jax.blackbox.text_zoo import make_text_tokenizer
 from fedbbpt_jax.core import ConfigError
 from fedbbpt_jax.data import DATASETS, ClientData, client_parts
+from fedbbpt_jax.flower.codec import to_array_record
 from fedbbpt_jax.prompts.vocabulary import flatten_to_token_ids
 from fedbbpt_jax.tasks.local_setup import decode_strings, encode_strings, local_gather
 from fedbbpt_jax.tasks.text.candidate_vocabulary import gathered_vocabulary, special_ids
@@ -96,8 +97,11 @@ def test_a_client_sends_only_what_it_counts_at_least_min_count_times():
 
 
 def test_strings_travel_as_utf8_bytes_and_refuse_what_would_not_decode():
-  assert decode_strings(encode_strings(["naïve", "x y", "."])) == ["naïve", "x y", "."]
-  assert decode_strings(encode_strings([])) == [] and encode_strings([]).dtype == np.uint8
+  sent = to_array_record({"some": encode_strings(["naïve", "x y", "."]),
+                          "none": encode_strings([])})  # a Flower reply's statistics
+  got = {k: sent[k].numpy() for k in sent.keys()}
+  assert decode_strings(got["some"]) == ["naïve", "x y", "."]
+  assert decode_strings(got["none"]) == [] and got["none"].dtype == np.uint8
   with pytest.raises(ValueError, match="cannot encode 'a\\\\nb'"):
     encode_strings(["a\nb"])
 

@@ -38,13 +38,14 @@ def gathered_vocabulary(pcfg: Any, tokenizer: TextTokenizer, gather: Gather) -> 
     ConfigError: fewer distinct candidates exist (naming the fields that decide it).
   """
   phrases = gathered_phrases(pcfg.vocabulary, gather)
+  min_count = pcfg.get("vocabulary_min_count", 1)
   try:
     return flatten_to_token_ids(phrases, tokenizer.pieces, pcfg.vocabulary_size,
                                 special_ids(tokenizer))
   except ValueError as e:
     raise ConfigError(f"config.prompt.vocabulary_size={pcfg.vocabulary_size} "
                       f"(config.prompt.vocabulary={pcfg.vocabulary!r}, "
-                      f"config.prompt.vocabulary_min_count={pcfg.vocabulary_min_count}: only "
+                      f"config.prompt.vocabulary_min_count={min_count}: only "
                       f"what a client counts that often leaves it): {e}") from e
 
 

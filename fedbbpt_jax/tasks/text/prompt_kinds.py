@@ -6,9 +6,9 @@ black box, task, prompt initialisation, projection and how a learned prompt is d
 
 * ``discrete`` (registered in ``prompts/registry.py``, shared with the GLUE family):
   BDPL's categorical prompt over a candidate vocabulary of the clients' training texts
-  (derived from their counts, ``candidate_vocabulary.py``); the black
-  box is the sentence encoder on token ids (local or served, ``TextSetup.token_task``);
-  parameters are projected back onto the simplex after every step.
+  (derived from their counts, ``candidate_vocabulary.py``); the black box is the
+  sentence encoder on token ids (local or served, ``TextSetup.token_task``); parameters
+  are projected back onto the simplex after every step.
 * ``soft`` (registered here): BBT's continuous prompt ``base + reshape(Az)`` at the
   embedding layer of a frozen LOCAL SURROGATE that takes input embeddings (a provider API
   takes tokens).
