@@ -65,6 +65,10 @@ def get_config(mode: str = "") -> ml_collections.ConfigDict:
   c.prompt.length = 5                    # L prompt positions after [CLS]
   c.prompt.vocabulary = "frequent_words"  # discrete: 'frequent_words' | 'pmi_ngram' (BDPL)
   c.prompt.vocabulary_size = 150         # discrete: N candidate tokens per position
+  # discrete: a word (pair, n-gram) leaves a client for the vocabulary only when the client
+  # counts it at least this often (1 = every word: the pooled vocabulary of runs before the
+  # field). 2 leaves the 'frequent_words' candidates of '', 'smoke' and 'sentiment' unchanged.
+  c.prompt.vocabulary_min_count = 2
   # Soft prompt (kind='soft'): prompt = base + reshape(A z), z in R^dim (init 0), A a FIXED
   # random matrix [dim, length * H] drawn from projection_seed (never trained or sent), entries
   # N(0, sigma_A^2), sigma_A = projection_alpha * sigma_E / (sqrt(dim) * projection_sigma),

@@ -20,12 +20,21 @@ function on its own data and the server receives what it returns
 (``flower/node_setup.py``). Simulated and deployed set-up are therefore the same
 computation on the same numbers.
 
+A statistic that reads client data ``ClientData`` does not hold (the text family's raw
+training texts) is bound to its client's data: a simulation then gives ``local_gather``
+one set of statistics per client, a node the set of its own client.
+
 Requests and statistics are flat ``{name: numpy array}`` dicts, so they travel as they
-are; a family flattens a pytree it sends (``flat_params``/``unflat_params``).
+are; a family flattens a pytree it sends (``flat_params``/``unflat_params``) and encodes
+strings (``encode_strings``/``decode_strings``).
+
+What the server derives is kept in set-up files in its workdir (``write_setup_file``):
+read back on resume, and sent to the nodes, which read them with ``read_setup_file``.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Mapping, MutableMapping, Sequence
 
 import jax
@@ -38,6 +47,7 @@ Stats = dict[str, np.ndarray]
 Request = Mapping[str, Any]
 Statistic = Callable[[ClientData, Request, MutableMapping[str, np.ndarray]], Stats]
 Gather = Callable[[str, Request], list[Stats]]
+Statistics = Mapping[str, Statistic]
 EXAMPLES, CALLS = "examples", "calls"  # the black-box work a statistic reports
 # Answered for every family by a deployment's nodes, before the server builds: the
 # client's training-example count (``{"num_examples": n}``).
@@ -49,16 +59,26 @@ def client_row(clients: ClientData, i: int) -> ClientData:
   return jax.tree.map(lambda a: a[i], clients)
 
 
-def local_gather(statistics: Mapping[str, Statistic], clients: ClientData) -> Gather:
+def local_gather(statistics: Statistics | Sequence[Statistics], clients: ClientData) -> Gather:
   """The simulation's ``Gather``: every client of ``clients`` runs the named statistic in
-  this process, each with a store of its own (kept across requests)."""
-  stores: list[dict[str, np.ndarray]] = [{} for _ in range(int(clients.num_examples.shape[0]))]
+  this process, each with a store of its own (kept across requests).
+
+  ``statistics``: the family's statistics, or one set per client (each bound to data of
+  its client that ``clients`` does not hold, e.g. its raw texts).
+  """
+  num_clients = int(clients.num_examples.shape[0])
+  per_client = (list(statistics) if isinstance(statistics, Sequence)
+                else [statistics] * num_clients)
+  if len(per_client) != num_clients:
+    raise ValueError(f"{len(per_client)} sets of statistics for {num_clients} clients")
+  stores: list[dict[str, np.ndarray]] = [{} for _ in range(num_clients)]
 
   def gather(name: str, request: Request) -> list[Stats]:
-    if name not in statistics:
-      raise KeyError(f"no set-up statistic {name!r}; this task has {sorted(statistics)}")
-    return [statistics[name](client_row(clients, i), request, store)
-            for i, store in enumerate(stores)]
+    if any(name not in own for own in per_client):
+      raise KeyError(f"no set-up statistic {name!r}; this task has "
+                     f"{sorted(per_client[0]) if per_client else []}")
+    return [own[name](client_row(clients, i), request, store)
+            for i, (own, store) in enumerate(zip(per_client, stores))]
 
   return gather
 
@@ -85,3 +105,39 @@ def flat_params(params: Any) -> np.ndarray:
 def unflat_params(flat: Any, like: Any) -> Any:
   """The pytree of ``like``'s structure that ``flat_params`` flattened to ``flat``."""
   return ravel_pytree(like)[1](np.asarray(flat))
+
+
+def encode_strings(strings: Sequence[str]) -> np.ndarray:
+  """``strings`` as one uint8 array (UTF-8, newline-separated; a statistic's entry).
+
+  Raises:
+    ValueError: a string is empty or holds a newline (it would not decode back).
+  """
+  bad = [t for t in strings if not t or "\n" in t]
+  if bad:
+    raise ValueError(f"cannot encode {bad[0]!r}: strings must be non-empty, without newlines")
+  return np.frombuffer("\n".join(strings).encode("utf-8"), np.uint8).copy()
+
+
+def decode_strings(array: Any) -> list[str]:
+  """The strings ``encode_strings`` encoded to ``array``."""
+  text = np.asarray(array, np.uint8).tobytes().decode("utf-8")
+  return text.split("\n") if text else []
+
+
+def read_setup_file(workdir: str | None, name: str, key: str = "value") -> np.ndarray | None:
+  """Entry ``key`` of the set-up file ``name`` in ``workdir`` (written by this run, or
+  sent by the server to a node), or None while it does not exist."""
+  path = os.path.join(workdir, name) if workdir else None
+  if not path or not os.path.exists(path):
+    return None
+  with np.load(path) as f:
+    return f[key]
+
+
+def write_setup_file(workdir: str | None, name: str, value: np.ndarray) -> None:
+  """Writes a set-up array atomically (read back on resume, shipped to nodes)."""
+  if workdir:
+    tmp = os.path.join(workdir, name + ".tmp.npz")
+    np.savez(tmp, value=value)
+    os.replace(tmp, os.path.join(workdir, name))

@@ -172,7 +172,10 @@ class TaskBundle:
       its counters equal an uninterrupted run's.
     cache_files: files the build wrote in ``options.workdir`` (copied to sweep members).
     statistics: the set-up statistics this build answers for the clients it holds
-      (``local_setup.py``): a node's answers to the server's set-up requests.
+      (``local_setup.py``): a node's answers to the server's set-up requests. One set
+      for every client, or (a simulation whose statistics read data ``ClientData`` does
+      not hold, e.g. the text family's raw texts) one set per client, each bound to its
+      client's data (``local_gather`` takes either).
     client_count: how many clients the run has when ``clients`` holds fewer (a node
       holds its own only, at index 0); 0 = ``clients``' leading axis.
     refresh_every: re-derive the task every this many rounds (0 = never).
@@ -202,7 +205,8 @@ class TaskBundle:
   cache_state: Callable[[], Any] = lambda: {}
   load_cache_state: Callable[[Any], None] = lambda state: None
   cache_files: tuple[str, ...] = ()
-  statistics: dict[str, Statistic] = dataclasses.field(default_factory=dict)
+  statistics: dict[str, Statistic] | list[dict[str, Statistic]] = dataclasses.field(
+      default_factory=dict)
   client_count: int = 0
   refresh_every: int = 0
   refresh: Callable[..., TaskRefresh] | None = None

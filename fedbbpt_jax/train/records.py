@@ -50,10 +50,11 @@ RESUMABLE_FIELDS = ("train.rounds", "blackbox.budget_examples", "blackbox.url",
 # Fields added to the configs after runs were recorded, with the value that reproduces what
 # such a run did: a recorded config that lacks one resumes when the new config holds that
 # value (the instruction family's prompt kind and BO block, the image family's
-# intrinsic-frame sizes).
+# intrinsic-frame sizes, the text family's vocabulary minimum count: 1 = the pooled counts).
 ADDED_FIELDS = {"prompt.kind": "soft_instruction", "prompt.intrinsic_dim": 48, "prompt.rank": 2,
                 "bo.initial": 25, "bo.batch": 25, "bo.fit_steps": 100,
-                "bo.score_vectors": "clients", "bo.max_points": 1000}
+                "bo.score_vectors": "clients", "bo.max_points": 1000,
+                "prompt.vocabulary_min_count": 1}
 
 
 def resumable_fields(config: ml_collections.ConfigDict) -> tuple[str, ...]:

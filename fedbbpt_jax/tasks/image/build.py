@@ -38,7 +38,8 @@ from fedbbpt_jax.tasks.image.setup_statistics import (FEATURE_SUMS, LABEL_COUNTS
                                                       REMAP_COUNTS, feature_sums, label_counts,
                                                       remap_correct, remap_counts)
 from fedbbpt_jax.tasks.image.visual_reprogramming import VisualReprogramming
-from fedbbpt_jax.tasks.local_setup import Gather, local_gather, summed
+from fedbbpt_jax.tasks.local_setup import (Gather, local_gather, read_setup_file, summed,
+                                          write_setup_file)
 from fedbbpt_jax.tasks.protocol import NODE, SERVER, SIMULATION, BuildOptions, TaskBundle
 
 LABEL_MAP_FILE = "label_map.npz"  # the label mapping, reused on resume
@@ -64,24 +65,6 @@ def num_image_classes(test_y: np.ndarray, class_names: Any,
   this process holds it) and the dataset's class names."""
   seen = int(test_y.max()) if train_y is None else int(max(train_y.max(), test_y.max()))
   return max(seen + 1, len(class_names or ()))
-
-
-def read_setup_file(workdir: str | None, name: str, key: str = "value") -> np.ndarray | None:
-  """Entry ``key`` of the set-up file ``name`` in ``workdir`` (written by this run, or
-  sent by the server to a node), or None while it does not exist."""
-  path = os.path.join(workdir, name) if workdir else None
-  if not path or not os.path.exists(path):
-    return None
-  with np.load(path) as f:
-    return f[key]
-
-
-def write_setup_file(workdir: str | None, name: str, value: np.ndarray) -> None:
-  """Writes a set-up array atomically (read back on resume, shipped to nodes)."""
-  if workdir:
-    tmp = os.path.join(workdir, name + ".tmp.npz")
-    np.savez(tmp, value=value)
-    os.replace(tmp, os.path.join(workdir, name))
 
 
 def image_prompt_options(prompt: Any) -> dict[str, Any]:

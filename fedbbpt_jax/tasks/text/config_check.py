@@ -57,6 +57,8 @@ def check_discrete_fields(config: Any) -> None:
     check_choice(config, "prompt.vocabulary", VOCABULARIES)
   if "vocabulary_size" in prompt or prompt.get("kind") != "soft":
     check_number(config, "prompt.vocabulary_size", low=1, integer=True)
+  if "vocabulary_min_count" in prompt or prompt.get("kind") != "soft":
+    check_number(config, "prompt.vocabulary_min_count", low=1, integer=True)
 
 
 def check_soft_fields(config: Any) -> None:

@@ -1,13 +1,14 @@
 """The text family's prompt kinds (``prompts.PROMPTS`` entries with tag ``'text'``).
 
-Each kind turns the shared text set-up (``TextSetup``: tokenizer, client texts,
-verbalizers) into a prompted task (``prompts.PromptedTask``): its black box, task, prompt
-initialisation, projection and how a learned prompt is described.
+Each kind turns the shared text set-up (``TextSetup``: tokenizer, the candidate
+vocabulary on demand, verbalizers) into a prompted task (``prompts.PromptedTask``): its
+black box, task, prompt initialisation, projection and how a learned prompt is described.
 
 * ``discrete`` (registered in ``prompts/registry.py``, shared with the GLUE family):
-  BDPL's categorical prompt over a candidate vocabulary of the training texts; the black
-  box is the sentence encoder on token ids (local or served, ``TextSetup.token_task``);
-  parameters are projected back onto the simplex after every step.
+  BDPL's categorical prompt over a candidate vocabulary of the clients' training texts
+  (derived from their counts, ``candidate_vocabulary.py``); the black box is the
+  sentence encoder on token ids (local or served, ``TextSetup.token_task``); parameters
+  are projected back onto the simplex after every step.
 * ``soft`` (registered here): BBT's continuous prompt ``base + reshape(Az)`` at the
   embedding layer of a frozen LOCAL SURROGATE that takes input embeddings (a provider API
   takes tokens).
@@ -27,8 +28,8 @@ from fedbbpt_jax.blackbox.factory import make_text_blackbox
 from fedbbpt_jax.blackbox.text_zoo import make_embedding_encoder
 from fedbbpt_jax.core import ConfigError
 from fedbbpt_jax.models.minilm import TextTokenizer
-from fedbbpt_jax.prompts import (PROMPTS, PromptedTask, PromptGenerator, candidate_vocabulary,
-                                 make_soft_prompt, random_projection)
+from fedbbpt_jax.prompts import (PROMPTS, PromptedTask, PromptGenerator, make_soft_prompt,
+                                 random_projection)
 from fedbbpt_jax.tasks.protocol import BuildOptions
 from fedbbpt_jax.tasks.text.soft_prompt_text import SoftPromptTextClassification
 from fedbbpt_jax.tasks.text.text_classification import TextClassification
@@ -43,7 +44,8 @@ class TextSetup(NamedTuple):
     config: the experiment config.
     options: build options (black-box wrapper).
     tokenizer: word-piece tokenizer padding to ``blackbox.max_length``.
-    client_texts: the clients' training texts (the candidate vocabulary's source).
+    vocabulary: ``() -> [N]`` candidate word-piece ids, derived (or read back) when a
+      kind asks (``candidate_vocabulary.py``).
     verbalizers: one text per class.
     task_fields: the ``TextClassification`` fields every kind shares (ids, temperature).
   """
@@ -51,16 +53,13 @@ class TextSetup(NamedTuple):
   config: Any
   options: BuildOptions
   tokenizer: TextTokenizer
-  client_texts: list[str]
+  vocabulary: Callable[[], np.ndarray]
   verbalizers: list[str]
   task_fields: dict
 
   def candidate_vocabulary(self) -> np.ndarray:
     """The clients' frequent words or PMI n-grams as word-piece ids (no special tokens)."""
-    pcfg, tok = self.config.prompt, self.tokenizer
-    return candidate_vocabulary(pcfg.vocabulary, self.client_texts, tok.pieces,
-                                pcfg.vocabulary_size,
-                                exclude=(tok.pad_id, tok.cls_id, tok.sep_id, tok.unk_id))
+    return self.vocabulary()
 
   def token_task(self, prompt: PromptGenerator) -> tuple[TextClassification, BlackBox]:
     """Cosine-verbalizer classification by the sentence encoder on token ids."""
