@@ -138,6 +138,7 @@ def read_setup_file(workdir: str | None, name: str, key: str = "value") -> np.nd
 def write_setup_file(workdir: str | None, name: str, value: np.ndarray) -> None:
   """Writes a set-up array atomically (read back on resume, shipped to nodes)."""
   if workdir:
+    os.makedirs(workdir, exist_ok=True)
     tmp = os.path.join(workdir, name + ".tmp.npz")
     np.savez(tmp, value=value)
     os.replace(tmp, os.path.join(workdir, name))

@@ -17,6 +17,7 @@ from fedbbpt_jax.tasks.local_setup import client_row, local_gather, read_setup_f
 from fedbbpt_jax.prompts.vocabulary import flatten_to_token_ids
 from fedbbpt_jax.tasks.protocol import NODE, SERVER, BuildOptions
 from fedbbpt_jax.tasks.text import build_text_task
+from fedbbpt_jax.tasks.text.prompt_kinds import CLASS_EMBEDDINGS_FILE
 from fedbbpt_jax.tasks.text.candidate_vocabulary import VOCABULARY_FILE, special_ids
 from fedbbpt_jax.tasks.text.setup_statistics import WORD_COUNTS
 from tests.helpers.tiny_models import tiny
@@ -112,7 +113,7 @@ def test_a_server_build_reads_no_training_text_and_equals_the_simulation(simulat
   assert np.asarray(server.clients.num_examples).tolist() == [104, 103, 103]
   assert server.clients.x.shape == (3, 1, sim.test_x.shape[1])  # stand-ins, never trained on
   assert server.label_histograms is None and server.statistics == {}
-  assert server.cache_files == sim.cache_files == (VOCABULARY_FILE,)
+  assert server.cache_files == sim.cache_files == (VOCABULARY_FILE, CLASS_EMBEDDINGS_FILE)
   assert (server.setup_examples, server.setup_calls) == (sim.setup_examples, sim.setup_calls)
   # A resumed server reads its file back and asks the clients nothing.
   asked.clear()
@@ -137,12 +138,17 @@ def test_a_node_holds_its_own_client_and_the_servers_vocabulary(simulation, data
   assert mine.keys() == sims.keys()
   for key in mine:
     np.testing.assert_array_equal(mine[key], sims[key])
-  # While the server gathers: a placeholder of the candidates' shape, all [PAD].
+  # While the server gathers: placeholders of the candidates' and the class embeddings'
+  # shapes (all [PAD], zeros: the node pays no query for the verbalizers).
   assert prompt_vocabulary(node).tolist() == [0] * 30
+  assert node.task.class_embeddings.shape == sim.task.class_embeddings.shape
+  assert not np.asarray(node.task.class_embeddings).any() and node.setup_examples == 0
   assert not os.path.exists(tmp_path / VOCABULARY_FILE)
-  shutil.copyfile(os.path.join(sim_dir, VOCABULARY_FILE), tmp_path / VOCABULARY_FILE)
+  for name in (VOCABULARY_FILE, CLASS_EMBEDDINGS_FILE):  # what the server sends
+    shutil.copyfile(os.path.join(sim_dir, name), tmp_path / name)
   sent = build_text_task(config, BuildOptions(workdir=str(tmp_path), role=NODE, partition_id=1))
   np.testing.assert_array_equal(prompt_vocabulary(sent), prompt_vocabulary(sim))
+  np.testing.assert_array_equal(sent.task.class_embeddings, sim.task.class_embeddings)
 
 
 def test_the_soft_prompt_builds_in_every_role_without_a_vocabulary(dataset, tmp_path):
@@ -152,7 +158,8 @@ def test_the_soft_prompt_builds_in_every_role_without_a_vocabulary(dataset, tmp_
   asked = []
   server = server_build(config, str(tmp_path / "server"), sim, asked)
   node = build_text_task(config, BuildOptions(workdir=str(tmp_path), role=NODE, partition_id=2))
-  assert asked == [] and sim.cache_files == server.cache_files == node.cache_files == ()
+  assert asked == [] and sim.cache_files == server.cache_files == node.cache_files == (
+      CLASS_EMBEDDINGS_FILE,)
   np.testing.assert_array_equal(server.task.class_embeddings, sim.task.class_embeddings)
   assert int(node.clients.num_examples[0]) == int(sim.clients.num_examples[2])
-  assert not os.listdir(tmp_path / "server")
+  assert os.listdir(tmp_path / "server") == [CLASS_EMBEDDINGS_FILE]

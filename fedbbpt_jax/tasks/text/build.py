@@ -113,13 +113,14 @@ def build_text_task(config: Any, options: BuildOptions) -> TaskBundle:
                      sep_id=tokenizer.sep_id, pad_id=tokenizer.pad_id,
                      temperature=config.task.temperature)
   setup = TextSetup(config=config, options=options, tokenizer=tokenizer, vocabulary=vocabulary,
-                    verbalizers=verbalizers, task_fields=task_fields)
+                    verbalizers=verbalizers, task_fields=task_fields, kept=asked)
   prompted = PROMPTS.get(pcfg.kind, "prompt.kind")(setup)
   return TaskBundle(task=prompted.task, blackbox=prompted.blackbox,
                     clients=clients, test_x=test_x, test_y=test_y,
                     init_prompt=prompted.init_prompt, label_histograms=histograms,
                     test_split=describe_test_subset(dcfg.name, len(test_y), len(ds.test_labels)),
-                    setup_examples=len(verbalizers), setup_calls=1, project=prompted.project,
+                    setup_examples=len(verbalizers) if role != NODE else 0,
+                    setup_calls=1 if role != NODE else 0, project=prompted.project,
                     describe=lambda params: {"class_names": class_names,
                                              **prompted.describe(params)},
                     cache_files=tuple(sorted(set(asked))) if options.workdir else (),

@@ -30,11 +30,13 @@ from fedbbpt_jax.core import ConfigError
 from fedbbpt_jax.models.minilm import TextTokenizer
 from fedbbpt_jax.prompts import (PROMPTS, PromptedTask, PromptGenerator, make_soft_prompt,
                                  random_projection)
-from fedbbpt_jax.tasks.protocol import BuildOptions
+from fedbbpt_jax.tasks.local_setup import read_setup_file, write_setup_file
+from fedbbpt_jax.tasks.protocol import NODE, BuildOptions
 from fedbbpt_jax.tasks.text.soft_prompt_text import SoftPromptTextClassification
 from fedbbpt_jax.tasks.text.text_classification import TextClassification
 
 PyTree = Any
+CLASS_EMBEDDINGS_FILE = "class_embeddings.npz"  # the verbalizers' embeddings (set-up file)
 
 
 class TextSetup(NamedTuple):
@@ -48,6 +50,7 @@ class TextSetup(NamedTuple):
       kind asks (``candidate_vocabulary.py``).
     verbalizers: one text per class.
     task_fields: the ``TextClassification`` fields every kind shares (ids, temperature).
+    kept: the set-up files this build keeps in its workdir (appended to as it keeps them).
   """
 
   config: Any
@@ -56,6 +59,27 @@ class TextSetup(NamedTuple):
   vocabulary: Callable[[], np.ndarray]
   verbalizers: list[str]
   task_fields: dict
+  kept: list[str]
+
+  def class_embeddings(self, blackbox: BlackBox, embed_rows: Callable | None = None
+                       ) -> jnp.ndarray:
+    """The verbalizers' embeddings (``class_embeddings``), kept in the workdir as
+    ``CLASS_EMBEDDINGS_FILE``: computed once by a simulation or a server (its own
+    query), read back on resume, read by a node from the file the server sent (a node
+    still gathering the set-up holds zeros of their shape: it pays no query for them)."""
+    workdir = self.options.workdir
+    if workdir:
+      self.kept.append(CLASS_EMBEDDINGS_FILE)
+    kept = read_setup_file(workdir, CLASS_EMBEDDINGS_FILE)
+    if kept is not None:
+      return jnp.asarray(kept)
+    compute = lambda: class_embeddings(blackbox, self.tokenizer, self.verbalizers, embed_rows)
+    if self.options.role == NODE:
+      shape = jax.eval_shape(compute)
+      return jnp.zeros(shape.shape, shape.dtype)
+    embeddings = compute()
+    write_setup_file(workdir, CLASS_EMBEDDINGS_FILE, np.asarray(embeddings))
+    return embeddings
 
   def candidate_vocabulary(self) -> np.ndarray:
     """The clients' frequent words or PMI n-grams as word-piece ids (no special tokens)."""
@@ -66,8 +90,7 @@ class TextSetup(NamedTuple):
     blackbox = self.options.wrap(make_text_blackbox(self.config.blackbox))
     task = TextClassification(
         blackbox=blackbox, prompt=prompt,
-        class_embeddings=class_embeddings(blackbox, self.tokenizer, self.verbalizers),
-        **self.task_fields)
+        class_embeddings=self.class_embeddings(blackbox), **self.task_fields)
     return task, blackbox
 
   def describe_prompt_ids(self, ids: list[int]) -> dict:
@@ -124,7 +147,7 @@ def soft_prompt(setup: TextSetup) -> PromptedTask:
                                  blackbox.input_shape[1], blackbox.embedding_std,
                                  pcfg.projection_alpha, pcfg.projection_sigma)
   prompt = make_soft_prompt(projection, blackbox.embed(jnp.asarray(base)))
-  classes = class_embeddings(blackbox, tok, setup.verbalizers, unprompted.embed_rows)
+  classes = setup.class_embeddings(blackbox, unprompted.embed_rows)
   task = dataclasses.replace(unprompted, prompt=prompt, class_embeddings=classes)
 
   def describe(params: PyTree) -> dict:
