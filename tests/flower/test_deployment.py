@@ -31,46 +31,70 @@ from fedbbpt_jax.data import local_test_parts
 from fedbbpt_jax.flower.settings import load_config
 from fedbbpt_jax.train import run
 from fedbbpt_jax.train.build import build_experiment
-from tests.helpers.flower_loopback import (BASE, NODES, PER_STEP, RUN,  # noqa: F401
-                                           SERVER_PLUGINS, STEPS, deployment, federation,
-                                           final_params, node_extra, rows, service, usage)
+from fedbbpt_jax.federated.algorithms.algorithm import tree_bytes
+from fedbbpt_jax.flower.node import activation_counters
+from tests.helpers.flower_loopback import (COMMON, NODES, SERVER_PLUGINS,  # noqa: F401
+                                           deployment, federation, final_params, node_extra,
+                                           rows, services, usage)
+from tests.helpers.tiny_models import IMAGE, TEXT
 
 pytestmark = pytest.mark.slow  # make test-quick leaves it out
 
 
-@pytest.mark.parametrize("upload", ["dense", "seeds"])
+# The image defaults (frequency label mapping, ILM re-map before round 2) with dense
+# uploads and downloads; the text track (BDPL, candidate vocabulary from the nodes'
+# word counts) with seed-and-scalar uploads and downloads.
+CASES = {
+    "image": ("configs/fmnist_effnet.py:smoke", IMAGE, "dense",
+              "data.test_examples=192 train.eval_batch_size=96 task.remap_every=1"),
+    "text": ("configs/drug_minilm.py:smoke", TEXT, "seeds", ""),
+}
+
+
+@pytest.fixture(scope="module")
+def models():
+  return (IMAGE, TEXT)
+
+
+@pytest.mark.parametrize("case", list(CASES))
 def test_deployment_with_no_training_data_at_the_server_equals_simulation(
-    federation, service, tmp_path, monkeypatch, upload):
-  overrides = (f"{BASE} blackbox.url={service.url} client.upload={upload} "
-               "train.evaluation=both task.remap_every=1")
+    federation, services, tmp_path, monkeypatch, case):
+  config_spec, model, upload, extra = CASES[case]
+  service = services[model]
+  overrides = (f"{COMMON} blackbox.model={model} blackbox.url={service.url} "
+               f"client.upload={upload} train.evaluation=both {extra}")
   before = [usage(service, f"node-key-{i}") for i in range(NODES)]
 
   def deploy():
     t0 = time.time()
-    out = federation.run({**RUN, "imports": SERVER_PLUGINS, "overrides": overrides,
-                          "workdir": str(tmp_path / "flower"), "round-timeout": 300.0,
+    out = federation.run({"config": config_spec, "imports": SERVER_PLUGINS,
+                          "overrides": overrides, "workdir": str(tmp_path / "flower"),
+                          "round-timeout": 300.0,
                           "download": upload})  # seeds: nodes replay the rounds themselves
     return out, time.time() - t0
 
   with concurrent.futures.ThreadPoolExecutor(1) as pool:
     deploying = pool.submit(deploy)  # the simulation runs while the deployment does
     monkeypatch.setenv("FEDBBPT_SERVER_KEY", "server-key")  # (the server's key: no node's)
-    config = load_config("configs/fmnist_effnet.py:smoke", overrides)
+    config = load_config(config_spec, overrides)
     run(config, str(tmp_path / "sim"))
     out, wall = deploying.result()
   assert "final accuracy" in out.stdout, out.stdout[-3000:]
   used = [usage(service, f"node-key-{i}") - before[i] for i in range(NODES)]
-  # Every node paid for its own queries: the label counts and the re-map's counts on its
-  # 10 mapping images, 2 rounds of training and 2 evaluations of its local test split.
-  test_y = build_experiment(config, workdir=str(tmp_path / "sim")).test_y  # no query
-  splits = local_test_parts(test_y, config.data)
-  assert used == [2 * 10 + 2 * STEPS * PER_STEP + 2 * len(split) for split in splits]
+  # Every node paid for its own queries: (images) the label counts and the re-map's
+  # counts on its 10 mapping images, 2 rounds of training and 2 evaluations of its local
+  # test split. (Text: the word counts cost no query; the verbalizers are the server's.)
+  exp = build_experiment(config, workdir=str(tmp_path / "sim"))  # no query: files kept
+  splits = local_test_parts(exp.test_y, config.data)
+  mapping = 2 * 10 if case == "image" else 0
+  per_round = activation_counters(exp)["bb_examples"]
+  assert used == [mapping + 2 * per_round + 2 * len(split) for split in splits]
 
   deployed, simulated = rows(tmp_path / "flower"), rows(tmp_path / "sim")
   for d, s in zip(deployed, simulated, strict=True):
     assert d["cohort"] == s["cohort"]
     assert d["train_loss"] == pytest.approx(s["train_loss"], rel=1e-5)
-    assert d["test_accuracy"] == pytest.approx(s["test_accuracy"], abs=1 / 192)
+    assert d["test_accuracy"] == pytest.approx(s["test_accuracy"], abs=1 / len(exp.test_y))
     for key in ("upload_bytes", "bb_examples", "bb_calls", "eval_bb_examples",
                 "fed_test_examples", "fed_test_clients"):
       assert d[key] == s[key], key
@@ -81,17 +105,23 @@ def test_deployment_with_no_training_data_at_the_server_equals_simulation(
     assert d["fed_test_loss"] == pytest.approx(s["fed_test_loss"], rel=1e-5)
     assert d["nodes_missing"] == 0 and d["survivors"] == NODES
     assert d.get("task_refreshed") == s.get("task_refreshed")
-  # Downloads: the global model (192 float32) to 3 nodes; with seeds, the whole state
-  # (+ its round, 772 B) the first time, then round 1's record: keys 3 x 8, losses
-  # 3 x 3 x 4 x 4, counts, ids, flags 3 x (4 + 4 + 1) = 195 B to each node.
-  want = [3 * 768] * 2 if upload == "dense" else [3 * 772, 3 * 195]
-  assert [r["download_bytes"] for r in deployed] == want
-  assert [r["download_bytes"] for r in simulated] == [3 * 768] * 2
+  # Downloads: dense, the global model to 3 nodes each round; seeds, the whole state the
+  # first time, then round 1's record (key data, losses, counts, ids: far smaller).
+  model_bytes = 3 * tree_bytes(exp.algorithm.broadcast(exp.algorithm.init(exp.init_params)))
+  assert [r["download_bytes"] for r in simulated] == [model_bytes] * 2
+  if upload == "dense":
+    assert [r["download_bytes"] for r in deployed] == [model_bytes] * 2
+  else:
+    state_bytes = 3 * tree_bytes(exp.algorithm.init(exp.init_params))
+    assert deployed[0]["download_bytes"] == state_bytes + 3 * 4  # (+ its round, int32)
+    assert 0 < deployed[1]["download_bytes"] < state_bytes
   a = final_params(config, str(tmp_path / "sim"), 2)
   b = final_params(config, str(tmp_path / "flower"), 2)
-  np.testing.assert_array_equal(np.load(tmp_path / "flower" / "label_map_r0001.npz")["label_map"],
-                                np.load(tmp_path / "sim" / "label_map_r0001.npz")["label_map"])
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
     np.testing.assert_allclose(np.asarray(y), np.asarray(x), atol=2e-5, rtol=1e-4)
-  print(f"\n{upload}: loopback run of 2 rounds {wall:.1f} s, "
+  for name in exp.bundle.cache_files + (("label_map_r0001.npz",) if case == "image" else ()):
+    with np.load(tmp_path / "flower" / name) as f, np.load(tmp_path / "sim" / name) as g:
+      for key in f.files:  # the set-up the nodes' statistics gave is the simulation's
+        np.testing.assert_array_equal(f[key], g[key])
+  print(f"\n{case}: loopback run of 2 rounds {wall:.1f} s, "
         f"upload {deployed[0]['upload_bytes']} B/round")

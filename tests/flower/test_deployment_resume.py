@@ -11,6 +11,7 @@ import pytest
 
 from fedbbpt_jax.train.checkpoint import RoundCheckpointer
 from tests.helpers.flower_loopback import (BASE, NODES, PER_STEP, RUN, STEPS,  # noqa: F401
+                                           models,
                                            deployment, federation, rows, service)
 
 pytestmark = pytest.mark.slow  # make test-quick leaves it out

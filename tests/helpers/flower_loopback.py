@@ -20,15 +20,18 @@ from fedbbpt_jax.flower.loopback import LoopbackFederation
 from fedbbpt_jax.train.build import build_experiment
 from fedbbpt_jax.train.checkpoint import RoundCheckpointer
 from tests.helpers import tiny_plugins  # noqa: F401  (registers tiny_cnn in this process too)
-from tests.helpers.tiny_models import IMAGE
+from tests.helpers.tiny_models import IMAGE, TEXT
 from tests.helpers.tiny_service import PLUGINS, tiny_service_process
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 NODES = 3
-BASE = (f"train.rounds=2 data.test_examples=192 train.eval_batch_size=96 "
-        f"baselines.local_only=false blackbox.api_key_env=FEDBBPT_SERVER_KEY "
-        f"blackbox.backoff_seconds=0.05 blackbox.model={IMAGE}")
+# Every deployed run's overrides: 2 rounds, no local-only baseline (it needs every
+# client's data at the server), the server's own key for its queries.
+COMMON = ("train.rounds=2 baselines.local_only=false blackbox.api_key_env=FEDBBPT_SERVER_KEY "
+          "blackbox.backoff_seconds=0.05")
+BASE = (f"{COMMON} data.test_examples=192 train.eval_batch_size=96 "
+        f"blackbox.model={IMAGE}")
 RUN = {"config": "configs/fmnist_effnet.py:smoke", "imports": PLUGINS}  # + overrides, workdir
 # The server's plugin in the runs that hold it to no training data (its training splits raise).
 SERVER_PLUGINS = "tests.helpers.server_plugins"
@@ -47,35 +50,61 @@ def node_extra():
 
 
 @pytest.fixture(scope="module")
-def deployment(tmp_path_factory, node_extra):
-  """``(service, federation)``: the provider service starts in a thread while the
-  SuperLink and the SuperNodes come up (the nodes only need its URL)."""
+def models():
+  """The tiny models the module's provider serves, one service each (a test module
+  overrides this fixture to serve the text model too)."""
+  return (IMAGE,)
+
+
+def provider(model, keys):
+  """The provider's service of ``model`` (``max_length`` 24 for the text model, as the
+  text smoke config asks; 16 examples a request)."""
+  if model == TEXT:
+    return tiny_service_process(TEXT, max_batch=16, keys_path=keys,
+                                extra_args=("--max_length=24",))
+  return tiny_service_process(IMAGE, input_size=32, max_batch=16, keys_path=keys)
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory, node_extra, models):
+  """``({model: service}, federation)``: the provider's services start in threads while
+  the SuperLink and the SuperNodes come up. A node reaches the provider at the URL of
+  the run's config (``blackbox.url``) with its own key (node config ``api-key-env``)."""
   keys = tmp_path_factory.mktemp("keys") / "keys.json"
   keys.write_text(json.dumps(KEYS))
-  service = tiny_service_process(IMAGE, input_size=32, max_batch=16, keys_path=str(keys))
+  services = {model: provider(model, str(keys)) for model in models}
   home = tmp_path_factory.mktemp("flwr_home")
-  nodes = [{"partition-id": i, "workdir": str(home / f"node{i}"), "blackbox-url": service.url,
+  nodes = [{"partition-id": i, "workdir": str(home / f"node{i}"),
             "api-key-env": f"FEDBBPT_NODE_KEY_{i}", "imports": PLUGINS, **node_extra.get(i, {})}
            for i in range(NODES)]
   fed = LoopbackFederation(str(home), nodes, env=ENV)
   try:
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-      started = pool.submit(service.start)
+    with concurrent.futures.ThreadPoolExecutor(len(services)) as pool:
+      started = [pool.submit(s.start) for s in services.values()]
       fed.start()
-      started.result()
-    yield service, fed
+      for future in started:
+        future.result()
+    yield services, fed
   finally:
     pids = fed.pids()
     fed.stop()
-    service.stop()
+    for s in services.values():
+      s.stop()
     assert not [p for p in pids if os.path.exists(f"/proc/{p}")
                 and open(f"/proc/{p}/stat").read().split(")")[-1].split()[0] != "Z"]
-  os.remove(service.log_path)  # kept when the set-up or the stop failed, for its log
+  for s in services.values():
+    os.remove(s.log_path)  # kept when the set-up or the stop failed, for its log
+
+
+@pytest.fixture(scope="module")
+def services(deployment):
+  return deployment[0]
 
 
 @pytest.fixture(scope="module")
 def service(deployment):
-  return deployment[0]
+  """The image model's service."""
+  return deployment[0][IMAGE]
 
 
 @pytest.fixture(scope="module")
