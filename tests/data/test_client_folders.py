@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fedbbpt_jax.data import DATASETS, ClientFoldersError, has_natural_partition
+from fedbbpt_jax.core import ConfigError
+from fedbbpt_jax.data import (DATASETS, ClientFoldersError, has_natural_partition,
+                              local_test_parts, natural_parts)
 from tests.helpers.client_folders import CLASS_NAMES, record_paths, write_classes, write_layout
 
 
@@ -98,3 +100,33 @@ def test_a_source_dir_that_is_no_folder_is_named(tmp_path):
   with pytest.raises(ClientFoldersError, match=(
       f"config.data.source_dir='{tmp_path}/nowhere' must be the client_folders root")):
     load(tmp_path / "nowhere")
+
+
+def partition_cfg(**fields):
+  return ml_collections.ConfigDict({"name": "client_folders", "partition": "natural",
+                                    "num_clients": 3, "partition_seed": 4,
+                                    "dirichlet_alpha": 0.5, "shards_per_client": 2,
+                                    "examples_per_client": 0, **fields})
+
+
+def test_natural_parts_are_the_clients_rows_each_capped_by_its_own_draw():
+  assert [p.tolist() for p in natural_parts([2, 3, 1], [0, 1, 2], partition_cfg())] == [
+      [0, 1], [2, 3, 4], [5]]
+  capped = natural_parts([40, 30, 50], [0, 1, 2], partition_cfg(examples_per_client=20))
+  assert [len(p) for p in capped] == [20, 20, 20]
+  assert capped[1].min() >= 40 and capped[1].max() < 70 and capped[2].min() >= 70
+  # A node holding client 1 alone (its rows at 0..29) keeps the simulation's rows.
+  alone = natural_parts([30], [1], partition_cfg(examples_per_client=20))[0]
+  np.testing.assert_array_equal(alone + 40, capped[1])
+
+
+def test_the_local_test_splits_of_the_natural_partition_are_iid():
+  test_y = np.arange(60) % 10
+  natural = local_test_parts(test_y, partition_cfg())
+  iid = local_test_parts(test_y, partition_cfg(partition="iid"))
+  assert [len(p) for p in natural] == [20, 20, 20]
+  assert all(np.array_equal(a, b) for a, b in zip(natural, iid))
+  with pytest.raises(ConfigError, match=(
+      "config.data.name='client_folders' gives no test example here .* give this party the "
+      "test set, or set config.train.evaluation='central'")):
+    local_test_parts(np.zeros((0,), np.int32), partition_cfg())
