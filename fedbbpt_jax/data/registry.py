@@ -62,8 +62,12 @@ def register_dataset(name: str, loader: Callable[[Any], Any], *, kind: str = IMA
   ``reads``: the ``data.*`` fields only this dataset reads, with their defaults (e.g.
   the drug reviews' ``data.task``): a run on another dataset refuses them when set.
   ``natural_partition``: the loader returns its clients (``"clients"``, the module
-  docstring) and runs with ``data.partition='natural'`` only (the config check).
+  docstring) and runs with ``data.partition='natural'`` only (the config check); image
+  datasets only (the image family is the one that loads clients one by one).
   """
+  if natural_partition and kind != IMAGE:
+    raise ValueError(f"dataset {name!r}: natural_partition=True needs kind={IMAGE!r} (the "
+                     f"family that loads its clients one by one), got kind={kind!r}")
   tags = (kind, NATURAL_PARTITION) if natural_partition else (kind,)
   DATASETS.register(name, loader, tags=tags, overwrite=overwrite, reads=reads)
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from fedbbpt_jax.core import ConfigError
 from fedbbpt_jax.data import (DATASETS, ClientFoldersError, has_natural_partition,
-                              local_test_parts, natural_parts)
+                              local_test_parts, natural_parts, register_dataset)
 from tests.helpers.client_folders import CLASS_NAMES, record_paths, write_classes, write_layout
 
 
@@ -49,6 +49,13 @@ def test_the_loader_reads_the_shared_parts_and_each_client_alone(layout, monkeyp
   touched = {p.split(os.sep)[0] for p in seen}
   assert touched == {".", "classes.txt", "test", "client_1"}
   assert sum(p.endswith(".png") and p.startswith("client_1") for p in seen) == 30
+
+
+def test_only_an_image_dataset_may_have_a_natural_partition():
+  with pytest.raises(ValueError, match="dataset 'mine': natural_partition=True needs "
+                     "kind='image' .* got kind='text'"):
+    register_dataset("mine", lambda cfg: None, kind="text", natural_partition=True)
+  assert "mine" not in DATASETS
 
 
 def test_a_missing_classes_file_is_named(tmp_path):
