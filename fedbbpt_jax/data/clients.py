@@ -19,7 +19,7 @@ import numpy as np
 from flax import struct
 
 from fedbbpt_jax.core import ConfigError
-from fedbbpt_jax.data.partition import make_partition, pack_clients
+from fedbbpt_jax.data.partition import NATURAL, make_partition, pack_clients
 
 TEST_SUBSET_SEED = 0  # the fixed test subset is the same for every run and seed
 # The local test splits draw from their own stream of ``data.partition_seed``
@@ -56,6 +56,25 @@ def client_parts(train_y: np.ndarray, data_cfg: Any) -> list[np.ndarray]:
   if cap:
     rng = np.random.default_rng(data_cfg.partition_seed + 1)
     parts = [np.sort(rng.choice(p, size=min(len(p), cap), replace=False)) for p in parts]
+  return parts
+
+
+def natural_parts(sizes: Sequence[int], client_ids: Sequence[int],
+                  data_cfg: Any) -> list[np.ndarray]:
+  """Index sets of clients whose rows were loaded one client after another
+  (``data.partition='natural'``): client ``client_ids[k]`` holds the ``sizes[k]`` rows
+  after the previous ones, capped at ``data_cfg.examples_per_client`` (0 = no cap) by a
+  draw of its own (seed ``(partition_seed + 1, client id)``), so a node holding one client
+  keeps the rows the simulation gives it."""
+  cap = data_cfg.get("examples_per_client", 0)
+  ends = np.cumsum(np.asarray(sizes, np.int64))
+  parts = []
+  for client, end, size in zip(client_ids, ends, sizes):
+    rows = np.arange(end - size, end)
+    if cap and size > cap:
+      rng = np.random.default_rng((int(data_cfg.partition_seed) + 1, int(client)))
+      rows = np.sort(rng.choice(rows, size=cap, replace=False))
+    parts.append(rows)
   return parts
 
 
@@ -132,14 +151,24 @@ def local_test_parts(test_y: np.ndarray, data_cfg: Any) -> list[np.ndarray]:
   ``local_test_seed(data.partition_seed)``; ``data.examples_per_client`` (a cap on
   training examples) does not apply. The splits are disjoint, sorted, and their union is
   every row of ``test_y``, so their pooled counts are a re-grouping of the central test set.
+  The natural partition (``'natural'``: the dataset's own clients, which no rule draws)
+  splits the test set IID.
 
   Raises:
     ConfigError: the test set cannot be split so (e.g. fewer rows than clients), naming
       ``data.test_examples`` and ``data.num_clients``.
   """
   test_y = np.asarray(test_y)
+  if not len(test_y):
+    raise ConfigError(
+        "federated evaluation (config.train.evaluation) splits the test set among the "
+        f"clients, and config.data.name={data_cfg.get('name', '')!r} gives no test example "
+        "here (a node whose dataset has no test split, e.g. client_folders without "
+        "<config.data.source_dir>/test/): give this party the test set, or set "
+        "config.train.evaluation='central'")
+  rule = "iid" if data_cfg.partition == NATURAL else data_cfg.partition
   try:
-    return make_partition(data_cfg.partition, test_y.astype(np.int64), data_cfg.num_clients,
+    return make_partition(rule, test_y.astype(np.int64), data_cfg.num_clients,
                           local_test_seed(data_cfg.partition_seed),
                           alpha=data_cfg.dirichlet_alpha,
                           shards_per_client=data_cfg.shards_per_client)

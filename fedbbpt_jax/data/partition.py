@@ -12,7 +12,12 @@ from typing import Final, NamedTuple
 
 import numpy as np
 
-PARTITIONS: Final[tuple[str, ...]] = ("iid", "dirichlet", "shards")
+# The partitions ``make_partition`` draws from a dataset's labels.
+DRAWN_PARTITIONS: Final[tuple[str, ...]] = ("iid", "dirichlet", "shards")
+# 'natural': the dataset's own clients (a dataset registered with ``natural_partition``,
+# ``data/registry.py``); no partitioner draws it.
+NATURAL: Final[str] = "natural"
+PARTITIONS: Final[tuple[str, ...]] = DRAWN_PARTITIONS + (NATURAL,)  # data.partition's values
 DEFAULT_ALPHA: Final[float] = 0.5
 DEFAULT_SHARDS_PER_CLIENT: Final[int] = 2
 DEFAULT_MAX_ATTEMPTS: Final[int] = 100
@@ -257,8 +262,8 @@ def make_partition(
   """Partitions examples among clients with the partitioner called ``name``.
 
   Args:
-    name: One of ``PARTITIONS``: ``'iid'``, ``'dirichlet'`` or
-      ``'shards'``.
+    name: ``'iid'``, ``'dirichlet'`` or ``'shards'`` (``PARTITIONS`` also holds
+      ``'natural'``, which no partitioner draws).
     labels: Integer labels ``[n]``.
     num_clients: Number of clients.
     seed: Random seed of the partition and of the k-shot subsampling.
@@ -280,9 +285,12 @@ def make_partition(
     parts = partition_dirichlet(labels, num_clients, alpha, seed)
   elif name == "shards":
     parts = partition_shards(labels, num_clients, shards_per_client, seed)
+  elif name == NATURAL:
+    raise ValueError(f"partition {NATURAL!r} is the dataset's own clients: no partitioner "
+                     "draws it (the task family loads each client from its dataset)")
   else:
     raise ValueError(
-        f"Unknown partition {name!r}; expected one of {list(PARTITIONS)}."
+        f"Unknown partition {name!r}; expected one of {list(DRAWN_PARTITIONS)}."
     )
   if k_shot is None:
     return parts

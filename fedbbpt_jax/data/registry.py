@@ -8,6 +8,19 @@ accepts the names with its tag (``DATASETS.names("image")``):
   uint8 ``[n, h, w]`` (grayscale) or ``[n, h, w, 3]``, labels int ``[n]``; a loader may
   add keys the family does not read (the CoOp benchmarks ``coop:<set>`` add ``"val"``
   and ``"class_names"``, ``data/coop_benchmarks.py``);
+* ``"image"`` with a **natural partition** (registered with ``natural_partition=True``,
+  run with ``data.partition='natural'``): the dataset's clients are its own (e.g. one
+  folder each, ``data/client_folders.py``), and each is loaded alone, so a deployment's
+  node opens only its own client's data and the server none::
+
+      {"clients": <object with num_clients: int and load(i) -> (images, labels)>,
+       "test": (images, labels),   # absent where this party has no test set (a node)
+       "class_names": (...)}       # the public schema: required
+
+  and no ``"train"``. ``load(i)`` reads client ``i`` only (images and labels as in
+  ``"train"``); ``num_clients`` may list what exists but reads no client's data. The
+  loader itself reads only the shared parts (class names, test set): the family asks a
+  simulation for every client, in index order, and a node for its own;
 * ``"text"``: a ``TextClassificationData`` (texts, labels, class names, its own
   verbalizer template; ``register_text_dataset``);
 * ``"glue"``: the GLUE loader (the family reads its own tasks and splits).
@@ -27,6 +40,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from fedbbpt_jax.core import Registry
+from fedbbpt_jax.data.client_folders import load_client_folders
 from fedbbpt_jax.data.coop_benchmarks import COOP_BENCHMARKS, COOP_READS, PREFIX, coop_loader
 from fedbbpt_jax.data.digits import load_digits_dataset
 from fedbbpt_jax.data.drug_reviews import DEFAULT_MIN_TRAIN_REVIEWS, load_drug_reviews
@@ -37,16 +51,30 @@ from fedbbpt_jax.data.text_datasets import (DEFAULT_VERBALIZER_TEMPLATE, TextCla
 
 DATASETS: Registry[Callable[[Any], Any]] = Registry("dataset", home="fedbbpt_jax.data.DATASETS")
 IMAGE, TEXT, GLUE = "image", "text", "glue"
+NATURAL_PARTITION = "natural_partition"  # the tag of a dataset whose clients are its own
 
 
 def register_dataset(name: str, loader: Callable[[Any], Any], *, kind: str = IMAGE,
-                     overwrite: bool = False, reads: dict[str, Any] | None = None) -> None:
+                     overwrite: bool = False, reads: dict[str, Any] | None = None,
+                     natural_partition: bool = False) -> None:
   """Registers ``loader(data_cfg)`` as dataset ``name`` returning examples of ``kind``.
 
   ``reads``: the ``data.*`` fields only this dataset reads, with their defaults (e.g.
   the drug reviews' ``data.task``): a run on another dataset refuses them when set.
+  ``natural_partition``: the loader returns its clients (``"clients"``, the module
+  docstring) and runs with ``data.partition='natural'`` only (the config check); image
+  datasets only (the image family is the one that loads clients one by one).
   """
-  DATASETS.register(name, loader, tags=(kind,), overwrite=overwrite, reads=reads)
+  if natural_partition and kind != IMAGE:
+    raise ValueError(f"dataset {name!r}: natural_partition=True needs kind={IMAGE!r} (the "
+                     f"family that loads its clients one by one), got kind={kind!r}")
+  tags = (kind, NATURAL_PARTITION) if natural_partition else (kind,)
+  DATASETS.register(name, loader, tags=tags, overwrite=overwrite, reads=reads)
+
+
+def has_natural_partition(name: str) -> bool:
+  """Whether dataset ``name`` is registered with its own clients (``natural_partition``)."""
+  return name in DATASETS and NATURAL_PARTITION in DATASETS.tags(name)
 
 
 def register_text_dataset(name: str, train: tuple[Sequence[str], Sequence[int]],
@@ -125,6 +153,7 @@ def register_tfds_folder(name: str, builder_dir: str, *, image_key: str = "image
 register_dataset("fashion_mnist", lambda cfg: load_fashion_mnist(
     source_dir=cfg.source_dir, data_dir=cfg.get("tfds_dir") or None))
 register_dataset("digits", lambda cfg: load_digits_dataset())
+register_dataset("client_folders", load_client_folders, natural_partition=True)
 for _benchmark in COOP_BENCHMARKS:  # coop:caltech101 ... coop:ucf101 (data/coop_benchmarks.py)
   register_dataset(PREFIX + _benchmark, coop_loader(_benchmark), reads=COOP_READS)
 register_dataset("drug_reviews", lambda cfg: load_drug_reviews(

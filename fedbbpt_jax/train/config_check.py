@@ -43,7 +43,7 @@ from fedbbpt_jax.core import (MAX_SEED, ConfigError, assignment, check_bool, che
                               check_registered,
                               check_number, check_string, get_field, ignored_error,
                               refuse_unread)
-from fedbbpt_jax.data import PARTITION_READS, PARTITIONS
+from fedbbpt_jax.data import NATURAL, PARTITION_READS, PARTITIONS, has_natural_partition
 from fedbbpt_jax.federated import (AGGREGATORS, ALGORITHMS, CLIENT_OPTIMIZERS,
                                    SCHEDULES, SERVER_OPTIMIZERS, UPLOADS, aggregators_of,
                                    algorithms_applying, algorithms_applying_aggregator,
@@ -106,6 +106,23 @@ def check_partition(config: ml_collections.ConfigDict) -> None:
   check_number(config, "data.test_examples", low=0, integer=True)
   check_number(config, "data.partition_seed", low=0, integer=True)
   refuse_unread(config, "data.partition", PARTITION_READS)
+  check_natural_partition(config)
+
+
+def check_natural_partition(config: ml_collections.ConfigDict) -> None:
+  """``data.partition='natural'`` exactly when ``data.name`` is a dataset with its own
+  clients (``register_dataset(..., natural_partition=True)``)."""
+  partition, name = get_field(config, "data.partition"), config.data.get("name", "")
+  natural = has_natural_partition(name)
+  if natural and partition != NATURAL:
+    raise ConfigError(f"config.data.partition={partition!r}: config.data.name={name!r} holds "
+                      f"its clients apart (one each, e.g. a folder per client) and is split by "
+                      f"them only: set config.data.partition={NATURAL!r}")
+  if partition == NATURAL and not natural:
+    raise ConfigError(f"config.data.partition={NATURAL!r} takes the dataset's own clients, and "
+                      f"config.data.name={name!r} has none (it is not registered with "
+                      "natural_partition=True, e.g. 'client_folders'): choose one of "
+                      f"{[p for p in PARTITIONS if p != NATURAL]}")
 
 
 def check_estimator(config: ml_collections.ConfigDict) -> None:

@@ -10,7 +10,8 @@ from tests.data.test_fashion_mnist import _write_source_dir
 
 def test_the_built_in_datasets_are_registered_with_their_kind():
   coop = tuple(f"coop:{name}" for name in COOP_BENCHMARKS)  # tests/data/test_coop_benchmarks.py
-  assert DATASETS.names("image") == (*coop, "digits", "fashion_mnist")
+  assert DATASETS.names("image") == ("client_folders", *coop, "digits", "fashion_mnist")
+  assert DATASETS.names("natural_partition") == ("client_folders",)
   assert DATASETS.names("text") == ("drug_reviews",)
   assert DATASETS.names("glue") == ("glue",)
 

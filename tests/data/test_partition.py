@@ -155,7 +155,7 @@ def test_label_histograms() -> None:
   assert hist.shape == (2, 4)
 
 
-@pytest.mark.parametrize("name", P.PARTITIONS)
+@pytest.mark.parametrize("name", P.DRAWN_PARTITIONS)
 def test_make_partition_dispatches(name: str, labels: np.ndarray) -> None:
   parts = P.make_partition(name, labels, NUM_CLIENTS, seed=0)
   expected = PARTITIONERS[name](labels, NUM_CLIENTS, 0)
@@ -164,6 +164,12 @@ def test_make_partition_dispatches(name: str, labels: np.ndarray) -> None:
         labels, NUM_CLIENTS, P.DEFAULT_ALPHA, 0
     )
   assert all(np.array_equal(a, b) for a, b in zip(parts, expected))
+
+
+def test_no_partitioner_draws_the_natural_partition(labels: np.ndarray) -> None:
+  assert P.PARTITIONS == P.DRAWN_PARTITIONS + ("natural",)
+  with pytest.raises(ValueError, match="'natural' is the dataset's own clients"):
+    P.make_partition("natural", labels, NUM_CLIENTS, seed=0)
 
 
 def test_make_partition_k_shot(labels: np.ndarray) -> None:

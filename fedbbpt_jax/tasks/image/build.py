@@ -8,6 +8,10 @@ predictions every ``task.remap_every`` rounds when that is > 0 (ILM-VP). The set
 comes from statistics every client computes on its own images
 (``setup_statistics.py``), so a deployment's server derives it without them.
 
+A dataset with its own clients (``data.partition='natural'``, e.g. ``client_folders``)
+gives them one by one: a simulation loads every one, a node only its own, the server
+none (``natural_clients``); such a node needs no test set unless it evaluates.
+
 A zero-shot black box (``blackbox.model='clip'``) is built for the dataset's classes: its
 head is the dataset's ``class_names`` with the templates of ``blackbox.templates``
 (``zero_shot_head``), its outputs are those classes, and the label mapping is
@@ -29,8 +33,8 @@ from fedbbpt_jax.blackbox.zero_shot import ZeroShotHead, templates_from_spec
 from fedbbpt_jax.blackbox.zoo import is_zero_shot
 from fedbbpt_jax.core import ConfigError
 from fedbbpt_jax.data import (DATASETS, ClientData, client_data, client_parts,
-                              describe_test_subset, label_histograms, size_only_clients,
-                              test_subset)
+                              describe_test_subset, label_histograms, natural_parts,
+                              size_only_clients, test_subset)
 from fedbbpt_jax.prompts import make_prompt, place_on_canvas
 from fedbbpt_jax.tasks.image.mappings import LABEL_MAPPINGS
 from fedbbpt_jax.tasks.image.remap import cached_label_map, make_label_map_refresh
@@ -63,7 +67,8 @@ def num_image_classes(test_y: np.ndarray, class_names: Any,
                       train_y: np.ndarray | None = None) -> int:
   """The task's class count: the labels seen (test split, and the training split where
   this process holds it) and the dataset's class names."""
-  seen = int(test_y.max()) if train_y is None else int(max(train_y.max(), test_y.max()))
+  labels = [y for y in (test_y, train_y) if y is not None and len(y)]
+  seen = max((int(np.max(y)) for y in labels), default=-1)
   return max(seen + 1, len(class_names or ()))
 
 
@@ -104,24 +109,87 @@ def zero_shot_head(config: Any, class_names: Any) -> ZeroShotHead | None:
                       templates_from_spec(config.blackbox.templates))
 
 
-def image_clients(config: Any, options: BuildOptions, ds: dict, num_classes: int
-                  ) -> tuple[ClientData, np.ndarray | None]:
+def natural_clients(config: Any, options: BuildOptions, source: Any, num_classes: int,
+                    test_x: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+  """Rows and index sets of the clients a dataset with its own clients gives this process
+  (``data/registry.py``): every one, in index order, in a simulation (there must be
+  ``data.num_clients``); only ``partition_id``'s on a node (it opens no other client).
+
+  Raises:
+    ConfigError: a simulation's client count is not ``data.num_clients``; the clients'
+      images (or the test set's) differ in shape; a label beyond the classes.
+  """
+  data = config.data
+  if options.role == NODE:
+    ids = [options.partition_id]
+  else:
+    ids = list(range(source.num_clients))
+    if len(ids) != data.num_clients:
+      raise ConfigError(f"config.data.num_clients={data.num_clients}: config.data.name="
+                        f"{data.name!r} holds {len(ids)} clients (config.data.partition="
+                        f"{data.partition!r} takes them all): set config.data.num_clients="
+                        f"{len(ids)}")
+  loaded = [source.load(i) for i in ids]
+  shapes = {i: np.asarray(x).shape[1:] for i, (x, _) in zip(ids, loaded)}
+  if len(test_x):
+    shapes["the test set"] = test_x.shape[1:]
+  if len(set(shapes.values())) > 1:
+    raise ConfigError(f"config.data.name={data.name!r}: the clients' and the test set's images "
+                      f"must have one shape, got {dict(shapes)} (by client)")
+  for i, (_, y) in zip(ids, loaded):
+    if len(y) and int(np.max(y)) >= num_classes:
+      raise ConfigError(f"config.data.name={data.name!r}: client {i} holds label "
+                        f"{int(np.max(y))}, beyond the {num_classes} classes of the test split "
+                        "and class names")
+  train_x = np.concatenate([x for x, _ in loaded])
+  train_y = np.concatenate([np.asarray(y, np.int32) for _, y in loaded])
+  return train_x, train_y, natural_parts([len(y) for _, y in loaded], ids, data)
+
+
+def image_clients(config: Any, options: BuildOptions, ds: dict, num_classes: int,
+                  test_x: np.ndarray) -> tuple[ClientData, np.ndarray | None]:
   """The clients this process holds (every one, one node's own, or none: the server's
   stand-ins of the sizes the nodes reported) and their label histograms (None on the
-  server, which sees no label)."""
+  server, which sees no label).
+
+  A dataset with its own clients (``"clients"``, ``data.partition='natural'``) loads
+  them one by one (``natural_clients``); the others are partitioned by
+  ``data.partition`` from their whole training split. ``test_x``: the test split's
+  images (empty on a node without one).
+  """
   if options.role == SERVER:
-    test_x = ds["test"][0]
     return size_only_clients(options.client_sizes, test_x[:0]), None
-  train_x, train_y = ds["train"]
-  parts = client_parts(train_y, config.data)
-  if options.role == NODE:
-    parts = [parts[options.partition_id]]
-    if len(parts[0]) and int(train_y[parts[0]].max()) >= num_classes:
-      raise ConfigError(f"config.data.name={config.data.name!r}: client "
-                        f"{options.partition_id} holds label {int(train_y[parts[0]].max())}, "
-                        f"beyond the {num_classes} classes of the test split and class names")
+  if "clients" in ds:
+    train_x, train_y, parts = natural_clients(config, options, ds["clients"], num_classes,
+                                              test_x)
+  else:
+    train_x, train_y = ds["train"]
+    parts = client_parts(train_y, config.data)
+    if options.role == NODE:
+      parts = [parts[options.partition_id]]
+      if len(parts[0]) and int(train_y[parts[0]].max()) >= num_classes:
+        raise ConfigError(f"config.data.name={config.data.name!r}: client "
+                          f"{options.partition_id} holds label {int(train_y[parts[0]].max())}, "
+                          f"beyond the {num_classes} classes of the test split and class names")
   clients = options.clients(client_data(train_x, train_y, parts), num_classes)
   return clients, label_histograms(train_y, parts, num_classes)
+
+
+def dataset_test_split(config: Any, role: str, ds: dict) -> tuple[np.ndarray, np.ndarray]:
+  """The dataset's test split; on a node whose dataset gives none (a dataset with its own
+  clients, whose node holds no test folder), an empty one (``build_image_task`` shapes
+  it like the node's images).
+
+  Raises:
+    ConfigError: a simulation or server without a test split (naming ``data.name``).
+  """
+  if "test" in ds:
+    return ds["test"]
+  if role != NODE or "clients" not in ds:
+    raise ConfigError(f"config.data.name={config.data.name!r} (config.data.source_dir="
+                      f"{config.data.get('source_dir', '')!r}) gives no test split: a "
+                      f"{role} needs the test set (client_folders: <source_dir>/test/<class>/)")
+  return np.zeros((0,), np.uint8), np.zeros((0,), np.int32)
 
 
 def build_image_task(config: Any, options: BuildOptions) -> TaskBundle:
@@ -133,13 +201,16 @@ def build_image_task(config: Any, options: BuildOptions) -> TaskBundle:
   """
   ds = DATASETS.get(config.data.name, "data.name")(config.data)
   role, workdir = options.role, options.workdir
-  test_x, test_y = ds["test"]
+  test_x, test_y = dataset_test_split(config, role, ds)
   class_names = ds.get("class_names")
   num_classes = num_image_classes(test_y, class_names,
-                                  ds["train"][1] if role == SIMULATION else None)
+                                  ds["train"][1] if role == SIMULATION and "train" in ds
+                                  else None)
+  clients, histograms = image_clients(config, options, ds, num_classes, test_x)
+  if not len(test_y):  # a node without the test set: shaped like its own images
+    test_x = np.zeros((0,) + tuple(clients.x.shape[2:]), np.asarray(clients.x).dtype)
   split_size = len(test_y)
   test_x, test_y = test_subset(test_x, test_y, config.data.test_examples)
-  clients, histograms = image_clients(config, options, ds, num_classes)
   statistics: dict[str, Any] = {}
   gather = options.gather if role == SERVER else local_gather(statistics, clients)
   m = config.task.mapping_examples_per_client
