@@ -86,7 +86,8 @@ def test_without_the_import_the_name_is_refused_saying_how_to_register_it(tmp_pa
   assert done.returncode == 2
   lines = done.stderr.strip().splitlines()
   assert len(lines) == 1, done.stderr
-  registered = [*(f"coop:{name}" for name in COOP_BENCHMARKS), "digits", "fashion_mnist"]
+  registered = ["client_folders", *(f"coop:{name}" for name in COOP_BENCHMARKS), "digits",
+                "fashion_mnist"]
   assert lines[0].startswith("error: config.data.name='odd_digits' is not one of "
                              f"{registered}, or register your own"), lines[0]
   assert ("from fedbbpt_jax.data import DATASETS; DATASETS.register('odd_digits', ..., "

@@ -58,7 +58,8 @@ def test_a_dataset_registered_from_user_code_runs_end_to_end(lfw_faces, tmp_path
 
 
 def test_an_unregistered_dataset_is_refused_naming_the_registered_ones():
-  registered = [*(f"coop:{name}" for name in COOP_BENCHMARKS), "digits", "fashion_mnist"]
+  registered = ["client_folders", *(f"coop:{name}" for name in COOP_BENCHMARKS), "digits",
+                "fashion_mnist"]
   with pytest.raises(ConfigError, match=re.escape(f"config.data.name='lfw_faces' is not one of "
                                                   f"{registered}")):
     validate_config(with_overrides(get_config("smoke"), data__name="lfw_faces"))
