@@ -45,7 +45,7 @@ def rows(workdir):
     return [json.loads(line) for line in f]
 
 
-def test_nodes_holding_only_their_folder_and_a_server_without_training_data_equal_the_simulation(
+def test_nodes_holding_only_their_folder_and_a_server_with_no_training_data_equal_the_simulation(
     tmp_path, monkeypatch):
   everything = tmp_path / "all"
   write_layout(str(everything))

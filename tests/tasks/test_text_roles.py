@@ -97,8 +97,8 @@ def server_build(config, workdir, bundle, asked):
     sealed["on"] = False
 
 
-def test_a_server_build_reads_no_training_text_and_equals_the_simulation(simulation, dataset,
-                                                                         tmp_path):
+def test_a_server_build_with_no_training_data_equals_the_simulation(simulation, dataset,
+                                                                   tmp_path):
   sim, sim_dir = simulation
   asked = []
   server = server_build(config_of("smoke", dataset), str(tmp_path), sim, asked)
