@@ -49,7 +49,10 @@ RUN_CONFIG_DEFAULTS = {"config": "configs/fmnist_effnet.py:smoke", "overrides": 
 NODE_LOCAL_FIELDS = ("data.source_dir", "data.tfds_dir", "blackbox.url", "blackbox.api_key_env",
                      "blackbox.max_attempts", "blackbox.backoff_seconds",
                      "blackbox.timeout_seconds", "blackbox.max_concurrency",
-                     "blackbox.chunk_size")
+                     "blackbox.chunk_size",
+                     # the instruction family's black-box LLM and the open generator's copy
+                     "llm.url", "llm.api_key_env", "llm.max_concurrency", "llm.model_path",
+                     "generator.model_path")
 DEFAULT_NODE_WORKDIR = os.path.join("~", ".cache", "fedbbpt_jax", "flower")
 
 

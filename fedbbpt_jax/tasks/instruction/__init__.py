@@ -14,9 +14,10 @@ from fedbbpt_jax.tasks.instruction.build import build_instruction_task
 from fedbbpt_jax.tasks.instruction.config_check import check_instruction_family_config
 from fedbbpt_jax.tasks.instruction.execution_task import InstructionExecution
 from fedbbpt_jax.tasks.instruction.llm_blackbox import InstructionBlackBox
-from fedbbpt_jax.tasks.protocol import register_family
+from fedbbpt_jax.tasks.protocol import ROLES, register_family
 
-register_family("instruction", check_instruction_family_config, build_instruction_task)
+register_family("instruction", check_instruction_family_config, build_instruction_task,
+                roles=ROLES)
 
 __all__ = ["InstructionBlackBox", "InstructionExecution", "build_instruction_task",
            "check_instruction_family_config"]

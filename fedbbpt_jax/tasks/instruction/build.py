@@ -13,6 +13,10 @@ the open LLM of ``generator.*``, ``{"z": zeros(d)}``, i.e. training starts from 
 zero-shot instruction, and every step projected back into ``[-1, 1]^d``); the black-box
 LLM (``llm.*``: an OpenAI-compatible endpoint, or a local model, the same copy when it is
 the generator's model) is built once.
+
+Roles (``BuildOptions.role``): the family has no set-up from client data (the exemplars are
+the server's public demonstrations), so a deployment's server holds the exemplars and the
+test examples only, and a node those and its own training examples (``held_examples``).
 """
 
 from __future__ import annotations
@@ -21,13 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from fedbbpt_jax.data import client_data, client_parts, label_histograms
+from fedbbpt_jax.data import client_data, client_parts, label_histograms, size_only_clients
 from fedbbpt_jax.prompts import PROMPTS
 from fedbbpt_jax.tasks.instruction.execution_task import InstructionExecution
 from fedbbpt_jax.tasks.instruction.llm_blackbox import InstructionBlackBox
 from fedbbpt_jax.tasks.instruction.llms import chat_llm, load_task
 from fedbbpt_jax.tasks.instruction.prompt_kinds import InstructionSetup
-from fedbbpt_jax.tasks.protocol import BuildOptions, TaskBundle
+from fedbbpt_jax.tasks.protocol import NODE, SERVER, SIMULATION, BuildOptions, TaskBundle
 
 
 def task_examples(config: Any) -> tuple[str, tuple[tuple[str, str], ...], str | None]:
@@ -39,6 +43,23 @@ def task_examples(config: Any) -> tuple[str, tuple[tuple[str, str], ...], str | 
   return task.name, task.examples[:need], task.definition
 
 
+def held_examples(examples: tuple, config: Any, options: BuildOptions) -> tuple:
+  """The examples this process holds: every one (a simulation); the exemplars and the test
+  examples, with the training examples withheld as None (a deployment's server); those and
+  the node's own training examples (a node). The task itself is generated, or read from
+  its file, in full (the reproduction convenience: a node drops what is not its own)."""
+  if options.role == SIMULATION:
+    return examples
+  t, d = config.task, config.data
+  train = np.arange(t.exemplars, t.exemplars + d.train_examples)
+  own: set[int] = set()
+  if options.role == NODE:
+    parts = client_parts(np.ones(len(train), np.int32), d)
+    own = {int(i) for i in train[parts[options.partition_id]]}
+  return tuple(e if not t.exemplars <= i < t.exemplars + d.train_examples or i in own else None
+               for i, e in enumerate(examples))
+
+
 def build_instruction_task(config: Any, options: BuildOptions) -> TaskBundle:
   """The bundle (see the module docstring)."""
   t, d = config.task, config.data
@@ -47,14 +68,21 @@ def build_instruction_task(config: Any, options: BuildOptions) -> TaskBundle:
   prompted = PROMPTS.get(config.prompt.kind, "prompt.kind", "instruction")(
       InstructionSetup(config=config, exemplars=tuple(exemplars)))
   generator, dim = prompted.generator, prompted.generator.intrinsic_dim
-  blackbox = InstructionBlackBox(generator, chat_llm(config, "llm"), examples, t.scorer,
+  blackbox = InstructionBlackBox(generator, chat_llm(config, "llm"),
+                                 held_examples(examples, config, options), t.scorer,
                                  demos=exemplars[:t.demos], max_tokens=config.llm.max_tokens)
   blackbox = options.wrap(blackbox)
   train_x = np.arange(t.exemplars, t.exemplars + d.train_examples, dtype=np.int32)
   train_y = np.ones(len(train_x), np.int32)
   test_x = np.arange(t.exemplars + d.train_examples, len(examples), dtype=np.int32)
-  parts = client_parts(train_y, d)
-  clients = options.clients(client_data(train_x, train_y, parts), 2)
+  parts = client_parts(train_y, d)  # (every label is 1: the parts depend on the sizes only)
+  if options.role == SERVER:
+    clients, histograms = size_only_clients(options.client_sizes, train_x[:0]), None
+  else:
+    if options.role == NODE:
+      parts = [parts[options.partition_id]]
+    clients = options.clients(client_data(train_x, train_y, parts), 2)
+    histograms = label_histograms(train_y, parts, 2)
   task = InstructionExecution(blackbox, dim)
   inner = blackbox if isinstance(blackbox, InstructionBlackBox) else blackbox.inner
 
@@ -78,9 +106,10 @@ def build_instruction_task(config: Any, options: BuildOptions) -> TaskBundle:
       task=task, blackbox=blackbox, clients=clients, test_x=test_x,
       test_y=np.ones(len(test_x), np.int32),
       init_prompt=prompted.init_prompt,
-      label_histograms=label_histograms(train_y, parts, 2),
+      label_histograms=histograms,
       test_split=f"{name}: examples {test_x[0]}-{test_x[-1]} ({len(test_x)}), after "
                  f"{t.exemplars} exemplars and {d.train_examples} training examples",
       project=prompted.project,
       describe=describe, counters=counters, cache_state=cache_state,
-      load_cache_state=load_cache_state)
+      load_cache_state=load_cache_state,
+      client_count=int(d.num_clients) if options.role == NODE else 0)

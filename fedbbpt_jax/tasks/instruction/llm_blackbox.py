@@ -45,7 +45,8 @@ class InstructionBlackBox(BlackBox):
     generator: point -> instruction (the prompt kind's, e.g. the open LLM with its
       exemplars and projection).
     llm: the black-box LLM (``ChatLLM``: local, or an OpenAI-compatible endpoint).
-    examples: the task's ``(input, expected output)`` pairs (indexed by the rows).
+    examples: the task's ``(input, expected output)`` pairs (indexed by the rows); None
+      for an example this process does not hold (scoring it raises).
     scorer: a name in ``scorers.SCORERS``.
     demos: few-shot demonstrations in every execution request.
     max_tokens: answer length limit.
@@ -88,6 +89,11 @@ class InstructionBlackBox(BlackBox):
     if index.min() < 0 or index.max() >= len(self.examples):
       raise IndexError(f"example index {int(index.max())} outside the task's "
                        f"{len(self.examples)} examples")
+    withheld = sorted({int(i) for i in index if self.examples[i] is None})
+    if withheld:
+      raise ValueError(f"examples {withheld} are another party's training examples: this "
+                       "process does not hold them (a deployment's server holds none, a "
+                       "node only its own)")
     instructions = self.generator.generate(flat[:, :-1])
     todo = []
     for text, i in dict.fromkeys(zip(instructions, index.tolist())):
