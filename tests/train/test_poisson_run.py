@@ -110,3 +110,11 @@ def test_a_dp_run_recorded_before_server_sampling_does_not_resume_as_poisson(tmp
   with open(os.path.join(tmp_path, "config.json"), "w") as f:
     json.dump(old, f)
   check_or_write_config(str(tmp_path), plain)
+
+
+def test_a_deployment_refuses_poisson_cohorts():
+  from fedbbpt_jax.flower.server_app import check_deployable  # pylint: disable=import-outside-toplevel
+  with pytest.raises(ConfigError, match="config.server.sampling resolves to 'poisson' .* which "
+                                        "a deployment does not run"):
+    check_deployable(poisson_config())
+  check_deployable(poisson_config(server__dp__sampling="fixed"))  # fixed cohorts deploy
