@@ -89,7 +89,7 @@ def dp(*, clip_norm: float = 1.0, noise_multiplier: float = 1.0, delta: float = 
 
   DP-FedAvg: each client's update is clipped to global L2 norm ``clip_norm``, the clipped
   updates are summed (each client once), Gaussian noise of std ``noise_multiplier *
-  clip_norm`` is added and the sum is divided by the cohort size; the (ε, δ) spent is
+  clip_norm`` is added and the sum is divided by the (expected) cohort size; the (ε, δ) spent is
   accounted with dp_accounting and written to metrics.jsonl and summary.json.
   """
   d = ml_collections.ConfigDict()
@@ -101,7 +101,8 @@ def dp(*, clip_norm: float = 1.0, noise_multiplier: float = 1.0, delta: float = 
   d.delta = float(delta)
   d.accountant = accountant              # 'rdp' | 'pld' (pld: sampling='poisson' only)
   # 'poisson' (q = cohort / clients, add/remove-one) | 'fixed' (uniform cohort of exactly that
-  # size, replace-one: what the simulation does; rdp only)
+  # size, replace-one; rdp only). The simulation draws its cohorts this way too
+  # (server.sampling '' follows it; another value must equal it).
   d.sampling = sampling
   d.target_epsilon = float(target_epsilon)  # stop before a round that would exceed it (0 = none)
   return d
@@ -133,7 +134,8 @@ def attack(*, kind: str = "none", fraction: float = 0.0, scale: float = 1.0,
 
 def server(*, algorithm: str = "fedbbpt", optimizer: str = "sgd", lr: float = 1.0,
            momentum: float = 0.9, cohort_size: int = 0,
-           aggregator: str = "weighted_mean", dropout: float = 0.0) -> ml_collections.ConfigDict:
+           aggregator: str = "weighted_mean", dropout: float = 0.0,
+           sampling: str = "") -> ml_collections.ConfigDict:
   """The ``config.server`` section: the federated algorithm and the server optimizer."""
   s = ml_collections.ConfigDict()
   # 'fedbbpt' | 'fedone' (one client per round) | 'centralized' (pooled data, upper
@@ -145,6 +147,11 @@ def server(*, algorithm: str = "fedbbpt", optimizer: str = "sgd", lr: float = 1.
   s.lr = float(lr)
   s.momentum = float(momentum)
   s.cohort_size = cohort_size            # 0 = every client every round
+  # How the cohort is drawn: 'fixed' (exactly cohort_size clients, uniformly) | 'poisson'
+  # (each client joins independently with probability cohort_size / num_clients: cohorts
+  # of varying size, fedbbpt only) | '' = server.dp.sampling when aggregator='dp_gaussian'
+  # (the sampling the accountant assumes), else 'fixed'.
+  s.sampling = sampling
   # How the server combines uploads: a name registered in federated.AGGREGATORS
   # ('weighted_mean' = FedAvg's example-weighted mean; robust: 'median' | 'trimmed_mean' |
   # 'norm_bounded_mean' | 'krum' | 'multi_krum', their settings in server.robust;
@@ -183,12 +190,16 @@ def baselines(*, zero_shot: bool = True, local_only: bool = False) -> ml_collect
   return b
 
 
-def parallel(*, backend: str = "vmap", cpu_devices: int = 0) -> ml_collections.ConfigDict:
+def parallel(*, backend: str = "vmap", cpu_devices: int = 0,
+             cohort_chunk: int = 0) -> ml_collections.ConfigDict:
   """The ``config.parallel`` section: how the clients of a round run."""
   p = ml_collections.ConfigDict()
   # 'vmap' | 'shard' (over devices) | 'loop' (less memory: one client at a time)
   p.backend = backend
   p.cpu_devices = cpu_devices            # CPU devices to expose (0 = JAX default, 1)
+  # Poisson cohorts (server.sampling): members run in vmapped chunks of this many clients
+  # (0 = about the square root of the cohort's capacity); memory grows with it.
+  p.cohort_chunk = cohort_chunk
   return p
 
 

@@ -25,6 +25,7 @@ from fedbbpt_jax.federated.algorithms.algorithm import (ALGORITHMS, Algorithm, A
                                                         server_algorithm_names, simulated_round,
                                                         with_faults)
 from fedbbpt_jax.federated.aggregation import robust_aggregators  # registers median, krum, ...
+from fedbbpt_jax.federated.algorithms.poisson import refuse_poisson
 from fedbbpt_jax.federated.simulated_faults.attacks import ATTACK_KINDS, flip_labels
 from fedbbpt_jax.federated.simulated_faults.faults import (fault_summary, label_flip_ids,
                                                            make_upload_faults)
@@ -59,7 +60,7 @@ __all__ = ["AGGREGATORS", "ALGORITHMS", "ATTACK_KINDS", "Aggregated", "Algorithm
            "make_client_optimizer", "make_dfedsam", "make_dp_gaussian", "make_fedbbpt",
            "make_fedbpt", "make_fedone", "make_local_only", "make_local_step",
            "make_local_update", "make_seed_local_update", "make_server_optimizer",
-           "make_upload_faults", "nonfinite_as_worst", "refuse_host_server", "register_algorithm",
-           "register_configured", "robust_aggregators", "sample_cohort", "seed_estimators",
+           "make_upload_faults", "nonfinite_as_worst", "refuse_host_server", "refuse_poisson",
+           "register_algorithm", "register_configured", "robust_aggregators", "sample_cohort", "seed_estimators",
            "server_algorithm_names", "simulated_round",
            "small_client_warning", "weighted_mean", "with_faults"]

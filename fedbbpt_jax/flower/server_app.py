@@ -40,7 +40,7 @@ from flwr.app import Context, Message, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
 from fedbbpt_jax.core import ConfigError, import_plugins
-from fedbbpt_jax.federated import refuse_host_server
+from fedbbpt_jax.federated import refuse_host_server, refuse_poisson
 from fedbbpt_jax.federated.simulated_faults.faults import fault_options
 from fedbbpt_jax.flower import messages as M
 from fedbbpt_jax.flower.seed_download import check_seed_download
@@ -98,6 +98,7 @@ class PromptGrid:
 def check_deployable(config: ml_collections.ConfigDict) -> None:
   """Raises ``ConfigError`` naming the field a Flower deployment cannot run with."""
   refuse_host_server(config, "a deployment's jitted server step")
+  refuse_poisson(config, "a deployment")
   opts = fault_options(config)
   if opts.kind != "none":
     raise ConfigError(f"config.attack.kind={opts.kind!r}: simulated attacks do not run in a "

@@ -123,8 +123,13 @@ class Experiment:
                           self.hparams, jax.numpy.int32(0))
 
   def train_examples_per_round(self, local_only: bool = False) -> int:
-    """Black-box examples one round of the algorithm (or of the local-only baseline) costs."""
-    return (self.local_only if local_only else self.algorithm).round_cost.bb_examples
+    """Black-box examples one round of the algorithm (or of the local-only baseline) costs
+    at most (a Poisson cohort: every slot of its capacity filled)."""
+    algorithm = self.local_only if local_only else self.algorithm
+    cost = algorithm.round_cost
+    if algorithm.partial_chunk:
+      cost = dataclasses.replace(cost, client_activations=algorithm.select.slots)
+    return cost.bb_examples
 
 
 def raise_blackbox_error(exp: Experiment) -> None:

@@ -53,6 +53,7 @@ from fedbbpt_jax.federated.algorithms.seed_uploads import check_seed_upload
 from fedbbpt_jax.federated.aggregation import robust_aggregators
 from fedbbpt_jax.federated.simulated_faults import faults
 from fedbbpt_jax.federated.aggregation.privacy import check_dp
+from fedbbpt_jax.federated.algorithms.poisson import check_sampling
 from fedbbpt_jax.parallel import BACKENDS
 from fedbbpt_jax.tasks import FAMILIES
 from fedbbpt_jax.tasks.federated_evaluation import EVALUATIONS
@@ -234,6 +235,7 @@ def check_server(config: ml_collections.ConfigDict) -> None:
                hint=f"config.data.num_clients={num_clients}; 0 = every client")
   check_aggregator_applies(config)
   check_dp(config)
+  check_sampling(config)
   robust_aggregators.check(config, get_field(config, "server.cohort_size")
                            or get_field(config, "data.num_clients"))
   faults.check(config)
@@ -258,6 +260,9 @@ def check_loop(config: ml_collections.ConfigDict) -> None:
   check_choice(config, "parallel.backend", BACKENDS)
   if "cpu_devices" in get_field(config, "parallel"):
     check_number(config, "parallel.cpu_devices", low=0, integer=True)
+  if "cohort_chunk" in get_field(config, "parallel"):
+    check_number(config, "parallel.cohort_chunk", low=0, integer=True,
+                 hint="clients per vmapped chunk of a Poisson cohort; 0 = automatic")
   if "baselines" in config:
     for name in get_field(config, "baselines"):
       check_bool(config, f"baselines.{name}")

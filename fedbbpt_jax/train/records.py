@@ -9,6 +9,7 @@ from typing import Any
 import ml_collections
 
 from fedbbpt_jax.federated.aggregation.privacy import calibrates
+from fedbbpt_jax.federated.algorithms.poisson import poisson_cohorts
 
 
 def _write_atomic(path: str, text: str) -> None:
@@ -50,11 +51,14 @@ RESUMABLE_FIELDS = ("train.rounds", "blackbox.budget_examples", "blackbox.url",
 # Fields added to the configs after runs were recorded, with the value that reproduces what
 # such a run did: a recorded config that lacks one resumes when the new config holds that
 # value (the instruction family's prompt kind and BO block, the image family's
-# intrinsic-frame sizes, the text family's vocabulary minimum count: 1 = the pooled counts).
+# intrinsic-frame sizes, the text family's vocabulary minimum count: 1 = the pooled counts;
+# server.sampling '' = fixed cohorts without DP; a DP run recorded before it sampled fixed
+# cohorts whatever server.dp.sampling said, and is refused where '' now means Poisson).
 ADDED_FIELDS = {"prompt.kind": "soft_instruction", "prompt.intrinsic_dim": 48, "prompt.rank": 2,
                 "bo.initial": 25, "bo.batch": 25, "bo.fit_steps": 100,
                 "bo.score_vectors": "clients", "bo.max_points": 1000,
-                "prompt.vocabulary_min_count": 1}
+                "prompt.vocabulary_min_count": 1, "server.sampling": "",
+                "parallel.cohort_chunk": 0}
 
 
 def resumable_fields(config: ml_collections.ConfigDict) -> tuple[str, ...]:
@@ -81,6 +85,12 @@ def check_or_write_config(workdir: str, config: ml_collections.ConfigDict) -> No
     old = _flatten(read_json(path))
     new = _flatten(current)
     added = {k for k, v in ADDED_FIELDS.items() if k not in old and new.get(k) == v}
+    if "server.sampling" in added and poisson_cohorts(config):
+      raise ValueError(
+          f"workdir {workdir} holds a DP run recorded before config.server.sampling: its "
+          "rounds drew fixed cohorts while its ε assumed Poisson ones "
+          "(config.server.dp.sampling='poisson'); the simulation now draws Poisson cohorts "
+          "there, and a resume would mix the two: use a new --workdir")
     diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
              for k in sorted(set(old) | set(new))
              if old.get(k) != new.get(k) and k not in resumable_fields(config)

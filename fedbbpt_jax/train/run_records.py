@@ -10,6 +10,7 @@ task family adds a column by returning it, with no edit here.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from typing import Any, Callable
@@ -182,9 +183,21 @@ class RunRecords:
     (``federated_due``), reported as the ``fed_test_*`` columns.
     """
     config, exp = self.config, self.exp
+    # A Poisson cohort's size varies: the round costs what its members spent.
+    cost = (dataclasses.replace(exp.round_cost, client_activations=int(m["participants"]))
+            if "participants" in m else exp.round_cost)
+    if int(m.get("cohort_overflow", 0)):
+      self.log(f"warning: round {r + 1}: {int(m['cohort_overflow'])} Poisson-sampled clients "
+               f"did not fit the cohort's {np.asarray(m['cohort']).size} slots and sat the "
+               "round out (an event of probability < 1e-10 a round; see "
+               "federated/algorithms/poisson.py)")
+    empty = "participants" in m and not int(m["participants"])
     no_survivors = bool(m.get("no_survivors", False))
-    train_loss = None if no_survivors else float(m["train_loss"])
-    if no_survivors:  # dropouts: nobody reported; parameters and server state kept
+    train_loss = None if no_survivors or empty else float(m["train_loss"])
+    if empty:
+      self.log(f"round {r + 1}: Poisson sampling drew no client (expected "
+               f"{exp.cohort_size}); the server stepped on the empty aggregate")
+    elif no_survivors:  # dropouts: nobody reported; parameters and server state kept
       cause = (f"config.server.dropout={config.server.dropout}" if counters is None
                else "no node answered in time")
       self.log(f"round {r + 1}: no client of the cohort reported ({cause}); the model is "
@@ -192,15 +205,17 @@ class RunRecords:
     elif not np.isfinite(train_loss):
       raise FloatingPointError(f"round {r + 1}: training loss is {train_loss}; "
                                "lower config.client.lr or config.zo.sigma")
-    scored = exp.round_cost.bb_calls
+    scored = cost.bb_calls
     if "nonfinite_candidates" in m and 0 < scored <= int(m["nonfinite_candidates"]):
       raise FloatingPointError(
           f"round {r + 1}: the black box answered NaN or inf for all {scored} candidates of "
           f"the round, so no step moved; the round is not saved ({last_saved(r, self.workdir)})"
           ": check the black box, then rerun the same command to resume")
     # A dropped client still spent its queries (it trained, then failed to report).
-    self.meter.add(**(exp.round_cost.counters() if counters is None else counters))
-    row = {"round": r + 1, "train_loss": train_loss, "cohort": np.asarray(m["cohort"]).tolist(),
+    self.meter.add(**(cost.counters() if counters is None else counters))
+    cohort = np.asarray(m["cohort"])
+    row = {"round": r + 1, "train_loss": train_loss,
+           "cohort": cohort[cohort >= 0].tolist(),  # a Poisson cohort's empty slots: -1
            "round_seconds": round_seconds, **(extra or {})}
     # Everything else the round reported, under its own name (round_metrics.py): e.g.
     # survivors and attackers (simulated faults), nonfinite_candidates, the traffic

@@ -30,7 +30,7 @@ import ml_collections
 import numpy as np
 
 from fedbbpt_jax.core import ConfigError
-from fedbbpt_jax.federated import refuse_host_server
+from fedbbpt_jax.federated import refuse_host_server, refuse_poisson
 from fedbbpt_jax.tasks import task_state
 from fedbbpt_jax.tasks.evaluation import Evaluator
 from fedbbpt_jax.train.baselines import local_only_fields
@@ -115,6 +115,7 @@ def check_members(configs: Sequence[ml_collections.ConfigDict]) -> list[str]:
         "separately")
   try:
     refuse_host_server(configs[0], "a vmapped sweep")
+    refuse_poisson(configs[0], "a vmapped sweep (its rounds' branches would all run)")
   except ConfigError as e:
     raise SweepMismatchError(str(e)) from e
   backend = configs[0].parallel.backend

@@ -10,11 +10,16 @@ computed here with Google's ``dp_accounting`` library:
   added or removed (its whole data); the clipped sum moves by at most ``S``, so the
   Gaussian's noise multiplier is ``z``.
 * ``sampling='fixed'``: a uniformly random cohort of exactly ``cohort_size`` of the
-  ``num_clients`` (``SampledWithoutReplacementDpEvent``), which is how the simulation
-  samples (``server.sample_cohort``). Its analysis needs the replace-one adjacency (one
-  client's data replaced by anything, ``num_clients`` public), under which the clipped
+  ``num_clients`` (``SampledWithoutReplacementDpEvent``). Its analysis needs the
+  replace-one adjacency (one client's data replaced by anything, ``num_clients``
+  public), under which the clipped
   sum moves by up to ``2 S``: the event's Gaussian has noise multiplier ``z / 2``.
   Only the RDP accountant supports it; 'pld' + 'fixed' is refused at config load.
+
+The simulation samples the way the accountant assumes: ``server.sampling=''`` (default)
+follows ``server.dp.sampling`` under DP, and any other value must equal it
+(``federated.algorithms.poisson``: Poisson cohorts of variable size;
+``server.sample_cohort``: fixed ones).
 
 ``T`` rounds are ``SelfComposedDpEvent(event, T)``; ``epsilon`` gives the ε at
 ``server.dp.delta``. ``calibrate_noise_multiplier`` bisects the smallest ``z`` whose ε

@@ -44,7 +44,7 @@ from fedbbpt_jax.data.clients import ClientData
 from fedbbpt_jax.federated.aggregation.aggregators import AGGREGATORS, DEFAULT_AGGREGATOR
 from fedbbpt_jax.federated.algorithms.client import CandidateLosses, make_local_update
 from fedbbpt_jax.federated.algorithms.server import ServerState, client_keys, round_keys
-from fedbbpt_jax.parallel import run_cohort
+from fedbbpt_jax.parallel import run_cohort, run_partial_cohort
 from fedbbpt_jax.zo import Estimator, HParams
 
 PyTree = Any
@@ -109,6 +109,7 @@ class Algorithm(NamedTuple):
   backend: str = "vmap"
   receive: Callable[..., Any] | None = None
   host_server: bool = False
+  partial_chunk: int = 0
 
 
 FederatedAlgorithm = Algorithm  # the earlier name
@@ -150,9 +151,18 @@ def traffic_metrics(received: Any, uploads: Any, cohort_size: int,
   return {"upload_bytes": as_scalar(tree_bytes(payload)), "download_bytes": as_scalar(down)}
 
 
+def partial_cohort_metrics(ids: jnp.ndarray, select: Callable, k_sample: jax.Array) -> dict:
+  """``participants`` (members of a partly filled cohort) and ``cohort_overflow`` (members
+  the capacity left out, ``poisson.PoissonSelector.overflow``)."""
+  metrics = {"participants": jnp.sum(ids >= 0).astype(jnp.int32)}
+  if hasattr(select, "overflow"):
+    metrics["cohort_overflow"] = select.overflow(k_sample)
+  return metrics
+
+
 def simulated_round(select, broadcast, client_update, server_update, backend: str,
                     per_client_state: bool = False, faults: Callable | None = None,
-                    receive: Callable | None = None) -> Callable:
+                    receive: Callable | None = None, partial_chunk: int = 0) -> Callable:
   """One round in simulation: select -> broadcast -> run_cohort(client_update) -> [receive]
   -> server_update.
 
@@ -164,8 +174,17 @@ def simulated_round(select, broadcast, client_update, server_update, backend: st
   uploads, hparams, round_idx) -> uploads`` (optional) decodes the uploads first (faults
   then act on what the server decoded). The metrics hold the round's traffic
   (``traffic_metrics``).
+
+  ``partial_chunk > 0``: ``select`` returns a partly filled cohort (members first, then
+  empty slots of id -1: Poisson sampling, ``poisson.py``); the members run in chunks of
+  that many clients and the empty slots run nothing (``parallel.run_partial_cohort``),
+  upload zeros with weight 0 (every aggregator ignores them) and count in no traffic;
+  the metrics add ``participants`` and ``cohort_overflow``.
   """
-  cohort_fn = run_cohort(client_update, backend, per_client_params=per_client_state)
+  if partial_chunk:
+    cohort_fn = run_partial_cohort(client_update, backend, partial_chunk)
+  else:
+    cohort_fn = run_cohort(client_update, backend, per_client_params=per_client_state)
 
   def apply(state, data, key, hparams):
     k_sample, k_clients = round_keys(key, state.round)
@@ -173,23 +192,36 @@ def simulated_round(select, broadcast, client_update, server_update, backend: st
     received = broadcast(state)
     if per_client_state:
       received = jax.tree.map(lambda a: a[ids], received)
-    uploads = cohort_fn(received, cohort, client_keys(k_clients, ids), hparams, state.round)
-    traffic = traffic_metrics(received, uploads, ids.shape[0], per_client_state)
+    if partial_chunk:
+      occupancy = partial_cohort_metrics(ids, select, k_sample)
+      members = occupancy["participants"]
+      uploads = cohort_fn(received, cohort, client_keys(k_clients, jnp.maximum(ids, 0)),
+                          hparams, state.round, members)
+      per_slot = traffic_metrics(received, uploads, 1, per_client_state)
+      traffic = {k: v // ids.shape[0] * members if k == "upload_bytes" else v * members
+                 for k, v in per_slot.items()}
+    else:
+      occupancy = {}
+      uploads = cohort_fn(received, cohort, client_keys(k_clients, ids), hparams, state.round)
+      traffic = traffic_metrics(received, uploads, ids.shape[0], per_client_state)
     if receive is not None:
       uploads = receive(received, uploads, hparams, state.round)
+    if partial_chunk:  # an empty slot's replayed or zero upload weighs nothing
+      uploads = uploads.replace(num_examples=jnp.where(ids >= 0, uploads.num_examples, 0))
     server_key = jax.random.fold_in(k_sample, SERVER_KEY_FOLD)
     if faults is None:
       new_state, metrics = server_update(state, uploads, ids, server_key)
-      return new_state, {**metrics, **traffic}
+      return new_state, {**metrics, **traffic, **occupancy}
     uploads, fault_metrics = faults(uploads, ids, key,
                                     jax.random.fold_in(k_sample, FAULTS_KEY_FOLD))
     new_state, metrics = server_update(state, uploads, ids, server_key)
     if NO_SURVIVORS in fault_metrics:
       new_state = keep_state_if(fault_metrics[NO_SURVIVORS], new_state, state)
     if "survivors" in fault_metrics:  # a dropped client trained but sent nothing
-      per_client = traffic["upload_bytes"] // ids.shape[0]
+      per_client = traffic["upload_bytes"] // jnp.maximum(occupancy.get("participants",
+                                                                         ids.shape[0]), 1)
       traffic = {**traffic, "upload_bytes": per_client * fault_metrics["survivors"]}
-    return new_state, {**metrics, **fault_metrics, **traffic}
+    return new_state, {**metrics, **fault_metrics, **traffic, **occupancy}
 
   return apply
 
@@ -201,7 +233,8 @@ def with_faults(algorithm: "Algorithm", faults: Callable | None) -> "Algorithm":
     return algorithm
   return algorithm._replace(apply=simulated_round(
       algorithm.select, algorithm.broadcast, algorithm.client_update, algorithm.server_update,
-      algorithm.backend, algorithm.per_client_state, faults, algorithm.receive))
+      algorithm.backend, algorithm.per_client_state, faults, algorithm.receive,
+      algorithm.partial_chunk))
 
 
 def make_algorithm(name: str, cohort_size: int, round_cost: RoundCost, *, init, select,
@@ -210,20 +243,22 @@ def make_algorithm(name: str, cohort_size: int, round_cost: RoundCost, *, init, 
                    model: Callable[[ServerState], PyTree] | None = None,
                    client_models: Callable[[ServerState], PyTree] | None = None,
                    summary: dict | None = None,
-                   receive: Callable[..., Any] | None = None) -> Algorithm:
+                   receive: Callable[..., Any] | None = None,
+                   partial_chunk: int = 0) -> Algorithm:
   """An ``Algorithm`` whose ``apply`` is the simulated round of its functions.
 
   ``model``/``client_models``: see the module docstring; ``summary``: static entries
-  for the run's summary (e.g. a topology's spectral gap); ``receive``: see
-  ``simulated_round``.
+  for the run's summary (e.g. a topology's spectral gap); ``receive``,
+  ``partial_chunk``: see ``simulated_round``.
   """
   apply = simulated_round(select, broadcast, client_update, server_update, backend,
-                          per_client_state, receive=receive)
+                          per_client_state, receive=receive, partial_chunk=partial_chunk)
   return Algorithm(name=name, cohort_size=cohort_size, round_cost=round_cost, init=init,
                    select=select, broadcast=broadcast, client_update=client_update,
                    server_update=server_update, apply=apply, per_client_state=per_client_state,
                    model=model or (lambda state: state.params), client_models=client_models,
-                   summary=dict(summary or {}), backend=backend, receive=receive)
+                   summary=dict(summary or {}), backend=backend, receive=receive,
+                   partial_chunk=partial_chunk)
 
 
 @dataclasses.dataclass(frozen=True)

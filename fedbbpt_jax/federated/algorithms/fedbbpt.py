@@ -24,6 +24,8 @@ from fedbbpt_jax.federated.algorithms.algorithm import (Algorithm, AlgorithmCont
                                                         make_algorithm, register_algorithm)
 from fedbbpt_jax.federated.algorithms.client import ClientOutput
 from fedbbpt_jax.federated.algorithms.optimizers import make_server_optimizer
+from fedbbpt_jax.federated.algorithms.poisson import (PoissonSelector, capacity, chunk_size,
+                                                      poisson_cohorts)
 from fedbbpt_jax.federated.algorithms.seed_uploads import make_seed_local_update, replay_cohort
 from fedbbpt_jax.federated.algorithms.server import ServerState, sample_cohort
 
@@ -38,6 +40,18 @@ def cohort_selector(num_clients: int, cohort_size: int) -> Callable:
     return ids, jax.tree.map(lambda a: a[ids], data)
 
   return select
+
+
+def poisson_selector(num_clients: int, cohort_size: int, chunk: int = 0
+                     ) -> tuple[PoissonSelector, int]:
+  """``(select, chunk)``: Poisson cohorts of expected size ``cohort_size``, their static
+  capacity a multiple of the chunk their members run in (``chunk=0``: about the square
+  root of the capacity; see ``poisson.capacity``)."""
+  chunk = chunk_size(capacity(num_clients, cohort_size), chunk)
+  slots = capacity(num_clients, cohort_size, chunk)
+  if slots % chunk:  # capped at num_clients: the chunk must divide it
+    chunk = next(c for c in range(chunk, 0, -1) if slots % c == 0)
+  return PoissonSelector(num_clients, cohort_size, slots), chunk
 
 
 def nonfinite_count(uploads: Any) -> dict:
@@ -89,25 +103,33 @@ def make_fedbbpt(local_update: Callable[..., ClientOutput],
                  project: Callable[[PyTree], PyTree] | None = None,
                  aggregator: str | Aggregator = DEFAULT_AGGREGATOR,
                  round_cost: RoundCost | None = None, name: str = "fedbbpt",
-                 receive: Callable[..., ClientOutput] | None = None) -> Algorithm:
+                 receive: Callable[..., ClientOutput] | None = None,
+                 select: Callable | None = None, partial_chunk: int = 0) -> Algorithm:
   """Builds Fed-BBPT from a local update (see the module docstring).
 
   ``aggregator``: a registered name (a configured rule takes its defaults) or the
   aggregate function itself (``aggregators.make_aggregator(name, config, cohort_size)``).
   ``receive``: decodes the cohort's uploads into ``ClientOutput`` first (seed uploads:
   ``seed_uploads.replay_cohort``); then ``local_update`` returns what it decodes.
+  ``select``: the cohort selector (default: a uniform cohort of exactly ``cohort_size``);
+  ``partial_chunk`` > 0 for a selector of partly filled cohorts (``poisson_selector``).
   """
   aggregate = make_aggregator(aggregator) if isinstance(aggregator, str) else aggregator
   init, server_update = averaging_server(server_optimizer, aggregate, project)
   return make_algorithm(name, cohort_size, round_cost or RoundCost(cohort_size, 0, 0),
-                        init=init, select=cohort_selector(num_clients, cohort_size),
+                        init=init, select=select or cohort_selector(num_clients, cohort_size),
                         broadcast=lambda state: state.params, client_update=local_update,
-                        server_update=server_update, backend=backend, receive=receive)
+                        server_update=server_update, backend=backend, receive=receive,
+                        partial_chunk=partial_chunk)
 
 
 def build(ctx: AlgorithmContext) -> Algorithm:
   """Fed-BBPT from the config: ``server.optimizer/lr/momentum/aggregator/cohort_size``
-  (and ``server.dp`` for ``aggregator='dp_gaussian'``), ``client.upload``."""
+  (and ``server.dp`` for ``aggregator='dp_gaussian'``), ``client.upload``, and
+  ``server.sampling`` (Poisson cohorts, chunked by ``parallel.cohort_chunk``).
+
+  Under Poisson sampling ``RoundCost`` is the EXPECTED round's (``cohort_size``
+  activations); the run meters each round's ``participants``."""
   s = ctx.config.server
   cost = RoundCost(ctx.cohort_size, ctx.local_steps * ctx.estimator.num_candidates,
                    ctx.batch_size)
@@ -117,10 +139,15 @@ def build(ctx: AlgorithmContext) -> Algorithm:
         ctx.candidate_losses, ctx.estimator, ctx.client_optimizer, ctx.local_steps,
         ctx.batch_size, project=ctx.project, schedule=ctx.schedule)
     receive = replay_cohort(replay)
+  select, partial_chunk = None, 0
+  if poisson_cohorts(ctx.config):
+    select, partial_chunk = poisson_selector(
+        ctx.num_clients, ctx.cohort_size, int(ctx.config.parallel.get("cohort_chunk", 0)))
   return make_fedbbpt(local_update, make_server_optimizer(s.optimizer, s.lr, s.momentum),
                       ctx.num_clients, ctx.cohort_size, ctx.backend, project=ctx.project,
                       aggregator=make_aggregator(aggregator_name(s), ctx.config, ctx.cohort_size),
-                      round_cost=cost, receive=receive)
+                      round_cost=cost, receive=receive, select=select,
+                      partial_chunk=partial_chunk)
 
 
 register_algorithm("fedbbpt", build, applies_aggregator=True, seed_uploads=True,
