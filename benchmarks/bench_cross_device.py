@@ -31,7 +31,7 @@ ROUNDS = 3
 
 def _worker(spec: dict) -> dict:
   sys.path.insert(0, ".")  # the checkout this script is in (its cwd), before any install
-  import fedbbpt_jax  # pylint: disable=import-outside-toplevel,unused-import
+  import fedbbpt_jax  # noqa: F401  (imported from this checkout first)
   import jax  # pylint: disable=import-outside-toplevel
 
   from configs import fmnist_cross_device  # pylint: disable=import-outside-toplevel
