@@ -61,6 +61,7 @@ __all__ = ["AGGREGATORS", "ALGORITHMS", "ATTACK_KINDS", "Aggregated", "Algorithm
            "make_fedbpt", "make_fedone", "make_local_only", "make_local_step",
            "make_local_update", "make_seed_local_update", "make_server_optimizer",
            "make_upload_faults", "nonfinite_as_worst", "refuse_host_server", "refuse_poisson",
-           "register_algorithm", "register_configured", "robust_aggregators", "sample_cohort", "seed_estimators",
+           "register_algorithm", "register_configured", "robust_aggregators", "sample_cohort",
+           "seed_estimators",
            "server_algorithm_names", "simulated_round",
            "small_client_warning", "weighted_mean", "with_faults"]
