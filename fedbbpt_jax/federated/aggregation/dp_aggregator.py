@@ -10,10 +10,10 @@ client's whole update pytree, and ``m`` the FIXED expected cohort size (not the
 number of clients that actually reported): ``server.cohort_size``, which under Poisson
 sampling is ``qN`` while the realised cohort varies (McMahan et al.'s fixed-denominator
 estimator; it keeps the sensitivity ``S / m`` whatever the realised size). Every present
-client counts once: the sum is unweighted, because weighting by example counts would let a client with many
-examples move the sum by more than ``S`` and break the sensitivity bound the
-accountant (``federated.aggregation.privacy``) relies on. A client whose weight is 0 is absent
-(dropped) and contributes nothing. The noise is drawn from the round's server key.
+client counts once: the sum is unweighted, because weighting by example counts would let a
+client with many examples move the sum by more than ``S`` and break the sensitivity bound
+the accountant (``federated.aggregation.privacy``) relies on. A client whose weight is 0 is
+absent (dropped) and contributes nothing. The noise is drawn from the round's server key.
 
 Per round it reports ``dp_clipped_fraction`` (present clients whose norm exceeded
 ``S``) and ``dp_mean_delta_norm`` (their mean norm before clipping).
