@@ -201,7 +201,9 @@ def test_a_failure_in_the_worker_reaches_the_server_as_in_process(setup, failure
                           "['data.source_dir', 'data.tfds_dir', 'blackbox.url', "
                           "'blackbox.api_key_env', 'blackbox.max_attempts', "
                           "'blackbox.backoff_seconds', 'blackbox.timeout_seconds', "
-                          "'blackbox.max_concurrency', 'blackbox.chunk_size']'>")
+                          "'blackbox.max_concurrency', 'blackbox.chunk_size', 'llm.url', "
+                          "'llm.api_key_env', 'llm.max_concurrency', 'llm.model_path', "
+                          "'generator.model_path']'>")
   elif failure == "provider down":
     assert reasons[0] == (
         "<class 'fedbbpt_jax.blackbox.remote.RemoteBlackBoxError'>:<'remote black box "
