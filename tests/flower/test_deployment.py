@@ -4,15 +4,16 @@ image and text models, ``flwr run``) whose server holds no training data: its pl
 (``tests/helpers/server_plugins.py``) makes reading the datasets' training splits raise,
 so the set-up can only come from the nodes' statistics.
 
-Two runs of 2 rounds: the image defaults (the frequency label mapping from the nodes'
-counts, an ILM re-map before round 2, dense uploads) and the text track (the candidate
-vocabulary from the nodes' word counts, seed-and-scalar uploads and downloads: the nodes
-replay round 1 themselves). Each ends at the generator of the in-process simulation with
-the same config and seed (float tolerance), with the same metrics, traffic, query counts
-and set-up files; the provider charged each node's key exactly that node's queries: its
-mapping images, its training, its local test split. Every request the image service
-computes holds 16 examples at most (the same rows per request in simulation and
-deployment; the simulation runs while the deployment does, on the server's key).
+Two runs of 2 rounds, at once on the federation: the image defaults (the frequency label
+mapping from the nodes' counts, an ILM re-map before round 2, dense uploads) and the text
+track (the candidate vocabulary from the nodes' word counts, seed-and-scalar uploads and
+downloads: the nodes replay round 1 themselves). Each ends at the generator of the
+in-process simulation with the same config and seed (float tolerance), with the same
+metrics, traffic, query counts and set-up files; the provider charged each node's key
+exactly that node's queries: its mapping images, its training, its local test split.
+Every request the image service computes holds 16 examples at most (the same rows per
+request in simulation and deployment; the simulations run while the deployments do, on
+the server's key).
 
 The image run also tests every round on the clients (``train.evaluation='both'``): each
 node scores the global model on its local test split through the ClientApp's ``evaluate``
@@ -21,6 +22,7 @@ simulation's.
 """
 
 import concurrent.futures
+import os
 import time
 
 import jax
@@ -57,31 +59,56 @@ def models():
   return (IMAGE, TEXT)
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_deployment_with_no_training_data_at_the_server_equals_simulation(
-    federation, services, tmp_path, monkeypatch, case):
-  config_spec, model, upload, extra = CASES[case]
-  service = services[model]
-  overrides = (f"{COMMON} blackbox.model={model} blackbox.url={service.url} "
-               f"client.upload={upload} {extra}")
-  before = [usage(service, f"node-key-{i}") for i in range(NODES)]
+@pytest.fixture(scope="module")
+def deployed(federation, services, tmp_path_factory):
+  """Both deployments run at once on the federation (two `flwr run`s: their waits for
+  the nodes overlap) while the simulations run here, one after the other, on the
+  server's key. ``{case: (config, workdir, simulation's workdir, stdout, wall, each node
+  key's usage of the case's service)}``."""
+  root = tmp_path_factory.mktemp("deployed")
+  runs = {}
+  for case, (config_spec, model, upload, extra) in CASES.items():
+    overrides = (f"{COMMON} blackbox.model={model} blackbox.url={services[model].url} "
+                 f"client.upload={upload} {extra}")
+    runs[case] = dict(spec=config_spec, model=model, upload=upload, overrides=overrides,
+                      workdir=root / case / "flower", sim=root / case / "sim",
+                      before=[usage(services[model], f"node-key-{i}") for i in range(NODES)])
 
-  def deploy():
+  def deploy(r):
     t0 = time.time()
-    out = federation.run({"config": config_spec, "imports": SERVER_PLUGINS,
-                          "overrides": overrides, "workdir": str(tmp_path / "flower"),
+    out = federation.run({"config": r["spec"], "imports": SERVER_PLUGINS,
+                          "overrides": r["overrides"], "workdir": str(r["workdir"]),
                           "round-timeout": 300.0,
-                          "download": upload})  # seeds: nodes replay the rounds themselves
+                          "download": r["upload"]})  # seeds: nodes replay the rounds themselves
     return out, time.time() - t0
 
-  with concurrent.futures.ThreadPoolExecutor(1) as pool:
-    deploying = pool.submit(deploy)  # the simulation runs while the deployment does
-    monkeypatch.setenv("FEDBBPT_SERVER_KEY", "server-key")  # (the server's key: no node's)
-    config = load_config(config_spec, overrides)
-    run(config, str(tmp_path / "sim"))
-    out, wall = deploying.result()
+  key = os.environ.get("FEDBBPT_SERVER_KEY")
+  with concurrent.futures.ThreadPoolExecutor(len(runs)) as pool:
+    deploying = {case: pool.submit(deploy, r) for case, r in runs.items()}
+    os.environ["FEDBBPT_SERVER_KEY"] = "server-key"  # (the server's key: no node's)
+    try:
+      for r in runs.values():
+        r["config"] = load_config(r["spec"], r["overrides"])
+        run(r["config"], str(r["sim"]), log=lambda line: None)
+    finally:
+      if key is None:
+        os.environ.pop("FEDBBPT_SERVER_KEY", None)
+      else:
+        os.environ["FEDBBPT_SERVER_KEY"] = key
+    for case, future in deploying.items():
+      runs[case]["out"], runs[case]["wall"] = future.result()
+  for r in runs.values():
+    r["used"] = [usage(services[r["model"]], f"node-key-{i}") - r["before"][i]
+                 for i in range(NODES)]
+  return runs
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_deployment_with_no_training_data_at_the_server_equals_simulation(deployed, case):
+  r = deployed[case]
+  config, out, wall, used = r["config"], r["out"], r["wall"], r["used"]
+  tmp_path = r["workdir"].parent
   assert "final accuracy" in out.stdout, out.stdout[-3000:]
-  used = [usage(service, f"node-key-{i}") - before[i] for i in range(NODES)]
   # Every node paid for its own queries: (images) the label counts and the re-map's
   # counts on its 10 mapping images, 2 rounds of training and 2 evaluations of its local
   # test split. (Text: the word counts cost no query; the verbalizers are the server's.)
@@ -91,8 +118,8 @@ def test_deployment_with_no_training_data_at_the_server_equals_simulation(
   per_round = activation_counters(exp)["bb_examples"]
   assert used == [mapping + 2 * per_round + tested * len(split) for split in splits]
 
-  deployed, simulated = rows(tmp_path / "flower"), rows(tmp_path / "sim")
-  for d, s in zip(deployed, simulated, strict=True):
+  deployed_rows, simulated = rows(tmp_path / "flower"), rows(tmp_path / "sim")
+  for d, s in zip(deployed_rows, simulated, strict=True):
     assert d["cohort"] == s["cohort"]
     assert d["train_loss"] == pytest.approx(s["train_loss"], rel=1e-5)
     assert d["test_accuracy"] == pytest.approx(s["test_accuracy"], abs=1 / len(exp.test_y))
@@ -111,13 +138,13 @@ def test_deployment_with_no_training_data_at_the_server_equals_simulation(
   # Downloads: dense, the global model to 3 nodes each round; seeds, the whole state the
   # first time, then round 1's record (key data, losses, counts, ids: far smaller).
   model_bytes = 3 * tree_bytes(exp.algorithm.broadcast(exp.algorithm.init(exp.init_params)))
-  assert [r["download_bytes"] for r in simulated] == [model_bytes] * 2
-  if upload == "dense":
-    assert [r["download_bytes"] for r in deployed] == [model_bytes] * 2
+  assert [row["download_bytes"] for row in simulated] == [model_bytes] * 2
+  if r["upload"] == "dense":
+    assert [row["download_bytes"] for row in deployed_rows] == [model_bytes] * 2
   else:
     state_bytes = 3 * tree_bytes(exp.algorithm.init(exp.init_params))
-    assert deployed[0]["download_bytes"] == state_bytes
-    assert 0 < deployed[1]["download_bytes"] < state_bytes
+    assert deployed_rows[0]["download_bytes"] == state_bytes
+    assert 0 < deployed_rows[1]["download_bytes"] < state_bytes
   a = final_params(config, str(tmp_path / "sim"), 2)
   b = final_params(config, str(tmp_path / "flower"), 2)
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
@@ -127,4 +154,4 @@ def test_deployment_with_no_training_data_at_the_server_equals_simulation(
       for key in f.files:  # the set-up the nodes' statistics gave is the simulation's
         np.testing.assert_array_equal(f[key], g[key])
   print(f"\n{case}: loopback run of 2 rounds {wall:.1f} s, "
-        f"upload {deployed[0]['upload_bytes']} B/round")
+        f"upload {deployed_rows[0]['upload_bytes']} B/round")
