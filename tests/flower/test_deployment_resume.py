@@ -1,7 +1,8 @@
 """A real Flower deployment on loopback (``tests/helpers/flower_loopback.py``): a
-SuperNode killed during a round; the round completes with the other two and the run goes
-on; a restarted server resumes from its checkpoint without losing a row. (Its own file,
-so that it runs on another pytest worker than ``test_deployment.py``.)
+SuperNode killed during a round; the round completes with the other two; a restarted
+server resumes from its checkpoint without losing a row and goes on without the dead
+node. (Its own file, so that it runs on another pytest worker than
+``test_deployment.py``.)
 """
 
 import time
@@ -25,7 +26,7 @@ def node_extra():
 
 def test_killed_node_and_server_resume(federation, service, tmp_path):
   workdir = str(tmp_path / "flower")
-  overrides = f"{BASE} blackbox.url={service.url}"
+  overrides = f"{BASE} blackbox.url={service.url}".replace("train.rounds=2", "train.rounds=1")
   run_config = {**RUN, "overrides": overrides,
                 "workdir": workdir, "round-timeout": 30.0, "min-nodes": NODES}
   background = federation.start_run(run_config)
@@ -44,20 +45,22 @@ def test_killed_node_and_server_resume(federation, service, tmp_path):
     if background.poll() is None:
       background.kill()
   first = rows(workdir)
-  assert [r["round"] for r in first] == [1, 2]
-  assert [(r["survivors"], r["nodes_missing"]) for r in first] == [(2, 1), (2, 1)]
-  assert all(np.isfinite(r["train_loss"]) for r in first)
+  assert [r["round"] for r in first] == [1]
+  assert [(r["survivors"], r["nodes_missing"]) for r in first] == [(2, 1)]
+  assert np.isfinite(first[0]["train_loss"])
   # The meter counts what the nodes that answered reported: the label mapping
-  # (3 clients x 10 images), then 2 nodes x 3 steps x 32 examples a round.
-  assert [r["bb_examples"] for r in first] == [30 + 2 * STEPS * PER_STEP,
-                                               30 + 4 * STEPS * PER_STEP]
+  # (3 clients x 10 images), then 2 nodes x 3 steps x 32 examples.
+  assert first[0]["bb_examples"] == 30 + 2 * STEPS * PER_STEP
 
-  # A restarted server (a new `flwr run`, same workdir) resumes after round 2.
-  run_config.update(overrides=overrides.replace("train.rounds=2", "train.rounds=3"),
+  # A restarted server (a new `flwr run`, same workdir) resumes after round 1; the killed
+  # node, still listed by the SuperLink until its heartbeat expires, is not waited for
+  # (discovery's grace) and its partition misses round 2 too.
+  run_config.update(overrides=overrides.replace("train.rounds=1", "train.rounds=2"),
                     **{"min-nodes": 2, "round-timeout": 60.0})
   out = federation.run(run_config)
-  assert "resuming after round 2" in out.stdout, out.stdout[-3000:]
+  assert "resuming after round 1" in out.stdout, out.stdout[-3000:]
   after = rows(workdir)
-  assert after[:2] == first  # nothing written before is lost
-  assert after[2]["round"] == 3 and after[2]["survivors"] == 2
-  assert RoundCheckpointer(workdir).rounds() == [1, 2, 3]
+  assert after[:1] == first  # nothing written before is lost
+  assert [(r["round"], r["survivors"], r["nodes_missing"]) for r in after[1:]] == [(2, 2, 1)]
+  assert after[1]["bb_examples"] == 30 + 4 * STEPS * PER_STEP
+  assert RoundCheckpointer(workdir).rounds() == [1, 2]
