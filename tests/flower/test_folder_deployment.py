@@ -9,7 +9,6 @@ and trains; the server opens no client folder. The run equals the simulation ove
 whole layout.
 """
 
-import json
 import os
 import shutil
 
@@ -21,6 +20,7 @@ from configs import fmnist_effnet
 from fedbbpt_jax.flower.server_app import run_deployment
 from fedbbpt_jax.flower.settings import run_settings
 from fedbbpt_jax.train import run
+from fedbbpt_jax.train.records import MetricsLog
 from tests.helpers.client_folders import record_paths, write_layout
 from tests.helpers.inprocess_grid import InProcessGrid
 from tests.helpers.overrides import with_overrides
@@ -38,11 +38,6 @@ def config(root):
       fmnist_effnet.get_config("smoke"), data__name="client_folders",
       data__source_dir=str(root), data__partition="natural", train__rounds=2,
       task__remap_every=1, baselines__local_only=False))
-
-
-def rows(workdir):
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    return [json.loads(line) for line in f]
 
 
 def test_nodes_holding_only_their_folder_and_a_server_with_no_training_data_equal_the_simulation(
@@ -69,7 +64,8 @@ def test_nodes_holding_only_their_folder_and_a_server_with_no_training_data_equa
   # The server read its class list and test set, nothing else (it holds no client folder,
   # and never asked for one).
   assert {p.split(os.sep)[0] for p in touched} == {".", "classes.txt", "test"}
-  sim, got = rows(tmp_path / "sim"), rows(tmp_path / "flower")
+  sim = MetricsLog(str(tmp_path / "sim")).rows()
+  got = MetricsLog(str(tmp_path / "flower")).rows()
   assert [r["task_refreshed"] for r in sim if "task_refreshed" in r] == [True]
   for d, s in zip(got, sim, strict=True):
     assert d["train_loss"] == pytest.approx(s["train_loss"], rel=1e-5)

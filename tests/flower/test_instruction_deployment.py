@@ -8,9 +8,6 @@ of the models through node-local overrides (``llm.*``, ``generator.model_path``)
 rounds equal the simulation.
 """
 
-import json
-import os
-
 import numpy as np
 import pytest
 from flwr.supercore.task_identity import TaskIdentity
@@ -22,7 +19,9 @@ from fedbbpt_jax.tasks.local_setup import local_gather
 from fedbbpt_jax.tasks.protocol import NODE, SERVER
 from fedbbpt_jax.train import run
 from fedbbpt_jax.train.build import build_experiment
+from fedbbpt_jax.train.records import MetricsLog
 from tests.helpers.inprocess_grid import InProcessGrid
+from tests.helpers.instruction_tasks import write_words_task
 from tests.helpers.overrides import with_overrides
 from tests.helpers.tiny_gpt2 import write_tiny_gpt2
 
@@ -40,13 +39,7 @@ def model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def words_task(tmp_path_factory):
-  """Outputs the tiny GPT-2 says under some instructions, so losses vary with z."""
-  inputs = ["cat", "dog", "apple", "banana", "red", "blue", "one", "two", "three"] * 2
-  outputs = ["system:", "numbers"]
-  examples = {str(i + 1): {"input": x, "output": outputs[i % 2]} for i, x in enumerate(inputs)}
-  path = tmp_path_factory.mktemp("task") / "words.json"
-  path.write_text(json.dumps({"examples": examples}))
-  return str(path)
+  return write_words_task(tmp_path_factory.mktemp("task"))
 
 
 def config(model, words_task):
@@ -55,11 +48,6 @@ def config(model, words_task):
   return with_overrides(c, task__json_path=words_task, data__train_examples=10,
                         data__test_examples=6, client__batch_size=5, train__rounds=2,
                         zo__sigma=0.5, client__lr=2.0, baselines__local_only=False)
-
-
-def rows(workdir):
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    return [json.loads(line) for line in f]
 
 
 def test_the_server_holds_no_training_data_and_a_node_its_own(model, words_task, tmp_path):
@@ -92,7 +80,8 @@ def test_a_deployment_with_no_training_data_at_the_server_equals_the_simulation(
                        node_configs={i: {"overrides": local} for i in range(2)})
   deployed = run_deployment(grid, c, run_settings({"workdir": str(tmp_path / "flower")}),
                             log=lambda line: None)
-  for d, s in zip(rows(tmp_path / "flower"), rows(tmp_path / "sim"), strict=True):
+  got, sim = (MetricsLog(str(tmp_path / w)).rows() for w in ("flower", "sim"))
+  for d, s in zip(got, sim, strict=True):
     assert d["train_loss"] == pytest.approx(s["train_loss"], rel=1e-6)
     for key in ("cohort", "bb_examples", "bb_calls", "test_accuracy", "test_loss"):
       assert d[key] == s[key], key

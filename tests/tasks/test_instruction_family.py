@@ -31,6 +31,7 @@ from fedbbpt_jax.tasks.instruction.rule_tasks import rule_task
 from fedbbpt_jax.train import run
 from fedbbpt_jax.train.build import build_experiment
 from fedbbpt_jax.train.checkpoint import RoundCheckpointer
+from tests.helpers.instruction_tasks import write_task, write_words_task
 from tests.helpers.overrides import with_overrides
 from tests.helpers.threaded_server import serving
 from tests.helpers.tiny_gpt2 import write_tiny_gpt2
@@ -46,12 +47,7 @@ def words_task(tmp_path_factory):
   """An instruction-induction JSON task over the tiny GPT-2's own words, whose outputs it
   does say under some instructions (it scores 0 on every rule task), so losses vary
   with z."""
-  inputs = ["cat", "dog", "apple", "banana", "red", "blue", "one", "two", "three"] * 2
-  outputs = ["system:", "numbers"]
-  examples = {str(i + 1): {"input": x, "output": outputs[i % 2]} for i, x in enumerate(inputs)}
-  path = tmp_path_factory.mktemp("task") / "words.json"
-  path.write_text(json.dumps({"examples": examples}))
-  return str(path)
+  return write_words_task(tmp_path_factory.mktemp("task"))
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +55,7 @@ def numbers_task(tmp_path_factory):
   """Every expected output is "numbers", which the tiny GPT-2 says for some inputs under
   some instructions: one local step from z = 0 already moves every client, each its own
   way (the words task's clients mostly stay at 0 in the first round)."""
-  inputs = ["cat", "dog", "apple", "banana", "red", "blue", "one", "two", "three"] * 2
-  examples = {str(i + 1): {"input": x, "output": "numbers"} for i, x in enumerate(inputs)}
-  path = tmp_path_factory.mktemp("task") / "numbers.json"
-  path.write_text(json.dumps({"examples": examples}))
-  return str(path)
+  return write_task(tmp_path_factory.mktemp("task"), "numbers", ["numbers"])
 
 
 def smoke(model, **changes):

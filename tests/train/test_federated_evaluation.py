@@ -49,11 +49,6 @@ def smoke(**overrides):
                         baselines__zero_shot=False, baselines__local_only=False, **overrides)
 
 
-def read_rows(workdir):
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    return [json.loads(line) for line in f]
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
   """``{mode: (config, workdir, summary, rows)}`` of one round in each mode."""
@@ -62,7 +57,7 @@ def runs(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp(mode))
     config = smoke(train__evaluation=mode)
     summary = run(config, workdir, log=lambda s: None)
-    out[mode] = (config, workdir, summary, read_rows(workdir))
+    out[mode] = (config, workdir, summary, records.MetricsLog(workdir).rows())
   return out
 
 
