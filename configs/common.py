@@ -224,7 +224,8 @@ def decentralized(*, topology: str = "ring", gossip_steps: int = 1, rho: float =
 
 
 def bo(*, initial: int = 25, batch: int = 25, fit_steps: int = 100,
-       score_vectors: str = "clients", max_points: int = 1000) -> ml_collections.ConfigDict:
+       score_vectors: str = "clients", max_points: int = 1000,
+       score_noise: float = 0.0) -> ml_collections.ConfigDict:
   """The ``config.bo`` section, read by ``server.algorithm='fed_bo'`` / ``'centralized_bo'``
   only (Bayesian optimisation of a small prompt, e.g. the instruction family's ``z``)."""
   b = ml_collections.ConfigDict()
@@ -233,4 +234,8 @@ def bo(*, initial: int = 25, batch: int = 25, fit_steps: int = 100,
   b.fit_steps = fit_steps                # Adam steps of the GP's hyper-parameter fit
   b.score_vectors = score_vectors        # fed_bo's kernel input: per-client means | 'examples'
   b.max_points = max_points              # the server's record of evaluated points (its size)
+  # std of Gaussian noise each client adds to every score it uploads (its mean losses, and its
+  # per-example losses with score_vectors='examples'); 0 = exact scores. A perturbation of
+  # what leaves a client, not accounted as DP (the scores are not clipped).
+  b.score_noise = float(score_noise)
   return b

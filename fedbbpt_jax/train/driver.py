@@ -129,6 +129,16 @@ class RoundExecutor:
     return ""
 
 
+def client_sizes_text(sizes, listed: int = 12) -> str:
+  """The clients' example counts for the log: all of them for a few clients, else their
+  total, min, median and max (a cross-device run has 1,000)."""
+  sizes = np.asarray(sizes)
+  if sizes.size <= listed:
+    return str(sizes.tolist())
+  return (f"{int(sizes.sum()):,} in all, min {int(sizes.min())}, "
+          f"median {float(np.median(sizes)):g}, max {int(sizes.max())}")
+
+
 def prepare(config: ml_collections.ConfigDict, workdirs: list[str],
             configs: list[ml_collections.ConfigDict] | None = None,
             log: Log = print,
@@ -157,7 +167,7 @@ def prepare(config: ml_collections.ConfigDict, workdirs: list[str],
         shutil.copyfile(os.path.join(workdirs[0], name), os.path.join(workdir, name))
   evaluator = Evaluator(exp.task, exp.test_x, exp.test_y, config.train.eval_batch_size,
                         exp.bundle.task_metric)
-  log(f"clients {exp.num_clients} (examples {np.asarray(exp.clients.num_examples).tolist()}), "
+  log(f"clients {exp.num_clients} (examples {client_sizes_text(exp.clients.num_examples)}), "
       f"prompt '{config.get('prompt', {}).get('kind', config.task.family)}' with "
       f"{num_params(exp.init_params)} parameters, "
       f"estimator {config.zo.estimator} ({exp.num_candidates} candidates/step), "

@@ -56,7 +56,7 @@ RESUMABLE_FIELDS = ("train.rounds", "blackbox.budget_examples", "blackbox.url",
 # cohorts whatever server.dp.sampling said, and is refused where '' now means Poisson).
 ADDED_FIELDS = {"prompt.kind": "soft_instruction", "prompt.intrinsic_dim": 48, "prompt.rank": 2,
                 "bo.initial": 25, "bo.batch": 25, "bo.fit_steps": 100,
-                "bo.score_vectors": "clients", "bo.max_points": 1000,
+                "bo.score_vectors": "clients", "bo.max_points": 1000, "bo.score_noise": 0.0,
                 "prompt.vocabulary_min_count": 1, "server.sampling": "",
                 "parallel.cohort_chunk": 0}
 

@@ -1,19 +1,24 @@
 """Bayesian optimisation as a federated algorithm (``fed_bo``, ``centralized_bo``) on the
 instruction family, a tiny GPT-2 made in the test as generator and black-box LLM: fed_bo
-with one client equals centralized BO round for round; the first points are the Sobol
-design and the later ones new; the server's scores equal the clients' scores combined by
-hand (example-weighted mean, median); a run through the driver counts exactly the rows
-the black box scored and resumes bit-exactly; what BO cannot run with is refused by field.
+with one client equals centralized BO round for round; the first points are the Sobol design
+and the later ones new; the server's scores equal the clients' scores combined by hand
+(example-weighted mean, median), with and without each client's score noise; a run through
+the driver counts exactly the rows the black box scored and resumes bit-exactly; what BO
+cannot run with is refused by field.
 """
 
 import json
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from configs.instruction import get_config
 from fedbbpt_jax.blackbox.counting import CountingBlackBox
 from fedbbpt_jax.core import ConfigError
+from fedbbpt_jax.federated.algorithms.bayes_opt import SCORE_NOISE_FOLD
+from fedbbpt_jax.federated.algorithms.server import client_keys, round_keys
 from fedbbpt_jax.flower.server_app import check_deployable
 from fedbbpt_jax.tasks.instruction.llm_blackbox import instruction_rows
 from fedbbpt_jax.train import run
@@ -111,6 +116,45 @@ def test_the_server_combines_the_clients_scores_as_computed_by_hand(model, numbe
   assert np.asarray(metrics[0]["cohort"]).tolist() == [0, 1, 2]
 
 
+@pytest.mark.parametrize("aggregator, vectors", [("weighted_mean", "examples"),
+                                                   ("median", "clients")])
+def test_score_noise_is_added_to_every_upload_as_computed_by_hand(model, numbers_task,
+                                                                 aggregator, vectors):
+  """Each client adds N(0, 0.5^2) to every score it uploads, drawn from its own round key's
+  stream SCORE_NOISE_FOLD; the server combines the noisy scores (weighted mean or median)
+  and the GP's vectors are the noisy ones; a padded row of a smaller client stays zero."""
+  std = 0.5
+  config = bo_config(model, numbers_task, "fed_bo", data__num_clients=3,
+                     data__train_examples=10, server__aggregator=aggregator,
+                     bo__score_vectors=vectors, bo__score_noise=std)
+  exp, state, _ = rounds_of(config, 1)
+  bb, clients = exp.bundle.blackbox, exp.clients
+  sizes = np.asarray(clients.num_examples)
+  rows = int(sizes.max())
+  assert sorted(sizes.tolist()) == [3, 3, 4]  # one client's batch has a padded row
+  points = np.asarray(state.points)[:2]
+  exact = [[bb.predict(np.asarray(instruction_rows(p, np.asarray(clients.x[c][:sizes[c]]))))
+            [:, 0] - 1.0 for c in range(3)] for p in points]       # -losses [point][client]
+  _, k_clients = round_keys(exp.root_key, jnp.asarray(0))
+  keys = client_keys(k_clients, jnp.arange(3))
+  means, vector_rows = np.zeros((2, 3)), np.zeros((2, 3, rows))
+  for c in range(3):
+    k_mean, k_rows = jax.random.split(jax.random.fold_in(keys[c], SCORE_NOISE_FOLD))
+    mean_noise = std * np.asarray(jax.random.normal(k_mean, (2,)))
+    row_noise = std * np.asarray(jax.random.normal(k_rows, (2, rows)))
+    for i in range(2):
+      means[i, c] = np.mean(exact[i][c]) - mean_noise[i]         # score = -(loss + noise)
+      vector_rows[i, c, :sizes[c]] = exact[i][c] - row_noise[i, :sizes[c]]
+  want = (means @ sizes / sizes.sum() if aggregator == "weighted_mean"
+          else np.median(means, axis=1))
+  np.testing.assert_allclose(np.asarray(state.scores)[:2], want, atol=1e-5)
+  want_vectors = vector_rows.reshape(2, -1) if vectors == "examples" else means
+  np.testing.assert_allclose(np.asarray(state.vectors)[:2], want_vectors, atol=1e-5)
+  noise = np.asarray(state.scores)[:2] - (np.asarray([[np.mean(e) for e in p] for p in exact])
+                                          @ sizes / sizes.sum())
+  assert np.abs(noise).max() > 0.01  # the noise is there, not rounding
+
+
 def test_a_bo_run_counts_the_rows_it_scored_and_resumes_bit_exactly(model, numbers_task,
                                                                    tmp_path):
   config = lambda rounds: bo_config(model, numbers_task, "fed_bo", train__rounds=rounds,
@@ -137,6 +181,7 @@ def test_a_bo_run_counts_the_rows_it_scored_and_resumes_bit_exactly(model, numbe
     (dict(server__cohort_size=1), "config.server.cohort_size=1: server.algorithm='fed_bo'"),
     (dict(bo__score_vectors="tokens"), "config.bo.score_vectors"),
     (dict(train__rounds=600), "raise bo.max_points"),
+    (dict(bo__score_noise=-0.1), "config.bo.score_noise=-0.1 must be >= 0"),
 ])
 def test_what_bo_cannot_run_with_is_named(model, numbers_task, changes, message):
   with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):

@@ -6,7 +6,7 @@ import numpy as np
 from configs.fmnist_effnet import get_config
 from fedbbpt_jax.federated import small_client_warning
 from fedbbpt_jax.federated.algorithms.client import sample_minibatch
-from fedbbpt_jax.train.driver import prepare
+from fedbbpt_jax.train.driver import client_sizes_text, prepare
 
 
 def test_a_small_client_cycles_its_rows_in_a_random_order():
@@ -40,3 +40,9 @@ def test_building_a_run_with_small_clients_logs_the_warning_once(tmp_path):
   assert [line for line in lines if line.startswith("warning")] == [
       small_client_warning([5, 5, 5], 8)]
   assert "3 of 3 clients" in lines[-1] and "(smallest: 5)" in lines[-1]
+
+
+def test_the_log_lists_a_few_clients_sizes_and_summarises_many():
+  assert client_sizes_text([3, 5, 4]) == "[3, 5, 4]"
+  sizes = [60] * 997 + [11, 154, 20]
+  assert client_sizes_text(sizes) == "60,005 in all, min 11, median 60, max 154"

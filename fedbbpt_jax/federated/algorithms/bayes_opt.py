@@ -22,9 +22,14 @@ the server combines the clients' mean scores (score = -loss) with ``server.aggre
 (the default example-weighted mean is the pooled mean; the robust rules apply to the score
 vectors as they do to deltas; DP noise does not: the kernel's score vectors would still
 reach the server as sent), appends the points, and reports the best point so
-far as the model. The GP's instruction-coupled kernel compares points by their score
-vectors: with ``bo.score_vectors='clients'`` (fed_bo's default) the per-client mean
-scores (only means leave a client), with ``'examples'`` every example's score (what
+far as the model. With ``bo.score_noise = s > 0`` every client adds independent Gaussian
+noise of std ``s`` to each score it uploads (its mean losses; its per-example losses with
+``'examples'`` vectors; padded rows stay zero), drawn from its round key's stream
+``SCORE_NOISE_FOLD``: the server and the GP see only the noisy scores. It is a perturbation
+of what leaves a client, not accounted as DP (losses are not clipped). The GP's
+instruction-coupled kernel compares points by their score vectors: with
+``bo.score_vectors='clients'`` (fed_bo's default) the per-client mean scores (only means
+leave a client), with ``'examples'`` every example's score (what
 InstructZero uses on pooled data; clients then upload per-example scores).
 
 ``centralized_bo`` is the same algorithm on one client holding every example
@@ -61,6 +66,7 @@ from fedbbpt_jax.parallel import run_cohort
 PyTree = Any
 SCORE_VECTORS = ("clients", "examples")
 BO_READS = {"bo.initial": 25, "bo.batch": 25, "bo.fit_steps": 100, "bo.max_points": 1000}
+SCORE_NOISE_FOLD = 7  # a client's key's stream of its score noise (means, then per-example)
 MAX_DIM = 256
 # The rules fed_bo combines scores with. Not dp_gaussian: its noise would protect the combined
 # score, while the kernel's score vectors (per-client or per-example) reach the server as sent.
@@ -105,6 +111,24 @@ class BOUpload:
     return (self.losses, self.example_losses)
 
 
+def score_noise(config: Any) -> float:
+  """``bo.score_noise``, 0 where absent."""
+  return float(config.get("bo", {}).get("score_noise", 0.0))
+
+
+def noisy_scores(mean_losses: jnp.ndarray, example_losses: jnp.ndarray, real: jnp.ndarray,
+                 key: jax.Array, std: float) -> tuple[jnp.ndarray, jnp.ndarray]:
+  """The client's uploads plus Gaussian noise of std ``std`` (module docstring): means
+  ``[batch]`` then per-example ``[batch, rows]`` (zero-width without 'examples' vectors),
+  padded rows (``real`` False) left zero."""
+  k_mean, k_rows = jax.random.split(jax.random.fold_in(key, SCORE_NOISE_FOLD))
+  mean_losses = mean_losses + std * jax.random.normal(k_mean, mean_losses.shape)
+  noise = std * jax.random.normal(k_rows, example_losses.shape)
+  if example_losses.shape[1]:
+    noise = jnp.where(real[None], noise, 0.0)
+  return mean_losses, example_losses + noise
+
+
 def bo_settings(config: Any) -> tuple[int, int, int, int]:
   """``(bo.initial, bo.batch, bo.fit_steps, bo.max_points)``, defaults where absent."""
   bo = config.get("bo", {})
@@ -121,6 +145,9 @@ def check(config: Any, name: str) -> None:
                       "positive multiple of bo.batch")
   if fit_steps < 1:
     raise ConfigError(f"config.bo.fit_steps={fit_steps} must be at least 1")
+  if not score_noise(config) >= 0:
+    raise ConfigError(f"config.bo.score_noise={score_noise(config)} must be >= 0 (the std "
+                      "of the Gaussian noise on every uploaded score; 0 = exact scores)")
   rounds = int(config.train.rounds)
   if rounds * batch > max_points:
     raise ConfigError(f"config.train.rounds={rounds} x config.bo.batch={batch} points exceed "
@@ -151,6 +178,7 @@ def make_bayes_opt(ctx: AlgorithmContext, name: str, pooled: bool) -> Algorithm:
   initial, batch, fit_steps, capacity = bo_settings(config)
   per_example = pooled or config.get("bo", {}).get("score_vectors", "clients") == "examples"
   seed = int(config.seed)
+  noise_std = score_noise(config)
   sizes = np.asarray(ctx.num_examples)
   num_clients = 1 if pooled else ctx.num_clients
   rows = int(sizes.sum()) if pooled else int(sizes.max())  # scored rows per client
@@ -186,7 +214,7 @@ def make_bayes_opt(ctx: AlgorithmContext, name: str, pooled: bool) -> Algorithm:
     return jnp.arange(num_clients), data
 
   def client_update(received, data, key, hparams, round_idx):
-    del key, hparams, round_idx
+    del hparams, round_idx
     candidates = jax.vmap(state_box["unravel"])(received)
     per_row = jax.vmap(lambda x, y: ctx.candidate_losses(candidates, {"x": x[None],
                                                                       "y": y[None]}))
@@ -196,6 +224,8 @@ def make_bayes_opt(ctx: AlgorithmContext, name: str, pooled: bool) -> Algorithm:
     n = data.num_examples.astype(jnp.float32)
     mean = losses.sum(axis=1) / jnp.maximum(n, 1.0)
     kept = losses if per_example else losses[:, :0]
+    if noise_std > 0:
+      mean, kept = noisy_scores(mean, kept, real, key, noise_std)
     return BOUpload(losses=mean, example_losses=kept, num_examples=data.num_examples,
                     metrics={"train_loss": jnp.min(mean)})
 
@@ -258,9 +288,11 @@ register_algorithm("fed_bo", lambda ctx: make_bayes_opt(ctx, "fed_bo", pooled=Fa
                    lambda config: check(config, "fed_bo"), check_fields=check_fields,
                    aggregators=SCORE_AGGREGATORS,
                    aggregator_role="combines the clients' scores",
-                   reads={**BO_READS, "bo.score_vectors": SCORE_VECTORS[0]},
+                   reads={**BO_READS, "bo.score_vectors": SCORE_VECTORS[0],
+                          "bo.score_noise": 0.0},
                    display_name="Fed-BO", host_server=True)
 register_algorithm("centralized_bo", lambda ctx: make_bayes_opt(ctx, "centralized_bo",
                                                                 pooled=True),
-                   lambda config: check(config, "centralized_bo"), reads=BO_READS,
+                   lambda config: check(config, "centralized_bo"),
+                   reads={**BO_READS, "bo.score_noise": 0.0},
                    display_name="centralized BO", host_server=True)
