@@ -9,6 +9,9 @@ import numpy as np
 from configs.instruction import get_config
 
 METHODS = ("fedbbpt", "fed_bo", "centralized_bo")
+# The local-only baseline each method's run computes beside it: every client alone with
+# zero-order steps (beside fedbbpt), or with its own BO on its own examples (beside fed_bo).
+LOCAL_ONLY = {"fedbbpt": "local_only", "fed_bo": "local_bo"}
 CLIENTS, PER_CLIENT, BATCH, BO_BATCH = 3, 5, 5, 5
 
 
@@ -27,6 +30,7 @@ def config_for(task: str, seed: int, method: str, budget: int, demos: int):
     c.train.rounds = points // BO_BATCH
     c.bo.batch = BO_BATCH
     c.bo.initial = max(1, round(points / 3 / BO_BATCH)) * BO_BATCH
+    c.baselines.local_only = method == "fed_bo"  # local_bo: every client's own BO
   else:
     c.train.rounds = budget // (CLIENTS * 2 * BATCH)  # SPSA: 2 candidates a step
     c.baselines.local_only = True
@@ -44,11 +48,12 @@ def table(rows: list[dict]) -> str:
   lines = ["| task | method | zero-shot (z = 0) | found | training rows | LLM requests | "
            "generations | seeds |", "|---|---|---|---|---|---|---|---|"]
   for task in dict.fromkeys(r["task"] for r in rows):
-    for method in (*METHODS, "local_only"):
+    for method in (*METHODS, *LOCAL_ONLY.values()):
       rs = [r for r in rows if r["task"] == task and r["method"] == method]
       if not rs:
         continue
-      mean = lambda key: ("(in fedbbpt's)" if rs[0][key] is None  # the baseline's run
+      run = rs[0].get("run", "fedbbpt")  # a baseline's row: the run that computed it
+      mean = lambda key: (f"(in {run}'s)" if rs[0][key] is None
                           else f"{np.mean([r[key] for r in rs]):.0f}")
       lines.append(f"| {task} | {method} | {fmt([r['zero_shot'] for r in rs])} | "
                    f"{fmt([r['found'] for r in rs])} | {mean('training_rows')} | "
@@ -57,13 +62,15 @@ def table(rows: list[dict]) -> str:
 
 
 def rows_of(task: str, seed: int, method: str, summary: dict, seconds: float) -> list[dict]:
-  """The table rows of one run (``fedbbpt`` also gives the local-only baseline's)."""
+  """The table rows of one run (``fedbbpt`` also gives the zero-order local-only
+  baseline's, ``fed_bo`` the local BO baseline's)."""
   out = [{"task": task, "seed": seed, "method": method, "zero_shot": summary["zero_shot_accuracy"],
           "found": summary["final_accuracy"], "training_rows": summary["black_box_queries"],
           "llm_requests": summary["llm_requests"], "generations": summary["generations"],
           "instruction": summary["instruction"], "seconds": round(seconds, 1)}]
   if summary.get("local_only_accuracy") is not None:
-    out.append({**out[0], "method": "local_only", "found": summary["local_only_accuracy"],
+    out.append({**out[0], "method": LOCAL_ONLY[method], "run": method,
+                "found": summary["local_only_accuracy"],
                 "training_rows": summary["local_only_black_box_queries"],
                 "llm_requests": None, "generations": None, "instruction": None})
   return out

@@ -28,7 +28,6 @@ from fedbbpt_jax.tasks.protocol import SIMULATION
 from fedbbpt_jax.zo import HParams, make_estimator
 
 INIT_KEY_FOLD = 2**31 - 1  # the prompt's init key: fold_in(key(seed), INIT_KEY_FOLD)
-LOCAL_ONLY = "local_only"
 
 
 def hparams_from_config(config: ml_collections.ConfigDict) -> HParams:
@@ -198,9 +197,9 @@ def build_algorithms(config: ml_collections.ConfigDict, bundle: TaskBundle,
                                              config.client.get("weight_decay", 0.0)),
       num_clients=bundle.num_clients, backend=config.parallel.backend, project=bundle.project,
       num_examples=None if bundle.client_count else np.asarray(bundle.clients.num_examples))
-  algorithm = ALGORITHMS.get(config.server.algorithm, "server.algorithm").build(ctx)
-  algorithm = with_faults(algorithm, make_upload_faults(config, bundle.num_clients))
-  return algorithm, ALGORITHMS.get(LOCAL_ONLY).build(ctx)
+  spec = ALGORITHMS.get(config.server.algorithm, "server.algorithm")
+  algorithm = with_faults(spec.build(ctx), make_upload_faults(config, bundle.num_clients))
+  return algorithm, ALGORITHMS.get(spec.local_only).build(ctx)
 
 
 def with_task(exp: Experiment, task: Task) -> Experiment:

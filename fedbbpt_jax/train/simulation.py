@@ -64,7 +64,8 @@ class SimulatedRounds(RoundExecutor):
     """Every client trains alone for the same rounds and steps; each generator is
     evaluated."""
     log("local-only baseline: every client trains alone for the same rounds ...")
-    step = rounds_runner(exp.local_only.apply, self.backend)
+    step = rounds_runner(exp.local_only.apply,
+                         "loop" if exp.local_only.host_server else self.backend)
     state, clients = placed((exp.local_only.init(exp.init_params), exp.clients), self.backend)
     for _ in range(rounds):
       state, _ = step(state, clients, exp.root_key, exp.hparams)

@@ -116,6 +116,52 @@ def test_the_server_combines_the_clients_scores_as_computed_by_hand(model, numbe
   assert np.asarray(metrics[0]["cohort"]).tolist() == [0, 1, 2]
 
 
+def test_local_bo_is_every_clients_own_bo_on_its_own_examples(model, numbers_task, tmp_path):
+  """The BO algorithms' local-only baseline: client i runs BO on its examples alone. With
+  one client it equals centralized BO round for round; with three, each member scored the
+  Sobol design on exactly its own rows (per-example vectors, its mean as the score), and
+  the driver reports every client's own instruction at fed_bo's query cost."""
+  one = bo_config(model, numbers_task, "fed_bo", data__num_clients=1)
+  exp = build_experiment(one)
+  local = exp.local_only.init(exp.init_params)
+  for _ in range(2):
+    local, _ = exp.local_only.apply(local, exp.clients, exp.root_key, exp.hparams)
+  _, central, _ = rounds_of(bo_config(model, numbers_task, "centralized_bo",
+                                      data__num_clients=1), 2)
+  for field in ("points", "scores", "vectors", "proposals", "count"):
+    np.testing.assert_array_equal(np.asarray(getattr(local.clients[0], field)),
+                                  np.asarray(getattr(central, field)), err_msg=field)
+  np.testing.assert_array_equal(np.asarray(local.params["z"])[0], np.asarray(central.params["z"]))
+
+  config = bo_config(model, numbers_task, "fed_bo", data__num_clients=3, data__train_examples=10,
+                     baselines__local_only=True, train__rounds=1)
+  exp = build_experiment(config)
+  assert exp.local_only.name == "local_bo"
+  state, _ = exp.local_only.apply(exp.local_only.init(exp.init_params), exp.clients,
+                                  exp.root_key, exp.hparams)
+  bb, clients, sizes = exp.bundle.blackbox, exp.clients, np.asarray(exp.clients.num_examples)
+  for c, member in enumerate(state.clients):
+    points = np.asarray(member.points)[:2]
+    np.testing.assert_allclose(points, sobol_design(4, 4, 0)[:2], rtol=0, atol=1e-7)
+    own = np.asarray(clients.x[c][:sizes[c]])
+    want = np.stack([bb.predict(np.asarray(instruction_rows(p, own)))[:, 0] - 1.0
+                     for p in points])                                   # [points, its rows]
+    np.testing.assert_allclose(np.asarray(member.vectors)[:2], want, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(member.scores)[:2], want.mean(axis=1), atol=1e-6)
+  assert np.asarray(state.params["z"]).shape[0] == 3
+  wrapped = []
+  summary = run(config, str(tmp_path / "run"),
+                wrap_blackbox=lambda b: wrapped.append(CountingBlackBox(b)) or wrapped[-1])
+  assert len(summary["local_only_client_accuracies"]) == 3
+  # fed_bo scores its smaller clients' padded rows too (3 x 2 points x 4 rows); the local
+  # BOs score their own rows only (2 points x 10 examples); evaluation: fed_bo's test set,
+  # then each client's instruction on it.
+  assert summary["black_box_queries"] == 3 * 2 * 4
+  assert summary["local_only_black_box_queries"] == 2 * 10
+  test = config.data.test_examples
+  assert wrapped[0].counts()["examples"] == 3 * 2 * 4 + test + 2 * 10 + 3 * test
+
+
 @pytest.mark.parametrize("aggregator, vectors", [("weighted_mean", "examples"),
                                                    ("median", "clients")])
 def test_score_noise_is_added_to_every_upload_as_computed_by_hand(model, numbers_task,

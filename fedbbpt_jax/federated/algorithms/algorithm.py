@@ -336,6 +336,9 @@ class AlgorithmSpec(NamedTuple):
     aggregator_role: what it does with the aggregator, for messages (DFedSAM: "mixes
       neighbours").
     display_name: how tables and plots name it (``'Fed-BBPT'``; '' = its registered name).
+    local_only: the registered baseline that trains every client alone beside it
+      (``baselines.local_only``): ``'local_only'`` (zero-order steps) or, for the BO
+      algorithms, ``'local_bo'`` (every client's own BO).
   """
 
   build: Callable[[AlgorithmContext], Algorithm]
@@ -344,6 +347,7 @@ class AlgorithmSpec(NamedTuple):
   aggregators: tuple[str, ...] | None = None
   aggregator_role: str = DEFAULT_ROLE
   display_name: str = ""
+  local_only: str = "local_only"
 
 
 ALGORITHMS: Registry[AlgorithmSpec] = Registry(
@@ -357,18 +361,18 @@ def register_algorithm(name: str, build: Callable[[AlgorithmContext], Algorithm]
                        seed_uploads: bool = False, aggregators: Sequence[str] | None = None,
                        aggregator_role: str = DEFAULT_ROLE,
                        reads: Mapping[str, Any] | None = None, display_name: str = "",
-                       host_server: bool = False) -> None:
+                       host_server: bool = False, local_only: str = "local_only") -> None:
   """Registers an algorithm; ``baseline`` ones are not offered as ``server.algorithm``;
   ``applies_aggregator``: its server combines the uploads with ``server.aggregator``
   (``aggregators``: only these ones; implies ``applies_aggregator``); ``seed_uploads``:
   it runs with ``client.upload='seeds'``; ``reads``: the config fields only this
   algorithm reads (dotted, with their defaults: a run with another algorithm refuses
   them when set); ``check``/``check_fields``/``aggregator_role``/``display_name``: see
-  ``AlgorithmSpec``."""
+  ``AlgorithmSpec``; ``local_only``: see ``AlgorithmSpec``."""
   applies_aggregator = applies_aggregator or aggregators is not None
   spec = AlgorithmSpec(build, check or no_check, check_fields or no_check,
                        None if aggregators is None else tuple(aggregators), aggregator_role,
-                       display_name)
+                       display_name, local_only)
   tags = ((BASELINE,) if baseline else ()) + ((APPLIES_AGGREGATOR,) if applies_aggregator else ())
   tags += (SEED_UPLOADS,) if seed_uploads else ()
   tags += (HOST_SERVER,) if host_server else ()

@@ -53,6 +53,7 @@ from flax import struct
 from jax.flatten_util import ravel_pytree
 
 from fedbbpt_jax.core import ConfigError, check_choice
+from fedbbpt_jax.data.clients import ClientData
 from fedbbpt_jax.federated.aggregation.aggregators import (make_aggregator, aggregator_name,
                                                           split_aggregated)
 from fedbbpt_jax.federated.algorithms.algorithm import (SERVER_KEY_FOLD, Algorithm,
@@ -172,18 +173,22 @@ def check_fields(config: Any) -> None:
     check_choice(config, "bo.score_vectors", SCORE_VECTORS)
 
 
-def make_bayes_opt(ctx: AlgorithmContext, name: str, pooled: bool) -> Algorithm:
-  """``fed_bo`` (``pooled=False``) or ``centralized_bo`` (see the module docstring)."""
+def make_bayes_opt(ctx: AlgorithmContext, name: str, pooled: bool,
+                   client: int | None = None) -> Algorithm:
+  """``fed_bo`` (``pooled=False``) or ``centralized_bo`` (see the module docstring); with
+  ``client``, BO on that client's examples alone (one member of ``local_bo``)."""
   config = ctx.config
   initial, batch, fit_steps, capacity = bo_settings(config)
-  per_example = pooled or config.get("bo", {}).get("score_vectors", "clients") == "examples"
+  alone = pooled or client is not None  # one scorer: per-example vectors, plain mean
+  per_example = alone or config.get("bo", {}).get("score_vectors", "clients") == "examples"
   seed = int(config.seed)
   noise_std = score_noise(config)
   sizes = np.asarray(ctx.num_examples)
-  num_clients = 1 if pooled else ctx.num_clients
-  rows = int(sizes.sum()) if pooled else int(sizes.max())  # scored rows per client
+  num_clients = 1 if alone else ctx.num_clients
+  rows = (int(sizes.sum()) if pooled else int(sizes[client]) if client is not None
+          else int(sizes.max()))  # scored rows per client
   aggregate = (make_aggregator(aggregator_name(config.server), config, num_clients)
-               if not pooled else make_aggregator("weighted_mean"))
+               if not alone else make_aggregator("weighted_mean"))
   state_box: dict[str, Any] = {}
 
   # SciPy (the Sobol design) and tinygp are imported only when a BO run starts: importing
@@ -211,6 +216,10 @@ def make_bayes_opt(ctx: AlgorithmContext, name: str, pooled: bool) -> Algorithm:
     del key
     if pooled:
       return jnp.arange(1), pool_clients(data)
+    if client is not None:  # its real rows only (static: the client's size is known)
+      return jnp.asarray([client]), ClientData(x=data.x[client:client + 1, :rows],
+                                               y=data.y[client:client + 1, :rows],
+                                               num_examples=data.num_examples[client:client + 1])
     return jnp.arange(num_clients), data
 
   def client_update(received, data, key, hparams, round_idx):
@@ -284,15 +293,59 @@ def make_bayes_opt(ctx: AlgorithmContext, name: str, pooled: bool) -> Algorithm:
                    backend="vmap", host_server=True)
 
 
+@struct.dataclass
+class LocalBOState:
+  """One ``BOState`` per client (their records differ in width: each client's own
+  examples); ``params`` stacks the clients' best points on a leading client axis."""
+
+  clients: tuple
+
+  @property
+  def params(self) -> PyTree:
+    return jax.tree.map(lambda *p: jnp.stack(p), *[s.params for s in self.clients])
+
+
+def make_local_bo(ctx: AlgorithmContext) -> Algorithm:
+  """The local-only baseline of the BO algorithms: every client runs InstructZero's BO on
+  its own examples alone (``centralized_bo`` on one client's data, per-example score
+  vectors), the same rounds and points per round as the federated run, so the clients
+  together score as many (point, example) rows as ``fed_bo``. Client ``i``'s BO equals
+  ``centralized_bo`` run on client ``i``'s examples only (its own Sobol design, GP and
+  proposals; its round key is ``fold_in(key, i)``)."""
+  members = [make_bayes_opt(ctx, "local_bo", pooled=False, client=i)
+             for i in range(ctx.num_clients)]
+  _, batch, _, _ = bo_settings(ctx.config)
+
+  def init(params):
+    return LocalBOState(clients=tuple(m.init(params) for m in members))
+
+  def apply(state, data, key, hparams):
+    out = [m.apply(s, data, jax.random.fold_in(key, i), hparams)
+           for i, (m, s) in enumerate(zip(members, state.clients))]
+    new = LocalBOState(clients=tuple(s for s, _ in out))
+    losses = jnp.stack([m["train_loss"] for _, m in out])
+    return new, {"train_loss": jnp.mean(losses), "cohort": jnp.arange(ctx.num_clients)}
+
+  # Each client scores every point on its real rows only (no padding): per round the
+  # clients together score batch x (all their examples), which is what local_only_fields
+  # reads (bb_examples); as one activation of `batch` candidates on the pooled rows.
+  cost = RoundCost(1, batch, int(np.asarray(ctx.num_examples).sum()))
+  return Algorithm(name="local_bo", cohort_size=ctx.num_clients, round_cost=cost, init=init,
+                   select=members[0].select, broadcast=lambda state: None,
+                   client_update=members[0].client_update, server_update=None, apply=apply,
+                   per_client_state=True, backend="vmap", host_server=True)
+
+
 register_algorithm("fed_bo", lambda ctx: make_bayes_opt(ctx, "fed_bo", pooled=False),
                    lambda config: check(config, "fed_bo"), check_fields=check_fields,
                    aggregators=SCORE_AGGREGATORS,
                    aggregator_role="combines the clients' scores",
                    reads={**BO_READS, "bo.score_vectors": SCORE_VECTORS[0],
                           "bo.score_noise": 0.0},
-                   display_name="Fed-BO", host_server=True)
+                   display_name="Fed-BO", host_server=True, local_only="local_bo")
+register_algorithm("local_bo", make_local_bo, baseline=True, host_server=True)
 register_algorithm("centralized_bo", lambda ctx: make_bayes_opt(ctx, "centralized_bo",
                                                                 pooled=True),
                    lambda config: check(config, "centralized_bo"),
                    reads={**BO_READS, "bo.score_noise": 0.0},
-                   display_name="centralized BO", host_server=True)
+                   display_name="centralized BO", host_server=True, local_only="local_bo")
