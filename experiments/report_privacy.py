@@ -3,7 +3,8 @@
 DP runs are those whose ``summary.json`` holds ``dp_epsilon`` (``server.aggregator=
 'dp_gaussian'``); per task they are grouped by noise multiplier (one ε each), and every
 other run of the task that is not DP (the same sweep's "no DP" points) is the
-reference row. Mean ± std over seeds (ddof 1).
+reference row. Mean ± std over seeds (ddof 1). "No-DP gain kept" is what share of the
+no-DP runs' gain over zero-shot the DP runs keep, from the means.
 """
 
 from __future__ import annotations
@@ -48,21 +49,33 @@ def last_value(run: RunRecord, key: str) -> float | None:
   return float(values[-1]) if values else None
 
 
+def gain_kept(dp: list[RunRecord], plain: list[RunRecord], zero_shot: list[float]) -> str:
+  """The share of the no-DP gain over zero-shot that DP keeps, from the means:
+  ``(DP - zero-shot) / (no DP - zero-shot)``; '–' without both references or a gain."""
+  if not plain or not zero_shot:
+    return "–"
+  base = float(np.mean(zero_shot))
+  gain = np.mean([r.summary["final_accuracy"] for r in plain]) - base
+  if gain <= 0:
+    return "–"
+  return f"{(np.mean([r.summary['final_accuracy'] for r in dp]) - base) / gain:.0%}"
+
+
 def privacy_table(runs: list[RunRecord]) -> str:
   """Markdown: per task, accuracy and macro-F1 at every ε and without DP."""
   out = []
   for task, (plain, groups) in dp_groups(runs).items():
     out += [f"### Accuracy against privacy (DP-FedAvg): {task}", "",
             "| setting | ε (δ) | noise multiplier z | clip S | accuracy (%) | macro-F1 | "
-            "clipped share, last round |", "|---|---|---|---|---|---|---|"]
+            "no-DP gain kept | clipped share, last round |", "|---|---|---|---|---|---|---|---|"]
     zero_shot = [r.summary.get("zero_shot_accuracy") for r in plain
                  if r.summary.get("zero_shot_accuracy") is not None]
     if zero_shot:
-      out.append(f"| zero-shot | – | – | – | {_pm(zero_shot)} | – | – |")
+      out.append(f"| zero-shot | – | – | – | {_pm(zero_shot)} | – | – | – |")
     if plain:
       out.append(f"| no DP (n={len(plain)}) | ∞ | – | – | "
                  f"{_pm([r.summary['final_accuracy'] for r in plain])} | "
-                 f"{_pm([r.summary.get('final_macro_f1') for r in plain], 1.0, 3)} | – |")
+                 f"{_pm([r.summary.get('final_macro_f1') for r in plain], 1.0, 3)} | – | – |")
     for g in groups:
       s = g[0].summary
       eps = np.mean([r.summary["dp_epsilon"] for r in g])
@@ -70,6 +83,7 @@ def privacy_table(runs: list[RunRecord]) -> str:
                  f"{s['dp_noise_multiplier']:g} | {s['dp_clip_norm']:g} | "
                  f"{_pm([r.summary['final_accuracy'] for r in g])} | "
                  f"{_pm([r.summary.get('final_macro_f1') for r in g], 1.0, 3)} | "
+                 f"{gain_kept(g, plain, zero_shot)} | "
                  f"{_pm([last_value(r, 'dp_clipped_fraction') for r in g], 1.0, 2)} |")
     out.append("")
   return "\n".join(out)

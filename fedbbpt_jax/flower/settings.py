@@ -242,13 +242,23 @@ def node_settings(node_config: Mapping[str, Any]) -> NodeSettings:
       imports=str(node_config.get("imports", "")), worker=worker, worker_idle_seconds=idle)
 
 
+def provider_section(config: ml_collections.ConfigDict) -> str:
+  """The config section of the run's provider connection: ``blackbox``, or the one the
+  task family declares (the instruction family's black-box LLM: ``llm``)."""
+  from fedbbpt_jax.tasks import FAMILIES  # pylint: disable=import-outside-toplevel
+  family = config.get("task", {}).get("family", "")
+  return FAMILIES.get(family).provider if family in FAMILIES.names() else "blackbox"
+
+
 def node_view(config: ml_collections.ConfigDict, node: NodeSettings) -> ml_collections.ConfigDict:
-  """The run's config as this node runs it: its own provider URL, key variable and
+  """The run's config as this node runs it: its own provider URL and key variable (node
+  config ``blackbox-url`` and ``api-key-env``, set in the family's provider section) and
   node-local overrides (``NODE_LOCAL_FIELDS``); everything else as the server sent it."""
+  section = provider_section(config)
   items = [node.overrides]
   if node.blackbox_url is not None:
-    items.append(f"blackbox.url={node.blackbox_url}")
+    items.append(f"{section}.url={node.blackbox_url}")
   if node.api_key_env is not None:
-    items.append(f"blackbox.api_key_env={node.api_key_env}")
+    items.append(f"{section}.api_key_env={node.api_key_env}")
   return apply_overrides(config, " ".join(items), allowed=NODE_LOCAL_FIELDS,
                          source=f"node config of partition {node.partition_id}")

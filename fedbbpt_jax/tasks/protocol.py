@@ -224,11 +224,14 @@ class TaskBundle:
 
 class TaskFamily(NamedTuple):
   """A registered task family (see the module docstring); ``roles``: the
-  ``BuildOptions.role`` values its ``build`` supports."""
+  ``BuildOptions.role`` values its ``build`` supports; ``provider``: the config section
+  holding the provider connection its black box uses (``url``, ``api_key_env``), which
+  a deployed node points at its own provider URL and key."""
 
   check: Callable[[Any], None]
   build: Callable[[Any, BuildOptions], TaskBundle]
   roles: tuple[str, ...] = (SIMULATION,)
+  provider: str = "blackbox"
 
 
 FAMILIES: Registry[TaskFamily] = Registry("task family", home="fedbbpt_jax.tasks.FAMILIES")
@@ -236,11 +239,13 @@ FAMILIES: Registry[TaskFamily] = Registry("task family", home="fedbbpt_jax.tasks
 
 def register_family(name: str, check: Callable[[Any], None],
                     build: Callable[[Any, BuildOptions], TaskBundle], *,
-                    roles: tuple[str, ...] = (SIMULATION,), overwrite: bool = False) -> None:
+                    roles: tuple[str, ...] = (SIMULATION,), provider: str = "blackbox",
+                    overwrite: bool = False) -> None:
   """Registers a task family under ``name`` (the value of ``config.task.family``);
-  ``roles``: where its build can run (``ROLES``; a deployment needs all three)."""
+  ``roles``: where its build can run (``ROLES``; a deployment needs all three);
+  ``provider``: its provider connection's config section (``TaskFamily``)."""
   bad = [r for r in roles if r not in ROLES]
   if bad or SIMULATION not in roles:
     raise ValueError(f"task family {name!r}: roles {roles} must include {SIMULATION!r} and "
                      f"be among {ROLES}")
-  FAMILIES.register(name, TaskFamily(check, build, tuple(roles)), overwrite=overwrite)
+  FAMILIES.register(name, TaskFamily(check, build, tuple(roles), provider), overwrite=overwrite)

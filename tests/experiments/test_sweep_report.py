@@ -289,6 +289,9 @@ def test_dp_runs_get_an_accuracy_against_epsilon_table_and_plot(tmp_path):
   rows = [line for line in lines if line.startswith("| DP (n=2)")]
   assert rows[0].startswith("| DP (n=2) | 1 (1e-05) | 8 | 1 | 20.50 ± 0.71 |")  # ε ascending
   assert rows[1].startswith("| DP (n=2) | 10 (1e-05) | 1.5 | 1 | 40.50 ± 0.71 |")
-  assert rows[0].endswith("| 0.62 ± 0.18 |")  # clipped share, last round, over seeds
+  # No-DP gain kept: (20.5 - 20) / (50.5 - 20) and (40.5 - 20) / 30.5; clipped share, last
+  # round, over seeds.
+  assert rows[0].endswith("| 2% | 0.62 ± 0.18 |")
+  assert rows[1].endswith("| 67% | 0.62 ± 0.18 |")
   assert any(line.startswith("| no DP (n=2) | ∞ | – | – | 50.50 ± 0.71 |") for line in lines)
-  assert "| zero-shot | – | – | – | 20.00 ± 0.00 |" in report
+  assert "| zero-shot | – | – | – | 20.00 ± 0.00 | – | – | – |" in report

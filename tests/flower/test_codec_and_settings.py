@@ -97,6 +97,12 @@ def test_node_config_is_checked_and_only_node_local_fields_change():
   config = node_view(load_config("configs/fmnist_effnet.py"), node)
   assert (config.blackbox.url, config.blackbox.api_key_env, config.data.source_dir) == (
       "http://127.0.0.1:9", "MY_KEY", "/data/fmnist")
+  # The instruction family's provider is its black-box LLM: the node's URL and key go there.
+  llm = node_view(load_config("configs/instruction.py:smoke"),
+                  node_settings({"partition-id": 2, "blackbox-url": "http://127.0.0.1:9",
+                                 "api-key-env": "MY_KEY"}))
+  assert (llm.llm.url, llm.llm.api_key_env) == ("http://127.0.0.1:9", "MY_KEY")
+  assert "url" not in llm.blackbox
   sneaky = node_settings({"partition-id": 0, "overrides": "zo.sigma=1.0"})
   with pytest.raises(ConfigError, match="node config of partition 0: 'zo.sigma' cannot be set"):
     node_view(load_config("configs/fmnist_effnet.py"), sneaky)

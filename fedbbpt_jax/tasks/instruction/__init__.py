@@ -17,7 +17,7 @@ from fedbbpt_jax.tasks.instruction.llm_blackbox import InstructionBlackBox
 from fedbbpt_jax.tasks.protocol import ROLES, register_family
 
 register_family("instruction", check_instruction_family_config, build_instruction_task,
-                roles=ROLES)
+                roles=ROLES, provider="llm")  # the black-box LLM's endpoint and key
 
 __all__ = ["InstructionBlackBox", "InstructionExecution", "build_instruction_task",
            "check_instruction_family_config"]
