@@ -119,6 +119,19 @@ def read_idx_split(
   return images, labels
 
 
+class LocalDatasetInfo(tfds.core.DatasetInfo):
+  """``DatasetInfo`` of a builder prepared from local files only.
+
+  TFDS looks for pre-computed metadata in its bucket whenever a builder is created before
+  its data are prepared; with the bucket disabled (offline) it still makes an empty
+  temporary directory first and never removes it, one per builder. A local builder has
+  no bucket entry, so the lookup is skipped (nothing is left in the temporary folder).
+  """
+
+  def initialize_from_bucket(self) -> None:
+    return None
+
+
 class FashionMnistDebian(tfds.core.GeneratorBasedBuilder):
   """Fashion-MNIST prepared from the IDX files in the manual directory."""
 
@@ -139,7 +152,7 @@ class FashionMnistDebian(tfds.core.GeneratorBasedBuilder):
     """Returns the dataset metadata: features, supervised keys, order."""
     # The builder lives outside a registered dataset module, so the
     # metadata must be tied to it explicitly via `builder=self`.
-    return tfds.core.DatasetInfo(
+    return LocalDatasetInfo(
         builder=self,
         description=(
             "Fashion-MNIST: 28x28 grayscale images of 10 clothing "
