@@ -61,6 +61,43 @@ def table(rows: list[dict]) -> str:
   return "\n".join(lines) + "\n"
 
 
+LABELS = {"zero_shot": "zero-shot (z = 0)", "fedbbpt": "federated zero-order",
+          "fed_bo": "federated BO", "centralized_bo": "centralized BO",
+          "local_only": "local-only, zero-order", "local_bo": "local-only BO"}
+
+
+def plot(rows: list[dict], path: str) -> str:
+  """Writes the table as a bar chart: per task, test execution accuracy of zero-shot and
+  every method, mean ± std over seeds, each seed a dot; returns ``path``."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+  tasks = list(dict.fromkeys(r["task"] for r in rows))
+  fig, axes = plt.subplots(1, len(tasks), figsize=(7 * len(tasks), 4), squeeze=False)
+  for ax, task in zip(axes[0], tasks):
+    mine = [r for r in rows if r["task"] == task]
+    zero = {r["seed"]: r["zero_shot"] for r in mine}  # the same z = 0 for every method
+    bars = [("zero_shot", [zero[s] for s in sorted(zero)])]
+    bars += [(m, [r["found"] for r in mine if r["method"] == m])
+             for m in (*METHODS, *LOCAL_ONLY.values())]
+    bars = [(m, 100 * np.asarray(v, float)) for m, v in bars if len(v)]
+    x = np.arange(len(bars))
+    ax.bar(x, [v.mean() for _, v in bars], yerr=[v.std(ddof=1) if len(v) > 1 else 0
+                                                 for _, v in bars],
+           capsize=4, color=["gray"] + ["tab:blue"] * (len(bars) - 1), alpha=0.7)
+    for i, (_, v) in enumerate(bars):
+      ax.plot(np.full(len(v), i), v, "k.", ms=6)
+    ax.set_xticks(x, [f"{LABELS.get(m, m)}\n(n={len(v)})" for m, v in bars], fontsize=8)
+    ax.set_ylabel("test execution accuracy (%)")
+    ax.set_title(f"{task}: mean ± std over seeds (dots: seeds)")
+    ax.grid(axis="y", alpha=0.3)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return path
+
+
 def rows_of(task: str, seed: int, method: str, summary: dict, seconds: float) -> list[dict]:
   """The table rows of one run (``fedbbpt`` also gives the zero-order local-only
   baseline's, ``fed_bo`` the local BO baseline's)."""

@@ -1,7 +1,8 @@
 """The instruction track's comparison at equal black-box queries: federated zero-order
 (``fedbbpt``), federated BO (``fed_bo``), centralized BO on the pooled examples
-(``centralized_bo``) and every client alone (the zero-order local-only baseline), against
-the zero-shot instruction (``z = 0``), over seeds, through ``experiments.train``'s driver.
+(``centralized_bo``) and every client alone (the local-only baselines: zero-order, and
+each client's own BO), against the zero-shot instruction (``z = 0``), over seeds, through
+``experiments.train``'s driver.
 
     python -m experiments.instruction_table --workdir=/tmp/instruction_table \\
         [--tasks=first_word_letter] [--seeds=0,1,2] [--demos=3] \\
@@ -12,10 +13,13 @@ once) with 3 clients x 5 training examples and 20 test examples. Equal queries: 
 ``(z, example)`` rows of training for every method. ``fedbbpt`` (one SPSA step of 2
 candidates on a batch of 5 per client and round) runs ``budget / 30`` rounds; the BO methods
 evaluate ``budget / 15`` points on all 15 training examples, a design of a third of them
-(rounded to the batch) and the rest in batches of 5. The local-only baseline runs beside
-``fedbbpt``: every client alone, the same rounds (a third of the queries each). Writes
-``results.json`` and ``table.md`` (test execution accuracy, mean ± std over seeds) in the
-workdir; runs already in ``results.json`` are not repeated, and an interrupted run resumes.
+(rounded to the batch) and the rest in batches of 5. The local-only baselines run beside
+``fedbbpt`` (every client alone with zero-order steps, the same rounds: a third of the
+queries each) and beside ``fed_bo`` (``local_bo``: every client's own BO on its 5
+examples, the same points per round: a third of the rows each). Writes
+``results.json``, ``table.md`` (test execution accuracy, mean ± std over seeds) and
+``instruction_table.png`` (the same as bars, each seed a dot) in the workdir; runs already
+in ``results.json`` are not repeated, and an interrupted run resumes.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import time
 
 from absl import app, flags
 
-from experiments.instruction_runs import METHODS, config_for, rows_of, table
+from experiments.instruction_runs import METHODS, config_for, plot, rows_of, table
 from fedbbpt_jax.train import run
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "where results.json and table.md go")
@@ -63,6 +67,7 @@ def main(argv):
   with open(os.path.join(_WORKDIR.value, "table.md"), "w") as f:
     f.write(table(rows))
   print(table(rows))
+  print(plot(rows, os.path.join(_WORKDIR.value, "instruction_table.png")))
 
 
 if __name__ == "__main__":
