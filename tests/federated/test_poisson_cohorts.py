@@ -151,3 +151,34 @@ def test_dp_fedavg_on_a_poisson_cohort_divides_by_the_expected_cohort():
            for i in members]
   np.testing.assert_allclose(float(metrics["aggregator"]["dp_clipped_fraction"]),
                              np.mean(np.asarray(norms) > clip), rtol=1e-6)
+
+
+def test_a_round_that_draws_nobody_keeps_the_model_and_momentum_unless_dp():
+  """With server momentum a zero pseudo-gradient still moves the model: a Poisson round
+  without members keeps parameters and optimizer state (the round counter moves); under
+  DP-FedAvg the noisy step is released whoever joined."""
+  num_clients, cohort = 4, 1  # q = 0.25: a quarter to a third of the rounds are empty
+  select, chunk = poisson_selector(num_clients, cohort)
+  data = {"x": jnp.ones((num_clients, 2))}
+  root = jax.random.key(2)
+  empty = [r for r in range(1, 20)
+           if not np.any(np.asarray(select.ids(round_keys(root, r)[0])) >= 0)]
+  first_empty = empty[0]
+  assert np.any(np.asarray(select.ids(round_keys(root, 0)[0])) >= 0)  # round 0 steps
+
+  def run(keep, aggregator="weighted_mean"):
+    alg = make_fedbbpt(_update, optax.sgd(0.5, momentum=0.9), num_clients, cohort,
+                       aggregator=aggregator, select=select, partial_chunk=chunk,
+                       keep_when_empty=keep)
+    step, state = jax.jit(alg.apply), alg.init({"w": jnp.zeros(2)})
+    for _ in range(first_empty):
+      state, _ = step(state, data, root, None)
+    after, metrics = step(state, data, root, None)
+    assert int(metrics["participants"]) == 0 and int(after.round) == int(state.round) + 1
+    moved = lambda a, b: not all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in
+                                 zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    return moved(after.params, state.params), moved(after.opt_state, state.opt_state)
+
+  assert run(keep=True) == (False, False)
+  assert run(keep=False) == (True, True)  # momentum alone moved the model (the old bug)
+  assert run(keep=False, aggregator=make_dp_gaussian(1.0, 1.0, cohort))[0]  # DP: noise

@@ -21,6 +21,7 @@ from fedbbpt_jax.federated.aggregation.aggregators import (DEFAULT_AGGREGATOR, A
                                                            aggregator_name, make_aggregator,
                                                            split_aggregated)
 from fedbbpt_jax.federated.algorithms.algorithm import (Algorithm, AlgorithmContext, RoundCost,
+                                                        keep_state_if,
                                                         make_algorithm, register_algorithm)
 from fedbbpt_jax.federated.algorithms.client import ClientOutput
 from fedbbpt_jax.federated.algorithms.optimizers import make_server_optimizer
@@ -69,11 +70,15 @@ def weighted_train_loss(uploads: Any) -> jnp.ndarray:
 
 def averaging_server(server_optimizer: optax.GradientTransformation,
                      aggregate: Aggregator,
-                     project: Callable[[PyTree], PyTree] | None = None
-                     ) -> tuple[Callable, Callable]:
+                     project: Callable[[PyTree], PyTree] | None = None,
+                     keep_when_empty: bool = False) -> tuple[Callable, Callable]:
   """``(init, server_update)`` of a server that steps on ``-aggregate(deltas)``.
 
   Metrics an aggregator returns (``Aggregated``) go under ``metrics["aggregator"]``.
+  ``keep_when_empty``: a round whose uploads carry no weight at all (a Poisson cohort that
+  drew nobody) keeps the parameters and the optimizer state (only the round counter
+  moves), instead of a server step on a zero pseudo-gradient, which moves momentum and
+  Adam; off for DP-FedAvg, whose noisy step is released whoever joined.
   """
 
   def init(params):
@@ -92,7 +97,10 @@ def averaging_server(server_optimizer: optax.GradientTransformation,
                **nonfinite_count(uploads)}
     if aggregator_metrics:
       metrics["aggregator"] = aggregator_metrics
-    return ServerState(params=params, opt_state=opt_state, round=state.round + 1), metrics
+    new = ServerState(params=params, opt_state=opt_state, round=state.round + 1)
+    if keep_when_empty:
+      new = keep_state_if(jnp.sum(uploads.num_examples) == 0, new, state)
+    return new, metrics
 
   return init, server_update
 
@@ -104,7 +112,8 @@ def make_fedbbpt(local_update: Callable[..., ClientOutput],
                  aggregator: str | Aggregator = DEFAULT_AGGREGATOR,
                  round_cost: RoundCost | None = None, name: str = "fedbbpt",
                  receive: Callable[..., ClientOutput] | None = None,
-                 select: Callable | None = None, partial_chunk: int = 0) -> Algorithm:
+                 select: Callable | None = None, partial_chunk: int = 0,
+                 keep_when_empty: bool = False) -> Algorithm:
   """Builds Fed-BBPT from a local update (see the module docstring).
 
   ``aggregator``: a registered name (a configured rule takes its defaults) or the
@@ -112,10 +121,12 @@ def make_fedbbpt(local_update: Callable[..., ClientOutput],
   ``receive``: decodes the cohort's uploads into ``ClientOutput`` first (seed uploads:
   ``seed_uploads.replay_cohort``); then ``local_update`` returns what it decodes.
   ``select``: the cohort selector (default: a uniform cohort of exactly ``cohort_size``);
-  ``partial_chunk`` > 0 for a selector of partly filled cohorts (``poisson_selector``).
+  ``partial_chunk`` > 0 for a selector of partly filled cohorts (``poisson_selector``);
+  ``keep_when_empty``: see ``averaging_server``.
   """
   aggregate = make_aggregator(aggregator) if isinstance(aggregator, str) else aggregator
-  init, server_update = averaging_server(server_optimizer, aggregate, project)
+  init, server_update = averaging_server(server_optimizer, aggregate, project,
+                                         keep_when_empty)
   return make_algorithm(name, cohort_size, round_cost or RoundCost(cohort_size, 0, 0),
                         init=init, select=select or cohort_selector(num_clients, cohort_size),
                         broadcast=lambda state: state.params, client_update=local_update,
@@ -147,7 +158,8 @@ def build(ctx: AlgorithmContext) -> Algorithm:
                       ctx.num_clients, ctx.cohort_size, ctx.backend, project=ctx.project,
                       aggregator=make_aggregator(aggregator_name(s), ctx.config, ctx.cohort_size),
                       round_cost=cost, receive=receive, select=select,
-                      partial_chunk=partial_chunk)
+                      partial_chunk=partial_chunk,
+                      keep_when_empty=bool(partial_chunk) and aggregator_name(s) != "dp_gaussian")
 
 
 register_algorithm("fedbbpt", build, applies_aggregator=True, seed_uploads=True,
