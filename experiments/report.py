@@ -1,6 +1,6 @@
 """Writes a sweep report: a methods x tasks table (mean ± std over seeds) and plots.
 
-    python -m experiments.report DIR [DIR ...] [--out=DIR]
+    python -m experiments.report DIR [DIR ...] [--out=DIR] [--reference=TASK=NAME:ACC ...]
 
 Reads every run (``summary.json`` + ``config.json``) below the given directories
 and writes ``report.md``, ``report.csv``, ``accuracy_<task>.png`` (accuracy vs
@@ -9,7 +9,9 @@ round and vs black-box queries, one line per method, mean over seeds) and
 the first DIR). Decentralized runs (one model per client) add a table of their
 clients' own models and consensus distance, and ``consensus_<task>.png`` (consensus
 distance against rounds). DP-FedAvg runs add accuracy against ε (table and
-``privacy_<task>.png``). Zero-shot and local-only rows are read from the Fed-BBPT runs'
+``privacy_<task>.png``). ``--reference=TASK=NAME:ACCURACY`` (repeatable) adds every
+method's accuracy against that reference (e.g. the strongest unprompted label mapping of
+the task's data). Zero-shot and local-only rows are read from the Fed-BBPT runs'
 summaries, not from separate runs.
 """
 
@@ -23,9 +25,30 @@ from experiments.report_plots import write_plots
 from experiments.report_privacy import plot_privacy, privacy_table
 from experiments.report_records import read_runs
 from experiments.report_table import (build_cells, decentralized_table, markdown_tables,
-                                      write_csv)
+                                      reference_table, write_csv)
 
 _OUT = flags.DEFINE_string("out", None, "output directory (default: the first DIR)")
+_REFERENCE = flags.DEFINE_multi_string(
+    "reference", [], "TASK=NAME:ACCURACY (accuracy in [0, 1]), e.g. "
+    "'fashion_mnist=top-50 mapping:0.5745': adds every method's accuracy against it")
+
+
+def parse_references(specs: list[str]) -> dict[str, tuple[str, float]]:
+  """``['TASK=NAME:ACCURACY', ...]`` -> ``{task: (name, accuracy)}``; a malformed entry
+  raises naming it."""
+  out = {}
+  for spec in specs:
+    task, _, rest = spec.partition("=")
+    name, _, value = rest.rpartition(":")
+    try:
+      accuracy = float(value)
+    except ValueError:
+      accuracy = -1.0
+    if not task or not name or not 0 <= accuracy <= 1:
+      raise ValueError(f"--reference={spec!r}: expected TASK=NAME:ACCURACY with an accuracy "
+                       "in [0, 1], e.g. 'fashion_mnist=top-50 mapping:0.5745'")
+    out[task] = (name, accuracy)
+  return out
 
 
 def report_markdown(dirs: list[str], tables: str, plots: list[str], num_runs: int) -> str:
@@ -40,8 +63,10 @@ def report_markdown(dirs: list[str], tables: str, plots: list[str], num_runs: in
   return "\n".join(lines) + "\n"
 
 
-def write_report(dirs: list[str], out: str | None = None) -> list[str]:
-  """Writes report.md, report.csv and the PNG plots; returns the paths written."""
+def write_report(dirs: list[str], out: str | None = None,
+                 references: dict[str, tuple[str, float]] | None = None) -> list[str]:
+  """Writes report.md, report.csv and the PNG plots; returns the paths written.
+  ``references``: task -> (name, accuracy) to compare every method with (``--reference``)."""
   out = out or dirs[0]
   os.makedirs(out, exist_ok=True)
   runs = read_runs(dirs)
@@ -54,6 +79,8 @@ def write_report(dirs: list[str], out: str | None = None) -> list[str]:
   md_path = os.path.join(out, "report.md")
   with open(md_path, "w") as f:
     tables = markdown_tables(cells)
+    if references and reference_table(cells, references):
+      tables += "\n" + reference_table(cells, references)
     if decentralized_table(runs):
       tables += "\n" + decentralized_table(runs)
     if privacy_table(runs):
@@ -66,7 +93,7 @@ def main(argv: list[str]) -> None:
   dirs = argv[1:]
   if not dirs:
     raise app.UsageError("give one or more directories holding runs")
-  for path in write_report(dirs, _OUT.value):
+  for path in write_report(dirs, _OUT.value, parse_references(_REFERENCE.value)):
     print(path)
 
 

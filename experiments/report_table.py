@@ -150,6 +150,29 @@ def markdown_tables(cells: list[Cell]) -> str:
   return "\n".join(out)
 
 
+def reference_table(cells: list[Cell], references: dict[str, tuple[str, float]]) -> str:
+  """Markdown: every method's final accuracy against a reference accuracy of its task
+  (``references``: task -> (name, accuracy in [0, 1]), e.g. the strongest unprompted label
+  mapping), in points: mean ± std over seeds of (run - reference). Empty without one."""
+  tasks = sorted({c.task for c in cells} & set(references))
+  if not tasks:
+    return ""
+  methods = sorted({c.method for c in cells if c.task in tasks}, key=method_rank)
+  index = {(c.method, c.task): c for c in cells}
+  lines = ["### Final test accuracy against a reference (points), mean ± std over seeds", "",
+           "| method | " + " | ".join(f"{t} vs {references[t][0]} ({100 * references[t][1]:.2f})"
+                                      for t in tasks) + " |", "|---|" + "---|" * len(tasks)]
+  def gain(cell: Cell | None, task: str) -> str:
+    if cell is None or any(a is None for a in cell.accuracy):
+      return "–"
+    mean, std = mean_std([100 * (a - references[task][1]) for a in cell.accuracy])
+    return f"{mean:+.2f} ± {std:.2f}"
+
+  for m in methods:
+    lines.append(f"| {m} | " + " | ".join(gain(index.get((m, t)), t) for t in tasks) + " |")
+  return "\n".join(lines + [""])
+
+
 # Decentralized runs' own entries (``summary.json``): (column title, key, scale, digits).
 DECENTRALIZED_COLUMNS = (
     ("mean model acc. (%)", "final_accuracy", 100, 2),

@@ -12,7 +12,7 @@ import os
 import numpy as np
 import pytest
 
-from experiments.report import write_report
+from experiments.report import parse_references, write_report
 from experiments.sweep import plan_groups, run_sweep
 from experiments.sweep_points import SweepError, load_sweep
 from fedbbpt_jax.train import validate_config
@@ -295,3 +295,16 @@ def test_dp_runs_get_an_accuracy_against_epsilon_table_and_plot(tmp_path):
   assert rows[1].endswith("| 67% | 0.62 ± 0.18 |")
   assert any(line.startswith("| no DP (n=2) | ∞ | – | – | 50.50 ± 0.71 |") for line in lines)
   assert "| zero-shot | – | – | – | 20.00 ± 0.00 | – | – | – |" in report
+
+  # Against a reference accuracy of the task (e.g. the strongest unprompted mapping): each
+  # seed's accuracy minus it, in points.
+  write_report([str(tmp_path)], references=parse_references(["digits=top-50 mapping:0.45"]))
+  lines = open(tmp_path / "report.md").read().splitlines()
+  assert "| method | digits vs top-50 mapping (45.00) |" in lines
+  # ε = 10 runs: 40 and 41 against 45; no DP: 50 and 51.
+  rows = [line for line in lines if line.startswith("| Fed-BBPT") and "-4.50 ± 0.71 |" in line]
+  assert len(rows) == 1 and "noise_multiplier=1.5" in rows[0]
+  assert any(line.startswith("| Fed-BBPT [server.aggregator=weighted_mean")
+             and line.endswith("| +5.50 ± 0.71 |") for line in lines)
+  with pytest.raises(ValueError, match="--reference='digits=0.45': expected TASK=NAME:ACCURACY"):
+    parse_references(["digits=0.45"])
