@@ -195,8 +195,10 @@ class RunRecords:
     no_survivors = bool(m.get("no_survivors", False))
     train_loss = None if no_survivors or empty else float(m["train_loss"])
     if empty:
+      dp = config.server.get("aggregator") == "dp_gaussian"
       self.log(f"round {r + 1}: Poisson sampling drew no client (expected "
-               f"{exp.cohort_size}); the server stepped on the empty aggregate")
+               f"{exp.cohort_size}); " + ("DP-FedAvg released its noise-only step" if dp else
+                                          "the model and the server's state are unchanged"))
     elif no_survivors:  # dropouts: nobody reported; parameters and server state kept
       cause = (f"config.server.dropout={config.server.dropout}" if counters is None
                else "no node answered in time")
