@@ -2,8 +2,7 @@
 
     python -m experiments.sweep --sweep=configs/sweeps/dp_cross_device.py \\
         --workdir=/tmp/dp_cross_device --novmap
-    python -m experiments.report_cross_device /tmp/dp_cross_device \\
-        --out=docs/privacy_robustness/dp_cross_device
+    python -m experiments.report /tmp/dp_cross_device --out=/tmp/dp_cross_device
 
 ``configs/fmnist_cross_device.py`` (1,000 Fashion-MNIST clients, Dirichlet 0.5, each joins
 a round with probability 0.1; one SPSA-GC step on 16 examples; frame prompt on the frozen
