@@ -308,3 +308,22 @@ def test_dp_runs_get_an_accuracy_against_epsilon_table_and_plot(tmp_path):
              and line.endswith("| +5.50 ± 0.71 |") for line in lines)
   with pytest.raises(ValueError, match="--reference='digits=0.45': expected TASK=NAME:ACCURACY"):
     parse_references(["digits=0.45"])
+
+
+def test_cross_device_dp_sweep_differs_only_in_the_servers_aggregate():
+  points = load_sweep("configs/sweeps/dp_cross_device.py")
+  assert len(points) == 15
+  by_name = {p.name: p.config for p in points}
+  for seed in (0, 1, 2):
+    plain = by_name[f"nodp_s{seed}"]
+    assert plain.server.aggregator == "weighted_mean" and plain.server.sampling == "poisson"
+    for eps in (8, 4, 2):
+      dp = by_name[f"eps{eps}_s{seed}"]
+      validate_config(dp)
+      assert (dp.server.aggregator, dp.server.dp.target_epsilon) == ("dp_gaussian", eps)
+      assert dp.server.dp.noise_multiplier == -1.0  # calibrated to the target
+      for field in ("seed", "data", "client", "zo", "train", "task"):  # same cohorts, queries
+        assert dp[field] == plain[field], field
+    clip = by_name[f"cliponly_s{seed}"]
+    assert (clip.server.dp.noise_multiplier, clip.server.dp.target_epsilon) == (0.0, 0.0)
+    assert clip.data == plain.data and clip.train == plain.train
