@@ -3,7 +3,8 @@
 DP runs are those whose ``summary.json`` holds ``dp_epsilon`` (``server.aggregator=
 'dp_gaussian'``); per task they are grouped by noise multiplier (one ε each), and every
 other run of the task that is not DP (the same sweep's "no DP" points) is the
-reference row. Mean ± std over seeds (ddof 1). "No-DP gain kept" is what share of the
+reference row; DP runs with noise multiplier 0 (ε = ∞: the clipped aggregate without its
+noise) are a row "clipping only" and a line in the plot. Mean ± std over seeds (ddof 1). "No-DP gain kept" is what share of the
 no-DP runs' gain over zero-shot the DP runs keep, from the means.
 """
 
@@ -79,7 +80,8 @@ def privacy_table(runs: list[RunRecord]) -> str:
     for g in groups:
       s = g[0].summary
       eps = np.mean([r.summary["dp_epsilon"] for r in g])
-      out.append(f"| DP (n={len(g)}) | {eps:.3g} ({s['dp_delta']:g}) | "
+      label = "clipping only, no noise" if not np.isfinite(eps) else "DP"
+      out.append(f"| {label} (n={len(g)}) | {eps:.3g} ({s['dp_delta']:g}) | "
                  f"{s['dp_noise_multiplier']:g} | {s['dp_clip_norm']:g} | "
                  f"{_pm([r.summary['final_accuracy'] for r in g])} | "
                  f"{_pm([r.summary.get('final_macro_f1') for r in g], 1.0, 3)} | "
@@ -94,6 +96,9 @@ def plot_privacy(runs: list[RunRecord], out: str) -> list[str]:
   paths = []
   for task, (plain, groups) in dp_groups(runs).items():
     fig, ax = plt.subplots(figsize=(6.5, 4))
+    clip_only = [g for g in groups if not np.isfinite(np.mean([r.summary["dp_epsilon"]
+                                                               for r in g]))]
+    groups = [g for g in groups if g not in clip_only]
     eps = [np.mean([r.summary["dp_epsilon"] for r in g]) for g in groups]
     stats = [mean_std([r.summary["final_accuracy"] for r in g]) for g in groups]
     ax.errorbar(eps, [100 * m for m, _ in stats], yerr=[100 * s for _, s in stats],
@@ -102,6 +107,9 @@ def plot_privacy(runs: list[RunRecord], out: str) -> list[str]:
       m, s = mean_std([r.summary["final_accuracy"] for r in plain])
       ax.axhline(100 * m, color="tab:green", label="no DP")
       ax.axhspan(100 * (m - s), 100 * (m + s), color="tab:green", alpha=0.15)
+    for g in clip_only:  # z = 0: DP's clipped aggregate without its noise (ε = ∞)
+      m, _ = mean_std([r.summary["final_accuracy"] for r in g])
+      ax.axhline(100 * m, color="tab:orange", ls=":", label="clipping only, no noise")
     zero_shot = [r.summary.get("zero_shot_accuracy") for r in plain
                  if r.summary.get("zero_shot_accuracy") is not None]
     if zero_shot:

@@ -281,6 +281,7 @@ def test_dp_runs_get_an_accuracy_against_epsilon_table_and_plot(tmp_path):
     write_run(f"nodp_s{seed}", seed, 0.50 + seed / 100)
     write_run(f"eps1_s{seed}", seed, 0.20 + seed / 100, dp=(8.0, 1.0))
     write_run(f"eps10_s{seed}", seed, 0.40 + seed / 100, dp=(1.5, 10.0))
+    write_run(f"clip_s{seed}", seed, 0.48 + seed / 100, dp=(0.0, float("inf")))
   paths = write_report([str(tmp_path)])
   assert os.path.join(str(tmp_path), "privacy_digits.png") in paths
   report = open(tmp_path / "report.md").read()
@@ -294,6 +295,9 @@ def test_dp_runs_get_an_accuracy_against_epsilon_table_and_plot(tmp_path):
   assert rows[0].endswith("| 2% | 0.62 ± 0.18 |")
   assert rows[1].endswith("| 67% | 0.62 ± 0.18 |")
   assert any(line.startswith("| no DP (n=2) | ∞ | – | – | 50.50 ± 0.71 |") for line in lines)
+  # Noise multiplier 0 (ε = ∞): the clipped aggregate alone, a row of its own.
+  assert any(line.startswith("| clipping only, no noise (n=2) | inf (1e-05) | 0 | 1 | "
+                             "48.50 ± 0.71 | 0.300 ± 0.000 | 93% |") for line in lines)
   assert "| zero-shot | – | – | – | 20.00 ± 0.00 | – | – | – |" in report
 
   # Against a reference accuracy of the task (e.g. the strongest unprompted mapping): each
