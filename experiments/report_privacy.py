@@ -4,8 +4,9 @@ DP runs are those whose ``summary.json`` holds ``dp_epsilon`` (``server.aggregat
 'dp_gaussian'``); per task they are grouped by noise multiplier (one ε each), and every
 other run of the task that is not DP (the same sweep's "no DP" points) is the
 reference row; DP runs with noise multiplier 0 (ε = ∞: the clipped aggregate without its
-noise) are a row "clipping only" and a line in the plot. Mean ± std over seeds (ddof 1). "No-DP gain kept" is what share of the
-no-DP runs' gain over zero-shot the DP runs keep, from the means.
+noise) are a row "clipping only" and a line in the plot. Mean ± std over seeds (ddof 1).
+"No-DP gain kept" is what share of the no-DP runs' gain over zero-shot the DP runs keep,
+from the means.
 """
 
 from __future__ import annotations
