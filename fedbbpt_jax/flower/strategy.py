@@ -303,7 +303,8 @@ class FedBBPTStrategy(Strategy):
     for note in notes:
       self.log(f"round {server_round} evaluation: {note}")
     self.last_test_sums = ClientTestSums.concatenate([got[p] for p in sorted(got)],
-                                                     num_classes)
+                                                     num_classes)._replace(
+                                                         asked=len(self._evaluating))
     return MetricRecord({k: float(v) for k, v in federated_report(self.last_test_sums).items()
                          if np.ndim(v) == 0})
 

@@ -49,12 +49,15 @@ class ClientTestSums(NamedTuple):
     confusion: ``[K, C, C]`` int64 counts, row = true class, column = predicted class.
     loss_sum: ``[K]`` float64 summed per-example loss.
     num_examples: ``[K]`` int64 examples scored.
+    asked: how many clients were sent the model (``None``: those that reported; a
+      deployment also asks nodes that then do not answer).
   """
 
   partition_ids: np.ndarray
   confusion: np.ndarray
   loss_sum: np.ndarray
   num_examples: np.ndarray
+  asked: int | None = None
 
   @classmethod
   def concatenate(cls, parts: Sequence["ClientTestSums"], num_classes: int
@@ -63,7 +66,22 @@ class ClientTestSums(NamedTuple):
     if not parts:
       return cls(np.zeros((0,), np.int64), np.zeros((0, num_classes, num_classes), np.int64),
                  np.zeros((0,), np.float64), np.zeros((0,), np.int64))
-    return cls(*(np.concatenate(field) for field in zip(*parts)))
+    return cls(*(np.concatenate(field) for field in zip(*(p[:4] for p in parts))))
+
+  @property
+  def clients_asked(self) -> int:
+    return len(self.partition_ids) if self.asked is None else int(self.asked)
+
+
+# Bytes of one client's reply: its id, example count, loss sum and seconds, then every
+# non-zero confusion cell as an index and a count (8 bytes each: evaluation_wire.py).
+SUMS_FIXED_FIELDS, SUMS_BYTES_PER_NUMBER = 4, 8
+
+
+def sums_upload_bytes(sums: ClientTestSums) -> int:
+  """What the reporting clients sent: ``8 x (4 + 2 x non-zero cells)`` each."""
+  cells = int(np.count_nonzero(sums.confusion))
+  return SUMS_BYTES_PER_NUMBER * (SUMS_FIXED_FIELDS * len(sums.partition_ids) + 2 * cells)
 
 
 def local_test_sums(task: Task, params: Any, x: jnp.ndarray, y: jnp.ndarray,
@@ -146,13 +164,15 @@ def federated_report(sums: ClientTestSums) -> dict[str, Any]:
 
   Pooled over the clients that reported (the summed confusion matrix): ``accuracy``,
   ``loss`` (mean per example), ``macro_f1``, ``per_class_recall`` (None for a class no
-  client holds); ``examples`` and ``clients`` counted; the spread of the per-client
+  client holds); ``examples`` and ``clients`` counted, ``upload_bytes`` the replies'
+  (``sums_upload_bytes``); the spread of the per-client
   accuracies (clients with at least one example): ``client_accuracy_min``, ``_mean``
   (unweighted), ``_max``, ``_std`` (population). With no example reported, only the
   counts.
   """
   n = int(sums.num_examples.sum())
-  out: dict[str, Any] = {"fed_test_examples": n, "fed_test_clients": len(sums.partition_ids)}
+  out: dict[str, Any] = {"fed_test_examples": n, "fed_test_clients": len(sums.partition_ids),
+                         "fed_test_upload_bytes": sums_upload_bytes(sums)}
   if not n:
     return out
   confusion = sums.confusion.sum(axis=0)

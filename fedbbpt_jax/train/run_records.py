@@ -22,6 +22,7 @@ from fedbbpt_jax.blackbox import QueryMeter
 from fedbbpt_jax.data import local_test_parts
 from fedbbpt_jax.federated import fault_summary
 from fedbbpt_jax.federated.aggregation.privacy import dp_settings, rounds_within_target
+from fedbbpt_jax.federated.algorithms.algorithm import tree_bytes
 from fedbbpt_jax.prompts import num_params
 from fedbbpt_jax.tasks.evaluation import Evaluator, task_metric_fields
 from fedbbpt_jax.tasks.federated_evaluation import (ClientTestSums, evaluation_mode,
@@ -250,6 +251,9 @@ class RunRecords:
       # Counted as evaluation queries, as the central test set's (not in bb_examples).
       self.meter.add(eval_bb_examples=int(client_tests.num_examples.sum()))
       row.update(federated_report(client_tests))
+      # The model went to every client asked (a node that then failed received it too).
+      row["fed_test_download_bytes"] = client_tests.clients_asked * tree_bytes(
+          exp.algorithm.model(state))
       if "fed_test_accuracy" not in row:
         self.log(f"warning: round {r + 1}: no client reported its local test sums")
     wall = self.prior_seconds + time.time() - self.t_start

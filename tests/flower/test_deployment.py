@@ -212,7 +212,8 @@ def test_deployment_with_no_training_data_at_the_server_equals_simulation(deploy
     for key in ("upload_bytes", "bb_examples", "bb_calls", "eval_bb_examples"):
       assert d[key] == s[key], key
     if tested:  # federated evaluation: every node tested the model on its own split
-      for key in ("fed_test_examples", "fed_test_clients"):
+      for key in ("fed_test_examples", "fed_test_clients", "fed_test_upload_bytes",
+                  "fed_test_download_bytes"):
         assert d[key] == s[key], key
       for key in ("fed_test_accuracy", "fed_test_macro_f1", "fed_test_client_accuracy_min",
                   "fed_test_client_accuracy_mean", "fed_test_client_accuracy_max",

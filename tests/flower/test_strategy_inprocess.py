@@ -162,7 +162,8 @@ def test_evaluate_replies_are_the_simulated_clients_sums(tmp_path):
   messages = list(strategy.configure_evaluate(1, None, None, grid=None))
   assert [(m.metadata.message_type, m.metadata.dst_node_id) for m in messages] == [
       ("evaluate", 101), ("evaluate", 202), ("evaluate", 303)]
-  record = strategy.aggregate_evaluate(1, deliver(messages, tmp_path))
+  replies = deliver(messages, tmp_path)
+  record = strategy.aggregate_evaluate(1, replies)
   got = strategy.last_test_sums
   np.testing.assert_array_equal(got.partition_ids, [0, 1, 2])
   np.testing.assert_array_equal(got.confusion, simulated.confusion)
@@ -172,6 +173,10 @@ def test_evaluate_replies_are_the_simulated_clients_sums(tmp_path):
   report = federated_report(simulated)
   assert record["fed_test_accuracy"] == report["fed_test_accuracy"]
   assert record["fed_test_clients"] == 3 and notes == []
+  # What the three replies carried, number by number (8 bytes each), is the upload counted.
+  numbers = sum(len(v) if isinstance(v, list) else 1
+                for reply in replies for v in dict(reply.content[M.TEST_SUMS]).values())
+  assert record["fed_test_upload_bytes"] == 8 * numbers
 
   messages = list(strategy.configure_evaluate(1, None, None, grid=None))
   replies = deliver(messages, tmp_path, drop=(1,))
@@ -182,6 +187,7 @@ def test_evaluate_replies_are_the_simulated_clients_sums(tmp_path):
   np.testing.assert_array_equal(strategy.last_test_sums.partition_ids, [0])
   np.testing.assert_array_equal(strategy.last_test_sums.confusion, simulated.confusion[:1])
   assert record["fed_test_clients"] == 1
+  assert strategy.last_test_sums.clients_asked == 3  # all three received the model
   assert record["fed_test_examples"] == simulated.num_examples[0]
   n2 = int(simulated.num_examples[2])
   assert notes == [

@@ -22,6 +22,7 @@ from fedbbpt_jax.train.build import build_experiment
 from fedbbpt_jax.train.checkpoint import RoundCheckpointer
 from fedbbpt_jax.train.client_tests import SimulatedClientTests
 from tests.helpers.overrides import with_overrides
+from fedbbpt_jax.federated.algorithms.algorithm import tree_bytes
 from tests.helpers.tiny_models import tiny
 
 # The rows and summary of a 'central' run, exactly as before train.evaluation existed.
@@ -40,7 +41,8 @@ FED_ROW_KEYS = {
     "fed_test_accuracy", "fed_test_loss", "fed_test_macro_f1", "fed_test_per_class_recall",
     "fed_test_examples", "fed_test_clients", "fed_test_client_accuracy_min",
     "fed_test_client_accuracy_mean", "fed_test_client_accuracy_max",
-    "fed_test_client_accuracy_std"}
+    "fed_test_client_accuracy_std", "fed_test_upload_bytes", "fed_test_download_bytes"}
+FED_TRAFFIC_KEYS = {"fed_test_upload_bytes", "fed_test_download_bytes"}  # rows only
 TEST_EXAMPLES = 200  # the smoke config's test subset
 
 
@@ -142,6 +144,10 @@ def test_summed_client_sums_are_the_union_s_confusion_matrix(runs):
   assert row["fed_test_client_accuracy_mean"] == pytest.approx(np.mean(accuracies), abs=1e-12)
   assert row["fed_test_client_accuracy_std"] == pytest.approx(np.std(accuracies), abs=1e-12)
   assert (row["fed_test_examples"], row["fed_test_clients"]) == (TEST_EXAMPLES, 3)
+  # Traffic: the model to each of the 3 clients; back, each client's id, count, loss sum
+  # and seconds, and every non-zero cell of its confusion matrix as an index and a count.
+  assert row["fed_test_download_bytes"] == 3 * tree_bytes(model)
+  assert row["fed_test_upload_bytes"] == 8 * (3 * 4 + 2 * np.count_nonzero(by_hand))
   # Both evaluations counted as evaluation queries; training's counters untouched.
   assert row["eval_bb_examples"] == 2 * TEST_EXAMPLES
 
@@ -160,7 +166,8 @@ def test_central_leaves_rows_and_summary_as_they_were(runs):
   for key in CENTRAL_SUMMARY_KEYS - {"wall_seconds", "query_counters"}:
     assert both_summary[key] == summary[key], key
   assert set(both_summary) - CENTRAL_SUMMARY_KEYS == {
-      "evaluation", "best_fed_test_accuracy", *(f"final_{k}" for k in FED_ROW_KEYS)}
+      "evaluation", "best_fed_test_accuracy",
+      *(f"final_{k}" for k in FED_ROW_KEYS - FED_TRAFFIC_KEYS)}
   assert both_summary["final_fed_test_accuracy"] == both_rows[-1]["fed_test_accuracy"]
 
 
