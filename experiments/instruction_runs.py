@@ -61,9 +61,9 @@ def table(rows: list[dict]) -> str:
   return "\n".join(lines) + "\n"
 
 
-LABELS = {"zero_shot": "zero-shot (z = 0)", "fedbbpt": "federated zero-order",
-          "fed_bo": "federated BO", "centralized_bo": "centralized BO",
-          "local_only": "local-only, zero-order", "local_bo": "local-only BO"}
+LABELS = {"zero_shot": "zero-shot\n(z = 0)", "fedbbpt": "federated\nzero-order",
+          "fed_bo": "federated\nBO", "centralized_bo": "centralized\nBO",
+          "local_only": "local-only\nzero-order", "local_bo": "local-only\nBO"}
 
 
 def plot(rows: list[dict], path: str) -> str:
@@ -74,7 +74,7 @@ def plot(rows: list[dict], path: str) -> str:
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
 
   tasks = list(dict.fromkeys(r["task"] for r in rows))
-  fig, axes = plt.subplots(1, len(tasks), figsize=(7 * len(tasks), 4), squeeze=False)
+  fig, axes = plt.subplots(1, len(tasks), figsize=(9 * len(tasks), 4.5), squeeze=False)
   for ax, task in zip(axes[0], tasks):
     mine = [r for r in rows if r["task"] == task]
     zero = {r["seed"]: r["zero_shot"] for r in mine}  # the same z = 0 for every method
