@@ -32,7 +32,6 @@ import os
 import time
 import types
 
-import httpx
 
 import jax
 import numpy as np
@@ -49,7 +48,7 @@ from fedbbpt_jax.serve.chat import create_chat_app
 from fedbbpt_jax.serve.keys import KeyStore
 from tests.helpers.flower_loopback import (COMMON, KEYS, NODES, SERVER_PLUGINS,  # noqa: F401
                                            deployment, federation, final_params, node_extra,
-                                           rows, services, usage)
+                                           rows, services, usage, usage_record)
 from tests.helpers.instruction_tasks import write_words_task
 from tests.helpers.threaded_server import serving
 from tests.helpers.tiny_gpt2 import write_tiny_gpt2
@@ -90,11 +89,6 @@ def chat(tmp_path_factory):
   app = create_chat_app(LocalChatLLM(str(folder), name="tiny-gpt2"), KeyStore(CHAT_KEYS))
   with serving(app) as url:
     yield types.SimpleNamespace(url=url), str(folder), task
-
-
-def usage_record(service, key):
-  return httpx.get(service.url + "/v1/usage", headers={"Authorization": f"Bearer {key}"},
-                   timeout=10).json()
 
 
 def instruction_overrides(chat, key_env):

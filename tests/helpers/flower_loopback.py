@@ -112,9 +112,14 @@ def federation(deployment):
   return deployment[1]
 
 
-def usage(service, key):
+def usage_record(service, key):
+  """The service's ``/v1/usage`` record of ``key`` (``used``, ``requests``, ...)."""
   return httpx.get(service.url + "/v1/usage", headers={"Authorization": f"Bearer {key}"},
-                   timeout=10).json()["used"]
+                   timeout=10).json()
+
+
+def usage(service, key):
+  return usage_record(service, key)["used"]
 
 
 def rows(workdir):
