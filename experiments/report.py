@@ -75,7 +75,7 @@ def write_report(dirs: list[str], out: str | None = None,
   cells = build_cells(runs)
   csv_path = os.path.join(out, "report.csv")
   write_csv(cells, csv_path)
-  plots = write_plots(runs, out) + plot_privacy(runs, out)
+  plots = write_plots(runs, out, references) + plot_privacy(runs, out)
   md_path = os.path.join(out, "report.md")
   with open(md_path, "w") as f:
     tables = markdown_tables(cells)

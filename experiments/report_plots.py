@@ -36,29 +36,45 @@ def slug(text: str) -> str:
   return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_")
 
 
-def plot_task_curves(task: str, runs: list[RunRecord], path: str) -> None:
-  """Writes one figure: accuracy vs round and vs black-box queries, one line per method."""
+def baseline_zero_shot(runs: list[RunRecord]) -> float | None:
+  """Mean zero-shot accuracy of the Fed-BBPT runs (any variant of them), or None."""
+  zs = [r.summary["zero_shot_accuracy"] for r in runs
+        if (r.method == BASELINE_SOURCE or r.method.startswith(BASELINE_SOURCE + " ["))
+        and r.summary.get("zero_shot_accuracy") is not None]
+  return float(np.mean(zs)) if zs else None
+
+
+def plot_task_curves(task: str, runs: list[RunRecord], path: str,
+                     reference: tuple[str, float] | None = None) -> None:
+  """Writes one figure: accuracy vs round and vs black-box queries, one line per method,
+  the Fed-BBPT runs' zero-shot and, if given, a reference ``(name, accuracy)``; the legend
+  sits below the two panels (variant labels are long)."""
   by_method: dict[str, list[RunRecord]] = {}
   for r in runs:
     by_method.setdefault(r.method, []).append(r)
-  fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+  entries = len(by_method) + 1 + (reference is not None)
+  legend_height = 0.2 * entries + 0.2
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4 + legend_height))
   for i, method in enumerate(sorted(by_method, key=method_rank)):
     group = by_method[method]
     rounds, queries, accs = mean_curve(group)
     style = dict(marker="o", color=line_color(i), label=f"{method} (n={len(group)})")
     axes[0].plot(rounds, 100 * accs, **style)
     axes[1].plot(queries, 100 * accs, **style)
-  zs = [r.summary["zero_shot_accuracy"] for r in by_method.get(BASELINE_SOURCE, [])
-        if r.summary.get("zero_shot_accuracy") is not None]
+  zero_shot = baseline_zero_shot(runs)
   for ax, xlabel in ((axes[0], "round"), (axes[1], "black-box examples queried (training)")):
-    if zs:
-      ax.axhline(100 * float(np.mean(zs)), color="gray", ls="--", label="zero-shot")
+    if zero_shot is not None:
+      ax.axhline(100 * zero_shot, color="gray", ls="--", label="zero-shot")
+    if reference is not None:
+      ax.axhline(100 * reference[1], color="black", ls=":",
+                 label=f"{reference[0]} ({100 * reference[1]:.2f})")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy (%), mean over seeds")
     ax.grid(alpha=0.3)
-  axes[0].legend(loc="best", fontsize=8)
+  handles, labels = axes[0].get_legend_handles_labels()
+  fig.legend(handles, labels, loc="lower center", fontsize=8, frameon=False)
   fig.suptitle(task)
-  fig.tight_layout()
+  fig.tight_layout(rect=(0, legend_height / (4 + legend_height), 1, 1))
   fig.savefig(path, dpi=100)
   plt.close(fig)
 
@@ -125,12 +141,15 @@ def plot_consensus(task: str, runs: list[RunRecord], path: str) -> bool:
   return True
 
 
-def write_plots(runs: list[RunRecord], out: str) -> list[str]:
-  """Writes every report figure into ``out``; returns their paths."""
+def write_plots(runs: list[RunRecord], out: str,
+                references: dict[str, tuple[str, float]] | None = None) -> list[str]:
+  """Writes every report figure into ``out``; returns their paths. ``references``: task ->
+  (name, accuracy), drawn as a line in that task's accuracy figure."""
   paths = []
   for task in sorted({r.task for r in runs}):
     path = os.path.join(out, f"accuracy_{slug(task)}.png")
-    plot_task_curves(task, [r for r in runs if r.task == task], path)
+    plot_task_curves(task, [r for r in runs if r.task == task], path,
+                     (references or {}).get(task))
     paths.append(path)
     path = os.path.join(out, f"consensus_{slug(task)}.png")
     if plot_consensus(task, [r for r in runs if r.task == task], path):

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from experiments.report import parse_references, write_report
+from experiments.report_plots import baseline_zero_shot
+from experiments.report_records import read_runs
 from experiments.sweep import plan_groups, run_sweep
 from experiments.sweep_points import SweepError, load_sweep
 from fedbbpt_jax.train import validate_config
@@ -312,6 +314,11 @@ def test_dp_runs_get_an_accuracy_against_epsilon_table_and_plot(tmp_path):
              and line.endswith("| +5.50 ± 0.71 |") for line in lines)
   with pytest.raises(ValueError, match="--reference='digits=0.45': expected TASK=NAME:ACCURACY"):
     parse_references(["digits=0.45"])
+  # The accuracy figure's zero-shot line comes from the Fed-BBPT runs even when every one of
+  # them is a labelled variant (no method is plain "Fed-BBPT" here).
+  runs = read_runs([str(tmp_path)])
+  assert all(r.method.startswith("Fed-BBPT [") for r in runs)
+  assert baseline_zero_shot(runs) == pytest.approx(0.2)
 
 
 def test_cross_device_dp_sweep_differs_only_in_the_servers_aggregate():
