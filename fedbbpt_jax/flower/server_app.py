@@ -111,28 +111,40 @@ def check_deployable(config: ml_collections.ConfigDict) -> None:
 
 def discover(grid: Grid, num_clients: int, known: dict[int, int], wait_for: int,
              timeout: float, log: Callable[[str], None] = print,
-             grace: float = DISCOVERY_GRACE_SECONDS) -> dict[int, int]:
+             grace: float = DISCOVERY_GRACE_SECONDS,
+             unanswered: dict[str, int] | None = None) -> dict[int, int]:
   """``{partition id: node id}`` of the connected nodes, asking only nodes not in
   ``known`` (a node restarted under a new id is asked again; a node gone is dropped).
 
   Returns once every node asked has answered, or ``grace`` seconds after ``wait_for``
   partitions became known (a node that is listed but dead is not waited for), or after
   ``timeout`` seconds.
+
+  ``unanswered`` (message id -> node; updated in place): the questions of earlier
+  discoveries no answer has come to yet. Their nodes are not asked again nor waited for
+  (a node listed but dead costs the grace once, not every round); an answer that comes
+  late still counts.
   """
   partitions = dict(known)
   deadline = time.monotonic() + timeout
   enough_at = 0.0  # when wait_for partitions were first known
-  pending: dict[str, int] = {}  # message id -> node asked, no answer yet
+  earlier = {} if unanswered is None else unanswered
+  pending: dict[str, int] = {}  # message id -> node asked here, no answer yet
   while True:
     connected = set(grid.get_node_ids())
     partitions = {p: n for p, n in partitions.items() if n in connected}
-    new = sorted(connected - set(partitions.values()) - set(pending.values()))
+    for message_id in [m for m, n in earlier.items() if n not in connected]:
+      del earlier[message_id]  # a node gone: its question is void
+    waiting = set(pending.values()) | set(earlier.values())
+    new = sorted(connected - set(partitions.values()) - waiting)
     if new:
       asked = [Message(RecordDict(), dst_node_id=n, message_type=M.QUERY, group_id="discovery")
                for n in new]
       pending.update(zip(grid.push_messages(asked), new))
-    for reply in grid.pull_messages(list(pending)) if pending else ():
+    outstanding = [*pending, *earlier]
+    for reply in grid.pull_messages(outstanding) if outstanding else ():
       pending.pop(reply.metadata.reply_to_message_id, None)
+      earlier.pop(reply.metadata.reply_to_message_id, None)
       if reply.has_error():
         log(f"discovery: node {reply.metadata.src_node_id}: {reply.error.reason}")
         continue
@@ -148,12 +160,14 @@ def discover(grid: Grid, num_clients: int, known: dict[int, int], wait_for: int,
     now = time.monotonic()
     if len(partitions) >= wait_for:
       if not pending:
-        return partitions
+        break
       if not enough_at:
         enough_at, deadline = now, min(deadline, now + grace)
     if now >= deadline:
-      return partitions
+      break
     time.sleep(DISCOVERY_POLL_SECONDS)
+  earlier.update(pending)
+  return partitions
 
 
 def setup_files(exp: Any, workdir: str, tasks: TaskSchedule | None = None) -> dict[str, bytes]:
@@ -176,6 +190,7 @@ class GridRounds(RoundExecutor):
   def __init__(self, grid: Grid, settings: RunSettings):
     self.grid, self.settings = grid, settings
     self.strategy: FedBBPTStrategy | None = None
+    self.unanswered: dict[str, int] = {}  # discovery questions still without an answer
 
   def build(self, config: ml_collections.ConfigDict, workdir: str,
             wrap_blackbox: Any, log: Callable[[str], None]) -> Any:
@@ -187,7 +202,7 @@ class GridRounds(RoundExecutor):
     self.workdir, self.log, self.num_clients = workdir, log, num_clients
     wait_for = settings.min_nodes or num_clients
     self.partitions = discover(self.grid, num_clients, {}, wait_for, settings.discover_timeout,
-                               log)
+                               log, unanswered=self.unanswered)
     if len(self.partitions) < wait_for:
       raise RuntimeError(
           f"only partitions {sorted(self.partitions)} of {num_clients} connected within "
@@ -239,7 +254,8 @@ class GridRounds(RoundExecutor):
   def round(self, r: int, exps: list[Any]) -> list[RoundOutcome]:
     strategy = self.strategy
     known = {p: n for p, n in strategy.partitions.items() if p not in strategy.silent()}
-    strategy.partitions = discover(self.grid, self.num_clients, known, 0, 5.0, self.log)
+    strategy.partitions = discover(self.grid, self.num_clients, known, 0, 5.0, self.log,
+                                   unanswered=self.unanswered)
     self.gather.partitions = strategy.partitions  # (a task refresh asks these nodes)
     replies = self.grid.send_and_receive(strategy.configure_train(r + 1, None, None, self.grid),
                                          timeout=self.settings.round_timeout)

@@ -95,11 +95,15 @@ def test_a_node_that_never_answers_is_dropped_every_round(tmp_path):
     run_deployment(grid, config, strict, log=lambda line: None)  # min-nodes 0 = every client
   settings = run_settings({"workdir": str(tmp_path / "lenient"), "min-nodes": 2,
                            "discover-timeout": 1.0})
-  summary = run_deployment(InProcessGrid(str(tmp_path / "nodes"), range(3), down=(1,)), config,
-                           settings, log=lambda line: None)
+  grid = InProcessGrid(str(tmp_path / "nodes"), range(3), down=(1,))
+  summary = run_deployment(grid, config, settings, log=lambda line: None)
   got = rows(tmp_path / "lenient")
   assert [(r["survivors"], r["nodes_missing"]) for r in got] == [(2, 1), (2, 1)]
   assert summary["final_accuracy"] > 0
+  # The silent node is asked once, at the first discovery; the rounds' discoveries keep
+  # that question open instead of asking again and waiting out the grace every round.
+  assert grid.sent.count(("query", 1)) == 1
+  assert grid.sent.count(("query", 0)) == 1 and grid.sent.count(("train", 0)) == 2
 
 
 def test_seed_download_rebuilds_the_dense_runs_models(tmp_path):
