@@ -37,9 +37,6 @@ APP_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
 FEDERATION = "loopback"
 QUIET_FLOWER = {"FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1"}
 SERVERAPP_FAILED = "An unhandled exception occurred in the ServerApp"
-# Flower's SuperExec (the SuperLink's and every SuperNode's) looks for a ServerApp or
-# ClientApp to launch every second by default; on loopback a tenth of that.
-QUICK_SUPEREXEC = {"FLWR_SUPEREXEC_TASK_POLL_INTERVAL": "0.1"}
 
 
 def toml_items(values: Mapping[str, Any]) -> str:
@@ -145,21 +142,16 @@ class LoopbackFederation:
     home: Flower's home directory (``FLWR_HOME``): the CLI config, installed apps.
     node_configs: one ``--node-config`` mapping per SuperNode.
     env: extra environment variables for every process (e.g. API keys).
-    quick_nodes: start the SuperNodes through ``quick_supernode`` (Flower's SuperNode
-      with its idle waits capped at 0.2 s instead of 3 s) and let every SuperExec look for
-      apps to launch every 0.1 s (``QUICK_SUPEREXEC``); False: Flower's defaults.
   """
 
   def __init__(self, home: str, node_configs: Sequence[Mapping[str, Any]],
-               env: Mapping[str, str] | None = None, quick_nodes: bool = True):
+               env: Mapping[str, str] | None = None):
     self.home = os.path.abspath(home)
     self.node_configs = [dict(c) for c in node_configs]
     bin_dir = os.path.dirname(sys.executable)  # Flower starts its helpers from PATH
-    self.env = {**os.environ, **QUIET_FLOWER, **(QUICK_SUPEREXEC if quick_nodes else {}),
-                "FLWR_HOME": self.home, **(env or {}),
+    self.env = {**os.environ, **QUIET_FLOWER, "FLWR_HOME": self.home, **(env or {}),
                 "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
     self.port = free_port()
-    self.quick_nodes = quick_nodes
     self.superlink: subprocess.Popen | None = None
     self.nodes: list[subprocess.Popen | None] = []
     self.logs: dict[str, str] = {}
@@ -198,10 +190,8 @@ class LoopbackFederation:
   def _spawn_node(self, i: int) -> int:
     """Starts SuperNode ``i`` without waiting for it; the port it will listen on."""
     port = free_port()
-    launcher = ([sys.executable, "-m", "fedbbpt_jax.flower.quick_supernode"] if self.quick_nodes
-                else [flower_binary("flower-supernode")])
     self.nodes[i] = self._start(f"supernode{i}", [
-        *launcher, "--insecure", "--superlink",
+        flower_binary("flower-supernode"), "--insecure", "--superlink",
         f"{LOOPBACK}:{self.port}", "--host", LOOPBACK, "--port", str(port), "--node-config",
         toml_items(self.node_configs[i])])
     return port
