@@ -212,7 +212,7 @@ class GridRounds(RoundExecutor):
                               for p, n in sorted(self.partitions.items())))
     self.config_json = config_to_json(config)
     self.gather = DeploymentGather(self.grid, self.partitions, self.setup_entries,
-                                   settings.round_timeout, log)
+                                   settings.setup_timeout, log)
     sizes = client_sizes(self.gather.by_partition(CLIENT_SIZE, {}), num_clients)
     return build_experiment(config, workdir=workdir, wrap_blackbox=wrap_blackbox,
                             role=SERVER, client_sizes=sizes, gather=self.gather)

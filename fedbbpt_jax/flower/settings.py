@@ -6,7 +6,9 @@ experiment config on the wire.
   ``path.py[:mode]``), ``overrides`` (``"client.upload=seeds train.rounds=2"``),
   ``workdir`` (the server's run directory: checkpoints, metrics, summary; rerunning
   with the same workdir resumes), ``round-timeout`` (seconds to wait for a round's
-  replies; a node that has not answered by then counts as dropped), ``min-nodes``
+  replies; a node that has not answered by then counts as dropped), ``setup-timeout``
+  (seconds to wait for the nodes' answers to a set-up statistic: a node's first answer
+  includes starting its worker and building the experiment), ``min-nodes``
   (partitions that must be connected before round 1; 0 = every client) and
   ``discover-timeout`` (seconds to wait for them) and ``download`` (``'dense'``: the
   global model; ``'seeds'``: the rounds' seed uploads, replayed by the node,
@@ -43,7 +45,8 @@ import ml_collections
 from fedbbpt_jax.core import ConfigError
 
 RUN_CONFIG_DEFAULTS = {"config": "configs/fmnist_effnet.py:smoke", "overrides": "",
-                       "workdir": "", "round-timeout": 600.0, "min-nodes": 0,
+                       "workdir": "", "round-timeout": 600.0, "setup-timeout": 600.0,
+                       "min-nodes": 0,
                        "discover-timeout": 120.0, "download": "dense", "imports": ""}
 # Fields a node may set for itself: where its data lie and how it reaches the provider.
 NODE_LOCAL_FIELDS = ("data.source_dir", "data.tfds_dir", "blackbox.url", "blackbox.api_key_env",
@@ -163,6 +166,7 @@ class RunSettings:
   discover_timeout: float
   download: str = "dense"
   imports: str = ""
+  setup_timeout: float = 600.0
 
 
 def run_settings(run_config: Mapping[str, Any]) -> RunSettings:
@@ -178,12 +182,15 @@ def run_settings(run_config: Mapping[str, Any]) -> RunSettings:
                            min_nodes=int(values["min-nodes"]),
                            discover_timeout=float(values["discover-timeout"]),
                            download=str(values["download"]),
-                           imports=str(values["imports"]))
+                           imports=str(values["imports"]),
+                           setup_timeout=float(values["setup-timeout"]))
   except (TypeError, ValueError) as e:
     raise ConfigError(f"run config: {e}") from None
-  if not settings.round_timeout > 0 or not settings.discover_timeout > 0:
-    raise ConfigError(f"run config 'round-timeout'={settings.round_timeout} and "
-                      f"'discover-timeout'={settings.discover_timeout} must be > 0 seconds")
+  for key, value in (("round-timeout", settings.round_timeout),
+                     ("setup-timeout", settings.setup_timeout),
+                     ("discover-timeout", settings.discover_timeout)):
+    if not value > 0:
+      raise ConfigError(f"run config '{key}'={value} must be > 0 seconds")
   if settings.min_nodes < 0:
     raise ConfigError(f"run config 'min-nodes'={settings.min_nodes} must be >= 0 "
                       "(0 = every client)")

@@ -81,6 +81,12 @@ def test_run_config_is_checked():
     run_settings({})
   with pytest.raises(ConfigError, match="'round-timeout'=0.0"):
     run_settings({"workdir": "w", "round-timeout": 0})
+  # The set-up statistics wait on their own timeout (a node's first answer starts its
+  # worker), not on a short round timeout.
+  assert settings.setup_timeout == 600.0
+  assert run_settings({"workdir": "w", "setup-timeout": 90}).setup_timeout == 90.0
+  with pytest.raises(ConfigError, match="'setup-timeout'=-1.0 must be > 0 seconds"):
+    run_settings({"workdir": "w", "setup-timeout": -1})
   with pytest.raises(ConfigError, match="'min-nodes'=-1"):
     run_settings({"workdir": "w", "min-nodes": -1})
 

@@ -28,7 +28,7 @@ def test_killed_node_and_server_resume(federation, service, tmp_path):
   workdir = str(tmp_path / "flower")
   overrides = f"{BASE} blackbox.url={service.url}".replace("train.rounds=2", "train.rounds=1")
   run_config = {**RUN, "overrides": overrides,
-                "workdir": workdir, "round-timeout": 30.0, "min-nodes": NODES}
+                "workdir": workdir, "round-timeout": 20.0, "min-nodes": NODES}
   background = federation.start_run(run_config)
   try:
     log = federation.logs["supernode2"]

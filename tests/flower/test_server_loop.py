@@ -94,7 +94,8 @@ def test_a_node_that_never_answers_is_dropped_every_round(tmp_path):
   with pytest.raises(RuntimeError, match=r"only partitions \[0, 2\] of 3 connected"):
     run_deployment(grid, config, strict, log=lambda line: None)  # min-nodes 0 = every client
   settings = run_settings({"workdir": str(tmp_path / "lenient"), "min-nodes": 2,
-                           "discover-timeout": 1.0})
+                           "discover-timeout": 1.0, "round-timeout": 70.0,
+                           "setup-timeout": 90.0})
   grid = InProcessGrid(str(tmp_path / "nodes"), range(3), down=(1,))
   summary = run_deployment(grid, config, settings, log=lambda line: None)
   got = rows(tmp_path / "lenient")
@@ -104,6 +105,8 @@ def test_a_node_that_never_answers_is_dropped_every_round(tmp_path):
   # that question open instead of asking again and waiting out the grace every round.
   assert grid.sent.count(("query", 1)) == 1
   assert grid.sent.count(("query", 0)) == 1 and grid.sent.count(("train", 0)) == 2
+  # Set-up statistics wait `setup-timeout`, rounds `round-timeout`.
+  assert sorted(set(grid.waits)) == [("query.setup", 90.0), ("train", 70.0)]
 
 
 def test_seed_download_rebuilds_the_dense_runs_models(tmp_path):

@@ -39,6 +39,7 @@ class InProcessGrid(Grid):
     self.sent = []  # (message type, partition) of every message delivered
     self.replies = {}  # message id -> reply not yet pulled
     self.pulled = []  # the message ids each pull_messages call asked for
+    self.waits = []  # (message type, timeout) of each send_and_receive
 
   def set_run(self, run):
     self._run = run
@@ -81,5 +82,9 @@ class InProcessGrid(Grid):
     return [self.replies.pop(i) for i in list(message_ids) if i in self.replies]
 
   def send_and_receive(self, messages, *, timeout=None):
-    """Every reply at once: a node that is ``down`` is not waited for."""
+    """Every reply at once: a node that is ``down`` is not waited for. Records
+    ``(message type, timeout)`` in ``waits``."""
+    messages = list(messages)
+    if messages:
+      self.waits.append((messages[0].metadata.message_type, timeout))
     return self.pull_messages(self.push_messages(messages))
