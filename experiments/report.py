@@ -1,6 +1,7 @@
 """Writes a sweep report: a methods x tasks table (mean ± std over seeds) and plots.
 
     python -m experiments.report DIR [DIR ...] [--out=DIR] [--reference=TASK=NAME:ACC ...]
+    python -m experiments.report REPORT_DIR --from_csv --reference=TASK=NAME:ACC
 
 Reads every run (``summary.json`` + ``config.json``) below the given directories
 and writes ``report.md``, ``report.csv``, ``accuracy_<task>.png`` (accuracy vs
@@ -13,6 +14,10 @@ distance against rounds). DP-FedAvg runs add accuracy against ε (table and
 method's accuracy against that reference (e.g. the strongest unprompted label mapping of
 the task's data). Zero-shot and local-only rows are read from the Fed-BBPT runs'
 summaries, not from separate runs.
+
+``--from_csv``: the directory holds an earlier report (``report.md``, ``report.csv``) whose
+runs are gone; the reference table is computed from ``report.csv`` (mean and std over seeds
+per method) and written at the end of ``report.md``, replacing one written this way before.
 """
 
 from __future__ import annotations
@@ -25,12 +30,16 @@ from experiments.report_plots import write_plots
 from experiments.report_privacy import plot_privacy, privacy_table
 from experiments.report_records import read_runs
 from experiments.report_table import (build_cells, decentralized_table, markdown_tables,
-                                      reference_table, write_csv)
+                                      reference_table, reference_table_from_csv, write_csv)
 
 _OUT = flags.DEFINE_string("out", None, "output directory (default: the first DIR)")
 _REFERENCE = flags.DEFINE_multi_string(
     "reference", [], "TASK=NAME:ACCURACY (accuracy in [0, 1]), e.g. "
     "'fashion_mnist=top-50 mapping:0.5745': adds every method's accuracy against it")
+_FROM_CSV = flags.DEFINE_bool(
+    "from_csv", False, "add the --reference table to the report.md of DIR from its "
+    "report.csv (the runs need not exist)")
+CSV_REFERENCE_MARK = "<!-- reference table from report.csv -->"
 
 
 def parse_references(specs: list[str]) -> dict[str, tuple[str, float]]:
@@ -89,10 +98,33 @@ def write_report(dirs: list[str], out: str | None = None,
   return [md_path, csv_path] + plots
 
 
+def add_reference_from_csv(directory: str, references: dict[str, tuple[str, float]]) -> str:
+  """Writes the reference table computed from ``directory/report.csv`` at the end of its
+  ``report.md`` (after ``CSV_REFERENCE_MARK``, replacing what an earlier call put there);
+  returns the path.
+
+  Raises:
+    ValueError: no reference names a task of the report.
+  """
+  table = reference_table_from_csv(os.path.join(directory, "report.csv"), references)
+  if not table:
+    raise ValueError(f"no --reference names a task of {directory}/report.csv")
+  path = os.path.join(directory, "report.md")
+  with open(path) as f:
+    text = f.read().split("\n" + CSV_REFERENCE_MARK)[0].rstrip("\n") + "\n"
+  with open(path, "w") as f:
+    f.write(f"{text}\n{CSV_REFERENCE_MARK}\n\n{table}")
+  return path
+
+
 def main(argv: list[str]) -> None:
   dirs = argv[1:]
   if not dirs:
     raise app.UsageError("give one or more directories holding runs")
+  if _FROM_CSV.value:
+    for directory in dirs:
+      print(add_reference_from_csv(directory, parse_references(_REFERENCE.value)))
+    return
   for path in write_report(dirs, _OUT.value, parse_references(_REFERENCE.value)):
     print(path)
 

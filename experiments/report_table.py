@@ -154,23 +154,57 @@ def reference_table(cells: list[Cell], references: dict[str, tuple[str, float]])
   """Markdown: every method's final accuracy against a reference accuracy of its task
   (``references``: task -> (name, accuracy in [0, 1]), e.g. the strongest unprompted label
   mapping), in points: mean ± std over seeds of (run - reference). Empty without one."""
-  tasks = sorted({c.task for c in cells} & set(references))
+  stats = {}
+  for c in cells:
+    if c.task in references and not any(a is None for a in c.accuracy):
+      stats[(c.method, c.task)] = mean_std([100 * (a - references[c.task][1])
+                                            for a in c.accuracy])
+  return reference_markdown(stats, {c.task for c in cells},
+                            {c.method for c in cells if c.task in references}, references)
+
+
+def reference_markdown(stats: dict[tuple[str, str], tuple[float, float]], tasks: set[str],
+                       methods: set[str], references: dict[str, tuple[str, float]],
+                       title: str = "### Final test accuracy against a reference (points), "
+                       "mean ± std over seeds") -> str:
+  """The reference table's Markdown from ``stats``: (method, task) -> (mean, std) of the
+  per-seed differences in points, one row per method of ``methods``; "–" where a pair has
+  none."""
+  tasks = sorted(tasks & set(references))
   if not tasks:
     return ""
-  methods = sorted({c.method for c in cells if c.task in tasks}, key=method_rank)
-  index = {(c.method, c.task): c for c in cells}
-  lines = ["### Final test accuracy against a reference (points), mean ± std over seeds", "",
+  methods = sorted(methods, key=method_rank)
+  lines = [title, "",
            "| method | " + " | ".join(f"{t} vs {references[t][0]} ({100 * references[t][1]:.2f})"
                                       for t in tasks) + " |", "|---|" + "---|" * len(tasks)]
-  def gain(cell: Cell | None, task: str) -> str:
-    if cell is None or any(a is None for a in cell.accuracy):
+
+  def gain(method: str, task: str) -> str:
+    if (method, task) not in stats:
       return "–"
-    mean, std = mean_std([100 * (a - references[task][1]) for a in cell.accuracy])
+    mean, std = stats[(method, task)]
     return f"{mean:+.2f} ± {std:.2f}"
 
   for m in methods:
-    lines.append(f"| {m} | " + " | ".join(gain(index.get((m, t)), t) for t in tasks) + " |")
+    lines.append(f"| {m} | " + " | ".join(gain(m, t) for t in tasks) + " |")
   return "\n".join(lines + [""])
+
+
+def reference_table_from_csv(path: str, references: dict[str, tuple[str, float]]) -> str:
+  """The reference table of an existing report from its ``report.csv`` alone (the runs may be
+  gone): mean(run - reference) = mean(run) - reference, and the std over seeds is the
+  accuracy's own."""
+  stats = {}
+  with open(path, newline="") as f:
+    rows = list(csv.DictReader(f))
+  for row in rows:
+    if row["task"] in references and row["accuracy_mean"] not in ("", "nan"):
+      stats[(row["method"], row["task"])] = (
+          100 * (float(row["accuracy_mean"]) - references[row["task"]][1]),
+          100 * float(row["accuracy_std"] or 0.0))
+  return reference_markdown(stats, {r["task"] for r in rows},
+                            {r["method"] for r in rows if r["task"] in references},
+                            references, title="### Final test accuracy against a reference "
+                            "(points), mean ± std over seeds (from report.csv)")
 
 
 # Decentralized runs' own entries (``summary.json``): (column title, key, scale, digits).

@@ -12,7 +12,7 @@ import os
 import numpy as np
 import pytest
 
-from experiments.report import parse_references, write_report
+from experiments.report import add_reference_from_csv, parse_references, write_report
 from experiments.report_plots import baseline_zero_shot
 from experiments.report_records import read_runs
 from experiments.sweep import plan_groups, run_sweep
@@ -314,6 +314,28 @@ def test_dp_runs_get_an_accuracy_against_epsilon_table_and_plot(tmp_path):
              and line.endswith("| +5.50 ± 0.71 |") for line in lines)
   with pytest.raises(ValueError, match="--reference='digits=0.45': expected TASK=NAME:ACCURACY"):
     parse_references(["digits=0.45"])
+  # A report whose runs are gone gets the same table from its report.csv alone, appended
+  # once: a second call replaces it.
+  def reference_block(text_lines):
+    start = next(i for i, line in enumerate(text_lines) if "vs top-50 mapping" in line)
+    end = next(i for i in range(start, len(text_lines) + 1)
+               if i == len(text_lines) or not text_lines[i].startswith("|"))
+    return text_lines[start:end]
+
+  runs_table = reference_block(lines)
+  os.makedirs(tmp_path / "old")
+  for name in ("report.md", "report.csv"):
+    (tmp_path / "old" / name).write_bytes((tmp_path / name).read_bytes())
+  (tmp_path / "old" / "report.md").write_text("# Sweep report\n\nold tables\n")
+  for _ in range(2):
+    add_reference_from_csv(str(tmp_path / "old"), parse_references(["digits=top-50 mapping:0.45"]))
+  old = (tmp_path / "old" / "report.md").read_text()
+  assert old.startswith("# Sweep report\n\nold tables\n\n<!-- reference table") \
+      and old.count("<!-- reference table from report.csv -->") == 1
+  csv_table = reference_block(old.splitlines())
+  assert csv_table == runs_table and len(csv_table) == 6  # header, rule, 4 variants
+  with pytest.raises(ValueError, match="no --reference names a task"):
+    add_reference_from_csv(str(tmp_path / "old"), parse_references(["cifar=x:0.5"]))
   # The accuracy figure's zero-shot line comes from the Fed-BBPT runs even when every one of
   # them is a labelled variant (no method is plain "Fed-BBPT" here).
   runs = read_runs([str(tmp_path)])
