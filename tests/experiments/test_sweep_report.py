@@ -360,3 +360,15 @@ def test_cross_device_dp_sweep_differs_only_in_the_servers_aggregate():
     clip = by_name[f"cliponly_s{seed}"]
     assert (clip.server.dp.noise_multiplier, clip.server.dp.target_epsilon) == (0.0, 0.0)
     assert clip.data == plain.data and clip.train == plain.train
+
+
+def test_cross_device_clip_sweep_is_the_eps8_points_with_a_smaller_clip_only():
+  original = {p.name: p.config for p in load_sweep("configs/sweeps/dp_cross_device.py")}
+  points = load_sweep("configs/sweeps/dp_cross_device_clip.py")
+  assert [p.name for p in points] == [f"eps8_clip025_s{s}" for s in (0, 1, 2)]
+  for seed, p in enumerate(points):
+    validate_config(p.config)
+    reference = original[f"eps8_s{seed}"]
+    assert p.config.server.dp.clip_norm == 0.25 and reference.server.dp.clip_norm == 1.0
+    p.config.server.dp.clip_norm = 1.0
+    assert p.config == reference
