@@ -1,7 +1,8 @@
 """The report's privacy part: accuracy against the ε of DP-FedAvg runs, table and plot.
 
 DP runs are those whose ``summary.json`` holds ``dp_epsilon`` (``server.aggregator=
-'dp_gaussian'``); per task they are grouped by noise multiplier (one ε each), and every
+'dp_gaussian'``); per task they are grouped by noise multiplier (one ε each) and clip norm
+(a row each in the table, a line per clip norm in the plot), and every
 other run of the task that is not DP (the same sweep's "no DP" points) is the
 reference row; DP runs with noise multiplier 0 (ε = ∞: the clipped aggregate without its
 noise) are a row "clipping only" and a line in the plot. Mean ± std over seeds (ddof 1).
@@ -25,16 +26,20 @@ from experiments.report_table import mean_std  # noqa: E402
 
 
 def dp_groups(runs: list[RunRecord]) -> dict[str, tuple[list[RunRecord], list[list[RunRecord]]]]:
-  """Per task with DP runs: ``(no-DP runs, DP runs grouped by noise multiplier, ε ascending)``."""
+  """Per task with DP runs: ``(no-DP runs, DP runs grouped by (noise multiplier, clip norm),
+  ε ascending, then clip norm)``."""
   out = {}
   for task in sorted({r.task for r in runs if r.summary.get("dp_epsilon") is not None}):
     mine = [r for r in runs if r.task == task]
     plain = [r for r in mine if r.summary.get("dp_epsilon") is None]
-    by_z: dict[float, list[RunRecord]] = {}
+    by_setting: dict[tuple[float, float], list[RunRecord]] = {}
     for r in mine:
       if r.summary.get("dp_epsilon") is not None:
-        by_z.setdefault(float(r.summary["dp_noise_multiplier"]), []).append(r)
-    groups = sorted(by_z.values(), key=lambda g: np.mean([r.summary["dp_epsilon"] for r in g]))
+        by_setting.setdefault((float(r.summary["dp_noise_multiplier"]),
+                               float(r.summary["dp_clip_norm"])), []).append(r)
+    groups = sorted(by_setting.values(),
+                    key=lambda g: (np.mean([r.summary["dp_epsilon"] for r in g]),
+                                   g[0].summary["dp_clip_norm"]))
     out[task] = (plain, groups)
   return out
 
@@ -100,17 +105,22 @@ def plot_privacy(runs: list[RunRecord], out: str) -> list[str]:
     clip_only = [g for g in groups if not np.isfinite(np.mean([r.summary["dp_epsilon"]
                                                                for r in g]))]
     groups = [g for g in groups if g not in clip_only]
-    eps = [np.mean([r.summary["dp_epsilon"] for r in g]) for g in groups]
-    stats = [mean_std([r.summary["final_accuracy"] for r in g]) for g in groups]
-    ax.errorbar(eps, [100 * m for m, _ in stats], yerr=[100 * s for _, s in stats],
-                marker="o", capsize=3, label="DP-FedAvg (mean ± std over seeds)")
+    norms = sorted({g[0].summary["dp_clip_norm"] for g in groups}, reverse=True)
+    for norm in norms:  # one line per clip norm S
+      mine = [g for g in groups if g[0].summary["dp_clip_norm"] == norm]
+      eps = [np.mean([r.summary["dp_epsilon"] for r in g]) for g in mine]
+      stats = [mean_std([r.summary["final_accuracy"] for r in g]) for g in mine]
+      ax.errorbar(eps, [100 * m for m, _ in stats], yerr=[100 * s for _, s in stats],
+                  marker="o", capsize=3,
+                  label=f"DP-FedAvg, S = {norm:g} (mean ± std over seeds)")
     if plain:
       m, s = mean_std([r.summary["final_accuracy"] for r in plain])
       ax.axhline(100 * m, color="tab:green", label="no DP")
       ax.axhspan(100 * (m - s), 100 * (m + s), color="tab:green", alpha=0.15)
     for g in clip_only:  # z = 0: DP's clipped aggregate without its noise (ε = ∞)
       m, _ = mean_std([r.summary["final_accuracy"] for r in g])
-      ax.axhline(100 * m, color="tab:orange", ls=":", label="clipping only, no noise")
+      ax.axhline(100 * m, color="tab:purple", ls=":",
+                 label=f"clipping only, no noise (S = {g[0].summary['dp_clip_norm']:g})")
     zero_shot = [r.summary.get("zero_shot_accuracy") for r in plain
                  if r.summary.get("zero_shot_accuracy") is not None]
     if zero_shot:

@@ -372,3 +372,26 @@ def test_cross_device_clip_sweep_is_the_eps8_points_with_a_smaller_clip_only():
     assert p.config.server.dp.clip_norm == 0.25 and reference.server.dp.clip_norm == 1.0
     p.config.server.dp.clip_norm = 1.0
     assert p.config == reference
+
+
+def test_dp_runs_at_one_epsilon_with_two_clip_norms_are_two_rows(tmp_path):
+  for seed in (0, 1):
+    for clip, accuracy in ((1.0, 0.40), (0.25, 0.46)):
+      d = tmp_path / f"s{seed}_clip{clip}"
+      d.mkdir()
+      config = {"seed": seed, "data": {"name": "digits"}, "task": {"family": "image"},
+                "server": {"algorithm": "fedbbpt", "aggregator": "dp_gaussian",
+                           "dp": {"noise_multiplier": 1.5, "clip_norm": clip}}}
+      summary = {"algorithm": "fedbbpt", "final_accuracy": accuracy + seed / 100,
+                 "final_macro_f1": 0.3, "black_box_queries": 100, "zero_shot_accuracy": 0.2,
+                 "dp_epsilon": 10.0, "dp_delta": 1e-5, "dp_noise_multiplier": 1.5,
+                 "dp_clip_norm": clip}
+      (d / "config.json").write_text(json.dumps(config))
+      (d / "summary.json").write_text(json.dumps(summary))
+      (d / "metrics.jsonl").write_text(json.dumps({"round": 1, "test_accuracy": accuracy,
+                                                   "bb_examples": 100}) + "\n")
+  write_report([str(tmp_path)])
+  rows = [line for line in open(tmp_path / "report.md").read().splitlines()
+          if line.startswith("| DP (n=2)")]
+  # Same ε, a row per clip norm (the smaller S first), each over its own two seeds.
+  assert [r.split(" | ")[3:5] for r in rows] == [["0.25", "46.50 ± 0.71"], ["1", "40.50 ± 0.71"]]
