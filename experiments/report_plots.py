@@ -39,7 +39,7 @@ def slug(text: str) -> str:
 def baseline_zero_shot(runs: list[RunRecord]) -> float | None:
   """Mean zero-shot accuracy of the Fed-BBPT runs (any variant of them), or None."""
   zs = [r.summary["zero_shot_accuracy"] for r in runs
-        if (r.method == BASELINE_SOURCE or r.method.startswith(BASELINE_SOURCE + " ["))
+        if r.method.split(" [")[0] == BASELINE_SOURCE  # the method or a labelled variant
         and r.summary.get("zero_shot_accuracy") is not None]
   return float(np.mean(zs)) if zs else None
 

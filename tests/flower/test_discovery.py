@@ -5,18 +5,10 @@ waited for; its late answer still counts."""
 import time
 import types
 
-import pytest
-from flwr.supercore.task_identity import TaskIdentity
 
 from fedbbpt_jax.flower import messages as M
 from fedbbpt_jax.flower.server_app import discover
 
-
-@pytest.fixture(autouse=True)
-def task_identity(monkeypatch):
-  """Flower messages are made inside a ServerApp's run; here, a fixed one."""
-  for name in ("_run_id", "_node_id", "_task_id"):
-    monkeypatch.setattr(TaskIdentity, name, 1)
 
 
 def answer(question_id, node):

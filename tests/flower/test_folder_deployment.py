@@ -14,7 +14,6 @@ import shutil
 
 import numpy as np
 import pytest
-from flwr.supercore.task_identity import TaskIdentity
 
 from configs import fmnist_effnet
 from fedbbpt_jax.flower.server_app import run_deployment
@@ -26,11 +25,6 @@ from tests.helpers.inprocess_grid import InProcessGrid
 from tests.helpers.overrides import with_overrides
 from tests.helpers.tiny_models import tiny
 
-
-@pytest.fixture(autouse=True)
-def task_identity(monkeypatch):
-  for name in ("_run_id", "_node_id", "_task_id"):
-    monkeypatch.setattr(TaskIdentity, name, 1)
 
 
 def config(root):

@@ -10,7 +10,6 @@ rounds equal the simulation.
 
 import numpy as np
 import pytest
-from flwr.supercore.task_identity import TaskIdentity
 
 from configs.instruction import get_config
 from fedbbpt_jax.flower.server_app import run_deployment
@@ -25,11 +24,6 @@ from tests.helpers.instruction_tasks import write_words_task
 from tests.helpers.overrides import with_overrides
 from tests.helpers.tiny_gpt2 import write_tiny_gpt2
 
-
-@pytest.fixture(autouse=True)
-def task_identity(monkeypatch):
-  for name in ("_run_id", "_node_id", "_task_id"):
-    monkeypatch.setattr(TaskIdentity, name, 1)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.common.constant import ErrorCode
-from flwr.supercore.task_identity import TaskIdentity
 
 from configs.fmnist_effnet import get_config
 from fedbbpt_jax.flower import messages as M
@@ -29,12 +28,6 @@ from tests.helpers.tiny_models import tiny
 NODE_IDS = {0: 1000, 1: 1001, 2: 1002}  # as InProcessGrid numbers them
 RAISED = ErrorCode.CLIENT_APP_RAISED_EXCEPTION
 
-
-@pytest.fixture(autouse=True)
-def task_identity(monkeypatch):
-  """What a Flower process sets before messages are made (run, node and task ids)."""
-  for name in ("_run_id", "_node_id", "_task_id"):
-    monkeypatch.setattr(TaskIdentity, name, 1)
 
 
 def smoke(rounds=2):

@@ -5,17 +5,11 @@ loopback deployments (``test_deployment*.py``) run it over a real SuperLink."""
 
 import pytest
 from flwr.app import Message, RecordDict
-from flwr.supercore.task_identity import TaskIdentity
 
 from fedbbpt_jax.flower import messages as M
 from fedbbpt_jax.flower.server_app import PromptGrid
 from tests.helpers.inprocess_grid import InProcessGrid
 
-
-@pytest.fixture(autouse=True)
-def task_identity(monkeypatch):
-  for name in ("_run_id", "_node_id", "_task_id"):
-    monkeypatch.setattr(TaskIdentity, name, 1)
 
 
 def queries(grid):

@@ -10,7 +10,6 @@ import os
 import jax
 import numpy as np
 import pytest
-from flwr.supercore.task_identity import TaskIdentity
 
 from configs.fmnist_effnet import get_config
 from fedbbpt_jax.flower.server_app import run_deployment
@@ -25,11 +24,6 @@ pytestmark = pytest.mark.slow  # make test-quick leaves it out
 
 ROUNDS = 3
 
-
-@pytest.fixture(autouse=True)
-def task_identity(monkeypatch):
-  for name in ("_run_id", "_node_id", "_task_id"):
-    monkeypatch.setattr(TaskIdentity, name, 1)
 
 
 def ilm_config(rounds=ROUNDS):

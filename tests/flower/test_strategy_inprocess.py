@@ -10,7 +10,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flwr.app import ArrayRecord, Context, MetricRecord, RecordDict
-from flwr.supercore.task_identity import TaskIdentity
 
 from configs.fmnist_effnet import get_config
 from fedbbpt_jax.flower import messages as M
@@ -26,13 +25,6 @@ from tests.helpers.tiny_models import tiny
 
 NODE_IDS = {0: 101, 1: 202, 2: 303}
 
-
-@pytest.fixture(autouse=True)
-def task_identity(monkeypatch):
-  """What a Flower process sets before messages are made (run, node and task ids)."""
-  monkeypatch.setattr(TaskIdentity, "_run_id", 1)
-  monkeypatch.setattr(TaskIdentity, "_node_id", 1)
-  monkeypatch.setattr(TaskIdentity, "_task_id", 1)
 
 
 def smoke(upload="dense", **server):
